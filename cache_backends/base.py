@@ -1,0 +1,59 @@
+"""The one small interface every store implements.
+
+A store maps string keys to byte strings. ``put`` is atomic: a reader sees the old value or
+the new one, never a part. ``lock`` guards read-modify-write sequences (merging entries into
+a stored package) across processes where the store can; elsewhere the last writer wins,
+which loses nothing that the next compile would not add back.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class Stat:
+    """Facts about one stored value (times are UNIX seconds; None where unknown)."""
+
+    key: str
+    size: int
+    created: float | None = None
+    last_used: float | None = None
+    path: str | None = None  # the file that holds it, for stores with files
+
+
+class CacheBackend(abc.ABC):
+    """Bytes by key. Implementations raise ``precompile.errors.StoreError`` on failure."""
+
+    #: Human-readable location, for messages (``/home/u/.cache/precompile``, ``memory://``).
+    url: str = ""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The value, or None if absent. A hit counts as a use (for LRU eviction)."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store atomically, replacing any previous value."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove; True if something was removed."""
+
+    @abc.abstractmethod
+    def list(self) -> Iterator[str]:
+        """Every key currently stored."""
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> Stat | None:
+        """Size and times of one key, or None if absent."""
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
+        """Exclusive section for read-modify-write of ``key`` (no-op by default)."""
+        yield
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

@@ -1,0 +1,167 @@
+"""LocalDirBackend: the default store, a directory of package files.
+
+Layout: ``<root>/<key>.pcpkg`` plus ``<root>/.locks/<key>.lock``. Writes go to a temp file
+in the same directory and are renamed into place, so readers never see a partial file and a
+crash mid-write leaves the previous package intact. ``filelock`` serializes read-modify-write
+(merging entries) between processes. Directories precompile creates are owner-only (0700):
+packages hold code that will be executed.
+
+Reads refresh a file's access time, which is what ``max_bytes`` eviction (least recently
+used first) and ``precompile ls`` report as "last used".
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+
+import filelock
+
+from precompile.errors import StoreError
+
+from .base import CacheBackend, Stat
+
+SUFFIX = ".pcpkg"
+_TMP_PREFIX = ".tmp-"
+_STALE_TMP_SECONDS = 3600
+
+
+class LocalDirBackend(CacheBackend):
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None) -> None:
+        self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        self.url = self.root
+        self.max_bytes = max_bytes
+
+    # ---------------------------------------------------------------- paths
+
+    def path_for(self, key: str) -> str:
+        if not key or "/" in key or "\\" in key or key.startswith("."):
+            raise StoreError(f"invalid cache key {key!r}")
+        return os.path.join(self.root, key + SUFFIX)
+
+    def _ensure_root(self) -> None:
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            os.makedirs(os.path.join(self.root, ".locks"), mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create cache directory {self.root}: {e.strerror}. "
+                             "Point PRECOMPILE_CACHE_DIR (or cache_dir=) at a writable "
+                             "directory") from e
+
+    # ------------------------------------------------------------ interface
+
+    def get(self, key: str) -> bytes | None:
+        path = self.path_for(key)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StoreError(f"cannot read {path}: {e.strerror}") from e
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            os.utime(path, (time.time(), st.st_mtime))
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self.path_for(key)
+        self._ensure_root()
+        fd, tmp = -1, ""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
+            with os.fdopen(fd, "wb") as fh:
+                fd = -1
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+            tmp = ""
+        except OSError as e:
+            hint = " (disk full)" if e.errno == errno.ENOSPC else ""
+            raise StoreError(f"cannot write {path}: {e.strerror}{hint}. The program goes on "
+                             "without saving; free space or fix permissions") from e
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        if self.max_bytes is not None:
+            self.evict(self.max_bytes, keep={key})
+
+    def delete(self, key: str) -> bool:
+        try:
+            os.unlink(self.path_for(key))
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise StoreError(f"cannot delete {self.path_for(key)}: {e.strerror}") from e
+
+    def list(self) -> Iterator[str]:
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return iter(())
+        except OSError as e:
+            raise StoreError(f"cannot list {self.root}: {e.strerror}") from e
+        return iter([n[: -len(SUFFIX)] for n in names
+                     if n.endswith(SUFFIX) and not n.startswith(".")])
+
+    def stat(self, key: str) -> Stat | None:
+        path = self.path_for(key)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return Stat(key, st.st_size, created=st.st_mtime, last_used=max(st.st_atime, st.st_mtime),
+                    path=path)
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
+        self._ensure_root()
+        lock_path = os.path.join(self.root, ".locks", key + ".lock")
+        try:
+            with filelock.FileLock(lock_path, timeout=timeout):
+                yield
+        except filelock.Timeout as e:
+            raise StoreError(f"timed out after {timeout}s waiting for {lock_path}; another "
+                             "process holds it. Delete the lock file if that process is gone") from e
+
+    # ------------------------------------------------------------ upkeep
+
+    def evict(self, max_bytes: int, keep: set[str] | None = None) -> list[str]:
+        """Delete least recently used packages until the total is at most ``max_bytes``."""
+        keep = keep or set()
+        stats = [s for s in (self.stat(k) for k in self.list()) if s is not None]
+        total = sum(s.size for s in stats)
+        removed = []
+        for s in sorted(stats, key=lambda s: s.last_used or 0):
+            if total <= max_bytes:
+                break
+            if s.key in keep:
+                continue
+            if self.delete(s.key):
+                total -= s.size
+                removed.append(s.key)
+        self.clean_temp_files()
+        return removed
+
+    def clean_temp_files(self, older_than: float = _STALE_TMP_SECONDS) -> int:
+        """Remove temp files left by writers that died mid-write."""
+        n = 0
+        now = time.time()
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.root):
+                if name.startswith(_TMP_PREFIX):
+                    path = os.path.join(self.root, name)
+                    with contextlib.suppress(OSError):
+                        if now - os.stat(path).st_mtime > older_than:
+                            os.unlink(path)
+                            n += 1
+        return n

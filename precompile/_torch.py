@@ -1,0 +1,375 @@
+"""Every place precompile touches torch internals, and nowhere else.
+
+A torch upgrade should be a one-file job: the rest of precompile only calls the functions
+here. Each function names the engine entry point it wraps. Written against torch 2.13.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import os
+import pickle
+import platform
+import sys
+import types
+import warnings
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from .errors import NotCapturableError
+
+TORCH_VERSION = str(torch.__version__)
+PYTHON_VERSION = platform.python_version()
+
+# Guard kinds that hold a process-specific identity (an id() or a dict version). Dynamo
+# cannot serialize them; precompile drops them from the stored guards and checks the
+# object they guarded by a stable fingerprint when installing instead (see package.py).
+IDENTITY_GUARD_TYPES = frozenset({
+    "DICT_VERSION", "NN_MODULE", "ID_MATCH", "FUNCTION_MATCH", "CLASS_MATCH",
+    "MODULE_MATCH", "CLOSURE_MATCH", "WEAKREF_ALIVE",
+})
+
+# Backend artifact kinds, stored in the package so the reader knows how to rebuild them.
+KIND_AOT_BUNDLED = "aot_bundled"  # AOTAutograd bundled entry (aot_eager, inductor, ...)
+KIND_FX_GRAPH = "fx_graph"  # a pickled fx.GraphModule (backend="eager")
+
+
+# ------------------------------------------------------------------- compiling
+
+
+def functorch_patch(**values: Any) -> Any:
+    """Temporarily set AOTAutograd options (a context manager)."""
+    return torch._functorch.config.patch(**values)
+
+
+def make_backend(backend: Any, mode: str | None, options: dict[str, Any] | None,
+                 dynamic: bool | None) -> Any:
+    """Build the backend object exactly as ``torch.compile`` does (torch/__init__.py)."""
+    if mode is None and options is None:
+        mode = "default"
+    if backend == "inductor":
+        return torch._TorchCompileInductorWrapper(mode, options, dynamic)
+    return torch._TorchCompileWrapper(backend, mode, options, dynamic)
+
+
+def optimize(backend_obj: Any, recorder: Any, *, dynamic: bool | None, fullgraph: bool,
+             guard_filter_fn: Callable[[Sequence[Any]], Sequence[bool]]) -> Any:
+    """``torch._dynamo.optimize`` with our recorder as Dynamo's package object."""
+    return torch._dynamo.optimize(backend=backend_obj, nopython=fullgraph, dynamic=dynamic,
+                                  guard_filter_fn=guard_filter_fn, package=recorder)
+
+
+@dataclasses.dataclass
+class CompiledParts:
+    """What ``torch.compile`` was given, recovered from the object it returned."""
+
+    original: Any
+    backend_obj: Any
+    fullgraph: bool
+    dynamic: bool | None
+
+
+def unwrap_compiled(obj: Any) -> CompiledParts | None:
+    """If ``obj`` came from ``torch.compile``, return the original and its compile settings.
+
+    torch.compile returns an ``OptimizedModule`` (holding ``dynamo_ctx``) or a function whose
+    closure holds the ``OptimizeContext`` as ``self``; the backend object sits at the end of
+    the ``_torchdynamo_orig_backend`` chain of the context's callback.
+    """
+    from torch._dynamo.eval_frame import OptimizedModule, OptimizeContext
+
+    if isinstance(obj, OptimizedModule):
+        ctx, original = obj.dynamo_ctx, obj._orig_mod
+    elif callable(obj) and hasattr(obj, "_torchdynamo_orig_callable"):
+        original = obj._torchdynamo_orig_callable
+        code = getattr(obj, "__code__", None)
+        cells = dict(zip(code.co_freevars, obj.__closure__ or ())) if code else {}
+        ctx = cells["self"].cell_contents if "self" in cells else None
+        if inspect.ismethod(obj) and not inspect.ismethod(original):
+            original = types.MethodType(original, obj.__self__)
+    else:
+        return None
+    if not isinstance(ctx, OptimizeContext):
+        return None
+    backend = ctx.callback
+    while hasattr(backend, "_torchdynamo_orig_backend"):
+        backend = backend._torchdynamo_orig_backend
+    return CompiledParts(original=original, backend_obj=backend,
+                         fullgraph=bool(getattr(ctx, "fullgraph", False)),
+                         dynamic=getattr(ctx, "_dynamic", None))
+
+
+def describe_backend(backend_obj: Any) -> str:
+    """A stable, process-independent description of a backend and its options (for keys)."""
+    if isinstance(backend_obj, torch._TorchCompileInductorWrapper):
+        return f"inductor{sorted((k, repr(v)) for k, v in backend_obj.config.items())}"
+    if isinstance(backend_obj, torch._TorchCompileWrapper):
+        return f"{backend_obj.compiler_name}{sorted((k, repr(v)) for k, v in backend_obj.kwargs.items())}"
+    name = getattr(backend_obj, "__qualname__", None) or type(backend_obj).__qualname__
+    module = getattr(backend_obj, "__module__", None) or type(backend_obj).__module__
+    return f"{module}.{name}"
+
+
+def innermost_fn(fn: Any) -> Any:
+    from torch._dynamo.eval_frame import innermost_fn as _innermost
+
+    return _innermost(fn)
+
+
+# ------------------------------------------------------------- backend artifacts
+
+
+def subscribe_backend_artifacts(callback: Callable[[str, Any], None]) -> None:
+    """Call ``callback(backend_id, artifact)`` whenever AOTAutograd records a bundled
+    artifact (``PrecompileContext.record_artifact`` in torch/_dynamo/precompile_context.py).
+
+    AOTAutograd records once after the forward compiles and again, under the same backend id,
+    when a lazily compiled backward is saved, so the latest call is the most complete.
+    """
+    from torch._dynamo.precompile_context import PrecompileContext as TorchContext
+
+    original = TorchContext.__dict__["record_artifact"].__func__
+    if getattr(original, "_precompile_hooked", False):
+        return
+
+    # Replaces torch's method: torch would keep a deep copy of every artifact in a
+    # class-level dict forever, and precompile keeps its own record instead.
+    @functools.wraps(original)
+    def record_artifact(cls: Any, artifact: Any) -> None:
+        from torch.utils._mode_utils import no_dispatch
+
+        with no_dispatch():  # artifacts are recorded while FakeTensorMode may be active
+            callback(str(artifact.key), artifact)
+
+    record_artifact._precompile_hooked = True  # type: ignore[attr-defined]
+    TorchContext.record_artifact = classmethod(record_artifact)  # type: ignore[assignment]
+
+
+def serialize_backend(artifact: Any) -> tuple[str, bytes, bool]:
+    """Return (kind, bytes, has_backward) for a backend artifact or an eager graph."""
+    from torch._functorch._aot_autograd.aot_autograd_result import BundledAOTAutogradCacheArtifact
+
+    if isinstance(artifact, BundledAOTAutogradCacheArtifact):
+        entry = artifact.content
+        try:
+            data = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:  # noqa: BLE001 - any pickling failure means "cannot capture"
+            raise NotCapturableError(f"AOTAutograd artifact does not pickle: {e}") from e
+        return KIND_AOT_BUNDLED, data, _entry_has_backward(entry)
+    gm = getattr(artifact, "graph_module", None) or getattr(artifact, "__self__", artifact)
+    if isinstance(gm, torch.fx.GraphModule):
+        try:
+            return KIND_FX_GRAPH, pickle.dumps(gm, protocol=pickle.HIGHEST_PROTOCOL), True
+        except Exception as e:  # noqa: BLE001
+            raise NotCapturableError(f"eager graph does not pickle: {e}") from e
+    raise NotCapturableError(
+        f"backend output of type {type(artifact).__name__} cannot be stored; precompile can "
+        "store backends that go through AOTAutograd (inductor, aot_eager, aot_autograd(...)) "
+        "and backend='eager'")
+
+
+def _entry_has_backward(entry: Any) -> bool:
+    """Whether an AOTAutograd result can run backward without compiling anything."""
+    if not hasattr(entry, "compiled_bw"):
+        return True  # an inference-only result never needs a backward
+    return getattr(entry, "compiled_bw", None) is not None
+
+
+def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[..., Any]:
+    """Rebuild a callable from a stored artifact, wrapped so Dynamo never traces into it."""
+    if kind == KIND_AOT_BUNDLED:
+        from torch._functorch._aot_autograd.aot_autograd_result import (
+            BundledAOTAutogradCacheArtifact,
+        )
+
+        entry = pickle.loads(data)
+        fn = BundledAOTAutogradCacheArtifact(backend_id, entry).after_deserialization()
+    elif kind == KIND_FX_GRAPH:
+        fn = pickle.loads(data).forward
+    else:
+        raise NotCapturableError(f"unknown backend artifact kind {kind!r}")
+    return torch._dynamo.disable(fn)
+
+
+# ------------------------------------------------------------------- installing
+
+
+def load_guard_manager(guards_state: bytes, code: types.CodeType,
+                       f_globals: dict[str, Any]) -> Any:
+    """Rebuild Dynamo's C++ guard manager from serialized guard state
+    (torch/_dynamo/package.py: load_guards_state + load_guard_manager)."""
+    from torch._dynamo.guards import CheckFunctionManager, GuardsState
+    from torch._dynamo.output_graph import OutputGraphCommon, get_builtins_dict
+
+    try:
+        import torch.distributed.fsdp._fully_shard._fully_shard as _fully_shard
+
+        ctx: Any = _fully_shard.disable_fsdp_module_new_init()
+    except ImportError:
+        ctx = nullcontext()
+    with ctx:
+        state = pickle.loads(guards_state)
+    if not isinstance(state, GuardsState):
+        raise TypeError(f"guard state blob holds a {type(state).__name__}")
+    name = state.output_graph.name_of_builtins_dict_key_in_fglobals
+    if name and name not in f_globals:
+        f_globals[name] = get_builtins_dict(f_globals)
+    return CheckFunctionManager(code, OutputGraphCommon(state.output_graph),
+                                shape_code_parts=state.shape_code_parts,
+                                runtime_global_scope=f_globals).guard_manager
+
+
+def builtins_dict_name(guards_state: bytes) -> str | None:
+    state = pickle.loads(guards_state)
+    return state.output_graph.name_of_builtins_dict_key_in_fglobals
+
+
+def install_entry(code: types.CodeType, guard_manager: Any, dynamo_code: types.CodeType) -> None:
+    """Attach one guarded entry to ``code`` (eval_frame.c ExtraState precompile entries)."""
+    torch._C._dynamo.eval_frame._load_precompile_entry(code, guard_manager, dynamo_code)
+
+
+def reset_entries(code: types.CodeType) -> None:
+    torch._C._dynamo.eval_frame._reset_precompile_entries(code)
+
+
+def skip_code(code: types.CodeType) -> None:
+    """Dynamo found nothing to compile in this frame last time: never trace it again."""
+    torch._dynamo.eval_frame.skip_code(code)
+
+
+def disable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return torch._dynamo.disable(fn)
+
+
+# ------------------------------------------------------------------ observing
+
+
+def frames_traced() -> int:
+    """Dynamo's own count of frames it converted in this process."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["frames"].get("total", 0))
+
+
+def system_info() -> dict[str, Any]:
+    """What a package's compiled code depends on, beyond its own source."""
+    info: dict[str, Any] = {
+        "python": PYTHON_VERSION,
+        "python_impl": sys.implementation.name,
+        "torch": TORCH_VERSION,
+        "platform": f"{platform.system()}-{platform.machine()}",
+    }
+    info["triton"] = _triton_version()
+    return info
+
+
+def _triton_version() -> str | None:
+    try:
+        from torch.utils._triton import has_triton
+
+        if has_triton():
+            import triton
+
+            return str(triton.__version__)
+    except Exception:  # noqa: BLE001 - triton absent or broken: treat as absent
+        pass
+    return None
+
+
+def gpu_info(device_type: str) -> dict[str, Any]:
+    """GPU name and capability for ``device_type``; GPU-only, not exercised on CPU CI."""
+    mod = getattr(torch, device_type, None)
+    if mod is None or not hasattr(mod, "is_available") or not mod.is_available():
+        return {}
+    info: dict[str, Any] = {"gpu_name": mod.get_device_name()}
+    if hasattr(mod, "get_device_capability"):
+        info["capability"] = list(mod.get_device_capability())
+    info["toolkit"] = getattr(torch.version, device_type, None)
+    return info
+
+
+def config_diffs() -> dict[str, dict[str, str]]:
+    """Non-default settings of the configs that change generated code.
+
+    Compared by repr so any value type works; precompile's own switches are left out.
+    """
+    import torch._dynamo.config as dynamo_config
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    ignored = {"bundled_autograd_cache", "cache_dir", "fx_graph_cache", "autograd_cache",
+               "fx_graph_remote_cache", "autotune_local_cache", "autotune_remote_cache",
+               "bundled_autotune_remote_cache", "force_disable_caches",
+               "caching_precompile", "recompile_limit", "cache_size_limit",
+               "accumulated_recompile_limit", "accumulated_cache_size_limit", "verbose",
+               "suppress_errors", "log_compilation_metrics"}
+    out: dict[str, dict[str, str]] = {}
+    for label, cfg in (("inductor", inductor_config), ("functorch", functorch_config),
+                       ("dynamo", dynamo_config)):
+        diff: dict[str, str] = {}
+        for name, entry in cfg._config.items():
+            if (name in ignored or name.startswith("_") or "debug" in name or "log" in name
+                    or getattr(entry, "deprecated", False) or getattr(entry, "alias", None)):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    value = getattr(cfg, name)
+            except Exception:  # noqa: BLE001
+                continue
+            if callable(value) and not isinstance(value, type):
+                continue
+            if value != entry.default:
+                diff[name] = repr(value)
+        out[label] = diff
+    return out
+
+
+_ENV_IGNORED = {"TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
+                "TORCHINDUCTOR_AUTOGRAD_CACHE", "TORCHINDUCTOR_FORCE_DISABLE_CACHES",
+                "TORCHINDUCTOR_COMPILE_THREADS", "TORCHINDUCTOR_WORKER_START"}
+
+
+def codegen_env() -> dict[str, str]:
+    """Environment variables that change what torch generates (paths and cache switches out)."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if (k.startswith("TORCHINDUCTOR_") or k.startswith("TORCH_COMPILE_")
+                or k.startswith("TORCHDYNAMO_")) and k not in _ENV_IGNORED
+            and "CACHE" not in k and "LOG" not in k and "DEBUG" not in k}
+
+
+def global_numerics() -> dict[str, str]:
+    """Process-wide numerics settings that Dynamo's guards do not cover."""
+    return {
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "default_dtype": str(torch.get_default_dtype()),
+    }
+
+
+def tensor_device_types(objs: Sequence[Any]) -> list[str]:
+    """Device types of the tensors among ``objs`` (and inside lists/dicts/modules)."""
+    found: set[str] = set()
+    stack = list(objs)
+    seen = 0
+    while stack and seen < 10_000:
+        seen += 1
+        obj = stack.pop()
+        if isinstance(obj, torch.Tensor):
+            found.add(obj.device.type)
+        elif isinstance(obj, torch.nn.Module):
+            for t in obj.parameters():
+                found.add(t.device.type)
+                break
+            for t in obj.buffers():
+                found.add(t.device.type)
+                break
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+    return sorted(found)

@@ -1,0 +1,549 @@
+"""The public API: ``cached`` (decorator), ``save``, ``load``, ``flush``, ``stats``.
+
+One :class:`Cached` object sits behind every decorated function or module. Its first call
+computes the package key, fetches and verifies the stored package, installs it, and only
+then calls into Dynamo, so a warm process traces nothing. Whenever Dynamo compiles something
+new, the package is marked dirty and written soon after (by a background thread, merged
+with whatever other processes stored under the same key), on ``flush()``, at exit, and on
+SIGTERM.
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import signal
+import threading
+import time
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from cache_backends import CacheBackend, open_store
+
+from . import _torch, format, keys
+from .context import PrecompileContext
+from .errors import IncompatibleError, PackageError, SourceChangedError, StoreError
+from .install import Installation, check_sources, install
+from .package import CompilePackage
+from .stats import STATS
+
+log = logging.getLogger("precompile")
+
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "precompile")
+_LIVE: weakref.WeakSet[Cached] = weakref.WeakSet()
+_WARNED: set[str] = set()
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def default_store(cache_dir: Any = None, store: Any = None) -> CacheBackend:
+    """Precedence: explicit argument, then $PRECOMPILE_CACHE_URL / $PRECOMPILE_CACHE_DIR,
+    then ~/.cache/precompile."""
+    if store is not None:
+        return open_store(store)
+    if cache_dir is not None:
+        return open_store(os.fspath(cache_dir))
+    for var in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_CACHE_DIR"):
+        if os.environ.get(var):
+            return open_store(os.environ[var])
+    return open_store(os.path.expanduser(DEFAULT_CACHE_DIR))
+
+
+def warn_once(topic: str, message: str) -> None:
+    if topic not in _WARNED:
+        _WARNED.add(topic)
+        log.warning("precompile: %s", message)
+
+
+# --------------------------------------------------------------------- Cached
+
+
+class Cached:
+    """The machinery behind one decorated function or module."""
+
+    def __init__(self, target: Any, *, backend_obj: Any, fullgraph: bool,
+                 dynamic: bool | None, store: CacheBackend | None, strict: bool,
+                 eager_backward: bool, preloaded: format.Envelope | None = None) -> None:
+        self.target = target
+        self.store = store
+        self.strict = strict
+        self.backend_desc = _torch.describe_backend(backend_obj)
+        self.backend_name = backend_obj if isinstance(backend_obj, str) else getattr(
+            backend_obj, "compiler_name", "inductor" if "inductor" in self.backend_desc else None)
+        self.fullgraph = fullgraph
+        self.dynamic = dynamic
+        self.main_code, self.module = _main_code(target)
+        self.package = CompilePackage(self.main_code, self.module, "", {},
+                                      eager_backward=eager_backward)
+        self.compiled = _torch.optimize(backend_obj, self.package, dynamic=dynamic,
+                                        fullgraph=fullgraph, guard_filter_fn=self.package.guard_filter)
+        self.installation: Installation | None = None
+        self._preloaded = preloaded
+        self._ready = False
+        self._first_lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._saved_version = 0
+        PrecompileContext.get().add_listener(self._on_artifact)
+        _LIVE.add(self)
+        _install_exit_hooks()
+
+    # ------------------------------------------------------------- calling
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self._ready:
+            self._first_call(args, kwargs)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if self.package.dirty:
+                _SAVER.schedule(self)
+
+    def _first_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        with self._first_lock:
+            if self._ready:
+                return
+            roots = [self.target, *args, *kwargs.values()]
+            factors = keys.key_factors(self.main_code, self.module, self.backend_desc,
+                                       dynamic=self.dynamic, fullgraph=self.fullgraph,
+                                       device_types=_torch.tensor_device_types(roots))
+            self.package.key = keys.package_key(factors)
+            self.package.factors = factors
+            t0 = time.perf_counter()
+            try:
+                self._load_and_install(factors)
+            finally:
+                STATS.load_seconds += time.perf_counter() - t0
+                self._ready = True
+
+    def _load_and_install(self, factors: dict[str, str]) -> None:
+        key = self.package.key
+        env = self._preloaded
+        if env is None and self.store is not None:
+            data = self._fetch(key)
+            if data is None:
+                self._miss(self._explain_absent(factors))
+                return
+            try:
+                env = format.decode(data, signing_key=_signing_key())
+            except PackageError as e:
+                self._miss(f"stored package {key} is unusable ({e}); compiling and replacing it",
+                           error=e)
+                return
+        if env is None:
+            return
+        try:
+            loaded = self._check(env, factors)
+            self.package.merge(loaded)
+            self.package.created = float(env.meta.get("created", 0.0))
+            self.installation = install(self.package)
+        except PackageError as e:
+            self._miss(str(e), error=e)
+            return
+        for reason in self.installation.skipped:
+            STATS.note_miss(f"{factors['function']}: entry not installed: {reason}")
+        if self.installation.installed_entries:
+            STATS.hits += 1
+            log.info("precompile: installed %d entries for %s from %s",
+                     self.installation.installed_entries, factors["function"],
+                     self.store.url if self.store else "package file")
+        else:
+            self._miss(f"{factors['function']}: package {key} had no entry that still applies")
+
+    def _check(self, env: format.Envelope, factors: dict[str, str]) -> CompilePackage:
+        stored = env.meta.get("factors", {})
+        for name in ("python", "torch", "platform"):
+            if stored.get(name) != factors.get(name):
+                raise IncompatibleError(
+                    f"package was written for {name} {stored.get(name)}, this process has "
+                    f"{factors.get(name)}; it will be recompiled for this {name}")
+        if stored.get("code") != factors.get("code"):
+            raise SourceChangedError(f"the source of {factors['function']} changed since the "
+                                     "package was written")
+        pkg = CompilePackage.from_manifest(self.main_code, self.module, stored, env.manifest,
+                                           env.blobs)
+        check_sources(pkg)
+        return pkg
+
+    def _fetch(self, key: str) -> bytes | None:
+        assert self.store is not None
+        try:
+            return self.store.get(key)
+        except StoreError as e:
+            warn_once(f"read:{self.store.url}", f"cannot read the cache ({e}); compiling normally")
+            return None
+
+    def _miss(self, reason: str, error: Exception | None = None) -> None:
+        STATS.misses += 1
+        STATS.note_miss(reason)
+        if error is not None:
+            STATS.load_errors += 1
+            log.warning("precompile: %s", reason)
+        else:
+            log.info("precompile: miss: %s", reason)
+        if self.strict:
+            raise error if error is not None else PackageError(f"strict mode: cache miss: {reason}")
+
+    def _explain_absent(self, factors: dict[str, str]) -> str:
+        """Why there is no package: compare with packages stored for the same function."""
+        head = f"{factors['function']}: no package under key {self.package.key}"
+        if self.store is None:
+            return head
+        prefix = self.package.key.rsplit("-", 1)[0] + "-"
+        try:
+            for other in self.store.list():
+                if not other.startswith(prefix) or other == self.package.key:
+                    continue
+                data = self.store.get(other)
+                if data is None:
+                    continue
+                try:
+                    meta = format.decode(data).meta
+                except PackageError:
+                    continue
+                old = meta.get("factors", {})
+                if old.get("function") != factors["function"]:
+                    continue
+                reasons = keys.explain_factor_change(old, factors)
+                if reasons:
+                    return f"{head}; a package for it exists but {'; '.join(reasons)}"
+        except StoreError:
+            pass
+        return head + " (first compile)"
+
+    # --------------------------------------------------------------- saving
+
+    def _on_artifact(self, backend_id: str) -> None:
+        """A backend artifact was recorded or updated (a backward arriving later)."""
+        if backend_id in self.package.backend_ids():
+            self.package.dirty = True
+            self.package.version += 1
+            _SAVER.schedule(self)
+
+    def envelope_bytes(self) -> bytes:
+        manifest, blobs = self.package.to_manifest()
+        meta = {
+            "factors": self.package.factors,
+            "system": _torch.system_info(),
+            "created": self.package.created or time.time(),
+            "saved": time.time(),
+            "backend_name": self.backend_name,
+            "entries": sum(len(f["entries"]) for f in manifest["frames"]),
+            "function": self.package.factors.get("function", ""),
+        }
+        return format.encode(meta, manifest, blobs, signing_key=_signing_key())
+
+    def save_now(self) -> bool:
+        """Merge with the stored package and write. Returns True if something was written."""
+        if self.store is None or not self.package.key:
+            return False
+        with self._save_lock:
+            version = self.package.version
+            if version == self._saved_version:
+                return False
+            try:
+                with self.store.lock(self.package.key):
+                    self._merge_stored()
+                    data = self.envelope_bytes()
+                    self.store.put(self.package.key, data)
+            except (StoreError, PackageError) as e:
+                warn_once(f"write:{self.store.url}", f"cannot save to the cache ({e}); "
+                          "the program goes on without saving")
+                self._saved_version = version
+                return False
+            self._saved_version = version
+            if self.package.version == version:
+                self.package.dirty = False
+            STATS.saves += 1
+            return True
+
+    def _merge_stored(self) -> None:
+        """Fold in entries another process stored under our key since we loaded."""
+        assert self.store is not None
+        data = self.store.get(self.package.key)
+        if data is None:
+            return
+        try:
+            env = format.decode(data, signing_key=_signing_key())
+            other = self._check(env, self.package.factors)
+        except PackageError as e:
+            log.info("precompile: replacing stored package %s: %s", self.package.key, e)
+            return
+        self.package.merge(other)
+
+
+# ------------------------------------------------------------ background saver
+
+
+class _Saver:
+    """Writes dirty packages off the caller's thread, soon after they change."""
+
+    def __init__(self) -> None:
+        self._pending: set[Cached] = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._busy = 0
+
+    def schedule(self, cached: Cached) -> None:
+        with self._cond:
+            self._pending.add(cached)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="precompile-saver",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    if not self._cond.wait(timeout=30):
+                        self._thread = None
+                        return
+                item = self._pending.pop()
+                self._busy += 1
+            try:
+                item.save_now()
+            except Exception:  # noqa: BLE001 - a failed background save must never crash
+                log.warning("precompile: background save failed", exc_info=True)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Save everything pending in the calling thread, then wait for in-flight saves."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            items = list(self._pending) + [c for c in list(_LIVE) if c.package.dirty]
+            self._pending.clear()
+        for item in set(items):
+            try:
+                item.save_now()
+            except Exception:  # noqa: BLE001
+                log.warning("precompile: save failed", exc_info=True)
+        with self._cond:
+            while self._busy:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(timeout=left)
+
+
+_SAVER = _Saver()
+_HOOKS_INSTALLED = False
+
+
+def _install_exit_hooks() -> None:
+    """Save at normal exit and on SIGTERM (torchrun, xdist, schedulers stop processes so)."""
+    global _HOOKS_INSTALLED
+    if _HOOKS_INSTALLED:
+        return
+    _HOOKS_INSTALLED = True
+    atexit.register(flush)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        try:
+            flush(timeout=30)
+        finally:
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):
+        pass
+
+
+def _signing_key() -> bytes | None:
+    key = os.environ.get("PRECOMPILE_SIGNING_KEY")
+    return key.encode() if key else None
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _main_code(target: Any) -> tuple[types.CodeType, str]:
+    """The code object Dynamo compiles first for ``target``, and its module name."""
+    fn = target.forward if isinstance(target, torch.nn.Module) else target
+    fn = _torch.innermost_fn(fn)
+    while True:
+        if isinstance(fn, types.MethodType):
+            fn = fn.__func__
+        elif isinstance(fn, functools.partial):
+            fn = fn.func
+        elif not isinstance(fn, types.FunctionType) and hasattr(fn, "__wrapped__"):
+            fn = fn.__wrapped__
+        else:
+            break
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        raise TypeError(f"precompile.cached needs a Python function, method or nn.Module, "
+                        f"got {type(target).__name__}")
+    return code, getattr(fn, "__module__", None) or "__main__"
+
+
+# --------------------------------------------------------------- public API
+
+
+def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
+           store: Any = None, strict: bool | None = None, eager_backward: bool = True,
+           **compile_kwargs: Any) -> Any:
+    """``torch.compile`` with a warm-start cache.
+
+    Use as ``@precompile.cached``, ``@precompile.cached(cache_dir=...)``, or on what
+    ``torch.compile`` returned (its backend and options are kept). ``compile_kwargs`` are
+    ``torch.compile``'s (``mode``, ``options``, ``dynamic``, ``fullgraph``).
+    ``strict=True`` (or ``PRECOMPILE_STRICT=1``) raises on a miss instead of compiling.
+    ``PRECOMPILE_DISABLE=1`` makes this plain ``torch.compile``.
+    """
+    if fn is None:
+        return functools.partial(cached, cache_dir=cache_dir, backend=backend, store=store,
+                                 strict=strict, eager_backward=eager_backward, **compile_kwargs)
+    return _wrap(fn, cache_dir=cache_dir, backend=backend, store=store, strict=strict,
+                 eager_backward=eager_backward, preloaded=None, compile_kwargs=compile_kwargs,
+                 use_default_store=True)
+
+
+def _wrap(fn: Any, *, cache_dir: Any, backend: Any, store: Any, strict: bool | None,
+          eager_backward: bool, preloaded: format.Envelope | None,
+          compile_kwargs: dict[str, Any], use_default_store: bool) -> Any:
+    parts = _torch.unwrap_compiled(fn)
+    if _env_flag("PRECOMPILE_DISABLE"):
+        return fn if parts is not None else torch.compile(fn, backend=backend, **compile_kwargs)
+    unknown = set(compile_kwargs) - {"mode", "options", "dynamic", "fullgraph"}
+    if unknown:
+        raise TypeError(f"precompile.cached got unexpected arguments {sorted(unknown)}")
+    if parts is not None:
+        target, backend_obj = parts.original, parts.backend_obj
+        fullgraph = compile_kwargs.get("fullgraph", parts.fullgraph)
+        dynamic = compile_kwargs.get("dynamic", parts.dynamic)
+    else:
+        target = fn
+        dynamic = compile_kwargs.get("dynamic")
+        fullgraph = bool(compile_kwargs.get("fullgraph", False))
+        backend_obj = _torch.make_backend(backend, compile_kwargs.get("mode"),
+                                          compile_kwargs.get("options"), dynamic)
+    the_store = default_store(cache_dir, store) if (use_default_store or cache_dir or store) else None
+    strict = _env_flag("PRECOMPILE_STRICT") if strict is None else strict
+    impl = Cached(target, backend_obj=backend_obj, fullgraph=fullgraph, dynamic=dynamic,
+                  store=the_store, strict=strict, eager_backward=eager_backward,
+                  preloaded=preloaded)
+    return _front(impl)
+
+
+def _front(impl: Cached) -> Any:
+    """What the user holds: an nn.Module for modules, a function otherwise."""
+    compiled = impl.compiled(impl.target)
+    if isinstance(impl.target, torch.nn.Module):
+        inner_forward = compiled.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            return impl.call(inner_forward, args, kwargs)
+
+        compiled.forward = forward
+        compiled._precompile = impl
+        return compiled
+
+    @functools.wraps(impl.target if callable(impl.target) else compiled)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return impl.call(compiled, args, kwargs)
+
+    wrapper._precompile = impl  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _impl_of(obj: Any) -> Cached:
+    impl = getattr(obj, "_precompile", None)
+    if not isinstance(impl, Cached):
+        raise PackageError("precompile.save needs what precompile.cached or precompile.load "
+                           "returned (it records compiles); wrap your function with "
+                           "precompile.cached first")
+    return impl
+
+
+def save(compiled: Any, path: str | os.PathLike[str]) -> str:
+    """Write one self-contained package file with every frame ``compiled`` compiled so far."""
+    impl = _impl_of(compiled)
+    if not impl.package.key:
+        raise PackageError("nothing compiled yet: call the function at least once before "
+                           "precompile.save")
+    data = impl.envelope_bytes()
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise StoreError(f"cannot write package file {path}: {e.strerror}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None,
+         strict: bool | None = None, cache_dir: Any = None, store: Any = None,
+         **compile_kwargs: Any) -> Any:
+    """A callable for ``fn_or_module`` whose first call runs the package file's code.
+
+    Raises FormatError/IntegrityError for a bad file, IncompatibleError for another python or
+    torch, SourceChangedError when the code changed. New compiles are saved only if
+    ``cache_dir``/``store`` is given.
+    """
+    try:
+        with open(os.fspath(path), "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise StoreError(f"cannot read package file {path}: {e.strerror}") from e
+    env = format.decode(data, signing_key=_signing_key())
+    factors = env.meta.get("factors", {})
+    system = _torch.system_info()
+    for name, mine in (("python", f"{system['python_impl']}-{system['python']}"),
+                       ("torch", system["torch"])):
+        if factors.get(name) != mine:
+            raise IncompatibleError(f"package {path} was written for {name} {factors.get(name)}, "
+                                    f"this process has {mine}; recompile it here")
+    main_code, _ = _main_code(_torch.unwrap_compiled(fn_or_module).original
+                              if _torch.unwrap_compiled(fn_or_module) else fn_or_module)
+    if keys.code_fingerprint(main_code) != factors.get("code"):
+        raise SourceChangedError(f"{factors.get('function')} changed since {path} was written")
+    changes = keys.changed_sources([keys.SourceRange.from_dict(r)
+                                    for r in env.manifest.get("sources", [])])
+    if changes:
+        raise SourceChangedError("source changed since the package was written: "
+                                 + "; ".join(c.split("\n")[0] for c in changes), changes)
+    if backend is None:
+        backend = env.meta.get("backend_name") or "inductor"
+    return _wrap(fn_or_module, cache_dir=cache_dir, backend=backend, store=store,
+                 strict=strict, eager_backward=True, preloaded=env,
+                 compile_kwargs=compile_kwargs, use_default_store=False)
+
+
+def flush(timeout: float | None = None) -> None:
+    """Write every package with unsaved compiles now (also runs at exit and on SIGTERM)."""
+    _SAVER.flush(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Counters for this process: hits, misses, saves, bypasses, frames_traced, reasons."""
+    return STATS.as_dict()

@@ -1,0 +1,40 @@
+"""Typed errors. Each message says what went wrong *and* what to do about it.
+
+Every error precompile raises on purpose derives from :class:`PackageError`, so callers
+(and the fuzzer) can tell "this package is unusable" apart from a bug.
+"""
+from __future__ import annotations
+
+
+class PackageError(Exception):
+    """Base class: a package could not be written, read, verified or installed."""
+
+
+class FormatError(PackageError):
+    """The bytes are not a package this version can read (corrupt, truncated, foreign,
+    or written by an unknown format version)."""
+
+
+class IntegrityError(PackageError):
+    """A checksum did not match: the package was changed after it was written."""
+
+
+class IncompatibleError(PackageError):
+    """The package was written for another python, torch, device or backend."""
+
+
+class SourceChangedError(PackageError):
+    """Code the package was compiled from has changed since; names the file and lines."""
+
+    def __init__(self, message: str, changes: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.changes = list(changes or [])
+
+
+class StoreError(PackageError):
+    """A cache store could not be read or written (permissions, full disk, server down)."""
+
+
+class NotCapturableError(PackageError):
+    """Something the package would need cannot be recorded (e.g. a custom backend whose
+    output cannot be serialized); the affected entry is left out and compiles normally."""

@@ -1,0 +1,304 @@
+"""Install a verified package into this process, and take it out again.
+
+Installing means, for every stored frame: find this process's code object for it, put the
+globals its transformed bytecode calls (compiled graphs, resume functions, import aliases)
+into the frame's module, rebuild each entry's guards and attach them to the code object.
+After that, Dynamo's frame hook runs the stored bytecode whenever the guards pass, without
+tracing. Each entry installs or is skipped on its own: one stale entry never blocks the rest,
+and a skipped entry simply compiles again on first use.
+
+Globals are added only where the name is free (or already holds the same object), and
+``Installation.uninstall`` removes exactly what was added.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import logging
+import re
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+from . import _torch, keys
+from .errors import SourceChangedError
+from .package import ROLE_MAIN, ROLE_RESUME, CompilePackage, FrameRecord, GuardedEntry, object_fingerprint
+
+log = logging.getLogger("precompile")
+
+
+@dataclasses.dataclass
+class Installation:
+    """What one install changed, so it can be undone exactly."""
+
+    installed_entries: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    _globals: list[tuple[dict[str, Any], str, Any]] = dataclasses.field(default_factory=list)
+    _codes: list[types.CodeType] = dataclasses.field(default_factory=list)
+
+    def add_global(self, scope: dict[str, Any], name: str, value: Any) -> None:
+        scope[name] = value
+        self._globals.append((scope, name, value))
+
+    def uninstall(self) -> None:
+        for code in self._codes:
+            _torch.reset_entries(code)
+        for scope, name, value in reversed(self._globals):
+            if scope.get(name) is value:
+                del scope[name]
+        self._codes.clear()
+        self._globals.clear()
+        self.installed_entries = 0
+
+
+def check_sources(pkg: CompilePackage) -> None:
+    """Raise SourceChangedError if any source the package was compiled from has changed."""
+    changes = keys.changed_sources(list(pkg.sources.values()))
+    if changes:
+        raise SourceChangedError("source changed since the package was written: "
+                                 + "; ".join(c.split("\n")[0] for c in changes), changes)
+
+
+def install(pkg: CompilePackage) -> Installation:
+    """Install every entry of ``pkg`` that still applies. Never raises for one bad entry."""
+    inst = Installation()
+    backends: dict[str, Callable[..., Any]] = {}
+    for frame in pkg.frames:
+        target = _target_code(frame, pkg, inst)
+        if target is None:
+            continue
+        pkg.bind_code(target, frame)
+        scope = _module_dict(frame.module)
+        if scope is None:
+            inst.skipped.append(f"{frame.qualname}: module {frame.module} is not importable")
+            continue
+        if frame.skipped and not frame.entries:
+            _torch.skip_code(target)
+            continue
+        for entry in frame.entries:
+            try:
+                reason = _install_entry(pkg, frame, entry, target, scope, inst, backends)
+            except Exception as e:  # noqa: BLE001 - one broken entry must not stop the rest
+                log.debug("precompile: entry install failed", exc_info=True)
+                reason = f"could not be installed ({type(e).__name__}: {e})"
+            if reason is not None:
+                inst.skipped.append(f"{frame.qualname}: {reason}")
+    return inst
+
+
+def _target_code(frame: FrameRecord, pkg: CompilePackage,
+                 inst: Installation) -> types.CodeType | None:
+    if frame.role == ROLE_MAIN:
+        return pkg.main_code
+    if frame.role == ROLE_RESUME:
+        code = _retarget_filename(frame.code, frame.module)
+        scope = _module_dict(frame.module)
+        if scope is None or not frame.global_name:
+            inst.skipped.append(f"{frame.qualname}: cannot place resume function")
+            return None
+        fn = _resume_global(code, scope, frame.global_name)
+        if not _place_global(scope, frame.global_name, fn, inst):
+            inst.skipped.append(f"{frame.qualname}: global {frame.global_name} is taken")
+            return None
+        return code
+    code = resolve_code(frame.module, frame.qualname, frame.fingerprint)
+    if code is None:
+        inst.skipped.append(f"{frame.qualname} in {frame.module}: not found, or its code changed")
+    return code
+
+
+def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
+                   target: types.CodeType, scope: dict[str, Any], inst: Installation,
+                   backends: dict[str, Callable[..., Any]]) -> str | None:
+    for alias, module_name in entry.import_sources.items():
+        if not _place_global(scope, alias, importlib.import_module(module_name), inst):
+            return f"global {alias} names something else"
+    for check in entry.identity_checks:
+        ok, detail = _identity_holds(check.source, check.fingerprint, scope)
+        if not ok:
+            return f"{check.source} is no longer the object it was compiled for ({detail})"
+    for backend_id in entry.backend_ids:
+        if backend_id not in backends:
+            art = pkg.artifacts.get(backend_id)
+            if art is None:
+                return f"compiled graph {backend_id[:24]} is missing from the package"
+            backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
+        if not _place_global(scope, backend_id, backends[backend_id], inst):
+            return f"global {backend_id} is taken"
+    guard_manager = _torch.load_guard_manager(pkg.guard_blobs[entry.guards_sha], target, scope)
+    code = _retarget_filename(entry.dynamo_code, frame.module, target.co_filename)
+    _torch.install_entry(target, guard_manager, code)
+    inst._codes.append(target)
+    inst.installed_entries += 1
+    return None
+
+
+def _place_global(scope: dict[str, Any], name: str, value: Any, inst: Installation) -> bool:
+    """Add ``name`` to a module's globals unless it already means something else."""
+    if name in scope:
+        current = scope[name]
+        if current is value or (isinstance(value, types.ModuleType) and current is value):
+            return True
+        if isinstance(value, types.ModuleType):
+            return False
+        # A global of ours from an earlier install of the same package: replace it.
+        if name.startswith(("__compiled_fn_", "__resume_at_")):
+            inst.add_global(scope, name, value)
+            return True
+        return False
+    inst.add_global(scope, name, value)
+    return True
+
+
+def _resume_global(code: types.CodeType, scope: dict[str, Any], name: str) -> Any:
+    """The global Dynamo's bytecode calls for a resume function (see
+    OutputGraph.install_resume_function_global): the function, or a closure factory."""
+    if code.co_freevars:
+        def make_fn(closure: tuple[types.CellType, ...]) -> types.FunctionType:
+            return types.FunctionType(code, scope, name, None, closure)
+
+        return make_fn
+    return types.FunctionType(code, scope, name)
+
+
+def _module_dict(module_name: str) -> dict[str, Any] | None:
+    mod = sys.modules.get(module_name)
+    if mod is None:
+        try:
+            mod = importlib.import_module(module_name)
+        except Exception:  # noqa: BLE001
+            return None
+    return mod.__dict__
+
+
+def _retarget_filename(code: types.CodeType, module_name: str,
+                       filename: str | None = None) -> types.CodeType:
+    """Point stored code at this machine's copy of the source file (for tracebacks)."""
+    if filename is None:
+        mod = sys.modules.get(module_name)
+        filename = getattr(mod, "__file__", None)
+    if not filename or code.co_filename == filename:
+        return code
+    consts = tuple(_retarget_filename(c, module_name, filename)
+                   if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+# ------------------------------------------------------------- finding code
+
+
+def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.CodeType | None:
+    """This process's code object for ``module:qualname`` if its bytecode is unchanged.
+
+    Walks attributes for the dotted part of the qualname; below ``<locals>`` it searches the
+    enclosing function's constants, where Python keeps nested functions' code objects.
+    """
+    scope = _module_dict(module_name)
+    if scope is None:
+        return None
+    parts = qualname.split(".")
+    obj: Any = None
+    for i, part in enumerate(parts):
+        if part == "<locals>":
+            outer = _function_code(obj)
+            if outer is None:
+                return None
+            return _find_nested(outer, qualname, fingerprint)
+        obj = scope.get(part) if i == 0 else inspect.getattr_static(obj, part, None)
+        if obj is None:
+            return None
+    code = _function_code(obj, qualname)
+    if code is not None and keys.code_fingerprint(code) == fingerprint:
+        return code
+    return None
+
+
+def _function_code(obj: Any, qualname: str | None = None) -> types.CodeType | None:
+    """The code object behind a function, method, decorated function or descriptor."""
+    seen = 0
+    while obj is not None and seen < 20:
+        seen += 1
+        if isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+            continue
+        if isinstance(obj, property):
+            obj = obj.fget
+            continue
+        if isinstance(obj, types.MethodType):
+            obj = obj.__func__
+            continue
+        if isinstance(obj, types.FunctionType):
+            if qualname is None or obj.__code__.co_qualname == qualname:
+                return obj.__code__
+            inner = getattr(obj, "__wrapped__", None) or getattr(obj, "_torchdynamo_orig_callable", None)
+            if inner is None:
+                return None
+            obj = inner
+            continue
+        inner = getattr(obj, "__wrapped__", None) or getattr(obj, "_torchdynamo_orig_callable", None)
+        if inner is None:
+            return None
+        obj = inner
+    return None
+
+
+def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types.CodeType | None:
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            if const.co_qualname == qualname and keys.code_fingerprint(const) == fingerprint:
+                return const
+            found = _find_nested(const, qualname, fingerprint)
+            if found is not None:
+                return found
+    return None
+
+
+# -------------------------------------------------------- identity checks
+
+_SOURCE_STEP = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[(['"])(.*?)\2\]|\[(-?\d+)\]""")
+
+
+def _identity_holds(source: str, fingerprint: str, scope: dict[str, Any]) -> tuple[bool, str]:
+    """Evaluate a global-rooted Dynamo source name here and compare fingerprints.
+
+    Local-rooted sources (``L[...]``) depend on the call's arguments and are covered by the
+    guards that remain; they cannot be checked before the call and are accepted.
+    """
+    head = re.match(r"""G\[(['"])(.+?)\1\]""", source)
+    if head is None:
+        return True, "not checkable before the call"
+    name = head.group(2)
+    if name.startswith("__builtins_dict__"):
+        import builtins
+
+        value: Any = builtins.__dict__
+    elif name not in scope:
+        builtins = scope.get("__builtins__")
+        bdict = builtins if isinstance(builtins, dict) else getattr(builtins, "__dict__", {})
+        if name not in bdict:
+            return False, f"global {name!r} is gone"
+        value = bdict[name]
+    else:
+        value = scope[name]
+    rest = source[head.end():]
+    pos = 0
+    while pos < len(rest):
+        m = _SOURCE_STEP.match(rest, pos)
+        if m is None:
+            return True, "source too complex to check before the call"
+        try:
+            if m.group(1) is not None:
+                value = getattr(value, m.group(1))
+            elif m.group(3) is not None:
+                value = value[m.group(3)]
+            else:
+                value = value[int(m.group(4))]
+        except Exception:  # noqa: BLE001 - the attribute path no longer exists
+            return False, f"{source} no longer resolves"
+        pos = m.end()
+    now = object_fingerprint(value)
+    if now != fingerprint:
+        return False, f"was {fingerprint.split(':')[0]} {fingerprint.split(':')[1]}, now {now.split(':')[0]} {now.split(':')[1]}"
+    return True, ""

@@ -1,0 +1,200 @@
+"""Content keys and source hashing: what a package is valid for, and how to say why not.
+
+A package's *lookup key* is a sha256 over its key factors: the function's identity and
+bytecode, python/torch versions, device types, backend and options, and the compiler
+configuration that changes generated code. Everything Dynamo *inlined* is only known after
+tracing, so those source ranges are stored in the package and re-hashed before install: an
+edit there is a clean miss whose reason names the file and lines.
+
+Nothing per-process (pid, rank, hostname, temp paths) goes into a key, so every rank and
+every CI job shares one package.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import inspect
+import json
+import linecache
+import sys
+import types
+from typing import Any
+
+from . import _torch
+
+KEY_SCHEMA = "1"
+
+
+# ----------------------------------------------------------------- code hashing
+
+
+def code_fingerprint(code: types.CodeType) -> str:
+    """sha256 of what a code object *does*: bytecode, constants, names (recursively).
+
+    Line numbers and file paths are left out, so moving a function or checking the project
+    out elsewhere keeps its key; editing what it does changes it.
+    """
+    h = hashlib.sha256()
+    _feed_code(h, code)
+    return h.hexdigest()
+
+
+def _feed_code(h: Any, code: types.CodeType) -> None:
+    h.update(code.co_code)
+    for part in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
+                 (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+                  code.co_flags, code.co_name)):
+        h.update(repr(part).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            h.update(b"<code>")
+            _feed_code(h, const)
+        else:
+            h.update(f"{type(const).__name__}:{const!r}".encode())
+
+
+# --------------------------------------------------------------- inlined sources
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceRange:
+    """One function's source lines that a package was compiled from."""
+
+    module: str
+    qualname: str
+    first_line: int
+    last_line: int  # exclusive
+    sha256: str
+    text: str  # kept so a miss can show a diff
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SourceRange:
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+
+    @property
+    def where(self) -> str:
+        return f"{module_file_label(self.module)} lines {self.first_line}-{self.last_line - 1} ({self.qualname})"
+
+
+def module_file_label(module_name: str) -> str:
+    mod = sys.modules.get(module_name)
+    path = getattr(mod, "__file__", None) or module_name
+    return str(path)
+
+
+def source_range_for(code: types.CodeType) -> SourceRange | None:
+    """The source lines of ``code``, or None when it has no readable source (REPL, exec)."""
+    module = inspect.getmodule(code)
+    if module is None or is_engine_module(module.__name__):
+        return None
+    try:
+        lines, first = inspect.getsourcelines(code)
+    except (OSError, TypeError):
+        return None
+    text = "".join(lines)
+    return SourceRange(module=module.__name__, qualname=code.co_qualname, first_line=first,
+                       last_line=first + len(lines), sha256=_sha(text), text=text)
+
+
+def is_engine_module(name: str) -> bool:
+    """torch's own code is covered by the torch version in the key."""
+    return name == "torch" or name.startswith(("torch.", "precompile.", "functorch."))
+
+
+def current_text(rng: SourceRange) -> str | None:
+    """The text now at ``rng``'s lines in the module's file, or None if unreadable."""
+    mod = sys.modules.get(rng.module)
+    if mod is None:
+        try:
+            mod = __import__(rng.module, fromlist=["_"])
+        except Exception:  # noqa: BLE001 - a module that fails to import has changed
+            return None
+    path = getattr(mod, "__file__", None)
+    if not path:
+        return None
+    linecache.checkcache(path)
+    lines = linecache.getlines(path, getattr(mod, "__dict__", None))
+    if not lines:
+        return None
+    return "".join(lines[rng.first_line - 1:rng.last_line - 1])
+
+
+def changed_sources(ranges: list[SourceRange]) -> list[str]:
+    """Human-readable descriptions of every stored range whose text changed, with a diff."""
+    out = []
+    for rng in ranges:
+        now = current_text(rng)
+        if now is None:
+            out.append(f"{rng.where}: source is no longer readable")
+        elif _sha(now) != rng.sha256:
+            out.append(f"{rng.where} changed:\n{short_diff(rng.text, now)}")
+    return out
+
+
+def short_diff(old: str, new: str, limit: int = 12) -> str:
+    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), "cached", "now",
+                                      n=0, lineterm=""))[2:]
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... ({len(lines) - limit} more diff lines)"]
+    return "\n".join("    " + ln for ln in lines)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ key factors
+
+
+def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
+                dynamic: bool | None, fullgraph: bool, device_types: list[str]) -> dict[str, str]:
+    """Everything a package's validity depends on that is known before tracing."""
+    info = _torch.system_info()
+    configs = _torch.config_diffs()
+    factors = {
+        "schema": KEY_SCHEMA,
+        "function": f"{module_name}:{code.co_qualname}",
+        "code": code_fingerprint(code),
+        "python": f"{info['python_impl']}-{info['python']}",
+        "torch": info["torch"],
+        "platform": info["platform"],
+        "device": ",".join(device_types) or "none",
+        "backend": backend_desc,
+        "dynamic": repr(dynamic),
+        "fullgraph": repr(fullgraph),
+        "env": json.dumps(_torch.codegen_env(), sort_keys=True),
+        "numerics": json.dumps(_torch.global_numerics(), sort_keys=True),
+    }
+    for name, diff in configs.items():
+        factors[f"{name}_config"] = json.dumps(diff, sort_keys=True)
+    return factors
+
+
+def package_key(factors: dict[str, str]) -> str:
+    """The lookup key: a readable function name plus a hash of all factors."""
+    digest = hashlib.sha256(json.dumps(factors, sort_keys=True).encode()).hexdigest()[:32]
+    name = factors.get("function", "fn").split(":")[-1]
+    safe = "".join(c if c.isalnum() or c in "_-." else "_" for c in name)[:60]
+    return f"{safe}-{digest}"
+
+
+def explain_factor_change(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Which key factors differ between a stored package and this call, in words."""
+    reasons = []
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) == new.get(name):
+            continue
+        if name == "code":
+            reasons.append(f"the source of {new.get('function', 'the function')} changed")
+        else:
+            reasons.append(f"{name} changed: {_clip(old.get(name))} -> {_clip(new.get(name))}")
+    return reasons
+
+
+def _clip(value: str | None, limit: int = 160) -> str:
+    text = "(absent)" if value is None else value
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,473 @@
+"""CompilePackage: everything Dynamo compiled for one function, as data.
+
+Dynamo drives a recording object while it compiles (``torch._dynamo.optimize(...,
+package=obj)``): ``code_context`` around each frame, then ``add_import_source``,
+``add_resume_function``, ``add_backend_id``, ``add_guarded_code``, ``add_inlined_source``,
+``bypass_current_entry``. :class:`CompilePackage` implements that protocol and keeps:
+
+* frames: every code object Dynamo compiled (the function itself, user functions that ran as
+  their own frames, resume functions made at graph breaks), each with all its guarded entries
+  (serialized guards + transformed bytecode + the backend ids and import aliases it uses);
+* the source ranges Dynamo inlined, to detect edits before installing;
+* identity checks: guards that hold an ``id()`` (function/module/class identity) cannot be
+  stored, so we store a stable fingerprint of the guarded object and check it at install.
+
+The package is plain data: :meth:`to_manifest` / :meth:`from_manifest` map it to the msgpack
+manifest of ``format.py``; installing it is ``install.py``'s job.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import logging
+import sys
+import threading
+import types
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from . import _torch, keys
+from .context import BackendArtifact, PrecompileContext
+from .stats import STATS
+
+log = logging.getLogger("precompile")
+
+ROLE_MAIN = "main"  # the decorated function (or the module's forward)
+ROLE_USER = "user"  # a user function Dynamo could not inline and compiled as its own frame
+ROLE_RESUME = "resume"  # a function Dynamo generated to continue after a graph break
+
+# Globals Dynamo installs that a package knows how to recreate.
+_KNOWN_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_", "__import_", "__builtins_dict__")
+
+
+@dataclasses.dataclass
+class IdentityCheck:
+    """A guard on an object's identity, replaced by a fingerprint check at install time."""
+
+    source: str  # Dynamo's source name, e.g. "G['helper']"
+    guard_type: str
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class GuardedEntry:
+    """One compiled version of a frame: guards -> transformed bytecode."""
+
+    guards_sha: str  # blob holding Dynamo's pickled GuardsState
+    dynamo_code: types.CodeType
+    backend_ids: list[str]
+    import_sources: dict[str, str]
+    identity_checks: list[IdentityCheck]
+
+    @property
+    def entry_id(self) -> str:
+        return hashlib.sha256(self.guards_sha.encode() + keys.code_fingerprint(
+            self.dynamo_code).encode()).hexdigest()[:24]
+
+
+@dataclasses.dataclass
+class FrameRecord:
+    """A code object Dynamo compiled, how to find it again, and its guarded entries."""
+
+    role: str
+    module: str
+    qualname: str
+    fingerprint: str  # keys.code_fingerprint of the original code
+    code: types.CodeType  # the original code (resume functions: the code to install)
+    global_name: str | None = None  # resume functions: the global the bytecode calls
+    entries: list[GuardedEntry] = dataclasses.field(default_factory=list)
+    skipped: bool = False  # Dynamo found nothing to compile here: skip it next time too
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        if self.role == ROLE_RESUME:
+            return (self.role, self.module, self.global_name or "")
+        return (self.role, self.module, self.qualname, self.fingerprint)
+
+
+@dataclasses.dataclass
+class _Pending:
+    """What Dynamo told us about the frame being compiled right now."""
+
+    frame: FrameRecord
+    globals_before: frozenset[str]
+    import_sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    backend_ids: list[str] = dataclasses.field(default_factory=list)
+    identity_checks: list[IdentityCheck] = dataclasses.field(default_factory=list)
+    bypass_reason: str | None = None
+    added_entry: bool = False
+
+
+class CompilePackage:
+    """Record of one function's compiled frames (Dynamo's package protocol)."""
+
+    def __init__(self, main_code: types.CodeType, module: str, key: str,
+                 factors: dict[str, str], *, eager_backward: bool = True) -> None:
+        self.key = key
+        self.factors = dict(factors)
+        self.module = module
+        self.main_code = main_code
+        self.eager_backward = eager_backward
+        self.frames: list[FrameRecord] = []
+        self.sources: dict[tuple[str, str, int], keys.SourceRange] = {}
+        self.guard_blobs: dict[str, bytes] = {}
+        self.artifacts: dict[str, BackendArtifact] = {}
+        self.bypasses: list[str] = []
+        self.device_types: set[str] = set()
+        self.created = 0.0
+        self.dirty = False
+        self.version = 0  # bumps on every change; a save records the version it wrote
+        self.lock = threading.RLock()
+        self._by_code: dict[types.CodeType, FrameRecord] = {}
+        self._resume_names: dict[str, str] = {}  # dynamo's global name -> stored name
+        self._pending: list[_Pending] = []
+        self.add_frame(FrameRecord(ROLE_MAIN, module, main_code.co_qualname,
+                                   keys.code_fingerprint(main_code), main_code))
+
+    # --------------------------------------------------------------- frames
+
+    def add_frame(self, frame: FrameRecord, code: types.CodeType | None = None) -> FrameRecord:
+        """Add ``frame`` (or return the one with the same identity) and map ``code`` to it."""
+        with self.lock:
+            existing = next((f for f in self.frames if f.identity == frame.identity), None)
+            if existing is None:
+                self.frames.append(frame)
+                existing = frame
+            self._by_code[code if code is not None else frame.code] = existing
+            return existing
+
+    def frame_for(self, code: types.CodeType) -> FrameRecord | None:
+        return self._by_code.get(code)
+
+    def bind_code(self, code: types.CodeType, frame: FrameRecord) -> None:
+        """After install: ``code`` (this process's object) runs ``frame``."""
+        with self.lock:
+            self._by_code[code] = frame
+
+    @property
+    def entry_count(self) -> int:
+        return sum(len(f.entries) for f in self.frames)
+
+    def backend_ids(self) -> set[str]:
+        return {b for f in self.frames for e in f.entries for b in e.backend_ids}
+
+    def _touch(self) -> None:
+        self.dirty = True
+        self.version += 1
+
+    # ------------------------------------------------- Dynamo's package protocol
+
+    def is_initialized(self) -> bool:  # asked by torch only under caching_precompile
+        return True
+
+    @contextlib.contextmanager
+    def code_context(self, code: types.CodeType) -> Iterator[None]:
+        frame = self._by_code.get(code) or self._new_user_frame(code)
+        STATS.frames_traced += 1
+        mod = sys.modules.get(frame.module)
+        before = frozenset(mod.__dict__) if mod is not None else frozenset()
+        pending = _Pending(frame, before)
+        self._pending.append(pending)
+        # Make AOTAutograd hand every graph it compiles to the PrecompileContext as one
+        # self-contained artifact, whatever the backend's own compiler is (aot_eager too).
+        patches = {"bundled_autograd_cache": True, "force_autograd_cache": True}
+        if self.eager_backward:
+            # Compile the backward with the forward, so the stored artifact is complete even
+            # if this process never calls .backward() (see DESIGN in README).
+            patches["force_non_lazy_backward_lowering"] = True
+        ok = False
+        try:
+            with _torch.functorch_patch(**patches):
+                yield
+            ok = True
+        finally:
+            self._pending.pop()
+            if ok and not pending.added_entry and pending.bypass_reason is None:
+                with self.lock:
+                    if not frame.entries and not frame.skipped:
+                        frame.skipped = True
+                        self._touch()
+
+    def _new_user_frame(self, code: types.CodeType) -> FrameRecord:
+        module = inspect.getmodule(code)
+        name = module.__name__ if module is not None else "__main__"
+        frame = FrameRecord(ROLE_USER, name, code.co_qualname, keys.code_fingerprint(code), code)
+        return self.add_frame(frame, code)
+
+    @property
+    def _current(self) -> _Pending | None:
+        return self._pending[-1] if self._pending else None
+
+    def add_import_source(self, alias: str, module_name: str) -> None:
+        if self._current is not None:
+            self._current.import_sources[alias] = module_name
+
+    def add_resume_function(self, python_code: types.CodeType, python_module: str,
+                            function_name: str) -> None:
+        stored = f"{function_name}_pc{uuid.uuid4().hex[:12]}"
+        with self.lock:
+            self._resume_names[function_name] = stored
+        frame = FrameRecord(ROLE_RESUME, python_module, python_code.co_qualname,
+                            keys.code_fingerprint(python_code), python_code, global_name=stored)
+        self.add_frame(frame, python_code)
+
+    def add_backend_id(self, backend_id: str, backend: Any | None = None) -> None:
+        if self._current is not None:
+            self._current.backend_ids.append(backend_id)
+        if backend is not None:
+            PrecompileContext.get().record_compiled_fn(backend_id, backend)
+
+    def bypass_current_entry(self) -> None:
+        if self._current is not None:
+            self._current.bypass_reason = "Dynamo could not serialize this frame's guards"
+
+    def update_device_type(self, graph: Any) -> None:
+        for node in getattr(graph, "nodes", ()):
+            val = node.meta.get("example_value") if hasattr(node, "meta") else None
+            device = getattr(val, "device", None)
+            if device is not None:
+                self.device_types.add(device.type)
+
+    def add_inlined_source(self, sources: Sequence[types.CodeType]) -> None:
+        resume_codes = {f.code for f in self.frames if f.role == ROLE_RESUME}
+        for code in sources:
+            if code in resume_codes:
+                continue
+            rng = keys.source_range_for(code)
+            if rng is not None:
+                with self.lock:
+                    self.sources[(rng.module, rng.qualname, rng.first_line)] = rng
+
+    def add_guarded_code(self, guards_state: bytes, dynamo_code: types.CodeType) -> None:
+        pending = self._current
+        if pending is None:
+            return
+        if pending.bypass_reason is None:
+            pending.bypass_reason = self._unstorable_reason(pending, dynamo_code)
+        if pending.bypass_reason is not None:
+            self._bypass(pending)
+            return
+        sha = hashlib.sha256(guards_state).hexdigest()
+        with self.lock:
+            # Dynamo numbers resume functions per process; give them unique stored names so a
+            # later process's own resume functions can never shadow ours.
+            dynamo_code = _rename_globals(dynamo_code, self._resume_names)
+        entry = GuardedEntry(sha, dynamo_code, list(pending.backend_ids),
+                             dict(pending.import_sources), list(pending.identity_checks))
+        with self.lock:
+            self.guard_blobs[sha] = guards_state
+            pending.frame.entries.append(entry)
+            pending.frame.skipped = False
+            pending.added_entry = True
+            self._touch()
+
+    def _bypass(self, pending: _Pending) -> None:
+        reason = f"{pending.frame.qualname}: {pending.bypass_reason}"
+        log.info("precompile: not storing an entry of %s", reason)
+        STATS.bypasses += 1
+        STATS.note_miss(f"not stored: {reason}")
+        with self.lock:
+            self.bypasses.append(reason)
+
+    def _unstorable_reason(self, pending: _Pending, dynamo_code: types.CodeType) -> str | None:
+        """Why this entry could not run in another process, or None if it can."""
+        ctx = PrecompileContext.get()
+        for backend_id in pending.backend_ids:
+            if ctx.artifact(backend_id) is None:
+                why = ctx.failure(backend_id) or "the backend produced no storable artifact"
+                return f"graph {backend_id[:20]}... cannot be stored: {why}"
+        mod = sys.modules.get(pending.frame.module)
+        if mod is None:
+            return None
+        known = set(pending.backend_ids) | set(pending.import_sources) | set(self._resume_names)
+        for name in _all_names(dynamo_code):
+            if name in known or name in pending.globals_before or name.startswith("__builtins_dict__"):
+                continue
+            if name in mod.__dict__:
+                return f"its bytecode needs the runtime-only global {name!r}"
+        return None
+
+    # -------------------------------------------------------- guard filtering
+
+    def guard_filter(self, entries: Sequence[Any]) -> list[bool]:
+        """Keep every guard Dynamo can serialize; turn identity guards into checks."""
+        keep = []
+        pending = self._current
+        for e in entries:
+            types_ = {e.guard_type, *e.derived_guard_types}
+            if types_ & _torch.IDENTITY_GUARD_TYPES:
+                keep.append(False)
+                if pending is not None and e.has_value:
+                    pending.identity_checks.append(
+                        IdentityCheck(e.name, e.guard_type, object_fingerprint(e.value)))
+            else:
+                keep.append(True)
+        return keep
+
+    # ------------------------------------------------------ artifacts for save
+
+    def collect_artifacts(self) -> dict[str, BackendArtifact]:
+        """The freshest artifact for every backend id the package uses."""
+        ctx = PrecompileContext.get()
+        with self.lock:
+            for backend_id in self.backend_ids():
+                art = ctx.artifact(backend_id)
+                if art is not None:
+                    self.artifacts[backend_id] = art
+            return dict(self.artifacts)
+
+    # --------------------------------------------------------------- manifest
+
+    def to_manifest(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """(manifest, blobs) for format.encode. Entries whose artifacts are missing are left
+        out, so what is written always installs."""
+        artifacts = self.collect_artifacts()
+        blobs: dict[str, bytes] = {}
+        with self.lock:
+            frames = []
+            for f in self.frames:
+                entries = []
+                for e in f.entries:
+                    if any(b not in artifacts for b in e.backend_ids):
+                        continue
+                    blobs[e.guards_sha] = self.guard_blobs[e.guards_sha]
+                    entries.append({
+                        "guards": e.guards_sha,
+                        "code": e.dynamo_code,
+                        "backends": e.backend_ids,
+                        "imports": e.import_sources,
+                        "identity": [c.to_dict() for c in e.identity_checks],
+                    })
+                frames.append({
+                    "role": f.role, "module": f.module, "qualname": f.qualname,
+                    "fingerprint": f.fingerprint,
+                    "code": f.code if f.role == ROLE_RESUME else None,
+                    "global_name": f.global_name, "skipped": f.skipped, "entries": entries,
+                })
+            used = {b for fr in frames for e in fr["entries"] for b in e["backends"]}
+            arts = {}
+            for backend_id in sorted(used):
+                art = artifacts[backend_id]
+                blobs[art.sha256] = art.data
+                arts[backend_id] = {"kind": art.kind, "blob": art.sha256,
+                                    "has_backward": art.has_backward}
+            manifest = {
+                "key": self.key,
+                "function": self.factors.get("function", ""),
+                "frames": frames,
+                "artifacts": arts,
+                "sources": [r.to_dict() for r in self.sources.values()],
+                "devices": sorted(self.device_types),
+                "bypasses": list(self.bypasses[-50:]),
+            }
+        return manifest, blobs
+
+    @classmethod
+    def from_manifest(cls, main_code: types.CodeType, module: str, factors: dict[str, str],
+                      manifest: dict[str, Any], blobs: dict[str, bytes]) -> CompilePackage:
+        """Rebuild a package read from a store. Frames are bound to this process's code
+        objects by the installer; until then they are only data."""
+        pkg = cls(main_code, module, manifest["key"], factors)
+        pkg.frames = []
+        pkg._by_code = {}
+        for rng in manifest.get("sources", []):
+            r = keys.SourceRange.from_dict(rng)
+            pkg.sources[(r.module, r.qualname, r.first_line)] = r
+        pkg.device_types = set(manifest.get("devices", []))
+        for fd in manifest["frames"]:
+            code = fd["code"] if fd["code"] is not None else main_code
+            frame = FrameRecord(fd["role"], fd["module"], fd["qualname"], fd["fingerprint"],
+                                code, fd.get("global_name"), skipped=bool(fd.get("skipped")))
+            if frame.role == ROLE_RESUME and frame.global_name:
+                pkg._resume_names[frame.global_name] = frame.global_name
+            for ed in fd["entries"]:
+                pkg.guard_blobs[ed["guards"]] = blobs[ed["guards"]]
+                frame.entries.append(GuardedEntry(
+                    ed["guards"], ed["code"], list(ed["backends"]), dict(ed["imports"]),
+                    [IdentityCheck(**c) for c in ed["identity"]]))
+            pkg.frames.append(frame)
+            if frame.role == ROLE_MAIN:
+                pkg._by_code[main_code] = frame
+        ctx = PrecompileContext.get()
+        for backend_id, ad in manifest["artifacts"].items():
+            art = BackendArtifact(backend_id, ad["kind"], blobs[ad["blob"]], ad["has_backward"])
+            pkg.artifacts[backend_id] = art
+            ctx.add(art)
+        return pkg
+
+    def merge(self, other: CompilePackage) -> int:
+        """Add ``other``'s frames, entries and artifacts that this package lacks.
+        Returns the number of entries added. Used to merge with what another process stored."""
+        added = 0
+        with self.lock:
+            for of in other.frames:
+                mine = next((f for f in self.frames if f.identity == of.identity), None)
+                if mine is None:
+                    mine = dataclasses.replace(of, entries=[])
+                    self.frames.append(mine)
+                    if of.role == ROLE_RESUME and of.global_name:
+                        self._resume_names.setdefault(of.global_name, of.global_name)
+                have = {e.entry_id for e in mine.entries}
+                for e in of.entries:
+                    if e.entry_id not in have:
+                        mine.entries.append(e)
+                        self.guard_blobs[e.guards_sha] = other.guard_blobs[e.guards_sha]
+                        added += 1
+                mine.skipped = mine.skipped and of.skipped if mine.entries else (mine.skipped or of.skipped)
+            for backend_id, art in other.artifacts.items():
+                cur = self.artifacts.get(backend_id)
+                if cur is None or (art.has_backward and not cur.has_backward):
+                    self.artifacts[backend_id] = art
+            for k, r in other.sources.items():
+                self.sources.setdefault(k, r)
+            self.device_types |= other.device_types
+        return added
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def object_fingerprint(value: Any) -> str:
+    """A process-independent description of an object, precise enough to notice that a
+    global now names a different function, module or class."""
+    if isinstance(value, types.ModuleType):
+        return f"module:{value.__name__}"
+    fn = inspect.unwrap(value) if callable(value) else value
+    if isinstance(fn, types.MethodType):
+        fn = fn.__func__
+    if isinstance(fn, types.FunctionType):
+        return f"function:{fn.__module__}.{fn.__qualname__}:{keys.code_fingerprint(fn.__code__)}"
+    if isinstance(value, type):
+        return f"class:{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
+        owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
+        return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
+    t = type(value)
+    if isinstance(value, (int, float, str, bytes, bool, type(None))):
+        return f"value:{t.__name__}:{value!r}"
+    return f"instance:{t.__module__}.{t.__qualname__}"
+
+
+def _all_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _all_names(const)
+
+
+def _rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:
+    """Replace global names (resume functions) in ``code`` and its nested code objects."""
+    if not rename:
+        return code
+    names = tuple(rename.get(n, n) for n in code.co_names)
+    consts = tuple(_rename_globals(c, rename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    if names == code.co_names and consts == code.co_consts:
+        return code
+    return code.replace(co_names=names, co_consts=consts)

@@ -1,0 +1,40 @@
+"""Process-wide counters behind ``precompile.stats()``."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+_MAX_REASONS = 200
+
+
+@dataclasses.dataclass
+class Stats:
+    hits: int = 0  # packages installed with at least one entry
+    misses: int = 0  # first calls that found no usable package
+    saves: int = 0  # packages written
+    bypasses: int = 0  # compiled entries that could not be stored
+    frames_traced: int = 0  # frames Dynamo compiled under precompile
+    load_errors: int = 0  # stored packages that were corrupt, stale or incompatible
+    load_seconds: float = 0.0  # time spent fetching, verifying and installing
+    miss_reasons: list[str] = dataclasses.field(default_factory=list)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def note_miss(self, reason: str) -> None:
+        with self._lock:
+            if reason not in self.miss_reasons and len(self.miss_reasons) < _MAX_REASONS:
+                self.miss_reasons.append(reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if not f.name.startswith("_")}
+        d["miss_reasons"] = list(self.miss_reasons)
+        return d
+
+    def reset(self) -> None:
+        for f in dataclasses.fields(self):
+            if not f.name.startswith("_"):
+                setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
+
+
+STATS = Stats()
