@@ -216,16 +216,13 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType,
     if not isinstance(state, GuardsState):
         raise TypeError(f"guard state blob holds a {type(state).__name__}")
     name = state.output_graph.name_of_builtins_dict_key_in_fglobals
-    if name and name not in f_globals:
-        f_globals[name] = get_builtins_dict(f_globals)
+    if name:
+        reserve_global_names([name])
+        if name not in f_globals:
+            f_globals[name] = get_builtins_dict(f_globals)
     return CheckFunctionManager(code, OutputGraphCommon(state.output_graph),
                                 shape_code_parts=state.shape_code_parts,
                                 runtime_global_scope=f_globals).guard_manager
-
-
-def builtins_dict_name(guards_state: bytes) -> str | None:
-    state = pickle.loads(guards_state)
-    return state.output_graph.name_of_builtins_dict_key_in_fglobals
 
 
 def install_entry(code: types.CodeType, guard_manager: Any, dynamo_code: types.CodeType) -> None:
@@ -240,6 +237,25 @@ def reset_entries(code: types.CodeType) -> None:
 def skip_code(code: types.CodeType) -> None:
     """Dynamo found nothing to compile in this frame last time: never trace it again."""
     torch._dynamo.eval_frame.skip_code(code)
+
+
+def reserve_global_names(names: Sequence[str]) -> None:
+    """Keep Dynamo from generating global names that an installed package already uses.
+
+    Dynamo numbers the globals it installs (``__builtins_dict___0``, ``__resume_at_30_1``)
+    with one per-process counter and asserts a new name is free. A package from another
+    process brings its numbers along, so move the counter past every number it uses.
+    """
+    import itertools
+    import re
+
+    from torch._dynamo import bytecode_transformation as bt
+
+    numbers = [int(m.group(1)) for n in names if (m := re.search(r"_(\d+)$", n))]
+    if not numbers:
+        return
+    current = next(bt._unique_id_counter)
+    bt._unique_id_counter = itertools.count(max(current, max(numbers) + 1))
 
 
 def disable(fn: Callable[..., Any]) -> Callable[..., Any]:

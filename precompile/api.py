@@ -168,7 +168,7 @@ class Cached:
                                      "package was written")
         pkg = CompilePackage.from_manifest(self.main_code, self.module, stored, env.manifest,
                                            env.blobs)
-        check_sources(pkg)
+        check_sources(list(pkg.sources.values()))
         return pkg
 
     def _fetch(self, key: str) -> bytes | None:
@@ -527,11 +527,7 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
                               if _torch.unwrap_compiled(fn_or_module) else fn_or_module)
     if keys.code_fingerprint(main_code) != factors.get("code"):
         raise SourceChangedError(f"{factors.get('function')} changed since {path} was written")
-    changes = keys.changed_sources([keys.SourceRange.from_dict(r)
-                                    for r in env.manifest.get("sources", [])])
-    if changes:
-        raise SourceChangedError("source changed since the package was written: "
-                                 + "; ".join(c.split("\n")[0] for c in changes), changes)
+    check_sources([keys.SourceRange.from_dict(r) for r in env.manifest.get("sources", [])])
     if backend is None:
         backend = env.meta.get("backend_name") or "inductor"
     return _wrap(fn_or_module, cache_dir=cache_dir, backend=backend, store=store,

@@ -53,18 +53,20 @@ class Installation:
         self.installed_entries = 0
 
 
-def check_sources(pkg: CompilePackage) -> None:
-    """Raise SourceChangedError if any source the package was compiled from has changed."""
-    changes = keys.changed_sources(list(pkg.sources.values()))
+def check_sources(ranges: list[keys.SourceRange]) -> None:
+    """Raise SourceChangedError (naming files, lines and a diff) if any source a package
+    was compiled from has changed."""
+    changes = keys.changed_sources(ranges)
     if changes:
         raise SourceChangedError("source changed since the package was written: "
-                                 + "; ".join(c.split("\n")[0] for c in changes), changes)
+                                 + "\n".join(changes), changes)
 
 
 def install(pkg: CompilePackage) -> Installation:
     """Install every entry of ``pkg`` that still applies. Never raises for one bad entry."""
     inst = Installation()
     backends: dict[str, Callable[..., Any]] = {}
+    _torch.reserve_global_names(_dynamo_global_names(pkg))
     for frame in pkg.frames:
         target = _target_code(frame, pkg, inst)
         if target is None:
@@ -86,6 +88,15 @@ def install(pkg: CompilePackage) -> Installation:
             if reason is not None:
                 inst.skipped.append(f"{frame.qualname}: {reason}")
     return inst
+
+
+def _dynamo_global_names(pkg: CompilePackage) -> list[str]:
+    """Every Dynamo-numbered global the package's bytecode and guards refer to."""
+    names = []
+    for frame in pkg.frames:
+        for entry in frame.entries:
+            names.extend(n for n in entry.dynamo_code.co_names if n.startswith("__"))
+    return names
 
 
 def _target_code(frame: FrameRecord, pkg: CompilePackage,
