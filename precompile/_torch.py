@@ -198,10 +198,14 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
 # ------------------------------------------------------------------- installing
 
 
-def load_guard_manager(guards_state: bytes, code: types.CodeType,
-                       f_globals: dict[str, Any]) -> Any:
+def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dict[str, Any],
+                       place_global: Callable[[str, Any], Any]) -> Any:
     """Rebuild Dynamo's C++ guard manager from serialized guard state
-    (torch/_dynamo/package.py: load_guards_state + load_guard_manager)."""
+    (torch/_dynamo/package.py: load_guards_state + load_guard_manager).
+
+    Guards read builtins through a dict Dynamo keeps in the module's globals;
+    ``place_global(name, value)`` puts it there the way the installer tracks globals.
+    """
     from torch._dynamo.guards import CheckFunctionManager, GuardsState
     from torch._dynamo.output_graph import OutputGraphCommon, get_builtins_dict
 
@@ -218,8 +222,7 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType,
     name = state.output_graph.name_of_builtins_dict_key_in_fglobals
     if name:
         reserve_global_names([name])
-        if name not in f_globals:
-            f_globals[name] = get_builtins_dict(f_globals)
+        place_global(name, get_builtins_dict(f_globals))
     return CheckFunctionManager(code, OutputGraphCommon(state.output_graph),
                                 shape_code_parts=state.shape_code_parts,
                                 runtime_global_scope=f_globals).guard_manager

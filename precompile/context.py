@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -53,7 +54,7 @@ class PrecompileContext:
         self._lock = threading.Lock()
         self._artifacts: dict[str, BackendArtifact] = {}
         self._failures: dict[str, str] = {}
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[], Callable[[str], None] | None]] = []
 
     @classmethod
     def get(cls) -> PrecompileContext:
@@ -103,12 +104,14 @@ class PrecompileContext:
             previous = self._artifacts.get(artifact.backend_id)
             self._artifacts[artifact.backend_id] = artifact
             self._failures.pop(artifact.backend_id, None)
-            listeners = list(self._listeners)
+            self._listeners = [ref for ref in self._listeners if ref() is not None]
+            listeners = [ref() for ref in self._listeners]
         if previous is not None and previous.data != artifact.data:
             log.debug("precompile: artifact %s updated in place (%s)", artifact.backend_id,
                       artifact.completeness)
         for listener in listeners:
-            listener(artifact.backend_id)
+            if listener is not None:
+                listener(artifact.backend_id)
 
     # ---------------------------------------------------------------- reading
 
@@ -121,11 +124,9 @@ class PrecompileContext:
             return self._failures.get(backend_id)
 
     def add_listener(self, listener: Callable[[str], None]) -> None:
-        """``listener(backend_id)`` runs after every artifact is recorded or updated."""
+        """``listener(backend_id)`` runs after every artifact is recorded or updated.
+        Bound methods are held weakly, so a listener never keeps its owner alive."""
+        ref: Callable[[], Callable[[str], None] | None]
+        ref = weakref.WeakMethod(listener) if hasattr(listener, "__self__") else (lambda: listener)  # type: ignore[arg-type]
         with self._lock:
-            self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[str], None]) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            self._listeners.append(ref)

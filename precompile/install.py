@@ -28,6 +28,10 @@ from .package import ROLE_MAIN, ROLE_RESUME, CompilePackage, FrameRecord, Guarde
 
 log = logging.getLogger("precompile")
 
+# Globals whose names carry a uuid (see package.add_resume_function and Dynamo's
+# unique_id(..., with_uuid=True)); the same name always means the same artifact.
+_UNIQUE_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_")
+
 
 @dataclasses.dataclass
 class Installation:
@@ -138,7 +142,9 @@ def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
             backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
         if not _place_global(scope, backend_id, backends[backend_id], inst):
             return f"global {backend_id} is taken"
-    guard_manager = _torch.load_guard_manager(pkg.guard_blobs[entry.guards_sha], target, scope)
+    guard_manager = _torch.load_guard_manager(
+        pkg.guard_blobs[entry.guards_sha], target, scope,
+        lambda name, value: _place_global(scope, name, value, inst))
     code = _retarget_filename(entry.dynamo_code, frame.module, target.co_filename)
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)
@@ -147,20 +153,15 @@ def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
 
 
 def _place_global(scope: dict[str, Any], name: str, value: Any, inst: Installation) -> bool:
-    """Add ``name`` to a module's globals unless it already means something else."""
-    if name in scope:
-        current = scope[name]
-        if current is value or (isinstance(value, types.ModuleType) and current is value):
-            return True
-        if isinstance(value, types.ModuleType):
-            return False
-        # A global of ours from an earlier install of the same package: replace it.
-        if name.startswith(("__compiled_fn_", "__resume_at_")):
-            inst.add_global(scope, name, value)
-            return True
-        return False
-    inst.add_global(scope, name, value)
-    return True
+    """Add ``name`` to a module's globals unless it already means something else.
+
+    Compiled-graph and stored resume-function names are unique per compile (a uuid), so an
+    existing global with such a name is the same artifact installed earlier: reuse it.
+    """
+    if name not in scope:
+        inst.add_global(scope, name, value)
+        return True
+    return scope[name] is value or name.startswith(_UNIQUE_GLOBAL_PREFIXES)
 
 
 def _resume_global(code: types.CodeType, scope: dict[str, Any], name: str) -> Any:
