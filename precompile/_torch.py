@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import io
 import os
 import pickle
 import platform
@@ -39,6 +40,14 @@ KIND_FX_GRAPH = "fx_graph"  # a pickled fx.GraphModule (backend="eager")
 
 
 # ------------------------------------------------------------------- compiling
+
+
+def bundle_lazy_backwards() -> None:
+    """Let a backward compiled lazily, at ``.backward()`` outside any compile, still reach
+    the PrecompileContext: AOTAutograd checks ``bundled_autograd_cache`` when it saves the
+    finished forward+backward, so it has to be on process-wide (only for eager_backward=False).
+    """
+    torch._functorch.config.bundled_autograd_cache = True
 
 
 def functorch_patch(**values: Any) -> Any:
@@ -198,6 +207,46 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
 # ------------------------------------------------------------------- installing
 
 
+class _GuardsUnpickler(pickle.Unpickler):
+    """Unpickles Dynamo's GuardsState, repairing one torch 2.13 bug on the way.
+
+    A parameter that already had a ``.grad`` when the frame compiled (any compile after the
+    first ``backward()``) is pickled with its grad as Dynamo's ``_Missing`` placeholder, and
+    ``GuardsStatePickler._unpickle_tensor`` then fails assigning it. Guards never read that
+    grad, so rebuild such tensors without one.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch._dynamo.guards":
+            if name == "GuardsStatePickler":
+                return _RepairedGuardsStatePickler
+            if name == "GuardsStatePickler._unpickle_tensor":
+                return _repaired_unpickle_tensor
+        return super().find_class(module, name)
+
+
+def _repaired_unpickle_tensor(meta_tensor: Any, device: Any, pytype: Any,
+                              dispatch_keys_raw: int, grad: Any) -> Any:
+    from torch._dynamo.guards import GuardsStatePickler, _Missing
+
+    if isinstance(grad, _Missing):
+        grad = None
+    return GuardsStatePickler._unpickle_tensor(meta_tensor, device, pytype, dispatch_keys_raw, grad)
+
+
+class _RepairedGuardsStatePicklerMeta(type):
+    def __getattr__(cls, name: str) -> Any:
+        from torch._dynamo.guards import GuardsStatePickler
+
+        if name == "_unpickle_tensor":
+            return _repaired_unpickle_tensor
+        return getattr(GuardsStatePickler, name)
+
+
+class _RepairedGuardsStatePickler(metaclass=_RepairedGuardsStatePicklerMeta):
+    """Stands in for GuardsStatePickler when pickle looks up its reconstruction helpers."""
+
+
 def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dict[str, Any],
                        place_global: Callable[[str, Any], Any]) -> Any:
     """Rebuild Dynamo's C++ guard manager from serialized guard state
@@ -216,7 +265,7 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
     except ImportError:
         ctx = nullcontext()
     with ctx:
-        state = pickle.loads(guards_state)
+        state = _GuardsUnpickler(io.BytesIO(guards_state)).load()
     if not isinstance(state, GuardsState):
         raise TypeError(f"guard state blob holds a {type(state).__name__}")
     name = state.output_graph.name_of_builtins_dict_key_in_fglobals

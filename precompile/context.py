@@ -88,9 +88,10 @@ class PrecompileContext:
                 return
         try:
             kind, data, has_bw = _torch.serialize_backend(compiled_fn)
-        except NotCapturableError as e:
-            with self._lock:
-                self._failures.setdefault(backend_id, str(e))
+        except NotCapturableError:
+            # Not a graph: an AOTAutograd wrapper whose artifact arrives through the hook
+            # (with a lazily compiled backward, only at .backward()), or a custom backend's
+            # opaque callable. The package tells the two apart when the frame finishes.
             return
         self._store(BackendArtifact(backend_id, kind, data, has_bw))
 

@@ -114,6 +114,8 @@ class CompilePackage:
         self.module = module
         self.main_code = main_code
         self.eager_backward = eager_backward
+        if not eager_backward:
+            _torch.bundle_lazy_backwards()
         self.frames: list[FrameRecord] = []
         self.sources: dict[tuple[str, str, int], keys.SourceRange] = {}
         self.guard_blobs: dict[str, bytes] = {}
@@ -279,8 +281,16 @@ class CompilePackage:
         """Why this entry could not run in another process, or None if it can."""
         ctx = PrecompileContext.get()
         for backend_id in pending.backend_ids:
-            if ctx.artifact(backend_id) is None:
-                why = ctx.failure(backend_id) or "the backend produced no storable artifact"
+            why = ctx.failure(backend_id)
+            if why is None and ctx.artifact(backend_id) is None:
+                if not self.eager_backward:
+                    # A training graph's artifact arrives with its lazily compiled backward;
+                    # the entry is written once it does (see Cached._on_artifact).
+                    continue
+                why = ("the backend produced no storable artifact (precompile stores backends "
+                       "that go through AOTAutograd, such as inductor and aot_eager, and "
+                       "backend='eager')")
+            if why is not None:
                 return f"graph {backend_id[:20]}... cannot be stored: {why}"
         mod = sys.modules.get(pending.frame.module)
         if mod is None:
