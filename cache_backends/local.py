@@ -30,10 +30,41 @@ _STALE_TMP_SECONDS = 3600
 
 
 class LocalDirBackend(CacheBackend):
-    def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None,
+                 trust_shared: bool | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self.url = self.root
         self.max_bytes = max_bytes
+        if trust_shared is None:
+            trust_shared = os.environ.get("PRECOMPILE_TRUST_SHARED_CACHE", "") == "1"
+        self.trust_shared = trust_shared
+        self._root_checked = False
+
+    # -------------------------------------------------------------- trust
+
+    def _check_trusted(self, st: os.stat_result, what: str) -> None:
+        """Packages hold code that will run: refuse ones others could have written."""
+        if self.trust_shared or not hasattr(os, "getuid"):
+            return
+        problem = None
+        if st.st_uid != os.getuid():
+            problem = f"is owned by another user (uid {st.st_uid})"
+        elif st.st_mode & 0o002:
+            problem = "is world-writable"
+        if problem:
+            raise StoreError(f"refusing cache {what} {problem}: anyone who can write it can run "
+                             "code in your process. Fix its ownership/permissions, or opt in with "
+                             "PRECOMPILE_TRUST_SHARED_CACHE=1 (LocalDirBackend(trust_shared=True))")
+
+    def _check_root(self) -> None:
+        if self._root_checked:
+            return
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            return
+        self._check_trusted(st, f"directory {self.root}")
+        self._root_checked = True
 
     # ---------------------------------------------------------------- paths
 
@@ -55,8 +86,10 @@ class LocalDirBackend(CacheBackend):
 
     def get(self, key: str) -> bytes | None:
         path = self.path_for(key)
+        self._check_root()
         try:
             with open(path, "rb") as fh:
+                self._check_trusted(os.fstat(fh.fileno()), f"file {path}")
                 data = fh.read()
         except FileNotFoundError:
             return None
@@ -70,6 +103,7 @@ class LocalDirBackend(CacheBackend):
     def put(self, key: str, data: bytes) -> None:
         path = self.path_for(key)
         self._ensure_root()
+        self._check_root()
         fd, tmp = -1, ""
         try:
             fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)

@@ -118,6 +118,13 @@ class Cached:
             t0 = time.perf_counter()
             try:
                 self._load_and_install(factors)
+            except PackageError:
+                raise  # strict mode
+            except Exception as e:  # noqa: BLE001 - a cache must never break the user's call
+                log.warning("precompile: could not use the stored package for %s; compiling "
+                            "normally", factors["function"], exc_info=True)
+                self._miss(f"{factors['function']}: unexpected error while loading: {e!r}",
+                           error=PackageError(str(e)))
             finally:
                 STATS.load_seconds += time.perf_counter() - t0
                 self._ready = True
@@ -141,7 +148,8 @@ class Cached:
         try:
             loaded = self._check(env, factors)
             self.package.merge(loaded)
-            self.package.created = float(env.meta.get("created", 0.0))
+            created = env.meta.get("created", 0.0)
+            self.package.created = float(created) if isinstance(created, (int, float)) else 0.0
             self.installation = install(self.package)
         except PackageError as e:
             self._miss(str(e), error=e)

@@ -459,11 +459,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     now = time.time()
     table = []
     for r in rows:
-        fn = r["function"] or f"(unreadable: {r['error']})"
+        fn = r["function"] or "(unreadable)"
         table.append([fn, str(r["entries"] if r["entries"] is not None else "-"),
                       fmt_size(r["size"]), fmt_time(r["created"]), fmt_age(r["last_used"], now),
                       r["key"]])
     print(_table(table, ["FUNCTION", "ENTRIES", "SIZE", "CREATED", "LAST USED", "KEY"]))
+    for r in rows:
+        if r["error"]:
+            print(f"{r['key']}: {r['error']}")
     total = sum(r["size"] or 0 for r in rows)
     print(f"\n{len(rows)} packages, {fmt_size(total)} in {store.url}")
     return EXIT_OK
@@ -959,10 +962,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 break
             if p.key in plan:
                 continue
-            if not args.force and _is_recent(p, now):
-                continue  # it stays, so it still counts towards the total
             plan[p.key] = f"over --max-size (least recently used, {fmt_age(p.last_used, now)})"
-            total -= p.size or 0
+            if args.force or not _is_recent(p, now):
+                total -= p.size or 0  # a recent one stays and still counts towards the total
     removed, kept = [], []
     for key, why in plan.items():
         p = pkgs[key]

@@ -98,14 +98,14 @@ def _ext_hook(code: int, data: bytes) -> Any:
             raise FormatError("malformed code object in package")
         try:
             return _CODE_TEMPLATE.replace(**dict(zip(CODE_FIELDS, fields)))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError, SystemError) as e:
             raise FormatError(f"malformed code object in package: {e}") from None
     if code == EXT_TUPLE:
         return tuple(_as_list(_unpack(data)))
     if code == EXT_FROZENSET:
         return frozenset(_as_list(_unpack(data)))
     if code == EXT_COMPLEX:
-        real, imag = _as_list(_unpack(data))
+        real, imag = _pair(_unpack(data), 2)
         return complex(real, imag)
     if code == EXT_ELLIPSIS:
         return Ellipsis
@@ -115,9 +115,16 @@ def _ext_hook(code: int, data: bytes) -> Any:
         except (UnicodeDecodeError, ValueError):
             raise FormatError("malformed integer in package") from None
     if code == EXT_SLICE:
-        start, stop, step = _as_list(_unpack(data))
+        start, stop, step = _pair(_unpack(data), 3)
         return slice(start, stop, step)
     raise FormatError(f"unknown value type {code} in package (written by a newer precompile?)")
+
+
+def _pair(value: Any, n: int) -> list[Any]:
+    items = _as_list(value)
+    if len(items) != n:
+        raise FormatError("malformed value in package")
+    return items
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -135,7 +142,8 @@ def _unpack(data: bytes) -> Any:
         return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
     except FormatError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError,
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError,
+            MemoryError,
             msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
         raise FormatError(f"package body is not valid msgpack: {type(e).__name__}: {e}") from None
 

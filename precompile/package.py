@@ -31,6 +31,7 @@ from typing import Any
 
 from . import _torch, keys
 from .context import BackendArtifact, PrecompileContext
+from .errors import FormatError
 from .stats import STATS
 
 log = logging.getLogger("precompile")
@@ -382,32 +383,55 @@ class CompilePackage:
     def from_manifest(cls, main_code: types.CodeType, module: str, factors: dict[str, str],
                       manifest: dict[str, Any], blobs: dict[str, bytes]) -> CompilePackage:
         """Rebuild a package read from a store. Frames are bound to this process's code
-        objects by the installer; until then they are only data."""
-        pkg = cls(main_code, module, manifest["key"], factors)
+        objects by the installer; until then they are only data.
+
+        The envelope was checksummed, but a manifest can still be malformed (a bug, or a
+        tampered file with a recomputed checksum): any shape error is a FormatError.
+        """
+        try:
+            return cls._from_manifest(main_code, module, factors, manifest, blobs)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise FormatError(f"package manifest is malformed ({type(e).__name__}: {e})") from None
+
+    @classmethod
+    def _from_manifest(cls, main_code: types.CodeType, module: str, factors: dict[str, str],
+                       manifest: dict[str, Any], blobs: dict[str, bytes]) -> CompilePackage:
+        pkg = cls(main_code, module, _expect(manifest["key"], str), factors)
         pkg.frames = []
         pkg._by_code = {}
         for rng in manifest.get("sources", []):
             r = keys.SourceRange.from_dict(rng)
-            pkg.sources[(r.module, r.qualname, r.first_line)] = r
-        pkg.device_types = set(manifest.get("devices", []))
+            for value in (r.module, r.qualname, r.sha256, r.text):
+                _expect(value, str)
+            pkg.sources[(r.module, r.qualname, _expect(r.first_line, int))] = r
+        pkg.device_types = {_expect(d, str) for d in manifest.get("devices", [])}
         for fd in manifest["frames"]:
-            code = fd["code"] if fd["code"] is not None else main_code
-            frame = FrameRecord(fd["role"], fd["module"], fd["qualname"], fd["fingerprint"],
-                                code, fd.get("global_name"), skipped=bool(fd.get("skipped")))
-            if frame.role == ROLE_RESUME and frame.global_name:
-                pkg._resume_names[frame.global_name] = frame.global_name
+            role = _expect(fd["role"], str)
+            if role not in (ROLE_MAIN, ROLE_USER, ROLE_RESUME):
+                raise ValueError(f"unknown frame role {role!r}")
+            code = main_code if role == ROLE_MAIN else _expect(fd["code"] or main_code, types.CodeType)
+            frame = FrameRecord(role, _expect(fd["module"], str), _expect(fd["qualname"], str),
+                                _expect(fd["fingerprint"], str), code,
+                                fd.get("global_name"), skipped=bool(fd.get("skipped")))
+            if role == ROLE_RESUME:
+                pkg._resume_names[_expect(frame.global_name, str)] = frame.global_name
             for ed in fd["entries"]:
-                pkg.guard_blobs[ed["guards"]] = blobs[ed["guards"]]
+                pkg.guard_blobs[ed["guards"]] = _expect(blobs[ed["guards"]], bytes)
                 frame.entries.append(GuardedEntry(
-                    ed["guards"], ed["code"], list(ed["backends"]), dict(ed["imports"]),
-                    [IdentityCheck(**c) for c in ed["identity"]]))
+                    ed["guards"], _expect(ed["code"], types.CodeType),
+                    [_expect(b, str) for b in ed["backends"]],
+                    {_expect(k, str): _expect(v, str) for k, v in ed["imports"].items()},
+                    [IdentityCheck(_expect(c["source"], str), _expect(c["guard_type"], str),
+                                   _expect(c["fingerprint"], str)) for c in ed["identity"]]))
             pkg.frames.append(frame)
-            if frame.role == ROLE_MAIN:
+            if role == ROLE_MAIN:
                 pkg._by_code[main_code] = frame
-        ctx = PrecompileContext.get()
         for backend_id, ad in manifest["artifacts"].items():
-            art = BackendArtifact(backend_id, ad["kind"], blobs[ad["blob"]], ad["has_backward"])
-            pkg.artifacts[backend_id] = art
+            pkg.artifacts[_expect(backend_id, str)] = BackendArtifact(
+                backend_id, _expect(ad["kind"], str), _expect(blobs[ad["blob"]], bytes),
+                bool(ad["has_backward"]))
+        ctx = PrecompileContext.get()
+        for art in pkg.artifacts.values():
             ctx.add(art)
         return pkg
 
@@ -441,6 +465,12 @@ class CompilePackage:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _expect(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__}, found {type(value).__name__}")
+    return value
 
 
 def object_fingerprint(value: Any) -> str:

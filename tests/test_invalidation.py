@@ -181,3 +181,73 @@ def test_sigterm_leaves_a_complete_package(scenario: Scenario) -> None:
     assert len(scenario.packages()) == 1
     scenario.write(SLOW.replace("time.sleep(120)", "pass"))
     scenario.run("warm").assert_warm()
+
+
+@pytest.mark.parametrize("what", ["dir", "file"])
+def test_world_writable_cache_is_refused_with_a_way_out(scenario: Scenario, what: str) -> None:
+    _edit(scenario)
+    scenario.run("cold").assert_ok()
+    [pkg] = scenario.packages()
+    os.chmod(scenario.cache if what == "dir" else pkg, 0o777 if what == "dir" else 0o666)
+    run = scenario.run("cold").assert_ok()
+    assert run.frames == 1 and run.stats["hits"] == 0
+    assert "PRECOMPILE_TRUST_SHARED_CACHE=1" in run.stderr and "world-writable" in run.stderr
+    scenario.run("warm", PRECOMPILE_TRUST_SHARED_CACHE="1").assert_warm()
+
+
+STRICT = """
+import torch, precompile
+
+@precompile.cached(backend="eager")
+def f(x):
+    return x + 1
+
+def run():
+    x = torch.ones(2)
+    return [("f", f(x), x + 1)]
+"""
+
+
+def test_strict_mode_raises_on_a_miss(scenario: Scenario) -> None:
+    scenario.write(STRICT)
+    run = scenario.run("cold", PRECOMPILE_STRICT="1")
+    assert run.returncode != 0 and "strict mode: cache miss" in run.stderr, run.describe()
+    scenario.run("cold").assert_ok()
+    scenario.run("warm", PRECOMPILE_STRICT="1").assert_warm()
+
+
+KILLED = """
+import os, signal, torch, precompile
+from cache_backends import local
+
+@precompile.cached(backend="eager", dynamic=False)
+def f(x):
+    return x * 2
+
+def run():
+    if os.environ.get("KILL_MID_WRITE"):
+        real_fsync = os.fsync
+        def die(fd):
+            os.kill(os.getpid(), signal.SIGKILL)   # killed after writing, before the rename
+        local.os.fsync = die
+    x = torch.ones(int(os.environ.get("N", "3")))
+    out = f(x)
+    precompile.flush()
+    return [("f", out, x * 2)]
+"""
+
+
+def test_sigkill_mid_write_keeps_previous_package(scenario: Scenario) -> None:
+    scenario.write(KILLED)
+    scenario.run("cold").assert_ok()
+    [pkg] = scenario.packages()
+    before = pkg.read_bytes()
+    run = scenario.run("cold", KILL_MID_WRITE="1", N="5")  # a new entry: rewrite the package
+    assert run.returncode == -9, run.describe()
+    assert pkg.read_bytes() == before  # the old package is untouched
+    leftovers = [p for p in scenario.cache.iterdir() if p.name.startswith(".tmp-")]
+    assert len(leftovers) <= 1
+    from cache_backends.local import LocalDirBackend
+
+    assert LocalDirBackend(scenario.cache).clean_temp_files(older_than=0) == len(leftovers)
+    scenario.run("warm").assert_warm()  # the previous package still loads

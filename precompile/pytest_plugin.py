@@ -1,0 +1,204 @@
+"""pytest plugin: run a test suite against one precompile cache and report what it did.
+
+    pytest -p precompile.pytest_plugin --precompile-cache .precompile-cache [--precompile-strict]
+
+``--precompile-cache DIR``  every ``@precompile.cached`` function uses DIR (sets
+                            ``PRECOMPILE_CACHE_DIR`` before conftest files and test modules
+                            are imported, and hides ``PRECOMPILE_CACHE_URL`` for the run).
+``--precompile-strict``     sets ``PRECOMPILE_STRICT=1`` (a miss raises instead of compiling)
+                            and fails the run if anything missed at all, e.g. a CI job that
+                            must run entirely from a cache an earlier job filled.
+
+At the end of the session it prints::
+
+    precompile: 3 hits, 1 misses, 1 saves, frames traced 2
+      miss: mymod:f: no package under key f-... (first compile)
+
+and, when ``$PRECOMPILE_STATS_FILE`` is set, writes the counters there as JSON for
+``precompile stats``. Under pytest-xdist the workers' counters are added up on the controller.
+Environment changes are undone when pytest finishes (so in-process ``pytester`` runs do not
+leak them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import pytest
+
+CACHE_ENV = "PRECOMPILE_CACHE_DIR"
+URL_ENV = "PRECOMPILE_CACHE_URL"
+STRICT_ENV = "PRECOMPILE_STRICT"
+_WORKER_KEY = "precompile_stats"
+
+
+@dataclasses.dataclass
+class _State:
+    saved_env: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    baseline: dict[str, Any] | None = None
+    workers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    totals: dict[str, Any] | None = None
+    errors: list[str] = dataclasses.field(default_factory=list)
+    strict_failed: bool = False
+
+
+_STATE = pytest.StashKey[_State]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("precompile", "precompile warm-start cache")
+    group.addoption("--precompile-cache", metavar="DIR", default=None,
+                    help="cache directory for every @precompile.cached function in this run "
+                         f"(sets ${CACHE_ENV})")
+    group.addoption("--precompile-strict", action="store_true", default=False,
+                    help=f"set ${STRICT_ENV}=1 and fail the run if any precompile cache miss "
+                         "happened")
+
+
+def _state(config: pytest.Config) -> _State:
+    if _STATE not in config.stash:
+        config.stash[_STATE] = _State()
+    return config.stash[_STATE]
+
+
+def _set_env(state: _State, name: str, value: str | None) -> None:
+    if name not in state.saved_env:
+        state.saved_env[name] = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _apply_options(config: pytest.Config, cache: str | None, strict: bool) -> None:
+    state = _state(config)
+    if cache:
+        base = str(config.invocation_params.dir)
+        path = os.path.abspath(os.path.join(base, os.path.expanduser(cache)))
+        _set_env(state, CACHE_ENV, path)
+        _set_env(state, URL_ENV, None)  # it would take precedence over the directory
+    if strict:
+        _set_env(state, STRICT_ENV, "1")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> None:
+    # Runs before conftest.py files import (only for plugins given with -p or installed):
+    # a conftest that decorates at import time must see the cache directory already.
+    ns = early_config.known_args_namespace
+    _apply_options(early_config, getattr(ns, "precompile_cache", None),
+                   bool(getattr(ns, "precompile_strict", False)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    _apply_options(config, config.getoption("precompile_cache"),
+                   bool(config.getoption("precompile_strict")))
+    _state(config).baseline = _stats()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        return
+    for name, value in state.saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    state.saved_env.clear()
+
+
+def _stats() -> dict[str, Any]:
+    import precompile
+
+    return precompile.stats()
+
+
+def _delta(now: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    """This session's share of the process-wide counters."""
+    base = base or {}
+    out: dict[str, Any] = {}
+    for name, value in now.items():
+        before = base.get(name)
+        if name == "miss_reasons":
+            seen = set(before or [])
+            out[name] = [r for r in value if r not in seen]
+        elif isinstance(value, (int, float)) and isinstance(before, (int, float)):
+            out[name] = value - before
+        else:
+            out[name] = value
+    return out
+
+
+def _add(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    out = dict(total)
+    for name, value in more.items():
+        if name == "miss_reasons":
+            reasons = list(out.get(name, []))
+            reasons.extend(r for r in value if r not in reasons)
+            out[name] = reasons
+        elif isinstance(value, (int, float)):
+            out[name] = out.get(name, 0) + value
+    return out
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist, on the controller: a worker finished; keep its counters."""
+    stats = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+    if isinstance(stats, dict):
+        _state(node.config).workers.append(stats)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import precompile
+
+    config = session.config
+    state = _state(config)
+    flush_error = None
+    try:
+        precompile.flush(timeout=120)  # count (and finish) the saves of this session
+    except Exception as e:  # noqa: BLE001 - reporting must never break the run
+        flush_error = f"saving packages failed: {type(e).__name__}: {e}"
+    mine = _delta(_stats(), state.baseline)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports
+        workeroutput[_WORKER_KEY] = mine
+        return
+    totals = mine
+    for w in state.workers:
+        totals = _add(totals, w)
+    state.totals = totals
+    state.errors = [flush_error] if flush_error else []
+    if config.getoption("precompile_strict") and totals.get("misses", 0) > 0:
+        state.strict_failed = True
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    stats_file = os.environ.get("PRECOMPILE_STATS_FILE")
+    if stats_file:
+        from precompile.cli import write_stats_file
+
+        try:
+            write_stats_file(stats_file, totals, source="pytest")
+        except OSError as e:
+            state.errors.append(f"cannot write {stats_file}: {e}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or state.totals is None:
+        return
+    from precompile.cli import stats_summary_lines
+
+    write = terminalreporter.write_line
+    for line in stats_summary_lines(state.totals):
+        write(line)
+    for error in state.errors:
+        write(f"precompile: {error}", yellow=True)
+    if state.strict_failed:
+        write(f"precompile: --precompile-strict: {state.totals.get('misses', 0)} cache "
+              "misses, failing the run", red=True, bold=True)
