@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) bench/demo.py
 
+# The store tests run a real redis-server on 127.0.0.1; install it once if it is missing
+# (PRECOMPILE_SKIP_REDIS=1 skips both the install and those tests).
 test: $(STAMP)
+	@if [ "$${PRECOMPILE_SKIP_REDIS:-}" != 1 ] && ! command -v redis-server >/dev/null 2>&1; then \
+		echo "installing redis-server (for tests/test_backends.py)"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	fi
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -1,7 +1,23 @@
 """Stores for precompile packages: one module per store, one small interface (``base.py``).
 
-``open_store(spec)`` turns what users write (a path, ``file://``, ``memory://``, a store
-object) into a store.
+``open_store(spec)`` turns what users write into a store:
+
+===============================================  ==========================================
+spec                                              store
+===============================================  ==========================================
+a ``CacheBackend``                                itself
+a directory path, ``file:///path``                ``LocalDirBackend`` (the default store)
+``memory://``, ``memory://name``                  ``MemoryBackend``, one per name per process
+``redis://host:port/db``, ``rediss://``,         ``RedisBackend`` (``?namespace=...&ttl=S``
+``redis+unix:///path/to/redis.sock``              set its namespace and TTL)
+``s3://bucket/prefix``, ``gs://``, ``az://``...   ``FsspecBackend`` (any fsspec protocol)
+a list or tuple of the above                      ``TieredBackend``, first tier first
+===============================================  ==========================================
+
+The Redis and fsspec stores need their client packages (``pip install 'precompile[redis]'``,
+``'precompile[s3]'``, ``'precompile[gcs]'``); they are imported only when such a store is
+opened. Where one is missing, open_store gives an ``UnavailableBackend`` whose every call
+raises StoreError naming the package, so the program warns and runs without the cache.
 """
 from __future__ import annotations
 
@@ -9,28 +25,120 @@ import os
 from typing import Any
 
 from .base import CacheBackend, Stat
-from .local import LocalDirBackend
-from .memory import MemoryBackend
 
-__all__ = ["CacheBackend", "LocalDirBackend", "MemoryBackend", "Stat", "open_store"]
+# RedisBackend and FsspecBackend load on first use (optional dependencies), so they are
+# importable by name but left out of ``import *``.
+__all__ = ["CacheBackend", "LocalDirBackend", "MemoryBackend", "Stat", "TieredBackend",
+           "UnavailableBackend", "open_store"]
 
-_MEMORY_STORES: dict[str, MemoryBackend] = {}
+_MEMORY_STORES: dict[str, Any] = {}
+_REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 
 
 def open_store(spec: Any) -> CacheBackend:
-    """A store from a path, URL or store object."""
+    """A store from a path, URL, store object, or a list of those (tiers, fastest first)."""
     if isinstance(spec, CacheBackend):
         return spec
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise ValueError("cannot make a cache store from an empty list; list the tiers, "
+                             "fastest first, e.g. ['~/.cache/precompile', 'redis://host:6379/0']")
+        if len(spec) == 1:
+            return open_store(spec[0])
+        return TieredBackend(list(spec))
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"cannot make a cache store from {spec!r}; pass a directory path, "
-                         "a URL (file://, memory://) or a CacheBackend")
-    if spec.startswith("memory://"):
+                         "a URL (file://, memory://, redis://, s3://, gs://...), a list of "
+                         "those, or a CacheBackend")
+    lowered = spec.lower()
+    if lowered.startswith("memory://"):
         return _MEMORY_STORES.setdefault(spec, MemoryBackend())
-    if spec.startswith("file://"):
+    if lowered.startswith("file://"):
         return LocalDirBackend(spec[len("file://"):])
+    if lowered.startswith(_REDIS_SCHEMES):
+        return _open_redis(spec)
     if "://" in spec:
-        raise ValueError(f"unsupported cache URL {spec!r}: this version supports directory "
-                         "paths, file:// and memory://")
+        return _open_fsspec(spec)
     return LocalDirBackend(spec)
+
+
+class UnavailableBackend(CacheBackend):
+    """A store whose client package is not installed: every call raises StoreError saying
+    what to install. open_store returns it rather than raising, so a cache URL set for a
+    whole fleet (``PRECOMPILE_CACHE_URL``) does not crash a program that lacks the client;
+    precompile warns once and runs without the cache, as for a server that is down."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+
+    def _fail(self) -> Any:
+        from precompile.errors import StoreError
+
+        raise StoreError(self.reason)
+
+    def get(self, key: str) -> bytes | None:
+        return self._fail()
+
+    def put(self, key: str, data: bytes) -> None:
+        self._fail()
+
+    def delete(self, key: str) -> bool:
+        return self._fail()
+
+    def list(self) -> Any:
+        return self._fail()
+
+    def stat(self, key: str) -> Stat | None:
+        return self._fail()
+
+    def lock(self, key: str, timeout: float = 60.0) -> Any:
+        return self._fail()
+
+
+def _open_redis(url: str) -> CacheBackend:
+    if url.lower().startswith("redis+unix://"):
+        url = "unix://" + url[len("redis+unix://"):]
+    try:
+        from .redis import RedisBackend as cls
+    except ImportError as e:
+        shown = url.split("?")[0].split("@")[-1]
+        return UnavailableBackend(shown, f"cannot use {shown}: the redis client is not installed "
+                                         f"({e}). Install it: pip install 'precompile[redis]'")
+    return cls(url)
+
+
+def _open_fsspec(url: str) -> CacheBackend:
+    from precompile.errors import StoreError
+
+    try:
+        from .objectstore import FsspecBackend as cls
+    except ImportError as e:
+        return UnavailableBackend(url, f"cannot use {url}: fsspec is not installed ({e}). "
+                                       "Install it with the filesystem for the URL, e.g. pip "
+                                       "install 'precompile[s3]' (s3://) or 'precompile[gcs]' "
+                                       "(gs://)")
+    try:
+        return cls(url)
+    except StoreError as e:  # the filesystem's own package (s3fs, gcsfs...) is missing
+        return UnavailableBackend(url, str(e))
+
+
+def __getattr__(name: str) -> Any:
+    # Stores with optional dependencies load on first mention.
+    if name == "RedisBackend":
+        from .redis import RedisBackend
+        return RedisBackend
+    if name == "FsspecBackend":
+        from .objectstore import FsspecBackend
+        return FsspecBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Imported last, on purpose: these modules import precompile.errors, whose package imports
+# precompile.api, which imports ``open_store`` from here; it must exist by then.
+from .local import LocalDirBackend  # noqa: E402
+from .memory import MemoryBackend  # noqa: E402
+from .tiered import TieredBackend  # noqa: E402

@@ -147,6 +147,7 @@ class Cached:
             return
         try:
             loaded = self._check(env, factors)
+            _torch.use_recorded_cpu_isa(env.meta.get("cpu_isa"))
             self.package.merge(loaded)
             created = env.meta.get("created", 0.0)
             self.package.created = float(created) if isinstance(created, (int, float)) else 0.0
@@ -244,6 +245,7 @@ class Cached:
             "backend_name": self.backend_name,
             "entries": sum(len(f["entries"]) for f in manifest["frames"]),
             "function": self.package.factors.get("function", ""),
+            "cpu_isa": _torch.cpu_isa_record(),
         }
         return format.encode(meta, manifest, blobs, signing_key=_signing_key())
 

@@ -1,0 +1,294 @@
+"""FsspecBackend: packages as objects under any fsspec URL (``s3://bucket/prefix``,
+``gs://bucket/prefix``, ``az://``, ``sftp://``, ``file://``, ``memory://``...).
+
+Layout: ``<url>/<key>.pcpkg``, the same names LocalDirBackend uses, so a directory can be
+synced to a bucket and back.
+
+Atomic writes: object stores (S3, GCS, Azure, fsspec's memory filesystem) replace a whole
+object in one PUT, and readers get the old object or the new one; there ``put`` writes the
+object directly. On a local filesystem ``put`` writes a temp file in the same directory,
+fsyncs it and renames it into place. On other filesystems (sftp, ...) it writes a temp file
+and moves it into place (a rename where the filesystem has one).
+
+``lock`` serializes writers across processes only on a local filesystem (a file lock beside
+the packages); elsewhere it is the base no-op and the last writer wins, which loses nothing
+that the next compile would not add back.
+
+Credentials and endpoints come from the filesystem's usual sources (``AWS_*`` variables,
+``AWS_ENDPOINT_URL``, ``~/.aws``, gcloud's application default credentials...) or as keyword
+arguments (``FsspecBackend("s3://b/p", endpoint_url=..., key=..., secret=...)``).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import os
+import posixpath
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from precompile.errors import StoreError
+
+from .base import CacheBackend, Stat
+
+SUFFIX = ".pcpkg"
+_TMP_PREFIX = ".tmp-"
+T = TypeVar("T")
+
+#: Protocols whose PUT replaces a whole object atomically.
+OBJECT_STORE_PROTOCOLS = frozenset({
+    "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "memory",
+})
+
+#: Package to install for a protocol whose fsspec implementation lives elsewhere.
+_INSTALL_HINTS = {
+    "s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
+    "abfss": "adlfs", "adl": "adlfs", "sftp": "paramiko", "ssh": "paramiko", "oci": "ocifs",
+}
+
+
+def _check_key(key: str) -> None:
+    # The same rule as LocalDirBackend, so a key that works in one store works in all.
+    if not key or "/" in key or "\\" in key or key.startswith("."):
+        raise StoreError(f"invalid cache key {key!r}")
+
+
+def _timestamp(info: dict[str, Any]) -> float | None:
+    """A modification time in UNIX seconds from an fsspec ``info`` dict, whatever its form."""
+    for name in ("mtime", "LastModified", "last_modified", "updated", "mtime_ns", "created",
+                 "ctime", "time_created"):
+        value = info.get(name)
+        if value is None:
+            continue
+        if isinstance(value, datetime.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=datetime.timezone.utc)
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return value / 1e9 if name == "mtime_ns" else float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def protocol_of(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
+
+
+class FsspecBackend(CacheBackend):
+    """Packages under an fsspec URL. ``storage_options`` go to the filesystem's constructor.
+
+    The filesystem is made on first use, so constructing the store does no I/O; an fsspec
+    implementation that is not installed (s3fs, gcsfs...) is reported here, though.
+    """
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        if not isinstance(url, str) or not url:
+            raise ValueError(f"FsspecBackend needs a URL such as s3://bucket/prefix, not {url!r}")
+        scheme, sep, rest = url.partition("://")
+        self.url = scheme + sep + rest.rstrip("/") if sep and rest.strip("/") else url
+        self.protocol = protocol_of(url)
+        self.storage_options = dict(storage_options)
+        try:
+            cls = fsspec.get_filesystem_class(self.protocol)
+        except ImportError as e:
+            pkg = _INSTALL_HINTS.get(self.protocol)
+            how = f"pip install {pkg}" if pkg else "install the package named above"
+            raise StoreError(f"cannot open {url}: {e}. The {self.protocol}:// filesystem needs "
+                             f"it: {how}") from e
+        except ValueError as e:
+            raise ValueError(f"unsupported cache URL {url!r}: fsspec does not know the protocol "
+                             f"{self.protocol!r}") from e
+        self._local = issubclass(cls, LocalFileSystem)
+        self._atomic_put = self.protocol in OBJECT_STORE_PROTOCOLS
+        if self.protocol in ("s3", "s3a"):
+            # Bound the waits on an endpoint that does not answer (botocore's default is 60s
+            # per attempt, several attempts).
+            config = dict(self.storage_options.get("config_kwargs") or {})
+            config.setdefault("connect_timeout", 5)
+            config.setdefault("read_timeout", 30)
+            config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
+            self.storage_options["config_kwargs"] = config
+        self._fs: Any = None
+        self._root = ""
+        self._made_root = False
+        self._mutex = threading.Lock()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _filesystem(self) -> tuple[Any, str]:
+        with self._mutex:
+            if self._fs is None:
+                fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+                self._fs, self._root = fs, root.rstrip("/") or root
+            return self._fs, self._root
+
+    def _path(self, key: str) -> str:
+        _check_key(key)
+        return f"{self._filesystem()[1]}/{key}{SUFFIX}"
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        """Every failure but 'not found' comes out as StoreError, with a hint."""
+        try:
+            return fn()
+        except StoreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - filesystems raise anything (botocore, aiohttp)
+            hint = ""
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                hint = " (disk full)"
+            elif isinstance(e, PermissionError):
+                hint = " (permission denied: check credentials and access rights)"
+            raise StoreError(
+                f"cannot {what} {self.url}: {type(e).__name__}: {e}{hint}. Check the URL, the "
+                "credentials and that the bucket or directory exists and can be reached") from e
+
+    # ------------------------------------------------------------ interface
+
+    def get(self, key: str) -> bytes | None:
+        def read() -> bytes | None:
+            fs, _ = self._filesystem()
+            path = self._path(key)
+            try:
+                data = fs.cat_file(path)
+            except FileNotFoundError:
+                return None
+            if self._local:  # a read is a use: refresh the access time, as LocalDirBackend
+                with contextlib.suppress(OSError):
+                    st = os.stat(path)
+                    os.utime(path, (time.time(), st.st_mtime))
+            return bytes(data)
+
+        return self._run("read from", read)
+
+    def put(self, key: str, data: bytes) -> None:
+        data = bytes(data)
+
+        def write() -> None:
+            fs, root = self._filesystem()
+            path = self._path(key)
+            if self._local:
+                self._put_local(root, path, data)
+            elif self._atomic_put:
+                fs.pipe_file(path, data)
+            else:
+                if not self._made_root:
+                    fs.makedirs(root, exist_ok=True)
+                    self._made_root = True
+                tmp = f"{root}/{_TMP_PREFIX}{uuid.uuid4().hex}"
+                try:
+                    fs.pipe_file(tmp, data)
+                    fs.mv(tmp, path)
+                    tmp = ""
+                finally:
+                    if tmp:
+                        with contextlib.suppress(Exception):
+                            fs.rm_file(tmp)
+
+        self._run("write to", write)
+
+    @staticmethod
+    def _put_local(root: str, path: str, data: bytes) -> None:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=root)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fd = -1
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+            tmp = ""
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    def delete(self, key: str) -> bool:
+        def remove() -> bool:
+            fs, _ = self._filesystem()
+            path = self._path(key)
+            fs.invalidate_cache(path)
+            # Object stores delete missing keys without complaint: ask first.
+            if not fs.exists(path):
+                return False
+            try:
+                fs.rm_file(path)
+            except FileNotFoundError:
+                return False
+            fs.invalidate_cache(path)
+            return True
+
+        return self._run("delete from", remove)
+
+    def list(self) -> Iterator[str]:
+        def names() -> list[str]:
+            fs, root = self._filesystem()
+            fs.invalidate_cache(root)  # other processes write too: no stale listing
+            try:
+                entries = fs.ls(root, detail=False)
+            except FileNotFoundError:
+                return []
+            out = set()
+            for entry in entries:
+                name = posixpath.basename(str(entry).rstrip("/"))
+                if name.endswith(SUFFIX) and not name.startswith("."):
+                    out.add(name[: -len(SUFFIX)])
+            return sorted(out)
+
+        return iter(self._run("list", names))
+
+    def stat(self, key: str) -> Stat | None:
+        def info() -> Stat | None:
+            fs, _ = self._filesystem()
+            path = self._path(key)
+            fs.invalidate_cache(path)
+            try:
+                inf = fs.info(path)
+            except FileNotFoundError:
+                return None
+            if inf.get("type") == "directory":
+                return None
+            if self._local:
+                st = os.stat(path)
+                return Stat(key, st.st_size, created=st.st_mtime,
+                            last_used=max(st.st_atime, st.st_mtime), path=path)
+            return Stat(key, int(inf.get("size") or 0), created=_timestamp(inf), last_used=None)
+
+        return self._run("read from", info)
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
+        if not self._local:
+            _check_key(key)
+            yield
+            return
+        import filelock
+
+        root = self._filesystem()[1]
+        locks = os.path.join(root, ".locks")
+        lock_path = os.path.join(locks, key + ".lock")
+        _check_key(key)
+        try:
+            os.makedirs(locks, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create {locks}: {e.strerror}") from e
+        try:
+            with filelock.FileLock(lock_path, timeout=timeout):
+                yield
+        except filelock.Timeout as e:
+            raise StoreError(f"timed out after {timeout:g}s waiting for {lock_path}; another "
+                             "process holds it. Delete the lock file if that process is gone"
+                             ) from e

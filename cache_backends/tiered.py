@@ -1,0 +1,192 @@
+"""TieredBackend: several stores in order, typically fast and local first, shared after.
+
+``TieredBackend([LocalDirBackend("~/.cache/precompile"), RedisBackend("redis://cache:6379")])``
+
+* ``get`` asks each tier in order; a hit in a later tier is written back to the earlier ones
+  (so the next process on this machine reads it locally).
+* ``put`` and ``delete`` go to every tier; ``list`` is the union; ``stat`` the first tier
+  that has the key.
+* ``lock`` takes every tier's lock, in tier order (the same order in every process, so two
+  processes never wait on each other crosswise). A tier that is down is left out; a lock
+  that another process holds past the timeout is an error, as in any single store.
+
+A tier that fails (server down, disk full) is logged once as a warning and the others carry
+on; for ``retry_after`` seconds it is then skipped, so a dead remote costs one timeout, not
+one per call. Only when no tier could do what was asked does the call raise StoreError.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from precompile.errors import StoreError
+
+from .base import CacheBackend, Stat
+
+log = logging.getLogger("precompile")
+T = TypeVar("T")
+
+
+def _check_key(key: str) -> None:
+    # The same rule as LocalDirBackend: a bad key is the caller's error, not a tier failing.
+    if not key or "/" in key or "\\" in key or key.startswith("."):
+        raise StoreError(f"invalid cache key {key!r}")
+
+
+class TieredBackend(CacheBackend):
+    def __init__(self, tiers: Sequence[Any], retry_after: float = 30.0) -> None:
+        from . import open_store
+
+        if isinstance(tiers, (str, bytes)) or not tiers:
+            raise ValueError("TieredBackend needs a non-empty list of stores, fastest first")
+        self.tiers: list[CacheBackend] = [open_store(t) for t in tiers]
+        self.retry_after = retry_after
+        self.url = "tiered[" + ", ".join(t.url for t in self.tiers) + "]"
+        self._mutex = threading.Lock()
+        self._skip_until: dict[int, float] = {}
+        self._warned: set[int] = set()
+
+    # ------------------------------------------------------------ failures
+
+    def _usable(self, i: int) -> bool:
+        with self._mutex:
+            return time.monotonic() >= self._skip_until.get(i, 0.0)
+
+    def _failed(self, i: int, what: str, error: Exception) -> None:
+        with self._mutex:
+            first = i not in self._warned
+            self._warned.add(i)
+            if self.retry_after > 0:
+                self._skip_until[i] = time.monotonic() + self.retry_after
+        tier = self.tiers[i]
+        if first:
+            log.warning("precompile: cache tier %d (%s) failed to %s: %s; carrying on with the "
+                        "other tiers%s", i, tier.url, what, error,
+                        f" (trying it again every {self.retry_after:g}s)"
+                        if self.retry_after > 0 else "")
+        else:
+            log.debug("precompile: cache tier %d (%s) failed to %s: %s", i, tier.url, what,
+                      error)
+
+    def _each(self, what: str, fn: Callable[[CacheBackend], T],
+              tiers: Sequence[int] | None = None) -> tuple[list[tuple[int, T]], list[str]]:
+        """Run ``fn`` on each usable tier; (successes, failure messages)."""
+        done: list[tuple[int, T]] = []
+        errors: list[str] = []
+        for i in (range(len(self.tiers)) if tiers is None else tiers):
+            if not self._usable(i):
+                errors.append(f"{self.tiers[i].url}: skipped after an earlier failure")
+                continue
+            try:
+                done.append((i, fn(self.tiers[i])))
+            except StoreError as e:
+                self._failed(i, what, e)
+                errors.append(f"{self.tiers[i].url}: {e}")
+        return done, errors
+
+    def _all_failed(self, what: str, errors: list[str]) -> StoreError:
+        return StoreError(f"every cache tier failed to {what}: " + "; ".join(errors))
+
+    # ------------------------------------------------------------ interface
+
+    def get(self, key: str) -> bytes | None:
+        _check_key(key)
+        answered = False
+        errors: list[str] = []
+        for i, tier in enumerate(self.tiers):
+            if not self._usable(i):
+                errors.append(f"{tier.url}: skipped after an earlier failure")
+                continue
+            try:
+                data = tier.get(key)
+            except StoreError as e:
+                self._failed(i, "read", e)
+                errors.append(f"{tier.url}: {e}")
+                continue
+            answered = True
+            if data is not None:
+                if i:
+                    self._each("write back", lambda t, d=data: t.put(key, d), range(i))
+                return data
+        if not answered:
+            raise self._all_failed("read", errors)
+        return None
+
+    def put(self, key: str, data: bytes) -> None:
+        _check_key(key)
+        done, errors = self._each("write", lambda t: t.put(key, data))
+        if not done:
+            raise self._all_failed("write", errors)
+
+    def delete(self, key: str) -> bool:
+        _check_key(key)
+        done, errors = self._each("delete", lambda t: t.delete(key))
+        if not done:
+            raise self._all_failed("delete", errors)
+        return any(removed for _, removed in done)
+
+    def list(self) -> Iterator[str]:
+        done, errors = self._each("list", lambda t: set(t.list()))
+        if not done:
+            raise self._all_failed("list", errors)
+        return iter(sorted(set().union(*(names for _, names in done))))
+
+    def stat(self, key: str) -> Stat | None:
+        _check_key(key)
+        answered = False
+        errors: list[str] = []
+        for i, tier in enumerate(self.tiers):
+            if not self._usable(i):
+                errors.append(f"{tier.url}: skipped after an earlier failure")
+                continue
+            try:
+                st = tier.stat(key)
+            except StoreError as e:
+                self._failed(i, "stat", e)
+                errors.append(f"{tier.url}: {e}")
+                continue
+            answered = True
+            if st is not None:
+                return st
+        if not answered:
+            raise self._all_failed("stat", errors)
+        return None
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
+        _check_key(key)
+        deadline = time.monotonic() + timeout
+        errors: list[str] = []
+        held = 0
+        with contextlib.ExitStack() as stack:
+            for i, tier in enumerate(self.tiers):
+                if not self._usable(i):
+                    errors.append(f"{tier.url}: skipped after an earlier failure")
+                    continue
+                try:
+                    stack.enter_context(tier.lock(key, max(0.0, deadline - time.monotonic())))
+                    held += 1
+                except StoreError as e:
+                    # Another process holding the lock is no reason to go on without it; a
+                    # tier that is down is. Tell them apart by asking the tier something.
+                    try:
+                        tier.stat(key)
+                    except StoreError:
+                        self._failed(i, "lock", e)
+                        errors.append(f"{tier.url}: {e}")
+                        continue
+                    raise
+            if not held:
+                raise self._all_failed("lock", errors)
+            yield
+
+    def close(self) -> None:
+        for tier in self.tiers:
+            close = getattr(tier, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
