@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import filelock
 
-from precompile.errors import StoreError
+from precompile.errors import LockTimeout, StoreError
 
 from .base import CacheBackend, Stat
 
@@ -164,7 +164,7 @@ class LocalDirBackend(CacheBackend):
             with filelock.FileLock(lock_path, timeout=timeout):
                 yield
         except filelock.Timeout as e:
-            raise StoreError(f"timed out after {timeout}s waiting for {lock_path}; another "
+            raise LockTimeout(f"timed out after {timeout}s waiting for {lock_path}; another "
                              "process holds it. Delete the lock file if that process is gone") from e
 
     # ------------------------------------------------------------ upkeep

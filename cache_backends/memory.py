@@ -49,5 +49,11 @@ class MemoryBackend(CacheBackend):
     def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
         with self._mutex:
             lk = self._locks.setdefault(key, threading.RLock())
-        with lk:
+        if not lk.acquire(timeout=max(timeout, 0.0)):
+            from precompile.errors import LockTimeout
+
+            raise LockTimeout(f"timed out after {timeout}s waiting for the lock on {key}")
+        try:
             yield
+        finally:
+            lk.release()

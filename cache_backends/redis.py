@@ -40,7 +40,7 @@ import redis as _redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from precompile.errors import StoreError
+from precompile.errors import LockTimeout, StoreError
 
 from .base import CacheBackend, Stat
 
@@ -344,7 +344,7 @@ class RedisBackend(CacheBackend):
                                                                 px=lease_ms)):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StoreError(
+                raise LockTimeout(
                     f"timed out after {timeout:g}s waiting for the lock on {key} in redis at "
                     f"{self.url}; another process holds it. A lock whose holder died frees "
                     f"itself within {self.lock_lease:g}s")

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from precompile.errors import StoreError
+from precompile.errors import LockTimeout, StoreError
 
 from .base import CacheBackend, Stat
 
@@ -170,16 +170,12 @@ class TieredBackend(CacheBackend):
                 try:
                     stack.enter_context(tier.lock(key, max(0.0, deadline - time.monotonic())))
                     held += 1
+                except LockTimeout:
+                    raise  # another process holds it: no reason to go on without it
                 except StoreError as e:
-                    # Another process holding the lock is no reason to go on without it; a
-                    # tier that is down is. Tell them apart by asking the tier something.
-                    try:
-                        tier.stat(key)
-                    except StoreError:
-                        self._failed(i, "lock", e)
-                        errors.append(f"{tier.url}: {e}")
-                        continue
-                    raise
+                    self._failed(i, "lock", e)
+                    errors.append(f"{tier.url}: {e}")
+                    continue
             if not held:
                 raise self._all_failed("lock", errors)
             yield

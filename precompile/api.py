@@ -10,6 +10,7 @@ SIGTERM.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
@@ -27,7 +28,7 @@ from cache_backends import CacheBackend, open_store
 
 from . import _torch, format, keys
 from .context import PrecompileContext
-from .errors import IncompatibleError, PackageError, SourceChangedError, StoreError
+from .errors import IncompatibleError, LockTimeout, PackageError, SourceChangedError, StoreError
 from .install import Installation, check_sources, install
 from .package import CompilePackage
 from .stats import STATS
@@ -37,6 +38,7 @@ log = logging.getLogger("precompile")
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "precompile")
 _LIVE: weakref.WeakSet[Cached] = weakref.WeakSet()
 _WARNED: set[str] = set()
+_LEASE_SUFFIX = ".compile"  # the lock a leader holds while it compiles a key
 
 
 def _env_flag(name: str) -> bool:
@@ -70,8 +72,14 @@ class Cached:
 
     def __init__(self, target: Any, *, backend_obj: Any, fullgraph: bool,
                  dynamic: bool | None, store: CacheBackend | None, strict: bool,
-                 eager_backward: bool, preloaded: format.Envelope | None = None) -> None:
+                 eager_backward: bool, preloaded: format.Envelope | None = None,
+                 single_flight: bool = True, wait_timeout: float | None = None) -> None:
         self.target = target
+        self.single_flight = single_flight
+        if wait_timeout is None:
+            wait_timeout = float(os.environ.get("PRECOMPILE_WAIT_TIMEOUT", "600"))
+        self.wait_timeout = wait_timeout
+        self._lease: contextlib.ExitStack | None = None
         self.store = store
         self.strict = strict
         self.backend_desc = _torch.describe_backend(backend_obj)
@@ -102,7 +110,9 @@ class Cached:
         try:
             return fn(*args, **kwargs)
         finally:
-            if self.package.dirty:
+            if self._lease is not None:
+                self._end_lease()
+            elif self.package.dirty:
                 _SAVER.schedule(self)
 
     def _first_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -134,6 +144,8 @@ class Cached:
         env = self._preloaded
         if env is None and self.store is not None:
             data = self._fetch(key)
+            if data is None and self.single_flight:
+                data = self._wait_or_lead(key)
             if data is None:
                 self._miss(self._explain_absent(factors))
                 return
@@ -164,6 +176,61 @@ class Cached:
                      self.store.url if self.store else "package file")
         else:
             self._miss(f"{factors['function']}: package {key} had no entry that still applies")
+
+    # -------------------------------------------------------- single flight
+
+    def _wait_or_lead(self, key: str) -> bytes | None:
+        """No package yet. Become the one process that compiles it (hold the compile lease
+        until it is saved) or wait for whoever holds the lease to save it.
+
+        Returns the package if it appeared while waiting; None means "compile here" (as the
+        leader, or because waiting timed out or the store cannot coordinate).
+        """
+        assert self.store is not None
+        t0 = time.monotonic()
+        deadline = t0 + self.wait_timeout
+        delay = 0.02
+        try:
+            while True:
+                lease = contextlib.ExitStack()
+                try:
+                    lease.enter_context(self.store.lock(key + _LEASE_SUFFIX, timeout=0))
+                except LockTimeout:
+                    if time.monotonic() >= deadline:
+                        STATS.note_miss(f"{key}: waited {self.wait_timeout:g}s for another "
+                                        "process to compile it; compiling here")
+                        return None
+                    time.sleep(delay)
+                    delay = min(delay * 1.5, 0.5)
+                    data = self._fetch(key)
+                    if data is not None:
+                        STATS.followed += 1
+                        return data
+                    continue
+                except StoreError as e:
+                    warn_once(f"lease:{self.store.url}", f"cannot coordinate compiles through "
+                              f"the cache ({e}); every process compiles for itself")
+                    return None
+                data = self._fetch(key)  # the leader may have finished just now
+                if data is not None:
+                    lease.close()
+                    STATS.followed += 1
+                    return data
+                self._lease = lease
+                STATS.led += 1
+                return None
+        finally:
+            STATS.waited_s += time.monotonic() - t0
+
+    def _end_lease(self) -> None:
+        """The leader's first call is done: save its package now, then let waiters in."""
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        try:
+            self.save_now()
+        finally:
+            lease.close()
 
     def _check(self, env: format.Envelope, factors: dict[str, str]) -> CompilePackage:
         stored = env.meta.get("factors", {})
@@ -413,6 +480,7 @@ def _main_code(target: Any) -> tuple[types.CodeType, str]:
 
 def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
            store: Any = None, strict: bool | None = None, eager_backward: bool = True,
+           single_flight: bool = True, wait_timeout: float | None = None,
            **compile_kwargs: Any) -> Any:
     """``torch.compile`` with a warm-start cache.
 
@@ -421,18 +489,24 @@ def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
     ``torch.compile``'s (``mode``, ``options``, ``dynamic``, ``fullgraph``).
     ``strict=True`` (or ``PRECOMPILE_STRICT=1``) raises on a miss instead of compiling.
     ``PRECOMPILE_DISABLE=1`` makes this plain ``torch.compile``.
+    ``single_flight`` (default on): when several processes miss the same package at once,
+    one compiles and saves it right away, the others wait up to ``wait_timeout`` seconds
+    (``$PRECOMPILE_WAIT_TIMEOUT``, default 600) and load it; a waiter whose leader dies
+    takes over.
     """
+    options = dict(cache_dir=cache_dir, backend=backend, store=store, strict=strict,
+                   eager_backward=eager_backward, single_flight=single_flight,
+                   wait_timeout=wait_timeout)
     if fn is None:
-        return functools.partial(cached, cache_dir=cache_dir, backend=backend, store=store,
-                                 strict=strict, eager_backward=eager_backward, **compile_kwargs)
-    return _wrap(fn, cache_dir=cache_dir, backend=backend, store=store, strict=strict,
-                 eager_backward=eager_backward, preloaded=None, compile_kwargs=compile_kwargs,
+        return functools.partial(cached, **options, **compile_kwargs)
+    return _wrap(fn, **options, preloaded=None, compile_kwargs=compile_kwargs,
                  use_default_store=True)
 
 
 def _wrap(fn: Any, *, cache_dir: Any, backend: Any, store: Any, strict: bool | None,
           eager_backward: bool, preloaded: format.Envelope | None,
-          compile_kwargs: dict[str, Any], use_default_store: bool) -> Any:
+          compile_kwargs: dict[str, Any], use_default_store: bool,
+          single_flight: bool = True, wait_timeout: float | None = None) -> Any:
     parts = _torch.unwrap_compiled(fn)
     if _env_flag("PRECOMPILE_DISABLE"):
         return fn if parts is not None else torch.compile(fn, backend=backend, **compile_kwargs)
@@ -453,7 +527,7 @@ def _wrap(fn: Any, *, cache_dir: Any, backend: Any, store: Any, strict: bool | N
     strict = _env_flag("PRECOMPILE_STRICT") if strict is None else strict
     impl = Cached(target, backend_obj=backend_obj, fullgraph=fullgraph, dynamic=dynamic,
                   store=the_store, strict=strict, eager_backward=eager_backward,
-                  preloaded=preloaded)
+                  preloaded=preloaded, single_flight=single_flight, wait_timeout=wait_timeout)
     return _front(impl)
 
 

@@ -35,6 +35,10 @@ class StoreError(PackageError):
     """A cache store could not be read or written (permissions, full disk, server down)."""
 
 
+class LockTimeout(StoreError):
+    """Another process holds a store lock past the wait (the store itself is fine)."""
+
+
 class NotCapturableError(PackageError):
     """Something the package would need cannot be recorded (e.g. a custom backend whose
     output cannot be serialized); the affected entry is left out and compiles normally."""

@@ -17,6 +17,9 @@ class Stats:
     frames_traced: int = 0  # frames Dynamo compiled under precompile
     load_errors: int = 0  # stored packages that were corrupt, stale or incompatible
     load_seconds: float = 0.0  # time spent fetching, verifying and installing
+    waited_s: float = 0.0  # time spent waiting for another process to compile (single flight)
+    led: int = 0  # keys this process compiled for others waiting on it
+    followed: int = 0  # keys another process compiled while this one waited
     miss_reasons: list[str] = dataclasses.field(default_factory=list)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
