@@ -13,6 +13,15 @@ import dataclasses
 from collections.abc import Iterator
 
 
+def check_key(key: str) -> None:
+    """One key rule for every store, so a key that works in one works in all: non-empty, no
+    path separators, no leading dot (those name temp and lock files)."""
+    if not isinstance(key, str) or not key or "/" in key or "\\" in key or key.startswith("."):
+        from precompile.errors import StoreError
+
+        raise StoreError(f"invalid cache key {key!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Stat:
     """Facts about one stored value (times are UNIX seconds; None where unknown)."""

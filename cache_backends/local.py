@@ -22,11 +22,33 @@ import filelock
 
 from precompile.errors import LockTimeout, StoreError
 
-from .base import CacheBackend, Stat
+from .base import CacheBackend, Stat, check_key
 
 SUFFIX = ".pcpkg"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600
+
+
+def write_atomically(directory: str, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part:
+    a temp file in the same directory, fsync'd, then renamed over ``path``. Raises OSError;
+    a crash leaves at most a ``.tmp-*`` file (see ``clean_temp_files``)."""
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fd = -1
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        tmp = ""
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 class LocalDirBackend(CacheBackend):
@@ -69,8 +91,7 @@ class LocalDirBackend(CacheBackend):
     # ---------------------------------------------------------------- paths
 
     def path_for(self, key: str) -> str:
-        if not key or "/" in key or "\\" in key or key.startswith("."):
-            raise StoreError(f"invalid cache key {key!r}")
+        check_key(key)
         return os.path.join(self.root, key + SUFFIX)
 
     def _ensure_root(self) -> None:
@@ -104,27 +125,12 @@ class LocalDirBackend(CacheBackend):
         path = self.path_for(key)
         self._ensure_root()
         self._check_root()
-        fd, tmp = -1, ""
         try:
-            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
-            with os.fdopen(fd, "wb") as fh:
-                fd = -1
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-            tmp = ""
+            write_atomically(self.root, path, data)
         except OSError as e:
             hint = " (disk full)" if e.errno == errno.ENOSPC else ""
             raise StoreError(f"cannot write {path}: {e.strerror}{hint}. The program goes on "
                              "without saving; free space or fix permissions") from e
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            if tmp:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
         if self.max_bytes is not None:
             self.evict(self.max_bytes, keep={key})
 

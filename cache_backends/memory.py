@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from .base import CacheBackend, Stat
+from .base import CacheBackend, Stat, check_key
 
 
 class MemoryBackend(CacheBackend):
@@ -26,6 +26,7 @@ class MemoryBackend(CacheBackend):
             return item[0]
 
     def put(self, key: str, data: bytes) -> None:
+        check_key(key)
         now = time.time()
         with self._mutex:
             self._data[key] = (bytes(data), now, now)

@@ -25,7 +25,6 @@ import datetime
 import errno
 import os
 import posixpath
-import tempfile
 import threading
 import time
 import uuid
@@ -37,7 +36,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from precompile.errors import StoreError
 
-from .base import CacheBackend, Stat
+from .base import CacheBackend, Stat, check_key
+from .local import write_atomically
 
 SUFFIX = ".pcpkg"
 _TMP_PREFIX = ".tmp-"
@@ -55,10 +55,6 @@ _INSTALL_HINTS = {
 }
 
 
-def _check_key(key: str) -> None:
-    # The same rule as LocalDirBackend, so a key that works in one store works in all.
-    if not key or "/" in key or "\\" in key or key.startswith("."):
-        raise StoreError(f"invalid cache key {key!r}")
 
 
 def _timestamp(info: dict[str, Any]) -> float | None:
@@ -133,7 +129,7 @@ class FsspecBackend(CacheBackend):
             return self._fs, self._root
 
     def _path(self, key: str) -> str:
-        _check_key(key)
+        check_key(key)
         return f"{self._filesystem()[1]}/{key}{SUFFIX}"
 
     def _run(self, what: str, fn: Callable[[], T]) -> T:
@@ -199,22 +195,7 @@ class FsspecBackend(CacheBackend):
     @staticmethod
     def _put_local(root: str, path: str, data: bytes) -> None:
         os.makedirs(root, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=root)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fd = -1
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-            tmp = ""
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            if tmp:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        write_atomically(root, path, data)
 
     def delete(self, key: str) -> bool:
         def remove() -> bool:
@@ -272,7 +253,7 @@ class FsspecBackend(CacheBackend):
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
         if not self._local:
-            _check_key(key)
+            check_key(key)
             yield
             return
         import filelock
@@ -280,7 +261,7 @@ class FsspecBackend(CacheBackend):
         root = self._filesystem()[1]
         locks = os.path.join(root, ".locks")
         lock_path = os.path.join(locks, key + ".lock")
-        _check_key(key)
+        check_key(key)
         try:
             os.makedirs(locks, mode=0o700, exist_ok=True)
         except OSError as e:

@@ -42,7 +42,7 @@ from redis.retry import Retry
 
 from precompile.errors import LockTimeout, StoreError
 
-from .base import CacheBackend, Stat
+from .base import CacheBackend, Stat, check_key
 
 log = logging.getLogger("precompile")
 
@@ -96,10 +96,6 @@ def _no_setinfo() -> dict[str, Any]:
 _NO_SETINFO = _no_setinfo()
 
 
-def _check_key(key: str) -> None:
-    # The same rule as LocalDirBackend, so a key that works in one store works in all.
-    if not key or "/" in key or "\\" in key or key.startswith("."):
-        raise StoreError(f"invalid cache key {key!r}")
 
 
 def _redact(url: str) -> str:
@@ -210,7 +206,7 @@ class RedisBackend(CacheBackend):
     # ---------------------------------------------------------------- keys
 
     def _k(self, kind: str, key: str) -> str:
-        _check_key(key)
+        check_key(key)
         return f"{self._prefix}{kind}:{key}"
 
     @property

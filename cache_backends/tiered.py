@@ -25,16 +25,12 @@ from typing import Any, TypeVar
 
 from precompile.errors import LockTimeout, StoreError
 
-from .base import CacheBackend, Stat
+from .base import CacheBackend, Stat, check_key
 
 log = logging.getLogger("precompile")
 T = TypeVar("T")
 
 
-def _check_key(key: str) -> None:
-    # The same rule as LocalDirBackend: a bad key is the caller's error, not a tier failing.
-    if not key or "/" in key or "\\" in key or key.startswith("."):
-        raise StoreError(f"invalid cache key {key!r}")
 
 
 class TieredBackend(CacheBackend):
@@ -94,7 +90,18 @@ class TieredBackend(CacheBackend):
     # ------------------------------------------------------------ interface
 
     def get(self, key: str) -> bytes | None:
-        _check_key(key)
+        check_key(key)
+        found = self._first("read", lambda t: t.get(key))
+        if found is None:
+            return None
+        i, data = found
+        if i:
+            self._each("write back", lambda t, d=data: t.put(key, d), range(i))
+        return data
+
+    def _first(self, what: str, ask: Callable[[CacheBackend], T | None]) -> tuple[int, T] | None:
+        """(tier index, answer) of the first tier that has an answer; None if the tiers that
+        could be asked had none; StoreError if no tier could be asked."""
         answered = False
         errors: list[str] = []
         for i, tier in enumerate(self.tiers):
@@ -102,28 +109,26 @@ class TieredBackend(CacheBackend):
                 errors.append(f"{tier.url}: skipped after an earlier failure")
                 continue
             try:
-                data = tier.get(key)
+                value = ask(tier)
             except StoreError as e:
-                self._failed(i, "read", e)
+                self._failed(i, what, e)
                 errors.append(f"{tier.url}: {e}")
                 continue
             answered = True
-            if data is not None:
-                if i:
-                    self._each("write back", lambda t, d=data: t.put(key, d), range(i))
-                return data
+            if value is not None:
+                return i, value
         if not answered:
-            raise self._all_failed("read", errors)
+            raise self._all_failed(what, errors)
         return None
 
     def put(self, key: str, data: bytes) -> None:
-        _check_key(key)
+        check_key(key)
         done, errors = self._each("write", lambda t: t.put(key, data))
         if not done:
             raise self._all_failed("write", errors)
 
     def delete(self, key: str) -> bool:
-        _check_key(key)
+        check_key(key)
         done, errors = self._each("delete", lambda t: t.delete(key))
         if not done:
             raise self._all_failed("delete", errors)
@@ -136,29 +141,13 @@ class TieredBackend(CacheBackend):
         return iter(sorted(set().union(*(names for _, names in done))))
 
     def stat(self, key: str) -> Stat | None:
-        _check_key(key)
-        answered = False
-        errors: list[str] = []
-        for i, tier in enumerate(self.tiers):
-            if not self._usable(i):
-                errors.append(f"{tier.url}: skipped after an earlier failure")
-                continue
-            try:
-                st = tier.stat(key)
-            except StoreError as e:
-                self._failed(i, "stat", e)
-                errors.append(f"{tier.url}: {e}")
-                continue
-            answered = True
-            if st is not None:
-                return st
-        if not answered:
-            raise self._all_failed("stat", errors)
-        return None
+        check_key(key)
+        found = self._first("stat", lambda t: t.stat(key))
+        return None if found is None else found[1]
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
-        _check_key(key)
+        check_key(key)
         deadline = time.monotonic() + timeout
         errors: list[str] = []
         held = 0

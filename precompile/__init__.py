@@ -6,20 +6,39 @@
 records every frame Dynamo compiles for ``f`` (guards, transformed bytecode, resume
 functions, backend artifacts, source hashes) into a package in a cache store, and a later
 process installs it before its first call. See README.md.
+
+The public names load lazily, so ``import precompile.errors`` or the CLI's ``ls`` do not
+pay for importing torch.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-
-from . import errors
-from .api import cached, flush, load, save, stats
-from .context import PrecompileContext
-from .package import CompilePackage
+from typing import Any
 
 __all__ = ["cached", "save", "load", "flush", "stats", "errors", "PrecompileContext",
            "CompilePackage"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "cached": "api", "save": "api", "load": "api", "flush": "api", "stats": "api",
+    "PrecompileContext": "context", "CompilePackage": "package", "errors": None,
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'precompile' has no attribute {name!r}")
+    module = _LAZY[name]
+    value = (importlib.import_module(f".{name}", __name__) if module is None
+             else getattr(importlib.import_module(f".{module}", __name__), name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def _configure_logging() -> None:

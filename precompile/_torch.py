@@ -5,6 +5,7 @@ here. Each function names the engine entry point it wraps. Written against torch
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -15,7 +16,7 @@ import platform
 import sys
 import types
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -66,10 +67,49 @@ def make_backend(backend: Any, mode: str | None, options: dict[str, Any] | None,
 
 
 def optimize(backend_obj: Any, recorder: Any, *, dynamic: bool | None, fullgraph: bool,
-             guard_filter_fn: Callable[[Sequence[Any]], Sequence[bool]]) -> Any:
-    """``torch._dynamo.optimize`` with our recorder as Dynamo's package object."""
+             guard_filter_fn: Callable[[Sequence[Any]], Sequence[bool]],
+             guard_fail_fn: Callable[[str, types.CodeType], None]) -> Any:
+    """``torch._dynamo.optimize`` with our recorder as Dynamo's package object.
+    ``guard_fail_fn(reason, code)`` hears why an entry's guards failed (a recompile)."""
     return torch._dynamo.optimize(backend=backend_obj, nopython=fullgraph, dynamic=dynamic,
-                                  guard_filter_fn=guard_filter_fn, package=recorder)
+                                  guard_filter_fn=guard_filter_fn, package=recorder,
+                                  guard_fail_fn=_guard_fail_adapter(guard_fail_fn))
+
+
+def failed_precompiled_guards(code: types.CodeType) -> list[str]:
+    """Why each precompiled entry installed on ``code`` rejected the frame Dynamo is about to
+    compile. Dynamo reports recompile reasons for its own cache entries only; this asks the
+    installed guard managers with the frame's locals (found on the convert_frame stack)."""
+    from torch._C._dynamo.eval_frame import _debug_get_precompile_entries
+
+    entries = _debug_get_precompile_entries(code)
+    if not entries:
+        return []
+    f_locals = None
+    caller = sys._getframe(1)
+    while caller is not None and f_locals is None:
+        candidate = caller.f_locals.get("frame")
+        if getattr(candidate, "f_code", None) is code:
+            f_locals = candidate.f_locals
+        caller = caller.f_back
+    if f_locals is None:
+        return []
+    reasons = []
+    for entry in entries:
+        try:
+            info = entry.guard_manager.check_verbose(f_locals)
+            parts = [p.strip() for p in getattr(info, "verbose_code_parts", []) if p.strip()]
+            reasons.append("; ".join(parts) or "guards failed")
+        except Exception:  # noqa: BLE001 - diagnostics only
+            continue
+    return reasons
+
+
+def _guard_fail_adapter(fn: Callable[[str, types.CodeType], None]) -> Callable[[Any], None]:
+    def on_fail(failure: Any) -> None:  # torch._guards.GuardFail(reason, orig_code)
+        fn(str(failure.reason), failure.orig_code)
+
+    return on_fail
 
 
 @dataclasses.dataclass
@@ -248,7 +288,8 @@ class _RepairedGuardsStatePickler(metaclass=_RepairedGuardsStatePicklerMeta):
 
 
 def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dict[str, Any],
-                       place_global: Callable[[str, Any], Any]) -> Any:
+                       place_global: Callable[[str, Any], Any],
+                       guard_fail_fn: Callable[[str, types.CodeType], None] | None = None) -> Any:
     """Rebuild Dynamo's C++ guard manager from serialized guard state
     (torch/_dynamo/package.py: load_guards_state + load_guard_manager).
 
@@ -272,9 +313,11 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
     if name:
         reserve_global_names([name])
         place_global(name, get_builtins_dict(f_globals))
-    return CheckFunctionManager(code, OutputGraphCommon(state.output_graph),
-                                shape_code_parts=state.shape_code_parts,
-                                runtime_global_scope=f_globals).guard_manager
+    return CheckFunctionManager(
+        code, OutputGraphCommon(state.output_graph), shape_code_parts=state.shape_code_parts,
+        runtime_global_scope=f_globals,
+        guard_fail_fn=_guard_fail_adapter(guard_fail_fn) if guard_fail_fn else None,
+    ).guard_manager
 
 
 def install_entry(code: types.CodeType, guard_manager: Any, dynamo_code: types.CodeType) -> None:
@@ -504,3 +547,59 @@ def use_recorded_cpu_isa(record: Any) -> bool:
     cvi.valid_vec_isa_list = lambda: list(isas)
     _RECORDED_ISA = record
     return True
+
+
+# ------------------------------------------------------------- kernel libraries
+
+_LIBRARY_RECORDERS: list[list[str]] = []
+
+
+def _hook_library_loads() -> None:
+    """Observe every C++ kernel library Inductor loads (CppCodeCache._load_library)."""
+    from torch._inductor.codecache import CppCodeCache
+
+    original = CppCodeCache.__dict__["_load_library"].__func__
+    if getattr(original, "_precompile_hooked", False):
+        return
+
+    @functools.wraps(original)
+    def _load_library(cls: Any, path: str, key: str) -> Any:
+        for rec in _LIBRARY_RECORDERS:
+            rec.append(path)
+        return original(cls, path, key)
+
+    _load_library._precompile_hooked = True  # type: ignore[attr-defined]
+    CppCodeCache._load_library = classmethod(_load_library)  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def recording_kernel_libraries(inductor: bool, found: list[str]) -> Iterator[None]:
+    """Append to ``found`` the paths of the C++ kernel libraries loaded inside the block
+    (``inductor``: the backend is Inductor, so importing its code cache up front is free)."""
+    if inductor or "torch._inductor.codecache" in sys.modules:
+        _hook_library_loads()
+    _LIBRARY_RECORDERS.append(found)
+    try:
+        yield
+    finally:
+        _LIBRARY_RECORDERS.remove(found)
+
+
+def inductor_cache_dir() -> str:
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return cache_dir()
+
+
+def no_precompiled_headers() -> Any:
+    """Compile and load Inductor's C++ without its precompiled header (a context manager).
+
+    Inductor preprocesses (and on a new machine builds: 5-7 s) that header before it even
+    checks whether a kernel library already exists, and the header setting is part of each
+    library's cache key. precompile turns it off both when it compiles and when it loads,
+    so stored libraries are found and nothing is built; compiling without it costs less
+    than building the header once.
+    """
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(cpp_cache_precompile_headers=False)

@@ -31,7 +31,7 @@ from .context import PrecompileContext
 from .errors import IncompatibleError, LockTimeout, PackageError, SourceChangedError, StoreError
 from .install import Installation, check_sources, install
 from .package import CompilePackage
-from .stats import STATS
+from .counters import STATS
 
 log = logging.getLogger("precompile")
 
@@ -73,8 +73,10 @@ class Cached:
     def __init__(self, target: Any, *, backend_obj: Any, fullgraph: bool,
                  dynamic: bool | None, store: CacheBackend | None, strict: bool,
                  eager_backward: bool, preloaded: format.Envelope | None = None,
-                 single_flight: bool = True, wait_timeout: float | None = None) -> None:
+                 single_flight: bool = True, wait_timeout: float | None = None,
+                 signing_key: str | bytes | None = None) -> None:
         self.target = target
+        self.signing_key = _signing_key(signing_key)
         self.single_flight = single_flight
         if wait_timeout is None:
             wait_timeout = float(os.environ.get("PRECOMPILE_WAIT_TIMEOUT", "600"))
@@ -89,9 +91,12 @@ class Cached:
         self.dynamic = dynamic
         self.main_code, self.module = _main_code(target)
         self.package = CompilePackage(self.main_code, self.module, "", {},
-                                      eager_backward=eager_backward)
+                                      eager_backward=eager_backward,
+                                      capture_kernels=self.backend_desc.startswith("inductor"))
         self.compiled = _torch.optimize(backend_obj, self.package, dynamic=dynamic,
-                                        fullgraph=fullgraph, guard_filter_fn=self.package.guard_filter)
+                                        fullgraph=fullgraph,
+                                        guard_filter_fn=self.package.guard_filter,
+                                        guard_fail_fn=self.package.on_guard_fail)
         self.installation: Installation | None = None
         self._preloaded = preloaded
         self._ready = False
@@ -120,9 +125,12 @@ class Cached:
             if self._ready:
                 return
             roots = [self.target, *args, *kwargs.values()]
+            tree = (keys.module_tree(self.target)
+                    if isinstance(self.target, torch.nn.Module) else None)
             factors = keys.key_factors(self.main_code, self.module, self.backend_desc,
                                        dynamic=self.dynamic, fullgraph=self.fullgraph,
-                                       device_types=_torch.tensor_device_types(roots))
+                                       device_types=_torch.tensor_device_types(roots),
+                                       module_tree=tree)
             self.package.key = keys.package_key(factors)
             self.package.factors = factors
             t0 = time.perf_counter()
@@ -150,7 +158,7 @@ class Cached:
                 self._miss(self._explain_absent(factors))
                 return
             try:
-                env = format.decode(data, signing_key=_signing_key())
+                env = format.decode(data, signing_key=self.signing_key)
             except PackageError as e:
                 self._miss(f"stored package {key} is unusable ({e}); compiling and replacing it",
                            error=e)
@@ -167,6 +175,8 @@ class Cached:
         except PackageError as e:
             self._miss(str(e), error=e)
             return
+        STATS.kernels_restored += self.installation.kernels_restored
+        STATS.unbundled_kernels.extend(sorted(self.package.unbundled))
         for reason in self.installation.skipped:
             STATS.note_miss(f"{factors['function']}: entry not installed: {reason}")
         if self.installation.installed_entries:
@@ -239,6 +249,12 @@ class Cached:
                 raise IncompatibleError(
                     f"package was written for {name} {stored.get(name)}, this process has "
                     f"{factors.get(name)}; it will be recompiled for this {name}")
+        for device, recorded in (env.meta.get("gpus") or {}).items():
+            here = _torch.gpu_info(device)
+            if recorded and here != recorded:
+                raise IncompatibleError(
+                    f"package was compiled for {device} {recorded}, this machine has "
+                    f"{here or 'none'}; it will be recompiled here")
         if stored.get("code") != factors.get("code"):
             raise SourceChangedError(f"the source of {factors['function']} changed since the "
                                      "package was written")
@@ -313,8 +329,12 @@ class Cached:
             "entries": sum(len(f["entries"]) for f in manifest["frames"]),
             "function": self.package.factors.get("function", ""),
             "cpu_isa": _torch.cpu_isa_record(),
+            # GPU name/capability/toolkit per device type the graphs use (GPU path: written
+            # and unit-checked on CPU only; no GPU run has verified it yet)
+            "gpus": {d: _torch.gpu_info(d) for d in sorted(self.package.device_types)
+                     if d != "cpu"},
         }
-        return format.encode(meta, manifest, blobs, signing_key=_signing_key())
+        return format.encode(meta, manifest, blobs, signing_key=self.signing_key)
 
     def save_now(self) -> bool:
         """Merge with the stored package and write. Returns True if something was written."""
@@ -347,7 +367,7 @@ class Cached:
         if data is None:
             return
         try:
-            env = format.decode(data, signing_key=_signing_key())
+            env = format.decode(data, signing_key=self.signing_key)
             other = self._check(env, self.package.factors)
         except PackageError as e:
             log.info("precompile: replacing stored package %s: %s", self.package.key, e)
@@ -447,9 +467,12 @@ def _install_exit_hooks() -> None:
         pass
 
 
-def _signing_key() -> bytes | None:
-    key = os.environ.get("PRECOMPILE_SIGNING_KEY")
-    return key.encode() if key else None
+def _signing_key(explicit: str | bytes | None = None) -> bytes | None:
+    """The HMAC key: an explicit argument, else $PRECOMPILE_SIGNING_KEY, else None."""
+    key = explicit if explicit is not None else os.environ.get("PRECOMPILE_SIGNING_KEY")
+    if not key:
+        return None
+    return key.encode() if isinstance(key, str) else bytes(key)
 
 
 # ------------------------------------------------------------------ helpers
@@ -481,7 +504,7 @@ def _main_code(target: Any) -> tuple[types.CodeType, str]:
 def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
            store: Any = None, strict: bool | None = None, eager_backward: bool = True,
            single_flight: bool = True, wait_timeout: float | None = None,
-           **compile_kwargs: Any) -> Any:
+           signing_key: str | bytes | None = None, **compile_kwargs: Any) -> Any:
     """``torch.compile`` with a warm-start cache.
 
     Use as ``@precompile.cached``, ``@precompile.cached(cache_dir=...)``, or on what
@@ -496,7 +519,7 @@ def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
     """
     options = dict(cache_dir=cache_dir, backend=backend, store=store, strict=strict,
                    eager_backward=eager_backward, single_flight=single_flight,
-                   wait_timeout=wait_timeout)
+                   wait_timeout=wait_timeout, signing_key=signing_key)
     if fn is None:
         return functools.partial(cached, **options, **compile_kwargs)
     return _wrap(fn, **options, preloaded=None, compile_kwargs=compile_kwargs,
@@ -506,7 +529,8 @@ def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
 def _wrap(fn: Any, *, cache_dir: Any, backend: Any, store: Any, strict: bool | None,
           eager_backward: bool, preloaded: format.Envelope | None,
           compile_kwargs: dict[str, Any], use_default_store: bool,
-          single_flight: bool = True, wait_timeout: float | None = None) -> Any:
+          single_flight: bool = True, wait_timeout: float | None = None,
+          signing_key: str | bytes | None = None) -> Any:
     parts = _torch.unwrap_compiled(fn)
     if _env_flag("PRECOMPILE_DISABLE"):
         return fn if parts is not None else torch.compile(fn, backend=backend, **compile_kwargs)
@@ -527,7 +551,8 @@ def _wrap(fn: Any, *, cache_dir: Any, backend: Any, store: Any, strict: bool | N
     strict = _env_flag("PRECOMPILE_STRICT") if strict is None else strict
     impl = Cached(target, backend_obj=backend_obj, fullgraph=fullgraph, dynamic=dynamic,
                   store=the_store, strict=strict, eager_backward=eager_backward,
-                  preloaded=preloaded, single_flight=single_flight, wait_timeout=wait_timeout)
+                  preloaded=preloaded, single_flight=single_flight, wait_timeout=wait_timeout,
+                  signing_key=signing_key)
     return _front(impl)
 
 
@@ -587,7 +612,7 @@ def save(compiled: Any, path: str | os.PathLike[str]) -> str:
 
 def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None,
          strict: bool | None = None, cache_dir: Any = None, store: Any = None,
-         **compile_kwargs: Any) -> Any:
+         signing_key: str | bytes | None = None, **compile_kwargs: Any) -> Any:
     """A callable for ``fn_or_module`` whose first call runs the package file's code.
 
     Raises FormatError/IntegrityError for a bad file, IncompatibleError for another python or
@@ -599,7 +624,7 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
             data = fh.read()
     except OSError as e:
         raise StoreError(f"cannot read package file {path}: {e.strerror}") from e
-    env = format.decode(data, signing_key=_signing_key())
+    env = format.decode(data, signing_key=_signing_key(signing_key))
     factors = env.meta.get("factors", {})
     system = _torch.system_info()
     for name, mine in (("python", f"{system['python_impl']}-{system['python']}"),
@@ -616,7 +641,8 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
         backend = env.meta.get("backend_name") or "inductor"
     return _wrap(fn_or_module, cache_dir=cache_dir, backend=backend, store=store,
                  strict=strict, eager_backward=True, preloaded=env,
-                 compile_kwargs=compile_kwargs, use_default_store=False)
+                 compile_kwargs=compile_kwargs, use_default_store=False,
+                 signing_key=signing_key)
 
 
 def flush(timeout: float | None = None) -> None:

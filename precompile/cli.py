@@ -230,11 +230,13 @@ def decode_pkg(pkg: Pkg) -> Pkg:
     assert pkg.data is not None
     try:
         _, pkg.flags, _ = format.read_header(pkg.data)
-        pkg.env = format.decode(pkg.data)
+        env = format.decode(pkg.data)
+        _check_manifest(env)
     except PackageError as e:
         pkg.error = str(e)
         pkg.signature, pkg.signature_ok = "unknown (package does not decode)", False
         return pkg
+    pkg.env = env
     signed = bool(pkg.flags & format.FLAG_SIGNED)
     key = _signing_key()
     if key is None:
@@ -255,6 +257,25 @@ def decode_pkg(pkg: Pkg) -> Pkg:
     return pkg
 
 
+def _check_manifest(env: Any) -> None:
+    """Raise FormatError unless the manifest has the shape the library can install (a file
+    can pass its checksum and still be malformed: a bug, or a recomputed checksum)."""
+    from precompile.errors import FormatError
+    from precompile.package import CompilePackage
+
+    if not isinstance(env.meta.get("factors", {}), dict):
+        raise FormatError("package metadata is malformed (factors is not a map)")
+    try:  # the library's own validation (it only builds data; nothing is installed)
+        CompilePackage.from_manifest(_PLACEHOLDER_CODE, "", {}, env.manifest, env.blobs)
+    except FormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 - anything else it trips on is a malformed manifest
+        raise FormatError(f"package manifest is malformed ({type(e).__name__}: {e})") from None
+
+
+_PLACEHOLDER_CODE = (lambda: None).__code__
+
+
 def load_file(path: str) -> Pkg:
     try:
         data = _read_path(path)
@@ -262,14 +283,14 @@ def load_file(path: str) -> Pkg:
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
     key = os.path.basename(path)
-    if key.endswith(".pcpkg"):
-        key = key[: -len(".pcpkg")]
+    key = key.removesuffix(".pcpkg")
     return decode_pkg(Pkg(key, os.path.abspath(path), len(data), st.st_mtime,
                           max(st.st_atime, st.st_mtime), data))
 
 
-def load_from_store(store: Any, key: str, *, decode: bool = True) -> Pkg | None:
-    """A package from a store, or None if it vanished meanwhile (another process pruned it)."""
+def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
+    """A package from a store (decoded when ``read``; only its stat otherwise), or None if
+    it vanished meanwhile (another process pruned it)."""
     from precompile.errors import StoreError
 
     try:
@@ -277,6 +298,8 @@ def load_from_store(store: Any, key: str, *, decode: bool = True) -> Pkg | None:
     except (StoreError, OSError):
         st = None
     path = getattr(st, "path", None)
+    if not read and st is not None:
+        return Pkg(key, path, st.size, st.created, st.last_used)
     try:
         if path:
             try:
@@ -293,7 +316,7 @@ def load_from_store(store: Any, key: str, *, decode: bool = True) -> Pkg | None:
         return None
     pkg = Pkg(key, path, st.size if st else len(data), st.created if st else None,
               st.last_used if st else None, data)
-    return decode_pkg(pkg) if decode else pkg
+    return decode_pkg(pkg) if read else pkg
 
 
 def open_store(spec: str | None) -> Any:
@@ -315,9 +338,9 @@ def store_keys(store: Any) -> list[str]:
         raise CliError(str(e)) from e
 
 
-def iter_store(store: Any) -> Iterator[Pkg]:
+def iter_store(store: Any, *, read: bool = True) -> Iterator[Pkg]:
     for key in store_keys(store):
-        pkg = load_from_store(store, key)
+        pkg = load_from_store(store, key, read=read)
         if pkg is not None:
             yield pkg
 
@@ -327,14 +350,20 @@ def _looks_like_store(ref: str) -> bool:
 
 
 def find_package(ref: str, cache: str | None) -> Pkg:
-    """PACKAGE: a ``.pcpkg`` path, a key in the cache, or a unique prefix of one."""
+    """PACKAGE: a ``.pcpkg`` path, a key in the cache, a unique prefix of one, or the
+    ``module:qualname`` of the function when one package holds it."""
     if os.path.isfile(ref):
         return load_file(ref)
     store = open_store(cache)
     keys = store_keys(store)
-    name = ref[: -len(".pcpkg")] if ref.endswith(".pcpkg") else ref
+    name = ref.removesuffix(".pcpkg")
     name = os.path.basename(name) if os.sep in name else name
     matches = [k for k in keys if k == name] or [k for k in keys if k.startswith(name)]
+    if not matches and ":" in ref:
+        found = [p for p in iter_store(store) if p.function == ref]
+        if len(found) == 1:
+            return found[0]
+        matches = [p.key for p in found]
     if not matches:
         raise CliError(f"no package {ref!r}: not a file, and {store.url} holds no such key "
                        "(see `precompile ls`)")
@@ -483,10 +512,15 @@ def _source_label(src: Any) -> str:
 def readable_guards(blob: bytes) -> dict[str, Any]:
     """Dynamo's pickled GuardsState as a list of readable guards. Only called on packages
     that passed ``format.decode`` (every byte checksummed) and the signing policy."""
+    import io
     import pickle
 
+    from precompile import _torch
+
+    # The library's own unpickler where it has one (it repairs a torch 2.13 grad bug).
+    unpickler = getattr(_torch, "_GuardsUnpickler", pickle.Unpickler)
     with contextlib.redirect_stdout(sys.stderr):
-        state = pickle.loads(blob)  # noqa: S301 - verified package, see docstring
+        state = unpickler(io.BytesIO(blob)).load()  # verified package, see docstring
     og = state.output_graph
     sizes = {}
     for src, ss in (getattr(og, "input_source_to_sizes_strides", None) or {}).items():
@@ -742,7 +776,7 @@ def resolve_ref(ref: str) -> tuple[Any, Any]:
         except ImportError as e:
             last_error = e
             continue
-        except Exception as e:  # noqa: BLE001 - the user's module raised while importing
+        except Exception as e:
             raise CliError(f"importing {mod_name} failed: {type(e).__name__}: {e}") from e
         obj: Any = module
         for part in qualname.split("."):
@@ -807,7 +841,7 @@ def _identity_failures(pkg: Pkg) -> tuple[int, list[str]]:
                 try:
                     holds, detail = install._identity_holds(c["source"], c["fingerprint"],
                                                             mod.__dict__)
-                except Exception:  # noqa: BLE001 - a check we cannot evaluate is no verdict
+                except Exception:  # noqa: BLE001, S112 - a check we cannot evaluate is no verdict
                     continue
                 if not holds:
                     entry_ok = False
@@ -832,6 +866,8 @@ def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any) -> dict[str, Any]:
     if impl is None:  # call-site options only a precompile wrapper knows: take the stored ones
         for name in ("backend", "dynamic", "fullgraph"):
             now[name] = stored.get(name, now[name])
+    if "module_tree" in stored:  # depends on the module instance, which only the program has
+        now["module_tree"] = stored["module_tree"]
     reasons = []
     if not pkg.signature_ok:
         reasons.append(pkg.signature)
@@ -943,7 +979,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise CliError("say what to prune: --max-size SIZE, --older-than AGE and/or --stale")
     store = open_store(args.cache)
     now = time.time()
-    pkgs = {p.key: p for p in iter_store(store)}
+    # Only --stale needs the packages' bytes; sizes and times come from stat().
+    pkgs = {p.key: p for p in iter_store(store, read=args.stale)}
     plan: dict[str, str] = {}  # key -> why it goes
     if args.stale:
         for p in pkgs.values():
@@ -999,8 +1036,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(f"{verb} {r['key']} ({fmt_size(r['size'])}): {r['reason']}")
     for k in kept:
         print(f"kept    {k['key']}: {k['kept_because']}")
-    print(f"{verb} {len(removed)} packages, {fmt_size(freed)}; {fmt_size(remaining)} left in "
-          f"{store.url}")
+    print(f"{verb} {len(removed)} packages, {fmt_size(freed)}; {fmt_size(remaining)} "
+          f"{'would be ' if args.dry_run else ''}left in {store.url}")
     return EXIT_OK
 
 
@@ -1013,13 +1050,16 @@ def _delete_locked(store: Any, pkg: Pkg, *, stale: bool, force: bool) -> str | N
     """Delete under the store's lock, re-checking what justified it (another process may
     have rewritten the package since it was read). Returns why it was kept, or None."""
     with store.lock(pkg.key, timeout=10.0):
-        fresh = load_from_store(store, pkg.key, decode=stale)
+        fresh = load_from_store(store, pkg.key, read=stale)
         if fresh is None:
             return "already gone"
-        if not force and _is_recent(fresh, time.time()):
-            return f"rewritten {fmt_age(_mtime(fresh))} by another process"
-        if not force and fresh.data != pkg.data:
-            return "rewritten by another process since it was read"
+        if not force:
+            if _is_recent(fresh, time.time()):
+                return f"rewritten {fmt_age(_mtime(fresh))} by another process"
+            changed = (fresh.data != pkg.data if stale else
+                       (fresh.size, fresh.modified) != (pkg.size, pkg.modified))
+            if changed:
+                return "rewritten by another process since it was read"
         if stale and _stale_reason(fresh) is None:
             return "another process replaced it with a good package"
         store.delete(pkg.key)
@@ -1078,6 +1118,87 @@ def cmd_stats(args: argparse.Namespace) -> int:
 # ========================================================================== main
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write every package of a cache into one archive (a tar of .pcpkg files)."""
+    import io
+    import tarfile
+
+    store = open_store(args.cache)
+    count = 0
+    tmp = f"{args.file}.tmp-{os.getpid()}"
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for key in store_keys(store):
+                data = store.get(key)
+                if data is None:
+                    continue
+                info = tarfile.TarInfo(f"{key}.pcpkg")
+                info.size = len(data)
+                info.mtime = int(time.time())
+                info.mode = 0o600
+                tar.addfile(info, io.BytesIO(data))
+                count += 1
+        os.replace(tmp, args.file)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    result = {"file": args.file, "packages": count}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"exported {count} packages to {args.file}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Put an archive's packages into a cache. Each is verified first; a package already in
+    the cache is replaced only by a newer one."""
+    import tarfile
+
+    from precompile import format as fmt
+    from precompile.errors import PackageError
+
+    store = open_store(args.cache)
+    imported, skipped = 0, []
+    try:
+        tar = tarfile.open(args.file, "r:*")
+    except (OSError, tarfile.TarError) as e:
+        raise CliError(f"cannot read archive {args.file}: {e}") from e
+    with tar:
+        for member in tar:
+            name = os.path.basename(member.name)
+            if not member.isfile() or not name.endswith(".pcpkg") or name.startswith("."):
+                skipped.append(f"{member.name}: not a package")
+                continue
+            key = name[: -len(".pcpkg")]
+            fh = tar.extractfile(member)
+            data = fh.read() if fh is not None else b""
+            try:
+                meta = fmt.decode(data, signing_key=_signing_key()).meta
+            except PackageError as e:
+                skipped.append(f"{name}: {e}")
+                continue
+            with store.lock(key):
+                current = store.get(key)
+                if current is not None:
+                    try:
+                        if fmt.decode(current).meta.get("saved", 0) >= meta.get("saved", 0):
+                            skipped.append(f"{name}: the cache has a newer or equal copy")
+                            continue
+                    except PackageError:
+                        pass
+                store.put(key, data)
+            imported += 1
+    result = {"file": args.file, "imported": imported, "skipped": skipped}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"imported {imported} packages into {store.url}")
+        for line in skipped:
+            print(f"  skipped {line}")
+    return EXIT_OK if imported or not skipped else EXIT_PROBLEMS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="precompile", description="Look into, check and tidy a precompile cache.",
@@ -1125,6 +1246,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"also delete packages written in the last {int(RECENT_SECONDS)}s")
     p.add_argument("-n", "--dry-run", action="store_true", help="only say what would go")
     p.set_defaults(func=cmd_prune)
+
+    p = add("export", "write a cache's packages into one archive (for CI caches)")
+    p.add_argument("cache", metavar="DIR_OR_URL", help="the cache to export")
+    p.add_argument("file", metavar="FILE", help="archive to write (.tar.gz)")
+    p.set_defaults(func=cmd_export)
+
+    p = add("import", "put an archive's packages into a cache (verified first)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--cache", metavar="CACHE", help="destination (default: the default cache)")
+    p.set_defaults(func=cmd_import)
 
     p = add("stats", "show the counters a run wrote to $PRECOMPILE_STATS_FILE")
     p.add_argument("--file", metavar="FILE", help=f"stats file (default ${STATS_FILE_ENV})")

@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import inspect
 import logging
+import os
 import re
 import sys
 import types
@@ -38,6 +39,7 @@ class Installation:
     """What one install changed, so it can be undone exactly."""
 
     installed_entries: int = 0
+    kernels_restored: int = 0
     skipped: list[str] = dataclasses.field(default_factory=list)
     _globals: list[tuple[dict[str, Any], str, Any]] = dataclasses.field(default_factory=list)
     _codes: list[types.CodeType] = dataclasses.field(default_factory=list)
@@ -71,6 +73,7 @@ def install(pkg: CompilePackage) -> Installation:
     inst = Installation()
     backends: dict[str, Callable[..., Any]] = {}
     _torch.reserve_global_names(_dynamo_global_names(pkg))
+    inst.kernels_restored = restore_kernels(pkg)
     for frame in pkg.frames:
         target = _target_code(frame, pkg, inst)
         if target is None:
@@ -92,6 +95,32 @@ def install(pkg: CompilePackage) -> Installation:
             if reason is not None:
                 inst.skipped.append(f"{frame.qualname}: {reason}")
     return inst
+
+
+def restore_kernels(pkg: CompilePackage) -> int:
+    """Put the package's C++ kernel libraries where Inductor looks for them, so loading the
+    compiled code builds nothing. Existing files are left alone (same name = same content
+    hash). Returns how many files were written."""
+    if not pkg.kernel_blobs:
+        return 0
+    root = _torch.inductor_cache_dir()
+    written = 0
+    for rel, data in pkg.kernel_blobs.items():
+        dest = os.path.join(root, rel)
+        if os.path.exists(dest):
+            continue
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            tmp = f"{dest}.tmp-{os.getpid()}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, dest)
+            written += 1
+        except OSError as e:
+            log.info("precompile: cannot restore kernel %s (%s); Inductor will rebuild it",
+                     rel, e.strerror)
+    return written
 
 
 def _dynamo_global_names(pkg: CompilePackage) -> list[str]:
@@ -139,12 +168,13 @@ def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
             art = pkg.artifacts.get(backend_id)
             if art is None:
                 return f"compiled graph {backend_id[:24]} is missing from the package"
-            backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
+            with _torch.no_precompiled_headers():
+                backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
         if not _place_global(scope, backend_id, backends[backend_id], inst):
             return f"global {backend_id} is taken"
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
-        lambda name, value: _place_global(scope, name, value, inst))
+        lambda name, value: _place_global(scope, name, value, inst), pkg.on_guard_fail)
     code = _retarget_filename(entry.dynamo_code, frame.module, target.co_filename)
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)

@@ -151,8 +151,12 @@ def _sha(text: str) -> str:
 
 
 def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
-                dynamic: bool | None, fullgraph: bool, device_types: list[str]) -> dict[str, str]:
-    """Everything a package's validity depends on that is known before tracing."""
+                dynamic: bool | None, fullgraph: bool, device_types: list[str],
+                module_tree: str | None = None) -> dict[str, str]:
+    """Everything a package's validity depends on that is known before tracing.
+
+    ``module_tree`` (for nn.Modules) describes the submodule structure, so two models that
+    share a class (every ``nn.Sequential``) get packages of their own."""
     info = _torch.system_info()
     configs = _torch.config_diffs()
     factors = {
@@ -171,7 +175,16 @@ def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
     }
     for name, diff in configs.items():
         factors[f"{name}_config"] = json.dumps(diff, sort_keys=True)
+    if module_tree is not None:
+        factors["module_tree"] = module_tree
     return factors
+
+
+def module_tree(module: Any) -> str:
+    """A short hash of a module's submodule names and classes."""
+    parts = [f"{name}:{type(m).__module__}.{type(m).__qualname__}"
+             for name, m in module.named_modules()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def package_key(factors: dict[str, str]) -> str:

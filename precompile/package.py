@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import inspect
 import logging
+import os
 import sys
 import threading
 import types
@@ -32,7 +33,8 @@ from typing import Any
 from . import _torch, keys
 from .context import BackendArtifact, PrecompileContext
 from .errors import FormatError
-from .stats import STATS
+from .format import sha256_hex
+from .counters import STATS
 
 log = logging.getLogger("precompile")
 
@@ -109,12 +111,18 @@ class CompilePackage:
     """Record of one function's compiled frames (Dynamo's package protocol)."""
 
     def __init__(self, main_code: types.CodeType, module: str, key: str,
-                 factors: dict[str, str], *, eager_backward: bool = True) -> None:
+                 factors: dict[str, str], *, eager_backward: bool = True,
+                 capture_kernels: bool = False) -> None:
         self.key = key
         self.factors = dict(factors)
         self.module = module
         self.main_code = main_code
         self.eager_backward = eager_backward
+        self.capture_kernels = capture_kernels
+        # C++ kernel libraries the compiled code loads: path relative to the Inductor cache
+        # dir -> absolute path here (recorded) or bytes (read from a package)
+        self.kernel_paths: dict[str, str] = {}
+        self.kernel_blobs: dict[str, bytes] = {}
         if not eager_backward:
             _torch.bundle_lazy_backwards()
         self.frames: list[FrameRecord] = []
@@ -122,6 +130,7 @@ class CompilePackage:
         self.guard_blobs: dict[str, bytes] = {}
         self.artifacts: dict[str, BackendArtifact] = {}
         self.bypasses: list[str] = []
+        self.unbundled: set[str] = set()
         self.device_types: set[str] = set()
         self.created = 0.0
         self.dirty = False
@@ -173,6 +182,9 @@ class CompilePackage:
     def code_context(self, code: types.CodeType) -> Iterator[None]:
         frame = self._by_code.get(code) or self._new_user_frame(code)
         STATS.frames_traced += 1
+        if frame.entries:
+            for reason in _torch.failed_precompiled_guards(code):
+                self.on_guard_fail(reason, code)
         mod = sys.modules.get(frame.module)
         before = frozenset(mod.__dict__) if mod is not None else frozenset()
         pending = _Pending(frame, before)
@@ -185,17 +197,35 @@ class CompilePackage:
             # if this process never calls .backward() (see DESIGN in README).
             patches["force_non_lazy_backward_lowering"] = True
         ok = False
+        libs: list[str] = []
         try:
-            with _torch.functorch_patch(**patches):
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(_torch.functorch_patch(**patches))
+                if self.capture_kernels:
+                    stack.enter_context(_torch.no_precompiled_headers())
+                stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
                 yield
             ok = True
         finally:
             self._pending.pop()
+            self._note_kernel_libraries(libs)
             if ok and not pending.added_entry and pending.bypass_reason is None:
                 with self.lock:
                     if not frame.entries and not frame.skipped:
                         frame.skipped = True
                         self._touch()
+
+    def _note_kernel_libraries(self, paths: list[str]) -> None:
+        if not paths:
+            return
+        root = _torch.inductor_cache_dir()
+        with self.lock:
+            for path in paths:
+                rel = os.path.relpath(path, root)
+                if rel.startswith(".."):
+                    self.unbundled.add(f"{os.path.basename(path)}: outside the Inductor cache dir")
+                else:
+                    self.kernel_paths[rel] = path
 
     def _new_user_frame(self, code: types.CodeType) -> FrameRecord:
         module = inspect.getmodule(code)
@@ -304,6 +334,13 @@ class CompilePackage:
                 return f"its bytecode needs the runtime-only global {name!r}"
         return None
 
+    def on_guard_fail(self, reason: str, code: types.CodeType) -> None:
+        """An entry's guards failed, so Dynamo recompiles: keep the failing guard."""
+        frame = self._by_code.get(code)
+        name = frame.qualname if frame is not None else code.co_qualname
+        STATS.note_recompile(f"{name}: {reason.strip()}")
+        log.info("precompile: %s recompiles: %s", name, reason.strip())
+
     # -------------------------------------------------------- guard filtering
 
     def guard_filter(self, entries: Sequence[Any]) -> list[bool]:
@@ -368,8 +405,23 @@ class CompilePackage:
                 blobs[art.sha256] = art.data
                 arts[backend_id] = {"kind": art.kind, "blob": art.sha256,
                                     "has_backward": art.has_backward}
+            kernels = []
+            for rel in sorted(set(self.kernel_paths) | set(self.kernel_blobs)):
+                data = self.kernel_blobs.get(rel)
+                if data is None:
+                    try:
+                        with open(self.kernel_paths[rel], "rb") as fh:
+                            data = fh.read()
+                    except OSError as e:
+                        self.unbundled.add(f"{rel}: {e.strerror}")
+                        continue
+                    self.kernel_blobs[rel] = data
+                blobs[sha256_hex(data)] = data
+                kernels.append({"path": rel, "blob": sha256_hex(data)})
             manifest = {
                 "key": self.key,
+                "kernels": kernels,
+                "unbundled_kernels": sorted(self.unbundled),
                 "function": self.factors.get("function", ""),
                 "frames": frames,
                 "artifacts": arts,
@@ -426,6 +478,12 @@ class CompilePackage:
             pkg.frames.append(frame)
             if role == ROLE_MAIN:
                 pkg._by_code[main_code] = frame
+        for kd in manifest.get("kernels", []):
+            rel = _expect(kd["path"], str)
+            if os.path.isabs(rel) or ".." in rel.split(os.sep):
+                raise ValueError(f"kernel path {rel!r} escapes the cache dir")
+            pkg.kernel_blobs[rel] = _expect(blobs[kd["blob"]], bytes)
+        pkg.unbundled = {_expect(u, str) for u in manifest.get("unbundled_kernels", [])}
         for backend_id, ad in manifest["artifacts"].items():
             pkg.artifacts[_expect(backend_id, str)] = BackendArtifact(
                 backend_id, _expect(ad["kind"], str), _expect(blobs[ad["blob"]], bytes),
@@ -460,6 +518,8 @@ class CompilePackage:
                     self.artifacts[backend_id] = art
             for k, r in other.sources.items():
                 self.sources.setdefault(k, r)
+            for rel, data in other.kernel_blobs.items():
+                self.kernel_blobs.setdefault(rel, data)
             self.device_types |= other.device_types
         return added
 

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 
 import precompile  # noqa: E402
 
-COUNTS = {"compile_fx_inner": 0, "codegen": 0}
+COUNTS = {"compile_fx_inner": 0, "codegen": 0, "cpp_builds": 0}
 
 
 def _count(module, name, key):
@@ -37,6 +37,9 @@ def main() -> None:
 
     _count(cfx, "_compile_fx_inner", "compile_fx_inner")
     _count(cfx, "fx_codegen_and_compile", "codegen")
+    import torch._inductor.cpp_builder as cb
+
+    _count(cb.CppBuilder, "build", "cpp_builds")
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
     mod = importlib.util.module_from_spec(spec)

@@ -251,3 +251,66 @@ def test_sigkill_mid_write_keeps_previous_package(scenario: Scenario) -> None:
 
     assert LocalDirBackend(scenario.cache).clean_temp_files(older_than=0) == len(leftovers)
     scenario.run("warm").assert_warm()  # the previous package still loads
+
+
+def test_signed_packages(scenario: Scenario) -> None:
+    """With a key set, unsigned or wrongly signed packages are refused before anything in
+    them is unpickled; the call compiles normally and a signed package replaces them."""
+    _edit(scenario)
+    scenario.run("cold").assert_ok()  # unsigned
+    run = scenario.run("cold", PRECOMPILE_SIGNING_KEY="k1").assert_ok()
+    assert run.frames == 1 and run.stats["load_errors"] == 1
+    assert "not signed" in " ".join(run.stats["miss_reasons"])
+    scenario.run("warm", PRECOMPILE_SIGNING_KEY="k1").assert_warm()
+    run = scenario.run("cold", PRECOMPILE_SIGNING_KEY="other-key").assert_ok()
+    assert run.frames == 1 and "signature does not match" in " ".join(run.stats["miss_reasons"])
+    with pytest.raises(Exception):
+        scenario.run("warm", PRECOMPILE_SIGNING_KEY="k1", PRECOMPILE_STRICT="1").assert_warm()
+
+
+def test_unwritable_cache_warns_once_and_runs(scenario: Scenario, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    scenario.write(GRAPH_BREAK_TWO_FUNCTIONS)
+    run = scenario.run("cold", PRECOMPILE_CACHE_DIR=str(blocker / "cache")).assert_ok()
+    assert run.stats["saves"] == 0
+    warnings = [ln for ln in run.stderr.splitlines() if "cannot" in ln and "WARNING" in ln]
+    assert len(warnings) == 1, run.stderr  # once, not per function or per save
+
+
+GRAPH_BREAK_TWO_FUNCTIONS = """
+import torch, precompile
+
+@precompile.cached(backend="eager")
+def f(x):
+    y = x + 1
+    print("break")
+    return y * 2
+
+@precompile.cached(backend="eager")
+def g(x):
+    return x - 1
+
+def run():
+    x = torch.ones(3)
+    return [("f", f(x), (x + 1) * 2), ("g", g(x), x - 1), ("f2", f(x * 2), (x * 2 + 1) * 2)]
+"""
+
+
+def test_load_refuses_another_torch_version(tmp_path: Path) -> None:
+    import precompile
+    from precompile import format as fmt
+    from precompile.errors import IncompatibleError
+
+    def fn(x):
+        return x + 1
+
+    from precompile import _torch
+
+    info = _torch.system_info()
+    python = f"{info['python_impl']}-{info['python']}"
+    path = tmp_path / "old.pcpkg"
+    path.write_bytes(fmt.encode({"factors": {"python": python, "torch": "2.9.0"}},
+                                {"frames": [], "artifacts": {}}, {}))
+    with pytest.raises(IncompatibleError, match="torch 2.9.0"):
+        precompile.load(fn, path)

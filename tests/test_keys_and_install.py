@@ -134,3 +134,25 @@ def test_install_then_uninstall_leaves_module_clean(tmp_path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          cwd=str(tmp_path))
     assert "CLEAN-OK" in out.stdout, out.stdout + out.stderr
+
+
+def test_gpu_mismatch_is_a_clear_incompatibility(monkeypatch) -> None:
+    """GPU metadata check (CPU-checkable half; a GPU run must prove the rest)."""
+    import precompile
+    from precompile import _torch, format as fmt
+    from precompile.errors import IncompatibleError
+
+    @precompile.cached(backend="eager", store="memory://gpu-test")
+    def f(x):
+        return x + 1
+
+    impl = f._precompile
+    impl.package.key, impl.package.factors = "k", {"python": "x", "torch": "y", "platform": "z",
+                                                   "code": "c", "function": "m:f"}
+    env = fmt.Envelope(meta={"factors": dict(impl.package.factors),
+                             "gpus": {"cuda": {"gpu_name": "NVIDIA H100", "capability": [9, 0]}}},
+                       manifest={}, blobs={})
+    monkeypatch.setattr(_torch, "gpu_info", lambda d: {"gpu_name": "NVIDIA A100",
+                                                        "capability": [8, 0]})
+    with pytest.raises(IncompatibleError, match="H100"):
+        impl._check(env, impl.package.factors)

@@ -206,3 +206,13 @@ def test_disable_switch_is_plain_torch_compile(scenario: Scenario) -> None:
     run = scenario.run("cold", PRECOMPILE_DISABLE="1").assert_ok()
     assert run.frames == 1 and run.stats["saves"] == 0
     assert scenario.packages() == []
+
+
+def test_recompile_of_an_installed_entry_names_the_failing_guard(scenario: Scenario) -> None:
+    scenario.write(DYNAMIC.format(dynamic=False, sizes=[3]))
+    scenario.run("cold").assert_ok()
+    scenario.write(DYNAMIC.format(dynamic=False, sizes=[5]))
+    run = scenario.run("cold").assert_ok()
+    assert run.frames == 1 and run.stats["hits"] == 1
+    reasons = " ".join(run.stats["recompile_reasons"])
+    assert "size mismatch at index 0. expected 3, actual 5" in reasons, run.stats

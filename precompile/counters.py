@@ -20,7 +20,10 @@ class Stats:
     waited_s: float = 0.0  # time spent waiting for another process to compile (single flight)
     led: int = 0  # keys this process compiled for others waiting on it
     followed: int = 0  # keys another process compiled while this one waited
+    kernels_restored: int = 0  # C++ kernel libraries written from packages into the Inductor cache
     miss_reasons: list[str] = dataclasses.field(default_factory=list)
+    unbundled_kernels: list[str] = dataclasses.field(default_factory=list)  # must be rebuilt here
+    recompile_reasons: list[str] = dataclasses.field(default_factory=list)  # failing guards
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def note_miss(self, reason: str) -> None:
@@ -28,10 +31,17 @@ class Stats:
             if reason not in self.miss_reasons and len(self.miss_reasons) < _MAX_REASONS:
                 self.miss_reasons.append(reason)
 
+    def note_recompile(self, reason: str) -> None:
+        with self._lock:
+            if len(self.recompile_reasons) < _MAX_REASONS:
+                self.recompile_reasons.append(reason)
+
     def as_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
              if not f.name.startswith("_")}
         d["miss_reasons"] = list(self.miss_reasons)
+        d["unbundled_kernels"] = list(self.unbundled_kernels)
+        d["recompile_reasons"] = list(self.recompile_reasons)
         return d
 
     def reset(self) -> None:
