@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -67,23 +68,43 @@ def warn_once(topic: str, message: str) -> None:
 # --------------------------------------------------------------------- Cached
 
 
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """How one cached function uses its store: arguments resolved against the environment
+    once, here, so the rest of the code reads plain values."""
+
+    store: CacheBackend | None
+    strict: bool = False
+    eager_backward: bool = True
+    single_flight: bool = True
+    wait_timeout: float = 600.0
+    signing_key: bytes | None = None
+
+    @classmethod
+    def resolve(cls, *, store: CacheBackend | None, strict: bool | None = None,
+                eager_backward: bool = True, single_flight: bool = True,
+                wait_timeout: float | None = None,
+                signing_key: str | bytes | None = None) -> Policy:
+        if wait_timeout is None:
+            wait_timeout = float(os.environ.get("PRECOMPILE_WAIT_TIMEOUT", "600"))
+        return cls(store=store,
+                   strict=_env_flag("PRECOMPILE_STRICT") if strict is None else strict,
+                   eager_backward=eager_backward, single_flight=single_flight,
+                   wait_timeout=wait_timeout, signing_key=_signing_key(signing_key))
+
+
 class Cached:
     """The machinery behind one decorated function or module."""
 
     def __init__(self, target: Any, *, backend_obj: Any, fullgraph: bool,
-                 dynamic: bool | None, store: CacheBackend | None, strict: bool,
-                 eager_backward: bool, preloaded: format.Envelope | None = None,
-                 single_flight: bool = True, wait_timeout: float | None = None,
-                 signing_key: str | bytes | None = None) -> None:
+                 dynamic: bool | None, policy: Policy,
+                 preloaded: format.Envelope | None = None) -> None:
         self.target = target
-        self.signing_key = _signing_key(signing_key)
-        self.single_flight = single_flight
-        if wait_timeout is None:
-            wait_timeout = float(os.environ.get("PRECOMPILE_WAIT_TIMEOUT", "600"))
-        self.wait_timeout = wait_timeout
+        self.policy = policy
+        self.store = policy.store
+        self.strict = policy.strict
+        self.signing_key = policy.signing_key
         self._lease: contextlib.ExitStack | None = None
-        self.store = store
-        self.strict = strict
         self.backend_desc = _torch.describe_backend(backend_obj)
         self.backend_name = backend_obj if isinstance(backend_obj, str) else getattr(
             backend_obj, "compiler_name", "inductor" if "inductor" in self.backend_desc else None)
@@ -91,7 +112,7 @@ class Cached:
         self.dynamic = dynamic
         self.main_code, self.module = _main_code(target)
         self.package = CompilePackage(self.main_code, self.module, "", {},
-                                      eager_backward=eager_backward,
+                                      eager_backward=policy.eager_backward,
                                       capture_kernels=self.backend_desc.startswith("inductor"))
         self.compiled = _torch.optimize(backend_obj, self.package, dynamic=dynamic,
                                         fullgraph=fullgraph,
@@ -152,7 +173,7 @@ class Cached:
         env = self._preloaded
         if env is None and self.store is not None:
             data = self._fetch(key)
-            if data is None and self.single_flight:
+            if data is None and self.policy.single_flight:
                 data = self._wait_or_lead(key)
             if data is None:
                 self._miss(self._explain_absent(factors))
@@ -198,7 +219,7 @@ class Cached:
         """
         assert self.store is not None
         t0 = time.monotonic()
-        deadline = t0 + self.wait_timeout
+        deadline = t0 + self.policy.wait_timeout
         delay = 0.02
         try:
             while True:
@@ -207,7 +228,7 @@ class Cached:
                     lease.enter_context(self.store.lock(key + _LEASE_SUFFIX, timeout=0))
                 except LockTimeout:
                     if time.monotonic() >= deadline:
-                        STATS.note_miss(f"{key}: waited {self.wait_timeout:g}s for another "
+                        STATS.note_miss(f"{key}: waited {self.policy.wait_timeout:g}s for another "
                                         "process to compile it; compiling here")
                         return None
                     time.sleep(delay)
@@ -515,28 +536,30 @@ def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
     ``single_flight`` (default on): when several processes miss the same package at once,
     one compiles and saves it right away, the others wait up to ``wait_timeout`` seconds
     (``$PRECOMPILE_WAIT_TIMEOUT``, default 600) and load it; a waiter whose leader dies
-    takes over.
+    takes over. ``signing_key`` (or ``$PRECOMPILE_SIGNING_KEY``): sign packages written and
+    refuse unsigned ones.
     """
-    options = dict(cache_dir=cache_dir, backend=backend, store=store, strict=strict,
-                   eager_backward=eager_backward, single_flight=single_flight,
-                   wait_timeout=wait_timeout, signing_key=signing_key)
     if fn is None:
-        return functools.partial(cached, **options, **compile_kwargs)
-    return _wrap(fn, **options, preloaded=None, compile_kwargs=compile_kwargs,
-                 use_default_store=True)
-
-
-def _wrap(fn: Any, *, cache_dir: Any, backend: Any, store: Any, strict: bool | None,
-          eager_backward: bool, preloaded: format.Envelope | None,
-          compile_kwargs: dict[str, Any], use_default_store: bool,
-          single_flight: bool = True, wait_timeout: float | None = None,
-          signing_key: str | bytes | None = None) -> Any:
-    parts = _torch.unwrap_compiled(fn)
+        return functools.partial(
+            cached, cache_dir=cache_dir, backend=backend, store=store, strict=strict,
+            eager_backward=eager_backward, single_flight=single_flight,
+            wait_timeout=wait_timeout, signing_key=signing_key, **compile_kwargs)
     if _env_flag("PRECOMPILE_DISABLE"):
-        return fn if parts is not None else torch.compile(fn, backend=backend, **compile_kwargs)
+        return fn if _torch.unwrap_compiled(fn) is not None else torch.compile(
+            fn, backend=backend, **compile_kwargs)
+    policy = Policy.resolve(store=default_store(cache_dir, store), strict=strict,
+                            eager_backward=eager_backward, single_flight=single_flight,
+                            wait_timeout=wait_timeout, signing_key=signing_key)
+    return _wrap(fn, backend, compile_kwargs, policy)
+
+
+def _wrap(fn: Any, backend: Any, compile_kwargs: dict[str, Any], policy: Policy,
+          preloaded: format.Envelope | None = None) -> Any:
+    """Build the Cached machinery for ``fn`` (possibly what torch.compile returned)."""
     unknown = set(compile_kwargs) - {"mode", "options", "dynamic", "fullgraph"}
     if unknown:
         raise TypeError(f"precompile.cached got unexpected arguments {sorted(unknown)}")
+    parts = _torch.unwrap_compiled(fn)
     if parts is not None:
         target, backend_obj = parts.original, parts.backend_obj
         fullgraph = compile_kwargs.get("fullgraph", parts.fullgraph)
@@ -547,12 +570,8 @@ def _wrap(fn: Any, *, cache_dir: Any, backend: Any, store: Any, strict: bool | N
         fullgraph = bool(compile_kwargs.get("fullgraph", False))
         backend_obj = _torch.make_backend(backend, compile_kwargs.get("mode"),
                                           compile_kwargs.get("options"), dynamic)
-    the_store = default_store(cache_dir, store) if (use_default_store or cache_dir or store) else None
-    strict = _env_flag("PRECOMPILE_STRICT") if strict is None else strict
     impl = Cached(target, backend_obj=backend_obj, fullgraph=fullgraph, dynamic=dynamic,
-                  store=the_store, strict=strict, eager_backward=eager_backward,
-                  preloaded=preloaded, single_flight=single_flight, wait_timeout=wait_timeout,
-                  signing_key=signing_key)
+                  policy=policy, preloaded=preloaded)
     return _front(impl)
 
 
@@ -639,10 +658,9 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
     check_sources([keys.SourceRange.from_dict(r) for r in env.manifest.get("sources", [])])
     if backend is None:
         backend = env.meta.get("backend_name") or "inductor"
-    return _wrap(fn_or_module, cache_dir=cache_dir, backend=backend, store=store,
-                 strict=strict, eager_backward=True, preloaded=env,
-                 compile_kwargs=compile_kwargs, use_default_store=False,
-                 signing_key=signing_key)
+    the_store = default_store(cache_dir, store) if (cache_dir or store) else None
+    policy = Policy.resolve(store=the_store, strict=strict, signing_key=signing_key)
+    return _wrap(fn_or_module, backend, compile_kwargs, policy, preloaded=env)
 
 
 def flush(timeout: float | None = None) -> None:
