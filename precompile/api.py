@@ -335,8 +335,7 @@ class Cached:
     def _on_artifact(self, backend_id: str) -> None:
         """A backend artifact was recorded or updated (a backward arriving later)."""
         if backend_id in self.package.backend_ids():
-            self.package.dirty = True
-            self.package.version += 1
+            self.package.touch()
             _SAVER.schedule(self)
 
     def envelope_bytes(self) -> bytes:

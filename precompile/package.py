@@ -154,22 +154,16 @@ class CompilePackage:
             self._by_code[code if code is not None else frame.code] = existing
             return existing
 
-    def frame_for(self, code: types.CodeType) -> FrameRecord | None:
-        return self._by_code.get(code)
-
     def bind_code(self, code: types.CodeType, frame: FrameRecord) -> None:
         """After install: ``code`` (this process's object) runs ``frame``."""
         with self.lock:
             self._by_code[code] = frame
 
-    @property
-    def entry_count(self) -> int:
-        return sum(len(f.entries) for f in self.frames)
-
     def backend_ids(self) -> set[str]:
         return {b for f in self.frames for e in f.entries for b in e.backend_ids}
 
-    def _touch(self) -> None:
+    def touch(self) -> None:
+        """Something changed that a save should write."""
         self.dirty = True
         self.version += 1
 
@@ -213,7 +207,7 @@ class CompilePackage:
                 with self.lock:
                     if not frame.entries and not frame.skipped:
                         frame.skipped = True
-                        self._touch()
+                        self.touch()
 
     def _note_kernel_libraries(self, paths: list[str]) -> None:
         if not paths:
@@ -298,7 +292,7 @@ class CompilePackage:
             pending.frame.entries.append(entry)
             pending.frame.skipped = False
             pending.added_entry = True
-            self._touch()
+            self.touch()
 
     def _bypass(self, pending: _Pending) -> None:
         reason = f"{pending.frame.qualname}: {pending.bypass_reason}"
