@@ -165,7 +165,10 @@ class Cached:
                 self._miss(f"{factors['function']}: unexpected error while loading: {e!r}",
                            error=PackageError(str(e)))
             finally:
-                STATS.load_seconds += time.perf_counter() - t0
+                spent = time.perf_counter() - t0
+                STATS.load_seconds += spent
+                if self.installation is not None and self.installation.installed_entries:
+                    STATS.seconds_saved -= spent
                 self._ready = True
 
     def _load_and_install(self, factors: dict[str, str]) -> None:
@@ -202,6 +205,7 @@ class Cached:
             STATS.note_miss(f"{factors['function']}: entry not installed: {reason}")
         if self.installation.installed_entries:
             STATS.hits += 1
+            STATS.seconds_saved += self.package.compile_seconds
             log.info("precompile: installed %d entries for %s from %s",
                      self.installation.installed_entries, factors["function"],
                      self.store.url if self.store else "package file")

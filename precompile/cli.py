@@ -136,6 +136,8 @@ def stats_summary_lines(stats: dict[str, Any], prefix: str = "precompile: ") -> 
         extra.append(f"{stats['bypasses']} entries not storable")
     if stats.get("load_errors"):
         extra.append(f"{stats['load_errors']} unusable packages")
+    if stats.get("seconds_saved", 0) > 0.05:
+        extra.append(f"~{stats['seconds_saved']:.1f} s of compiling saved")
     if extra:
         line += " (" + ", ".join(extra) + ")"
     out = [line]

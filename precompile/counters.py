@@ -20,6 +20,7 @@ class Stats:
     waited_s: float = 0.0  # time spent waiting for another process to compile (single flight)
     led: int = 0  # keys this process compiled for others waiting on it
     followed: int = 0  # keys another process compiled while this one waited
+    seconds_saved: float = 0.0  # compile time the installed packages took to make, less load time
     kernels_restored: int = 0  # C++ kernel libraries written from packages into the Inductor cache
     miss_reasons: list[str] = dataclasses.field(default_factory=list)
     unbundled_kernels: list[str] = dataclasses.field(default_factory=list)  # must be rebuilt here

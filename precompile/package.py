@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import types
 import uuid
 from collections.abc import Iterator, Sequence
@@ -133,6 +134,7 @@ class CompilePackage:
         self.unbundled: set[str] = set()
         self.device_types: set[str] = set()
         self.created = 0.0
+        self.compile_seconds = 0.0  # time Dynamo spent compiling what this package holds
         self.dirty = False
         self.version = 0  # bumps on every change; a save records the version it wrote
         self.lock = threading.RLock()
@@ -192,6 +194,7 @@ class CompilePackage:
             patches["force_non_lazy_backward_lowering"] = True
         ok = False
         libs: list[str] = []
+        started = time.perf_counter()
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(_torch.functorch_patch(**patches))
@@ -203,6 +206,8 @@ class CompilePackage:
         finally:
             self._pending.pop()
             self._note_kernel_libraries(libs)
+            with self.lock:
+                self.compile_seconds += time.perf_counter() - started
             if ok and not pending.added_entry and pending.bypass_reason is None:
                 with self.lock:
                     if not frame.entries and not frame.skipped:
@@ -414,6 +419,7 @@ class CompilePackage:
                 kernels.append({"path": rel, "blob": sha256_hex(data)})
             manifest = {
                 "key": self.key,
+                "compile_seconds": round(self.compile_seconds, 3),
                 "kernels": kernels,
                 "unbundled_kernels": sorted(self.unbundled),
                 "function": self.factors.get("function", ""),
@@ -451,6 +457,7 @@ class CompilePackage:
                 _expect(value, str)
             pkg.sources[(r.module, r.qualname, _expect(r.first_line, int))] = r
         pkg.device_types = {_expect(d, str) for d in manifest.get("devices", [])}
+        pkg.compile_seconds = float(_expect(manifest.get("compile_seconds", 0.0), (int, float)))
         for fd in manifest["frames"]:
             role = _expect(fd["role"], str)
             if role not in (ROLE_MAIN, ROLE_USER, ROLE_RESUME):
@@ -515,15 +522,17 @@ class CompilePackage:
             for rel, data in other.kernel_blobs.items():
                 self.kernel_blobs.setdefault(rel, data)
             self.device_types |= other.device_types
+            self.compile_seconds = max(self.compile_seconds, other.compile_seconds)
         return added
 
 
 # ------------------------------------------------------------------ helpers
 
 
-def _expect(value: Any, kind: type) -> Any:
+def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:
     if not isinstance(value, kind):
-        raise TypeError(f"expected {kind.__name__}, found {type(value).__name__}")
+        name = getattr(kind, "__name__", None) or " or ".join(k.__name__ for k in kind)
+        raise TypeError(f"expected {name}, found {type(value).__name__}")
     return value
 
 
