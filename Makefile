@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch pinned explicitly: a range would let pip pick a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,7 +29,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
-	$(PY) bench/warm_start.py
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) bench/results

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
 
     print("precompile demo: torch.compile warm starts that trace nothing\n")
     print(f"  model:      {args.workload} "
-          f"({'4 hand-written transformer blocks, d=256, 4 heads, seq 64, batch 4' if args.workload == 'transformer' else 'see bench/workloads.py'})")
+          f"({'4 hand-written transformer blocks, d=256, 4 heads, seq 64, batch 4' if args.workload == 'transformer' else 'see bench/workloads/'})")
     print("  backend:    inductor (CPU)")
     print(f"  cache dir:  {dirs['precompile:' + cold_mode.precompile]}")
     print(f"              ({'kept' if args.keep else 'removed at the end; --keep keeps it'})\n")
