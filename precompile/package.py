@@ -512,7 +512,8 @@ class CompilePackage:
                         mine.entries.append(e)
                         self.guard_blobs[e.guards_sha] = other.guard_blobs[e.guards_sha]
                         added += 1
-                mine.skipped = mine.skipped and of.skipped if mine.entries else (mine.skipped or of.skipped)
+                # Dynamo skips a frame only while nothing compiled for it
+                mine.skipped = not mine.entries and (mine.skipped or of.skipped)
             for backend_id, art in other.artifacts.items():
                 cur = self.artifacts.get(backend_id)
                 if cur is None or (art.has_backward and not cur.has_backward):
