@@ -116,18 +116,28 @@ class Model:
     def method(self, x):
         return (x * self.w).cumsum(0)
 
+def plain(x):
+    return (x.exp() - 1).abs()
+
+# what torch.compile returned: its backend and options are kept
+h = precompile.cached(torch.compile(plain, backend="aot_eager", dynamic=False))
+
 def run():
     x = torch.randn(5)
     m = Model()
     return [("closure", g(x), sum(x * (2.0 + i) for i in range(3)).tanh()),
-            ("method", m.method(x), (x * m.w).cumsum(0))]
+            ("method", m.method(x), (x * m.w).cumsum(0)),
+            ("compiled-fn", h(x), (x.exp() - 1).abs())]
 """
 
 
 def test_closures_generators_methods(scenario: Scenario) -> None:
     scenario.write(CLOSURES)
-    scenario.run("cold").assert_ok()
-    scenario.run("warm").assert_warm()
+    cold = scenario.run("cold").assert_ok()
+    assert cold.stats["saves"] >= 3
+    assert any("aot_eager" in p.read_bytes().decode("latin-1") for p in scenario.packages())
+    warm = scenario.run("warm").assert_warm()
+    assert warm.stats["hits"] == 3
 
 
 RECOMPILES = """
