@@ -38,6 +38,9 @@ class CacheBackend(abc.ABC):
 
     #: Human-readable location, for messages (``/home/u/.cache/precompile``, ``memory://``).
     url: str = ""
+    #: Whether ``list`` plus a few ``get`` calls are cheap enough to run on every cache miss
+    #: (to explain it). False for network stores.
+    cheap_listing: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | None:

@@ -52,6 +52,7 @@ def write_atomically(directory: str, path: str, data: bytes) -> None:
 
 
 class LocalDirBackend(CacheBackend):
+    cheap_listing = True
     def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None,
                  trust_shared: bool | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))

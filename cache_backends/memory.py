@@ -11,6 +11,7 @@ from .base import CacheBackend, Stat, check_key
 
 class MemoryBackend(CacheBackend):
     url = "memory://"
+    cheap_listing = True
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, float, float]] = {}

@@ -310,7 +310,7 @@ class Cached:
     def _explain_absent(self, factors: dict[str, str]) -> str:
         """Why there is no package: compare with packages stored for the same function."""
         head = f"{factors['function']}: no package under key {self.package.key}"
-        if self.store is None:
+        if self.store is None or not self.store.cheap_listing:
             return head
         prefix = self.package.key.rsplit("-", 1)[0] + "-"
         try:
