@@ -353,10 +353,6 @@ def reserve_global_names(names: Sequence[str]) -> None:
     bt._unique_id_counter = itertools.count(max(current, max(numbers) + 1))
 
 
-def disable(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return torch._dynamo.disable(fn)
-
-
 # ------------------------------------------------------------------ observing
 
 

@@ -220,8 +220,3 @@ def _check_signature(data: bytes, flags: int, signed_end: int, key: bytes | None
     mac = hmac.new(key, data[:signed_end], hashlib.sha256).digest()
     if not hmac.compare_digest(mac, data[signed_end:]):
         raise IntegrityError("package signature does not match the signing key; refusing it")
-
-
-def peek_meta(data: bytes) -> dict[str, Any]:
-    """Decode only far enough to read metadata (still fully verified)."""
-    return decode(data).meta
