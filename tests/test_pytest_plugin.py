@@ -91,3 +91,40 @@ def test_options_are_documented(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(*PLUGIN, "--help")
     result.stdout.fnmatch_lines(["*--precompile-cache=DIR*", "*--precompile-strict*"])
     assert not Path(pytester.path / "cache").exists()
+
+
+XDIST_SUITE = '''
+import torch
+import precompile
+
+@precompile.cached(backend="eager")
+def g(x):
+    return x * 3
+
+@precompile.cached(backend="eager")
+def h(x):
+    return x - 2
+
+def test_g():
+    assert torch.equal(g(torch.ones(2)), torch.full((2,), 3.0))
+
+def test_h():
+    assert torch.equal(h(torch.ones(2)), torch.full((2,), -1.0))
+'''
+
+
+def test_xdist_workers_are_added_up(pytester: pytest.Pytester,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under pytest-xdist the controller reports (and --precompile-strict judges) the sum of
+    its workers' counters, not its own empty ones."""
+    pytest.importorskip("xdist")
+    for name in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_CACHE_DIR", "PRECOMPILE_STRICT"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(test_two=XDIST_SUITE)
+    cold = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--precompile-cache", "cache")
+    cold.assert_outcomes(passed=2)
+    cold.stdout.fnmatch_lines(["precompile: 0 hits, 2 misses, 2 saves, frames traced 2*"])
+    warm = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--precompile-cache", "cache",
+                                         "--precompile-strict")
+    assert warm.ret == 0
+    warm.stdout.fnmatch_lines(["precompile: 2 hits, 0 misses, 0 saves, frames traced 0*"])
