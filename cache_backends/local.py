@@ -29,10 +29,11 @@ _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600
 
 
-def write_atomically(directory: str, path: str, data: bytes) -> None:
+def write_atomically(directory: str, path: str, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never a part:
-    a temp file in the same directory, fsync'd, then renamed over ``path``. Raises OSError;
-    a crash leaves at most a ``.tmp-*`` file (see ``clean_temp_files``)."""
+    a temp file in ``directory`` (same filesystem as ``path``), fsync'd, then renamed over
+    ``path``. Raises OSError; a crash leaves at most a ``.tmp-*`` file (see
+    ``LocalDirBackend.clean_temp_files``)."""
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -40,7 +41,7 @@ def write_atomically(directory: str, path: str, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = ""
     finally:

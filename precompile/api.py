@@ -26,10 +26,12 @@ from typing import Any
 import torch
 
 from cache_backends import CacheBackend, open_store
+from cache_backends.local import write_atomically
 
 from . import _torch, format, keys
 from .context import PrecompileContext
-from .errors import IncompatibleError, LockTimeout, PackageError, SourceChangedError, StoreError
+from .errors import (FormatError, IncompatibleError, LockTimeout, PackageError,
+                     SourceChangedError, StoreError)
 from .install import Installation, check_sources, install
 from .package import CompilePackage
 from .counters import STATS
@@ -268,25 +270,7 @@ class Cached:
             lease.close()
 
     def _check(self, env: format.Envelope, factors: dict[str, str]) -> CompilePackage:
-        stored = env.meta.get("factors", {})
-        for name in ("python", "torch", "platform"):
-            if stored.get(name) != factors.get(name):
-                raise IncompatibleError(
-                    f"package was written for {name} {stored.get(name)}, this process has "
-                    f"{factors.get(name)}; it will be recompiled for this {name}")
-        for device, recorded in (env.meta.get("gpus") or {}).items():
-            here = _torch.gpu_info(device)
-            if recorded and here != recorded:
-                raise IncompatibleError(
-                    f"package was compiled for {device} {recorded}, this machine has "
-                    f"{here or 'none'}; it will be recompiled here")
-        if stored.get("code") != factors.get("code"):
-            raise SourceChangedError(f"the source of {factors['function']} changed since the "
-                                     "package was written")
-        pkg = CompilePackage.from_manifest(self.main_code, self.module, stored, env.manifest,
-                                           env.blobs)
-        check_sources(list(pkg.sources.values()))
-        return pkg
+        return verify(env, self.main_code, self.module, factors)
 
     def _fetch(self, key: str) -> bytes | None:
         assert self.store is not None
@@ -397,6 +381,34 @@ class Cached:
             log.info("precompile: replacing stored package %s: %s", self.package.key, e)
             return
         self.package.merge(other)
+
+
+def verify(env: format.Envelope, main_code: types.CodeType, module: str,
+           current: dict[str, str]) -> CompilePackage:
+    """Everything checked before a decoded package is used: python, torch, platform and GPU
+    match this process (``current`` holds its key factors), the function's code is unchanged,
+    the manifest is well formed, and no source it inlined has changed. Raises
+    IncompatibleError, SourceChangedError or FormatError."""
+    stored = env.meta.get("factors", {})
+    if not isinstance(stored, dict):
+        raise FormatError("package metadata has no key factors")
+    for name in ("python", "torch", "platform"):
+        if stored.get(name) != current.get(name):
+            raise IncompatibleError(
+                f"package was written for {name} {stored.get(name)}, this process has "
+                f"{current.get(name)}; it will be recompiled for this {name}")
+    for device, recorded in (env.meta.get("gpus") or {}).items():
+        here = _torch.gpu_info(device)
+        if recorded and here != recorded:
+            raise IncompatibleError(
+                f"package was compiled for {device} {recorded}, this machine has "
+                f"{here or 'none'}; it will be recompiled here")
+    if stored.get("code") != current.get("code"):
+        raise SourceChangedError(f"the source of {stored.get('function', 'the function')} "
+                                 "changed since the package was written")
+    pkg = CompilePackage.from_manifest(main_code, module, stored, env.manifest, env.blobs)
+    check_sources(list(pkg.sources.values()))
+    return pkg
 
 
 # ------------------------------------------------------------ background saver
@@ -616,19 +628,10 @@ def save(compiled: Any, path: str | os.PathLike[str]) -> str:
                            "precompile.save")
     data = impl.envelope_bytes()
     path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomically(os.path.dirname(os.path.abspath(path)), path, data, mode=0o644)
     except OSError as e:
         raise StoreError(f"cannot write package file {path}: {e.strerror}") from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -647,18 +650,10 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
     except OSError as e:
         raise StoreError(f"cannot read package file {path}: {e.strerror}") from e
     env = format.decode(data, signing_key=_signing_key(signing_key))
-    factors = env.meta.get("factors", {})
-    system = _torch.system_info()
-    for name, mine in (("python", f"{system['python_impl']}-{system['python']}"),
-                       ("torch", system["torch"])):
-        if factors.get(name) != mine:
-            raise IncompatibleError(f"package {path} was written for {name} {factors.get(name)}, "
-                                    f"this process has {mine}; recompile it here")
-    main_code, _ = _main_code(_torch.unwrap_compiled(fn_or_module).original
-                              if _torch.unwrap_compiled(fn_or_module) else fn_or_module)
-    if keys.code_fingerprint(main_code) != factors.get("code"):
-        raise SourceChangedError(f"{factors.get('function')} changed since {path} was written")
-    check_sources([keys.SourceRange.from_dict(r) for r in env.manifest.get("sources", [])])
+    parts = _torch.unwrap_compiled(fn_or_module)
+    main_code, module = _main_code(parts.original if parts else fn_or_module)
+    verify(env, main_code, module,
+           {**keys.system_factors(), "code": keys.code_fingerprint(main_code)})
     if backend is None:
         backend = env.meta.get("backend_name") or "inductor"
     the_store = default_store(cache_dir, store) if (cache_dir or store) else None

@@ -383,11 +383,9 @@ def find_package(ref: str, cache: str | None) -> Pkg:
 
 def compat_problems(pkg: Pkg) -> list[str]:
     """Why this machine's python/torch/platform cannot use ``pkg`` (the library's checks)."""
-    from precompile import _torch
+    from precompile import keys
 
-    info = _torch.system_info()
-    here = {"python": f"{info['python_impl']}-{info['python']}", "torch": info["torch"],
-            "platform": info["platform"]}
+    here = keys.system_factors()
     out = []
     for name, mine in here.items():
         theirs = pkg.factors.get(name)

@@ -23,6 +23,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from cache_backends.local import write_atomically
+
 from . import _torch, keys
 from .errors import SourceChangedError
 from .package import ROLE_MAIN, ROLE_RESUME, CompilePackage, FrameRecord, GuardedEntry, object_fingerprint
@@ -111,11 +113,7 @@ def restore_kernels(pkg: CompilePackage) -> int:
             continue
         try:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            tmp = f"{dest}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, dest)
+            write_atomically(os.path.dirname(dest), dest, data, mode=0o755)
             written += 1
         except OSError as e:
             log.info("precompile: cannot restore kernel %s (%s); Inductor will rebuild it",

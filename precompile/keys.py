@@ -150,6 +150,13 @@ def _sha(text: str) -> str:
 # ------------------------------------------------------------------ key factors
 
 
+def system_factors() -> dict[str, str]:
+    """This process's python, torch and platform, as key factors spell them."""
+    info = _torch.system_info()
+    return {"python": f"{info['python_impl']}-{info['python']}", "torch": info["torch"],
+            "platform": info["platform"]}
+
+
 def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
                 dynamic: bool | None, fullgraph: bool, device_types: list[str],
                 module_tree: str | None = None) -> dict[str, str]:
@@ -157,15 +164,12 @@ def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
 
     ``module_tree`` (for nn.Modules) describes the submodule structure, so two models that
     share a class (every ``nn.Sequential``) get packages of their own."""
-    info = _torch.system_info()
     configs = _torch.config_diffs()
     factors = {
         "schema": KEY_SCHEMA,
         "function": f"{module_name}:{code.co_qualname}",
         "code": code_fingerprint(code),
-        "python": f"{info['python_impl']}-{info['python']}",
-        "torch": info["torch"],
-        "platform": info["platform"],
+        **system_factors(),
         "device": ",".join(device_types) or "none",
         "backend": backend_desc,
         "dynamic": repr(dynamic),
