@@ -185,14 +185,17 @@ def subscribe_backend_artifacts(callback: Callable[[str, Any], None]) -> None:
     if getattr(original, "_precompile_hooked", False):
         return
 
-    # Replaces torch's method: torch would keep a deep copy of every artifact in a
-    # class-level dict forever, and precompile keeps its own record instead.
+    # torch keeps a deep copy of every artifact in a class-level dict forever; precompile
+    # keeps its own record instead, and leaves torch's alone unless torch's own
+    # caching_precompile is on in this process and needs it.
     @functools.wraps(original)
     def record_artifact(cls: Any, artifact: Any) -> None:
         from torch.utils._mode_utils import no_dispatch
 
         with no_dispatch():  # artifacts are recorded while FakeTensorMode may be active
             callback(str(artifact.key), artifact)
+        if torch._dynamo.config.caching_precompile:
+            original(cls, artifact)
 
     record_artifact._precompile_hooked = True  # type: ignore[attr-defined]
     TorchContext.record_artifact = classmethod(record_artifact)  # type: ignore[assignment]
