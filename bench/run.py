@@ -19,9 +19,10 @@ Scenarios (the parent never imports torch; every measurement is a new Python pro
   profile  where a precompile warm start spends its time, one workload
            (bench/profile_start.py)
 
-Repeats: readers run ``--repeat`` times (default 3; min and median reported); the writer
-modes (cold, pt_precompile_cold, precompile_cold: 20-60 s each on 2 cores) run in the first
-``--cold-repeat`` repeats (default 1). ``--quick``: repeat 1, workloads mlp,graph_breaks,
+Repeats: every mode runs ``--repeat`` times (default 3; min and median reported). The
+writer modes (cold, pt_precompile_cold, precompile_cold: 20-60 s each on 2 cores) run in the
+first ``--cold-repeat`` repeats (default: all of them; ``--cold-repeat 1`` cuts a full run
+on 2 cores from about 75 to 40 minutes). ``--quick``: repeat 1, workloads mlp,graph_breaks,
 guards with 1,10 entries, frames 10,100, profile of mlp.
 
 Writes bench/results/latest.json (raw per-run numbers, machine info, summaries),
@@ -172,8 +173,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short smoke run (~6 min)")
     ap.add_argument("--repeat", type=int, default=None, help="reader runs (default 3; quick 1)")
-    ap.add_argument("--cold-repeat", type=int, default=1,
-                    help="repeats that also run the writer modes (default 1)")
+    ap.add_argument("--cold-repeat", type=int, default=None,
+                    help="repeats that also run the writer modes (default: all)")
     ap.add_argument("--workloads", default=None)
     ap.add_argument("--modes", default=warm_start.DEFAULT_MODES)
     ap.add_argument("--skip", default="", help=f"scenarios to skip: {','.join(SCENARIOS)}")
@@ -190,6 +191,7 @@ def main(argv=None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
+    args.cold_repeat = min(args.cold_repeat or repeat, repeat)
     wl = [w for w in (args.workloads or (QUICK_WORKLOADS if args.quick else FULL_WORKLOADS))
           .split(",") if w]
     entries = [int(x) for x in (args.entries or ("1,10" if args.quick else "1,10,100"))

@@ -33,8 +33,8 @@ prints one JSON object on stdout. Modes:
 
 Writer modes (cold, pt_precompile_cold, precompile_cold) fill the shared directories; reader
 modes use them. ``--repeat N`` repeats the readers N times; the writers run in the first
-``--cold-repeat`` repeats (default: all of them here; ``python -m bench`` defaults to 1
-because each writer costs 20-60 s on 2 cores). Directories of slots named ``new*`` are new
+``--cold-repeat`` repeats (default: all of them, here and in ``python -m bench``; each
+writer costs 20-60 s on 2 cores). Directories of slots named ``new*`` are new
 and empty in every repeat.
 
 Each child records time.perf_counter() at the very top of this file, before ``import torch``,
@@ -622,7 +622,7 @@ def startup_tables(summary: dict, modes: list[Mode], workloads: list[str]) -> st
     parts = []
     live = [w for w in workloads if "skipped" not in summary[w]]
     for title, key in (("Seconds to first output, from the top of the child script "
-                        "(median (min) over runs; writers run once unless --cold-repeat):",
+                        "(median (min) over runs; writer modes run in the first --cold-repeat runs):",
                         "ttfo_s"),
                        ("Process wall time measured by the parent, spawn to exit (includes "
                         "saving at exit):", "wall_s")):

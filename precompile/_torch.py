@@ -14,6 +14,7 @@ import os
 import pickle
 import platform
 import sys
+import threading
 import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -66,11 +67,40 @@ def make_backend(backend: Any, mode: str | None, options: dict[str, Any] | None,
     return torch._TorchCompileWrapper(backend, mode, options, dynamic)
 
 
+class _InductorBackend(torch._TorchCompileInductorWrapper):
+    """torch.compile's inductor backend, the same in every way but one: its
+    ``get_compiler_config`` reads ``torch._inductor.config`` directly.
+
+    ``torch._dynamo.optimize`` calls ``get_compiler_config()`` up front, and torch's version
+    imports ``torch._inductor.compile_fx`` to do it: with lowering, the Triton codegen and the
+    decompositions that is about 0.8 s of a ~3 s warm start, for nothing a warm start runs.
+    The value is the same (``compile_fx.get_patched_config_dict`` is exactly this); the
+    import now happens when something is compiled.
+    """
+
+    def get_compiler_config(self) -> dict[str, Any]:
+        from torch._inductor import config
+
+        with config.patch(self.config):
+            return config.get_config_copy()
+
+
+def defer_compiler_import(backend_obj: Any) -> Any:
+    """Swap a plain inductor backend for ``_InductorBackend``; leave anything else alone
+    (subclasses such as the AOTInductor wrapper change ``__call__``, so they are kept)."""
+    if type(backend_obj) is not torch._TorchCompileInductorWrapper:
+        return backend_obj
+    deferred = _InductorBackend.__new__(_InductorBackend)
+    deferred.__dict__.update(backend_obj.__dict__)
+    return deferred
+
+
 def optimize(backend_obj: Any, recorder: Any, *, dynamic: bool | None, fullgraph: bool,
              guard_filter_fn: Callable[[Sequence[Any]], Sequence[bool]],
              guard_fail_fn: Callable[[str, types.CodeType], None]) -> Any:
     """``torch._dynamo.optimize`` with our recorder as Dynamo's package object.
     ``guard_fail_fn(reason, code)`` hears why an entry's guards failed (a recompile)."""
+    backend_obj = defer_compiler_import(backend_obj)
     return torch._dynamo.optimize(backend=backend_obj, nopython=fullgraph, dynamic=dynamic,
                                   guard_filter_fn=guard_filter_fn, package=recorder,
                                   guard_fail_fn=_guard_fail_adapter(guard_fail_fn))
@@ -321,6 +351,113 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
         runtime_global_scope=f_globals,
         guard_fail_fn=_guard_fail_adapter(guard_fail_fn) if guard_fail_fn else None,
     ).guard_manager
+
+
+# id()s of Guard objects that stay in the running process's entry but are left out of the
+# serialized guard state (identity guards: an id() means nothing in another process).
+_LIVE_ONLY_GUARDS: set[int] = set()
+
+
+def keep_guard_live_only(entry: Any) -> int:
+    """Keep a guard (a ``GuardFilterEntry`` the guard filter said yes to) in this process's
+    cache entry, exactly as plain torch.compile would, but leave it out of the guard state
+    Dynamo serializes for the package (``CheckFunctionManager.serialize_guards`` refuses
+    identity guards). Returns a token for ``forget_live_only``, once the frame compiled."""
+    _hook_guard_serialization()
+    token = id(entry.orig_guard)
+    _LIVE_ONLY_GUARDS.add(token)
+    return token
+
+
+def forget_live_only(tokens: Sequence[int]) -> None:
+    _LIVE_ONLY_GUARDS.difference_update(tokens)
+
+
+_RECORDING = threading.local()
+
+
+@contextlib.contextmanager
+def recording_guards() -> Iterator[None]:
+    """While one of precompile's frames compiles: serialize guard state the way a package
+    needs it (see ``_hook_guard_serialization``); torch's own caching_precompile is left
+    alone."""
+    _hook_guard_serialization()
+    depth = getattr(_RECORDING, "depth", 0)
+    _RECORDING.depth = depth + 1
+    try:
+        yield
+    finally:
+        _RECORDING.depth = depth
+
+
+def _shadowed_function(obj: Any) -> bool:
+    """A module-level function whose qualified name now finds another object: typically the
+    function a decorator wrapped (``functools.wraps`` gives the wrapper the same name)."""
+    if not inspect.isfunction(obj) or "<locals>" in obj.__qualname__:
+        return False
+    found: Any = sys.modules.get(obj.__module__)
+    if found is None:
+        return False
+    for part in obj.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is not obj
+
+
+def _hook_guard_serialization() -> None:
+    """Two repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
+
+    * ``serialize_guards`` leaves out the identity guards kept live (``keep_guard_live_only``);
+    * ``GuardsStatePickler`` stores a function whose name finds its decorator's wrapper
+      (``_shadowed_function``, e.g. the ``forward`` that transformers' ``can_return_tuple``
+      wraps) as an unresolvable placeholder, and the guards on its ``__defaults__`` then fail
+      to load. Pickle it the way Dynamo pickles nested functions: code, module, defaults.
+    """
+    from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
+
+    original = CheckFunctionManager.__dict__["serialize_guards"]
+    if getattr(original, "_precompile_hooked", False):
+        return
+    original_reduce = GuardsStatePickler.__dict__["reducer_override"]
+
+    @functools.wraps(original_reduce)
+    def reducer_override(self: Any, obj: Any) -> Any:
+        if getattr(_RECORDING, "depth", 0) and _shadowed_function(obj):
+            return type(self)._unpickle_nested_function, (
+                obj.__code__, obj.__module__, obj.__qualname__, obj.__defaults__,
+                obj.__closure__)
+        return original_reduce(self, obj)
+
+    GuardsStatePickler.reducer_override = reducer_override  # type: ignore[method-assign]
+
+    @functools.wraps(original)
+    def serialize_guards(self: Any, builder: Any, sorted_guards: list[Any],
+                         output_graph: Any) -> bytes:
+        if _LIVE_ONLY_GUARDS:
+            sorted_guards = [g for g in sorted_guards if id(g) not in _LIVE_ONLY_GUARDS]
+        return original(self, builder, sorted_guards, output_graph)
+
+    serialize_guards._precompile_hooked = True  # type: ignore[attr-defined]
+    CheckFunctionManager.serialize_guards = serialize_guards  # type: ignore[method-assign]
+
+
+def guard_source_name(entry: Any) -> str:
+    """A guard filter entry's source as Dynamo writes it in guard code: locals as
+    ``L['x']``, globals as ``G['x']`` (``GuardFilterEntry.name`` strips the ``L[...]``)."""
+    return str(entry.orig_guard.name)
+
+
+def guard_source_helpers() -> dict[str, Any]:
+    """The helpers Dynamo's guard code may call by name (``___odict_getitem``...)."""
+    from torch._dynamo.guards import _get_closure_vars
+
+    return _get_closure_vars()
+
+
+def add_call_guard(guard_manager: Any, check: Callable[[Any], bool],
+                   description: list[str]) -> None:
+    """Add a Python check of the frame's locals to a loaded entry's guards (the same hook
+    Dynamo uses for its own lambda guards)."""
+    guard_manager.root.add_lambda_guard(check, description, None)
 
 
 def install_entry(code: types.CodeType, guard_manager: Any, dynamo_code: types.CodeType) -> None:

@@ -28,7 +28,7 @@ import torch
 from cache_backends import CacheBackend, open_store
 from cache_backends.local import write_atomically
 
-from . import _torch, format, keys
+from . import _torch, format, identity, keys
 from .context import PrecompileContext
 from .errors import (FormatError, IncompatibleError, LockTimeout, PackageError,
                      SourceChangedError, StoreError)
@@ -153,7 +153,7 @@ class Cached:
             factors = keys.key_factors(self.main_code, self.module, self.backend_desc,
                                        dynamic=self.dynamic, fullgraph=self.fullgraph,
                                        device_types=_torch.tensor_device_types(roots),
-                                       module_tree=tree)
+                                       module_tree=tree, closure=_closure_factor(self.target))
             self.package.key = keys.package_key(factors)
             self.package.factors = factors
             t0 = time.perf_counter()
@@ -514,8 +514,8 @@ def _signing_key(explicit: str | bytes | None = None) -> bytes | None:
 # ------------------------------------------------------------------ helpers
 
 
-def _main_code(target: Any) -> tuple[types.CodeType, str]:
-    """The code object Dynamo compiles first for ``target``, and its module name."""
+def _main_function(target: Any) -> Any:
+    """The Python function Dynamo compiles first for ``target``."""
     fn = target.forward if isinstance(target, torch.nn.Module) else target
     fn = _torch.innermost_fn(fn)
     while True:
@@ -526,12 +526,34 @@ def _main_code(target: Any) -> tuple[types.CodeType, str]:
         elif not isinstance(fn, types.FunctionType) and hasattr(fn, "__wrapped__"):
             fn = fn.__wrapped__
         else:
-            break
+            return fn
+
+
+def _main_code(target: Any) -> tuple[types.CodeType, str]:
+    """The code object Dynamo compiles first for ``target``, and the module whose globals it
+    runs in. That is ``__globals__``, not ``__module__``: ``functools.wraps`` copies the
+    wrapped function's ``__module__`` onto a decorator's wrapper, whose code still runs in
+    the decorator's module."""
+    fn = _main_function(target)
     code = getattr(fn, "__code__", None)
     if not isinstance(code, types.CodeType):
         raise TypeError(f"precompile.cached needs a Python function, method or nn.Module, "
                         f"got {type(target).__name__}")
-    return code, getattr(fn, "__module__", None) or "__main__"
+    scope = getattr(fn, "__globals__", None) or {}
+    return code, scope.get("__name__") or getattr(fn, "__module__", None) or "__main__"
+
+
+def _closure_factor(target: Any) -> str | None:
+    """What the main function closes over, for its key. Functions made by one decorator share
+    a code object and differ only in their closure (``wrapper`` around ``f`` or ``g``)."""
+    cells = getattr(_main_function(target), "__closure__", None) or ()
+    parts = []
+    for cell in cells:
+        try:
+            parts.append(identity.object_fingerprint(cell.cell_contents))
+        except ValueError:  # an empty cell
+            parts.append("empty")
+    return ";".join(parts) or None
 
 
 # --------------------------------------------------------------- public API

@@ -827,7 +827,7 @@ def _main_code(obj: Any) -> tuple[Any, str]:
 
 def _identity_failures(pkg: Pkg) -> tuple[int, list[str]]:
     """(main-frame entries whose identity checks all hold, failures) against live globals."""
-    from precompile import install
+    from precompile import identity
 
     manifest = pkg.env.manifest
     ok_main, failures = 0, []
@@ -839,11 +839,11 @@ def _identity_failures(pkg: Pkg) -> tuple[int, list[str]]:
             entry_ok = True
             for c in ed.get("identity", []):
                 try:
-                    holds, detail = install._identity_holds(c["source"], c["fingerprint"],
-                                                            mod.__dict__)
+                    holds, detail = identity.check_before_call(c["source"], c["fingerprint"],
+                                                               mod.__dict__)
                 except Exception:  # noqa: BLE001, S112 - a check we cannot evaluate is no verdict
                     continue
-                if not holds:
+                if holds is False:
                     entry_ok = False
                     failures.append(f"{fd.get('qualname')} entry {i}: {c['source']} is no longer "
                                     f"the object it was compiled for ({detail})")
@@ -866,8 +866,9 @@ def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any) -> dict[str, Any]:
     if impl is None:  # call-site options only a precompile wrapper knows: take the stored ones
         for name in ("backend", "dynamic", "fullgraph"):
             now[name] = stored.get(name, now[name])
-    if "module_tree" in stored:  # depends on the module instance, which only the program has
-        now["module_tree"] = stored["module_tree"]
+    for name in ("module_tree", "closure"):  # depend on live objects only the program has
+        if name in stored:
+            now[name] = stored[name]
     reasons = []
     if not pkg.signature_ok:
         reasons.append(pkg.signature)

@@ -14,7 +14,7 @@ unpickled by the installer after these checks. Code objects are stored field by 
 msgpack ext type (never pickled), so decoding a manifest cannot execute anything.
 
 Why msgpack ext types: they give every non-JSON value (code, tuple, frozenset, complex,
-Ellipsis, big int) an explicit type tag, so a reader knows exactly what it may build, and an
+Ellipsis, big int, a reference by name to an importable object) an explicit type tag, so a reader knows exactly what it may build, and an
 unknown tag is a :class:`FormatError` instead of a guess.
 """
 from __future__ import annotations
@@ -44,6 +44,7 @@ EXT_COMPLEX = 4
 EXT_ELLIPSIS = 5
 EXT_BIGINT = 6
 EXT_SLICE = 7
+EXT_REF = 8
 
 # Fields of a code object, as accepted by ``CodeType.replace`` on Python >= 3.11.
 CODE_FIELDS = (
@@ -63,6 +64,27 @@ class Envelope:
     meta: dict[str, Any]
     manifest: dict[str, Any]
     blobs: dict[str, bytes]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectRef:
+    """A constant stored by name: an importable object (``"pkg.mod:Qual.name"``) that Dynamo's
+    bytecode loads as a constant, such as a namedtuple's ``_make``. The format never imports
+    anything; the installer resolves refs (``package.resolve_importable``)."""
+
+    name: str
+
+
+_SCALARS = (type(None), bool, int, float, str, bytes, complex, slice, type(Ellipsis), ObjectRef)
+
+
+def storable(value: Any) -> bool:
+    """Whether ``value`` (a code constant) can be written by this format."""
+    if isinstance(value, types.CodeType):
+        return all(storable(c) for c in value.co_consts)
+    if type(value) in (tuple, frozenset):
+        return all(storable(v) for v in value)
+    return type(value) in _SCALARS
 
 
 def sha256_hex(data: bytes) -> str:
@@ -88,6 +110,8 @@ def _default(obj: Any) -> msgpack.ExtType:
         return msgpack.ExtType(EXT_BIGINT, str(obj).encode())
     if type(obj) is slice:
         return msgpack.ExtType(EXT_SLICE, _pack([obj.start, obj.stop, obj.step]))
+    if type(obj) is ObjectRef:
+        return msgpack.ExtType(EXT_REF, obj.name.encode())
     raise TypeError(f"precompile cannot store a value of type {type(obj).__name__}: {obj!r}")
 
 
@@ -117,6 +141,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_SLICE:
         start, stop, step = _pair(_unpack(data), 3)
         return slice(start, stop, step)
+    if code == EXT_REF:
+        try:
+            return ObjectRef(data.decode())
+        except UnicodeDecodeError:
+            raise FormatError("malformed object reference in package") from None
     raise FormatError(f"unknown value type {code} in package (written by a newer precompile?)")
 
 

@@ -17,7 +17,6 @@ import importlib
 import inspect
 import logging
 import os
-import re
 import sys
 import types
 from collections.abc import Callable
@@ -25,9 +24,11 @@ from typing import Any
 
 from cache_backends.local import write_atomically
 
-from . import _torch, keys
+from . import _torch, identity, keys
 from .errors import SourceChangedError
-from .package import ROLE_MAIN, ROLE_RESUME, CompilePackage, FrameRecord, GuardedEntry, object_fingerprint
+from .format import ObjectRef
+from .package import (ROLE_MAIN, ROLE_RESUME, CompilePackage, FrameRecord, GuardedEntry,
+                      resolve_importable)
 
 log = logging.getLogger("precompile")
 
@@ -154,12 +155,15 @@ def _target_code(frame: FrameRecord, pkg: CompilePackage,
 def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
                    target: types.CodeType, scope: dict[str, Any], inst: Installation,
                    backends: dict[str, Callable[..., Any]]) -> str | None:
-    for alias, module_name in entry.import_sources.items():
-        if not _place_global(scope, alias, importlib.import_module(module_name), inst):
+    for alias, ref in entry.import_sources.items():
+        if not _place_global(scope, alias, resolve_importable(ref), inst):
             return f"global {alias} names something else"
+    at_call: list[tuple[str, str]] = []
     for check in entry.identity_checks:
-        ok, detail = _identity_holds(check.source, check.fingerprint, scope)
-        if not ok:
+        ok, detail = identity.check_before_call(check.source, check.fingerprint, scope)
+        if ok is None:
+            at_call.append((check.source, check.fingerprint))
+        elif not ok:
             return f"{check.source} is no longer the object it was compiled for ({detail})"
     for backend_id in entry.backend_ids:
         if backend_id not in backends:
@@ -173,7 +177,10 @@ def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
         lambda name, value: _place_global(scope, name, value, inst), pkg.on_guard_fail)
-    code = _retarget_filename(entry.dynamo_code, frame.module, target.co_filename)
+    if at_call:
+        check = identity.CallTimeCheck(at_call, scope)
+        _torch.add_call_guard(guard_manager, check, check.description())
+    code = _retarget_filename(_resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)
     inst.installed_entries += 1
@@ -211,6 +218,15 @@ def _module_dict(module_name: str) -> dict[str, Any] | None:
         except Exception:  # noqa: BLE001
             return None
     return mod.__dict__
+
+
+def _resolve_refs(code: types.CodeType) -> types.CodeType:
+    """Stored code with its ``ObjectRef`` constants replaced by the objects they name
+    (raises if one is gone: the entry is then not installed)."""
+    consts = tuple(_resolve_refs(c) if isinstance(c, types.CodeType)
+                   else resolve_importable(c.name) if isinstance(c, ObjectRef) else c
+                   for c in code.co_consts)
+    return code if consts == code.co_consts else code.replace(co_consts=consts)
 
 
 def _retarget_filename(code: types.CodeType, module_name: str,
@@ -295,50 +311,3 @@ def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types
     return None
 
 
-# -------------------------------------------------------- identity checks
-
-_SOURCE_STEP = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[(['"])(.*?)\2\]|\[(-?\d+)\]""")
-
-
-def _identity_holds(source: str, fingerprint: str, scope: dict[str, Any]) -> tuple[bool, str]:
-    """Evaluate a global-rooted Dynamo source name here and compare fingerprints.
-
-    Local-rooted sources (``L[...]``) depend on the call's arguments and are covered by the
-    guards that remain; they cannot be checked before the call and are accepted.
-    """
-    head = re.match(r"""G\[(['"])(.+?)\1\]""", source)
-    if head is None:
-        return True, "not checkable before the call"
-    name = head.group(2)
-    if name.startswith("__builtins_dict__"):
-        import builtins
-
-        value: Any = builtins.__dict__
-    elif name not in scope:
-        builtins = scope.get("__builtins__")
-        bdict = builtins if isinstance(builtins, dict) else getattr(builtins, "__dict__", {})
-        if name not in bdict:
-            return False, f"global {name!r} is gone"
-        value = bdict[name]
-    else:
-        value = scope[name]
-    rest = source[head.end():]
-    pos = 0
-    while pos < len(rest):
-        m = _SOURCE_STEP.match(rest, pos)
-        if m is None:
-            return True, "source too complex to check before the call"
-        try:
-            if m.group(1) is not None:
-                value = getattr(value, m.group(1))
-            elif m.group(3) is not None:
-                value = value[m.group(3)]
-            else:
-                value = value[int(m.group(4))]
-        except Exception:  # noqa: BLE001 - the attribute path no longer exists
-            return False, f"{source} no longer resolves"
-        pos = m.end()
-    now = object_fingerprint(value)
-    if now != fingerprint:
-        return False, f"was {fingerprint.split(':')[0]} {fingerprint.split(':')[1]}, now {now.split(':')[0]} {now.split(':')[1]}"
-    return True, ""

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import _torch
 
-KEY_SCHEMA = "1"
+KEY_SCHEMA = "2"  # 2: identity checks name sources unstripped (L[...])
 
 
 # ----------------------------------------------------------------- code hashing
@@ -159,11 +159,13 @@ def system_factors() -> dict[str, str]:
 
 def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
                 dynamic: bool | None, fullgraph: bool, device_types: list[str],
-                module_tree: str | None = None) -> dict[str, str]:
+                module_tree: str | None = None,
+                closure: str | None = None) -> dict[str, str]:
     """Everything a package's validity depends on that is known before tracing.
 
     ``module_tree`` (for nn.Modules) describes the submodule structure, so two models that
-    share a class (every ``nn.Sequential``) get packages of their own."""
+    share a class (every ``nn.Sequential``) get packages of their own; ``closure`` does the
+    same for functions made by one decorator (same code, different wrapped function)."""
     configs = _torch.config_diffs()
     factors = {
         "schema": KEY_SCHEMA,
@@ -181,6 +183,8 @@ def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
         factors[f"{name}_config"] = json.dumps(diff, sort_keys=True)
     if module_tree is not None:
         factors["module_tree"] = module_tree
+    if closure is not None:
+        factors["closure"] = closure
     return factors
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import inspect
 import logging
 import os
@@ -31,10 +32,11 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from . import _torch, keys
+from . import _torch, format, keys
 from .context import BackendArtifact, PrecompileContext
 from .errors import FormatError
 from .format import sha256_hex
+from .identity import object_fingerprint
 from .counters import STATS
 
 log = logging.getLogger("precompile")
@@ -51,7 +53,7 @@ _KNOWN_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_", "__import_", "__buil
 class IdentityCheck:
     """A guard on an object's identity, replaced by a fingerprint check at install time."""
 
-    source: str  # Dynamo's source name, e.g. "G['helper']"
+    source: str  # Dynamo's source name, e.g. "G['helper']" or "L['self'].act"
     guard_type: str
     fingerprint: str
 
@@ -66,7 +68,7 @@ class GuardedEntry:
     guards_sha: str  # blob holding Dynamo's pickled GuardsState
     dynamo_code: types.CodeType
     backend_ids: list[str]
-    import_sources: dict[str, str]
+    import_sources: dict[str, str]  # global name -> importable_name() of its value
     identity_checks: list[IdentityCheck]
 
     @property
@@ -106,6 +108,7 @@ class _Pending:
     identity_checks: list[IdentityCheck] = dataclasses.field(default_factory=list)
     bypass_reason: str | None = None
     added_entry: bool = False
+    live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter
 
 
 class CompilePackage:
@@ -198,6 +201,7 @@ class CompilePackage:
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(_torch.functorch_patch(**patches))
+                stack.enter_context(_torch.recording_guards())
                 if self.capture_kernels:
                     stack.enter_context(_torch.no_precompiled_headers())
                 stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
@@ -205,6 +209,7 @@ class CompilePackage:
             ok = True
         finally:
             self._pending.pop()
+            _torch.forget_live_only(pending.live_only)
             self._note_kernel_libraries(libs)
             with self.lock:
                 self.compile_seconds += time.perf_counter() - started
@@ -290,6 +295,13 @@ class CompilePackage:
             # Dynamo numbers resume functions per process; give them unique stored names so a
             # later process's own resume functions can never shadow ours.
             dynamo_code = _rename_globals(dynamo_code, self._resume_names)
+        stored_code = _code_with_refs(dynamo_code)
+        if stored_code is None:
+            pending.bypass_reason = ("its bytecode holds a constant that is neither plain data "
+                                     "nor importable by name")
+            self._bypass(pending)
+            return
+        dynamo_code = stored_code
         entry = GuardedEntry(sha, dynamo_code, list(pending.backend_ids),
                              dict(pending.import_sources), list(pending.identity_checks))
         with self.lock:
@@ -330,7 +342,12 @@ class CompilePackage:
             if name in known or name in pending.globals_before or name.startswith("__builtins_dict__"):
                 continue
             if name in mod.__dict__:
-                return f"its bytecode needs the runtime-only global {name!r}"
+                # Dynamo put an object into the module's globals for its bytecode
+                # (install_global_by_id: a module, or a class to rebuild an output with).
+                ref = importable_name(mod.__dict__[name])
+                if ref is None:
+                    return f"its bytecode needs the runtime-only global {name!r}"
+                pending.import_sources[name] = ref
         return None
 
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:
@@ -343,19 +360,20 @@ class CompilePackage:
     # -------------------------------------------------------- guard filtering
 
     def guard_filter(self, entries: Sequence[Any]) -> list[bool]:
-        """Keep every guard Dynamo can serialize; turn identity guards into checks."""
-        keep = []
+        """Keep every guard. Identity guards stay in this process's entry (as under plain
+        torch.compile) but are stored as fingerprint checks instead (see identity.py)."""
         pending = self._current
         for e in entries:
             types_ = {e.guard_type, *e.derived_guard_types}
             if types_ & _torch.IDENTITY_GUARD_TYPES:
-                keep.append(False)
+                if pending is not None:
+                    pending.live_only.append(_torch.keep_guard_live_only(e))
                 if pending is not None and e.has_value:
-                    pending.identity_checks.append(
-                        IdentityCheck(e.name, e.guard_type, object_fingerprint(e.value)))
-            else:
-                keep.append(True)
-        return keep
+                    # The unstripped name (``L['self'].act``, not ``self.act``) says
+                    # unambiguously whether the object is reached from the call's locals.
+                    pending.identity_checks.append(IdentityCheck(
+                        _torch.guard_source_name(e), e.guard_type, object_fingerprint(e.value)))
+        return [True] * len(entries)
 
     # ------------------------------------------------------ artifacts for save
 
@@ -537,25 +555,34 @@ def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
-def object_fingerprint(value: Any) -> str:
-    """A process-independent description of an object, precise enough to notice that a
-    global now names a different function, module or class."""
+def importable_name(value: Any) -> str | None:
+    """How another process finds ``value`` by name: ``"pkg.mod"`` for a module,
+    ``"pkg.mod:Qual.name"`` for an object importing that name gives back; else None."""
     if isinstance(value, types.ModuleType):
-        return f"module:{value.__name__}"
-    fn = inspect.unwrap(value) if callable(value) else value
-    if isinstance(fn, types.MethodType):
-        fn = fn.__func__
-    if isinstance(fn, types.FunctionType):
-        return f"function:{fn.__module__}.{fn.__qualname__}:{keys.code_fingerprint(fn.__code__)}"
-    if isinstance(value, type):
-        return f"class:{value.__module__}.{value.__qualname__}"
-    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
-        owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
-        return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
-    t = type(value)
-    if isinstance(value, (int, float, str, bytes, bool, type(None))):
-        return f"value:{t.__name__}:{value!r}"
-    return f"instance:{t.__module__}.{t.__qualname__}"
+        return value.__name__ if sys.modules.get(value.__name__) is value else None
+    if isinstance(value, types.MethodType):  # e.g. a namedtuple class's bound ``_make``
+        owner = importable_name(value.__self__)
+        name = f"{owner}{'.' if ':' in owner else ':'}{value.__func__.__name__}" if owner else None
+        try:
+            return name if name and resolve_importable(name) == value else None
+        except Exception:  # noqa: BLE001 - not reachable by that name
+            return None
+    module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return f"{module}:{qualname}" if found is value else None
+
+
+def resolve_importable(ref: str) -> Any:
+    """The object ``importable_name`` named (imports the module; raises if it is gone)."""
+    module, _, qualname = ref.partition(":")
+    value: Any = importlib.import_module(module)
+    for part in qualname.split(".") if qualname else ():
+        value = getattr(value, part)
+    return value
 
 
 def _all_names(code: types.CodeType) -> Iterator[str]:
@@ -563,6 +590,25 @@ def _all_names(code: types.CodeType) -> Iterator[str]:
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             yield from _all_names(const)
+
+
+def _code_with_refs(code: types.CodeType) -> types.CodeType | None:
+    """``code`` with every constant the format cannot hold replaced by an ``ObjectRef`` to
+    it (Dynamo loads some objects as constants: a namedtuple's ``_make``, a class), or None
+    if one is not importable by name."""
+    consts = []
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            c = _code_with_refs(c)
+            if c is None:
+                return None
+        elif not format.storable(c):
+            ref = importable_name(c)
+            if ref is None:
+                return None
+            c = format.ObjectRef(ref)
+        consts.append(c)
+    return code.replace(co_consts=tuple(consts))
 
 
 def _rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:

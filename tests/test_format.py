@@ -81,3 +81,37 @@ def test_signing() -> None:
     with pytest.raises(IntegrityError, match="not signed"):
         fmt.decode(fmt.encode({}, {}, {}), signing_key=b"k1")
     fmt.decode(signed)  # readable without a key: signing is opt-in for readers
+
+
+def test_objects_in_code_are_stored_by_name_and_resolved() -> None:
+    """Dynamo's bytecode can load objects as constants (a namedtuple's ``_make``): the
+    package stores them as references by name, and the installer resolves them."""
+    import collections
+    import types
+
+    from precompile.install import _resolve_refs
+    from precompile.package import _code_with_refs, importable_name
+
+    Pair = collections.namedtuple("Pair", "a b")
+    globals()["_PairForTest"] = Pair
+    Pair.__qualname__ = "_PairForTest"
+    try:
+        assert importable_name(collections) == "collections"
+        assert importable_name(collections.OrderedDict) == "collections:OrderedDict"
+        assert importable_name(Pair._make) == f"{__name__}:_PairForTest._make"
+        assert importable_name(lambda: 0) is None  # a <lambda> has no importable name
+        assert not fmt.storable(Pair._make) and fmt.storable((1, "x", None))
+
+        def make_pair():
+            return 0
+        code = make_pair.__code__.replace(co_consts=(None, Pair._make))
+        stored = _code_with_refs(code)
+        assert stored is not None and fmt.ObjectRef(f"{__name__}:_PairForTest._make") in stored.co_consts
+        assert _code_with_refs(code.replace(co_consts=(None, object()))) is None
+
+        data = fmt.encode({}, {"code": stored}, {})
+        back = _resolve_refs(fmt.decode(data).manifest["code"])
+        assert back.co_consts == (None, Pair._make)
+        assert isinstance(back, types.CodeType)
+    finally:
+        del globals()["_PairForTest"]

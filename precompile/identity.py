@@ -1,0 +1,163 @@
+"""Identity checks: what replaces Dynamo's identity guards in a stored package.
+
+Dynamo guards some objects by identity (``ID_MATCH``, ``CLOSURE_MATCH``, ``CLASS_MATCH``...:
+"this global is *that* function object"). An ``id()`` means nothing in another process, so
+the recorder drops those guards and keeps, for each, the guarded object's *fingerprint*
+(module, qualified name and bytecode hash for a function; name for a class or module).
+
+Checking them again in the loading process:
+
+* a source that reads only globals (``G['helper']``, ``G['mod'].fn``) is evaluated once,
+  when the entry is installed; a mismatch means the entry is not installed (a clean miss
+  with a reason);
+* a source that reads the call's locals (``func`` - a closure cell of a decorator's wrapper,
+  ``self.act``, ``type(self.cfg).__mro__[1]...``) can only be evaluated during the call.
+  Those become one extra guard on the entry (``CallTimeCheck``), so the entry only runs when
+  the objects the call reaches are the ones it was compiled for. Without it, two functions
+  wrapped by the same decorator share one code object and would run each other's graphs.
+
+Sources are Dynamo's guard names: Python expressions over ``L`` (the frame's locals), ``G``
+(its globals) and Dynamo's guard helpers (``___odict_getitem``...), so they are evaluated
+with ``eval`` in that scope.
+A stored package already carries bytecode that runs, so this adds no new trust.
+"""
+from __future__ import annotations
+
+import builtins
+import inspect
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from . import _torch, keys
+
+# How many distinct tuples of objects one call-time check remembers as verified. Objects
+# are kept alive while remembered, so their ids cannot be reused by other objects.
+_MEMO_SIZE = 16
+
+
+def object_fingerprint(value: Any) -> str:
+    """A process-independent description of an object, precise enough to notice that a
+    global now names a different function, module or class."""
+    if isinstance(value, types.ModuleType):
+        return f"module:{value.__name__}"
+    fn = inspect.unwrap(value) if callable(value) else value
+    if isinstance(fn, types.MethodType):
+        fn = fn.__func__
+    if isinstance(fn, types.FunctionType):
+        return f"function:{fn.__module__}.{fn.__qualname__}:{keys.code_fingerprint(fn.__code__)}"
+    if isinstance(value, type):
+        return f"class:{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
+        owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
+        return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
+    t = type(value)
+    if isinstance(value, (int, float, str, bytes, bool, type(None))):
+        return f"value:{t.__name__}:{value!r}"
+    return f"instance:{t.__module__}.{t.__qualname__}"
+
+
+def _eval_globals(scope: dict[str, Any]) -> dict[str, Any]:
+    return {**_torch.guard_source_helpers(), "G": _GlobalsView(scope), "__builtins__": builtins}
+
+
+class _GlobalsView:
+    """``G[name]`` over a live module dict (not a copy: globals placed later are seen)."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: dict[str, Any]) -> None:
+        self.scope = scope
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.scope[name]
+        except KeyError:
+            if name.startswith("__builtins_dict__"):
+                # Dynamo reads builtins through a dict it places in the globals as
+                # ``__builtins_dict___N`` when the entry's guards load, i.e. after the
+                # before-call checks; until then the real builtins stand in for it.
+                return vars(builtins)
+            raise
+
+
+def _describe_change(was: str, now: str) -> str:
+    def head(fp: str) -> str:
+        return " ".join(fp.split(":")[:2])
+
+    return f"was {head(was)}, now {head(now)}"
+
+
+def _compile(source: str) -> types.CodeType | None:
+    try:
+        return compile(source, "<precompile identity check>", "eval")
+    except SyntaxError:
+        return None
+
+
+def check_before_call(source: str, fingerprint: str,
+                      scope: dict[str, Any]) -> tuple[bool | None, str]:
+    """Evaluate a check against a module's globals alone.
+
+    Returns (True, "") when it holds, (False, why) when the source now names another object,
+    no longer resolves or cannot be parsed, and (None, why) when it reads the call's locals
+    (``L[...]``) and must be checked at call time instead.
+    """
+    code = _compile(source)
+    if code is None:
+        return False, f"{source} is not an expression precompile can check"
+    if reads_locals(code):
+        return None, "reads the call's locals"
+    try:
+        value = eval(code, _eval_globals(scope), {})  # noqa: S307 - see module docstring
+    except Exception as e:  # noqa: BLE001 - the path no longer exists
+        return False, f"{source} no longer resolves ({type(e).__name__})"
+    now = object_fingerprint(value)
+    if now != fingerprint:
+        return False, _describe_change(fingerprint, now)
+    return True, ""
+
+
+def reads_locals(code: types.CodeType) -> bool:
+    """Whether a source expression reads ``L`` (Dynamo's name for the frame's locals)."""
+    return "L" in code.co_names
+
+
+class CallTimeCheck:
+    """A guard that evaluates identity checks over the call's locals, on every call.
+
+    Cheap after the first call: the objects found are compared by ``id`` against tuples
+    already verified (kept alive, at most ``_MEMO_SIZE``), and fingerprinted only when new.
+    """
+
+    def __init__(self, checks: list[tuple[str, str]], scope: dict[str, Any]) -> None:
+        sources = [s for s, _ in checks]
+        self.sources = sources
+        self.expected = [fp for _, fp in checks]
+        self.code = compile("(" + ", ".join(sources) + ",)", "<precompile identity check>",
+                            "eval")
+        self.globals = _eval_globals(scope)
+        self._verified: dict[tuple[int, ...], tuple[Any, ...]] = {}
+        self.last_failure = ""
+
+    def description(self) -> list[str]:
+        return [f"precompile identity: {s} is {fp.split(':')[0]} {fp.split(':')[1]}"
+                for s, fp in zip(self.sources, self.expected)]
+
+    def __call__(self, f_locals: Mapping[str, Any]) -> bool:
+        try:
+            values = eval(self.code, self.globals, {"L": f_locals})  # noqa: S307
+        except Exception as e:  # noqa: BLE001 - a missing attribute means "not this entry"
+            self.last_failure = f"identity check could not be evaluated ({type(e).__name__})"
+            return False
+        ids = tuple(map(id, values))
+        if ids in self._verified:
+            return True
+        for source, value, want in zip(self.sources, values, self.expected):
+            now = object_fingerprint(value)
+            if now != want:
+                self.last_failure = f"{source}: {_describe_change(want, now)}"
+                return False
+        if len(self._verified) < _MEMO_SIZE:
+            self._verified[ids] = values
+        return True
