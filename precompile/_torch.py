@@ -52,6 +52,27 @@ def bundle_lazy_backwards() -> None:
     torch._functorch.config.bundled_autograd_cache = True
 
 
+# Functions Dynamo puts into graphs that AOTAutograd's cache does not allowlist, although
+# they are plain torch API: a graph that calls them produced no artifact, so the frame was
+# never stored. ``torch.inference_mode()`` as a decorator puts the first two in every graph.
+CACHEABLE_GRAPH_CALLS = (
+    "torch.autograd.grad_mode._enter_inference_mode",
+    "torch.autograd.grad_mode._exit_inference_mode",
+)
+
+
+def cacheable_graph_calls() -> Any:
+    """Mark ``CACHEABLE_GRAPH_CALLS`` cacheable while one of precompile's frames compiles
+    (a context manager; ``torch._inductor.config.unsafe_marked_cacheable_functions``, keyed by
+    the torch version as that option's documentation asks)."""
+    import torch._inductor.config as inductor_config
+
+    marked = dict(inductor_config.unsafe_marked_cacheable_functions)
+    for name in CACHEABLE_GRAPH_CALLS:
+        marked.setdefault(name, TORCH_VERSION)
+    return inductor_config.patch(unsafe_marked_cacheable_functions=marked)
+
+
 def functorch_patch(**values: Any) -> Any:
     """Temporarily set AOTAutograd options (a context manager)."""
     return torch._functorch.config.patch(**values)

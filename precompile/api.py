@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import dataclasses
 import functools
+import inspect
 import logging
 import os
 import signal
@@ -153,7 +154,8 @@ class Cached:
             factors = keys.key_factors(self.main_code, self.module, self.backend_desc,
                                        dynamic=self.dynamic, fullgraph=self.fullgraph,
                                        device_types=_torch.tensor_device_types(roots),
-                                       module_tree=tree, closure=_closure_factor(self.target))
+                                       module_tree=tree, closure=_closure_factor(self.target),
+                                       label=_function_label(self.target))
             self.package.key = keys.package_key(factors)
             self.package.factors = factors
             t0 = time.perf_counter()
@@ -312,6 +314,9 @@ class Cached:
                 if old.get("function") != factors["function"]:
                     continue
                 reasons = keys.explain_factor_change(old, factors)
+                if reasons and set(keys.changed_factor_names(old, factors)) <= {"closure"}:
+                    return (f"{head}; packages under this name belong to other functions made "
+                            f"by the same code (what it closes over differs)")
                 if reasons:
                     return f"{head}; a package for it exists but {'; '.join(reasons)}"
         except StoreError:
@@ -541,6 +546,17 @@ def _main_code(target: Any) -> tuple[types.CodeType, str]:
                         f"got {type(target).__name__}")
     scope = getattr(fn, "__globals__", None) or {}
     return code, scope.get("__name__") or getattr(fn, "__module__", None) or "__main__"
+
+
+def _function_label(target: Any) -> str | None:
+    """``module:qualname`` of the function a decorator wrapped (``functools.wraps``), so
+    keys and messages name ``f`` rather than ``context_decorator.<locals>.decorate_context``;
+    None for an undecorated function."""
+    fn = _main_function(target)
+    inner = inspect.unwrap(fn)
+    if inner is fn or not isinstance(inner, types.FunctionType):
+        return None
+    return f"{inner.__module__}:{inner.__qualname__}"
 
 
 def _closure_factor(target: Any) -> str | None:

@@ -852,7 +852,8 @@ def _identity_failures(pkg: Pkg) -> tuple[int, list[str]]:
     return ok_main, failures
 
 
-def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any) -> dict[str, Any]:
+def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
+                label: str | None = None) -> dict[str, Any]:
     from precompile import keys
 
     stored = pkg.factors
@@ -862,7 +863,7 @@ def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any) -> dict[str, Any]:
     now = keys.key_factors(code, module, backend,
                            dynamic=impl.dynamic if impl is not None else None,
                            fullgraph=impl.fullgraph if impl is not None else False,
-                           device_types=device_types)
+                           device_types=device_types, label=label)
     if impl is None:  # call-site options only a precompile wrapper knows: take the stored ones
         for name in ("backend", "dynamic", "fullgraph"):
             now[name] = stored.get(name, now[name])
@@ -895,8 +896,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from precompile import keys
 
     target, impl = resolve_ref(args.ref)
+    from precompile import api
+
     code, module = _main_code(target)
-    function = f"{module}:{code.co_qualname}"
+    label = api._function_label(target)
+    function = label or f"{module}:{code.co_qualname}"
     if args.cache:
         store = open_store(args.cache)
     elif impl is not None and getattr(impl, "store", None) is not None:
@@ -906,7 +910,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     pkgs = list(iter_store(store))
     unreadable = [p for p in pkgs if p.env is None]
     mine = [p for p in pkgs if p.env is not None and p.function == function]
-    results = [explain_pkg(p, code, module, impl) for p in mine]
+    results = [explain_pkg(p, code, module, impl, label) for p in mine]
     results.sort(key=lambda r: (not r["would_hit"], len(r["reasons"]) + len(r["source_changes"]),
                                 -(r["saved"] or 0)))
     hit = bool(results) and results[0]["would_hit"]

@@ -160,16 +160,18 @@ def system_factors() -> dict[str, str]:
 def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
                 dynamic: bool | None, fullgraph: bool, device_types: list[str],
                 module_tree: str | None = None,
-                closure: str | None = None) -> dict[str, str]:
+                closure: str | None = None, label: str | None = None) -> dict[str, str]:
     """Everything a package's validity depends on that is known before tracing.
 
     ``module_tree`` (for nn.Modules) describes the submodule structure, so two models that
     share a class (every ``nn.Sequential``) get packages of their own; ``closure`` does the
-    same for functions made by one decorator (same code, different wrapped function)."""
+    same for functions made by one decorator (same code, different wrapped function).
+    ``label`` names the function in keys and messages when the compiled code is a
+    decorator's wrapper (default ``module:qualname`` of ``code``)."""
     configs = _torch.config_diffs()
     factors = {
         "schema": KEY_SCHEMA,
-        "function": f"{module_name}:{code.co_qualname}",
+        "function": label or f"{module_name}:{code.co_qualname}",
         "code": code_fingerprint(code),
         **system_factors(),
         "device": ",".join(device_types) or "none",
@@ -203,12 +205,14 @@ def package_key(factors: dict[str, str]) -> str:
     return f"{safe}-{digest}"
 
 
+def changed_factor_names(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return [n for n in sorted(set(old) | set(new)) if old.get(n) != new.get(n)]
+
+
 def explain_factor_change(old: dict[str, str], new: dict[str, str]) -> list[str]:
     """Which key factors differ between a stored package and this call, in words."""
     reasons = []
-    for name in sorted(set(old) | set(new)):
-        if old.get(name) == new.get(name):
-            continue
+    for name in changed_factor_names(old, new):
         if name == "code":
             reasons.append(f"the source of {new.get('function', 'the function')} changed")
         else:

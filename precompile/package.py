@@ -202,6 +202,7 @@ class CompilePackage:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(_torch.functorch_patch(**patches))
                 stack.enter_context(_torch.recording_guards())
+                stack.enter_context(_torch.cacheable_graph_calls())
                 if self.capture_kernels:
                     stack.enter_context(_torch.no_precompiled_headers())
                 stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))

@@ -133,3 +133,34 @@ def test_decorated_forward_from_another_module(scenario: Scenario) -> None:
     cold = scenario.run("cold").assert_ok()
     assert cold.stats["bypasses"] == 0, cold.describe()
     scenario.run("warm").assert_warm()
+
+
+def test_grad_mode_decorators(scenario: Scenario) -> None:
+    """``@torch.no_grad()`` and ``@torch.inference_mode()`` wrap every function with one
+    ``decorate_context`` code object; inference mode also puts calls AOTAutograd's cache
+    does not allowlist into the graph (precompile marks them cacheable while recording)."""
+    scenario.write("""
+        import os, torch, precompile
+
+        @precompile.cached(backend="aot_eager")
+        @torch.no_grad()
+        def f(x, w):
+            return torch.relu(x @ w) + 1
+
+        @precompile.cached(backend="aot_eager")
+        @torch.inference_mode()
+        def g(x, w):
+            return torch.tanh(x @ w) - 1
+
+        def run():
+            torch.manual_seed(0)
+            x, w = torch.randn(4, 8), torch.randn(8, 8)
+            want = {"f": torch.relu(x @ w) + 1, "g": torch.tanh(x @ w) - 1}
+            fns = {"f": f, "g": g}
+            return [(n, fns[n](x, w), want[n]) for n in os.environ["ORDER"]]
+    """)
+    cold = scenario.run("cold", ORDER="fg").assert_ok()
+    assert cold.stats["bypasses"] == 0, cold.describe()
+    assert sorted(p.name.split("-")[0] for p in scenario.packages()) == ["f", "g"]
+    warm = scenario.run("warm", ORDER="gf").assert_warm()
+    assert warm.stats["hits"] == 2, warm.describe()
