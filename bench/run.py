@@ -46,7 +46,7 @@ import profile_start  # noqa: E402
 import warm_start  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
-FULL_WORKLOADS = "mlp,transformer,convnet,graph_breaks,train_step,dynamic_shapes,gpt2"
+FULL_WORKLOADS = "mlp,transformer,convnet,graph_breaks,train_step,dynamic_shapes,gpt2,bert"
 QUICK_WORKLOADS = "mlp,graph_breaks"
 SCENARIOS = ("startup", "guards", "frames", "profile")
 

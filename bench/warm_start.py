@@ -66,7 +66,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_JSON = os.path.join(HERE, "results", "warm_start.json")
-DEFAULT_WORKLOADS = "mlp,transformer,convnet,graph_breaks,train_step,dynamic_shapes,gpt2"
+DEFAULT_WORKLOADS = "mlp,transformer,convnet,graph_breaks,train_step,dynamic_shapes,gpt2,bert"
 ATOL = RTOL = 1e-4
 LAUNCH_ENV = "WARM_START_LAUNCH_EPOCH"  # parent's time.time() just before spawning the child
 

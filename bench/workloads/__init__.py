@@ -19,8 +19,9 @@ NAMES: dict[str, str] = {
     "train_step": "train_step",
     "dynamic_shapes": "dynamic_shapes",
     "gpt2": "gpt2",  # optional: needs transformers
+    "bert": "bert",  # optional: needs transformers
 }
-OPTIONAL = {"gpt2"}
+OPTIONAL = {"gpt2", "bert"}
 
 
 def module(name: str) -> ModuleType:
