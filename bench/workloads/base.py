@@ -45,3 +45,14 @@ def infer(fn: Callable[..., Any], inputs: tuple[Any, ...]) -> Any:
 
 def seeded() -> None:
     torch.manual_seed(SEED)
+
+
+def transformers_or_skip():
+    """The ``transformers`` module, quiet, with the seed set; ``Skip`` when it is missing."""
+    try:
+        import transformers
+    except ImportError as e:
+        raise Skip("transformers is not installed (pip install transformers)") from e
+    transformers.logging.set_verbosity_error()
+    seeded()
+    return transformers

@@ -4,19 +4,14 @@ by transformers' decorators, like most models in that library. Optional: skipped
 ``transformers`` is not installed."""
 import torch
 
-from .base import Built, Skip, seeded
+from .base import Built, transformers_or_skip
 
 DESCRIPTION = ("transformers BertModel, 4 layers, d=256, 4 heads, vocab 2048, random weights; "
                "batch 4 x 64 tokens (optional: needs transformers)")
 
 
 def build() -> Built:
-    try:
-        import transformers
-    except ImportError as e:
-        raise Skip("transformers is not installed (pip install transformers)") from e
-    transformers.logging.set_verbosity_error()
-    seeded()
+    transformers = transformers_or_skip()
     config = transformers.BertConfig(num_hidden_layers=4, hidden_size=256,
                                      num_attention_heads=4, intermediate_size=1024,
                                      vocab_size=2048, max_position_embeddings=128,

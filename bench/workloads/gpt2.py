@@ -4,19 +4,14 @@ built offline from a config with random weights (no hub download). Optional: ski
 .[bench]``)."""
 import torch
 
-from .base import Built, Skip, seeded
+from .base import Built, transformers_or_skip
 
 DESCRIPTION = ("transformers GPT2LMHeadModel, 2 layers, d=128, 4 heads, vocab 1024, "
                "random weights; batch 2 x 32 tokens (optional: needs transformers)")
 
 
 def build() -> Built:
-    try:
-        import transformers
-    except ImportError as e:
-        raise Skip("transformers is not installed (pip install transformers)") from e
-    transformers.logging.set_verbosity_error()
-    seeded()
+    transformers = transformers_or_skip()
     config = transformers.GPT2Config(n_layer=2, n_embd=128, n_head=4, vocab_size=1024,
                                       n_positions=128, attn_implementation="eager")
     model = transformers.GPT2LMHeadModel(config).eval()
