@@ -138,26 +138,23 @@ class CallTimeCheck:
                             "eval")
         self.globals = _eval_globals(scope)
         self._verified: dict[tuple[int, ...], tuple[Any, ...]] = {}
-        self.last_failure = ""
 
     def description(self) -> list[str]:
         return [f"precompile identity: {s} is {fp.split(':')[0]} {fp.split(':')[1]}"
                 for s, fp in zip(self.sources, self.expected)]
 
     def __call__(self, f_locals: Mapping[str, Any]) -> bool:
+        # A failure needs no message here: Dynamo reports this guard's ``description()``
+        # as the recompile reason.
         try:
             values = eval(self.code, self.globals, {"L": f_locals})  # noqa: S307
-        except Exception as e:  # noqa: BLE001 - a missing attribute means "not this entry"
-            self.last_failure = f"identity check could not be evaluated ({type(e).__name__})"
+        except Exception:  # noqa: BLE001 - a missing attribute means "not this entry"
             return False
         ids = tuple(map(id, values))
         if ids in self._verified:
             return True
-        for source, value, want in zip(self.sources, values, self.expected):
-            now = object_fingerprint(value)
-            if now != want:
-                self.last_failure = f"{source}: {_describe_change(want, now)}"
-                return False
+        if any(object_fingerprint(v) != want for v, want in zip(values, self.expected)):
+            return False
         if len(self._verified) < _MEMO_SIZE:
             self._verified[ids] = values
         return True
