@@ -13,7 +13,6 @@ import atexit
 import contextlib
 import dataclasses
 import functools
-import inspect
 import logging
 import os
 import signal
@@ -553,7 +552,7 @@ def _function_label(target: Any) -> str | None:
     keys and messages name ``f`` rather than ``context_decorator.<locals>.decorate_context``;
     None for an undecorated function."""
     fn = _main_function(target)
-    inner = inspect.unwrap(fn)
+    inner = identity.unwrapped(fn)
     if inner is fn or not isinstance(inner, types.FunctionType):
         return None
     return f"{inner.__module__}:{inner.__qualname__}"

@@ -41,7 +41,7 @@ def object_fingerprint(value: Any) -> str:
     global now names a different function, module or class."""
     if isinstance(value, types.ModuleType):
         return f"module:{value.__name__}"
-    fn = inspect.unwrap(value) if callable(value) else value
+    fn = unwrapped(value) if callable(value) else value
     if isinstance(fn, types.MethodType):
         fn = fn.__func__
     if isinstance(fn, types.FunctionType):
@@ -55,6 +55,14 @@ def object_fingerprint(value: Any) -> str:
     if isinstance(value, (int, float, str, bytes, bool, type(None))):
         return f"value:{t.__name__}:{value!r}"
     return f"instance:{t.__module__}.{t.__qualname__}"
+
+
+def unwrapped(fn: Any) -> Any:
+    """``inspect.unwrap``, or ``fn`` itself when its ``__wrapped__`` chain loops."""
+    try:
+        return inspect.unwrap(fn)
+    except ValueError:
+        return fn
 
 
 def _eval_globals(scope: dict[str, Any]) -> dict[str, Any]:
