@@ -226,6 +226,13 @@ def main(argv=None) -> int:
                      "process; compare ratios, not absolute seconds, across runs.", ""]
     summary: dict = {}
     guard_runs: list[dict] = []
+
+    def finish(scenario: str, text: str, started: float) -> None:
+        """Print a scenario's tables, add them to the markdown, record its duration."""
+        print("\n" + text + "\n", flush=True)
+        md.extend([text, ""])
+        report["scenario_seconds"][scenario] = time.perf_counter() - started
+
     try:
         if "startup" in todo:
             t = time.perf_counter()
@@ -241,9 +248,7 @@ def main(argv=None) -> int:
             text = (f"## Start-up\n\n{tables}\n\nPackage sizes and the cost precompile adds "
                     f"to a cold run (medians):\n\n{sizes}\n\nPyTorch caching_precompile / "
                     f"megacache notes:\n\n{notes}")
-            print("\n" + text + "\n", flush=True)
-            md += [text, ""]
-            report["scenario_seconds"]["startup"] = time.perf_counter() - t
+            finish("startup", text, t)
         if "guards" in todo:
             t = time.perf_counter()
             print(f"== guards: entries {entries}", flush=True)
@@ -252,10 +257,8 @@ def main(argv=None) -> int:
             text = ("## Per-call overhead (guard evaluation), µs per call, min over 5 rounds "
                     "of 2000 calls, median over runs; tiny function, dynamic=False, "
                     "backend=eager\n\n" + overhead.guards_table(guard_runs))
-            print("\n" + text + "\n", flush=True)
-            md += [text, ""]
             report["guards"] = {"runs": guard_runs}
-            report["scenario_seconds"]["guards"] = time.perf_counter() - t
+            finish("guards", text, t)
         if "frames" in todo:
             t = time.perf_counter()
             print(f"== frames: {frames}", flush=True)
@@ -263,10 +266,8 @@ def main(argv=None) -> int:
                                              os.path.join(scratch, "frames"), kind="funcs")
             text = ("## Load + install time vs number of frames (N functions, one package "
                     "each, backend=eager)\n\n" + overhead.frames_table(frame_runs))
-            print("\n" + text + "\n", flush=True)
-            md += [text, ""]
             report["frames"] = {"runs": frame_runs}
-            report["scenario_seconds"]["frames"] = time.perf_counter() - t
+            finish("frames", text, t)
         if "profile" in todo:
             t = time.perf_counter()
             print(f"== profile: {prof_w}", flush=True)
@@ -279,10 +280,8 @@ def main(argv=None) -> int:
                         f"precompile_warm; cProfile of the first call in "
                         f"bench/results/profile_{prof_w}.txt)\n\n"
                         + profile_start.breakdown_table(res))
-            print("\n" + text + "\n", flush=True)
-            md += [text, ""]
             report["profile"] = res
-            report["scenario_seconds"]["profile"] = time.perf_counter() - t
+            finish("profile", text, t)
         if summary or guard_runs:
             text = "## Goals (reported, not asserted)\n\n" + goals(summary, guard_runs)
             print(text, flush=True)

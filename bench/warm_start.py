@@ -616,6 +616,17 @@ def md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _ratio_table(summary: dict, modes: list[Mode], live: list[str], base: str,
+                 unit: str) -> str:
+    """Markdown: each mode's median time to first output divided by ``base``'s."""
+    rows = []
+    for w in live:
+        rt = summary[w]["ratios"]
+        values = [rt.get(f"{m.name}_vs_{base}") for m in modes]
+        rows.append([w, *(f"{v:.2f}{unit}" if v else "-" for v in values)])
+    return md_table(["workload", *[m.label for m in modes]], rows)
+
+
 def startup_tables(summary: dict, modes: list[Mode], workloads: list[str]) -> str:
     """Markdown: seconds to first output, ratios, engine work, errors."""
     names = [m.name for m in modes]
@@ -639,27 +650,11 @@ def startup_tables(summary: dict, modes: list[Mode], workloads: list[str]) -> st
                 row.append(cell)
             rows.append(row)
         parts.append(f"{title}\n\n" + md_table(["workload", *[m.label for m in modes]], rows))
-    rows = []
-    for w in live:
-        rt = summary[w]["ratios"]
-        row = [w]
-        for m in modes:
-            v = rt.get(f"{m.name}_vs_eager")
-            row.append(f"{v:.2f}x" if v else "-")
-        rows.append(row)
     parts.append("Time to first output as a multiple of eager (medians, same run):\n\n"
-                 + md_table(["workload", *[m.label for m in modes]], rows))
+                 + _ratio_table(summary, modes, live, "eager", "x"))
     if "cold" in names:
-        rows = []
-        for w in live:
-            rt = summary[w]["ratios"]
-            row = [w]
-            for m in modes:
-                v = rt.get(f"{m.name}_vs_cold")
-                row.append(f"{v:.2f}" if v else "-")
-            rows.append(row)
         parts.append("Time to first output as a fraction of cold torch.compile (medians):\n\n"
-                     + md_table(["workload", *[m.label for m in modes]], rows))
+                     + _ratio_table(summary, modes, live, "cold", ""))
     rows = []
     for w in live:
         row = [w]
