@@ -64,13 +64,12 @@ def child(workload: str, out_prefix: str) -> int:
         import torch._dynamo.eval_frame  # noqa: F401
 
         marks["import torch._dynamo"] = time.perf_counter() - _T0
-        # What loading a stored Inductor graph imports (not compile_fx: a warm start no
-        # longer needs it): AOTAutograd's cache entry, Inductor's code cache, and what the
-        # generated wrapper code imports (select_algorithm pulls in most of the lowering).
+        # What loading a stored Inductor graph imports: AOTAutograd's cache entry, Inductor's
+        # code cache and the runtime debug hooks. Not the compiler (compile_fx, graph,
+        # select_algorithm, lowering): precompile/_torch.py's light graph loads avoid those.
         import torch._functorch._aot_autograd.aot_autograd_result  # noqa: F401
         import torch._inductor.codecache  # noqa: F401
-        import torch._inductor.codegen.memory_planning  # noqa: F401
-        import torch._inductor.select_algorithm  # noqa: F401
+        import torch._inductor.debug  # noqa: F401
 
         marks["import torch._inductor"] = time.perf_counter() - _T0
         import precompile

@@ -121,32 +121,21 @@ ARTIFACTS_ENV = "WARM_START_ARTIFACTS"  # a directory shared by one workload's m
 
 
 def _install_probes() -> dict:
-    """Count (and time) Inductor codegens and C++ builds. Must run before the first call."""
-    counts = {"codegens": 0, "cpp_builds": 0, "codegen_s": 0.0, "cpp_build_s": 0.0}
-    import torch._inductor.compile_fx as cfx
-    import torch._inductor.cpp_builder as cb
+    """Count (and time) Inductor codegens and C++ builds from now on, without importing the
+    compiler to do it (precompile/probes.py, loaded by path so that PyTorch-only modes do not
+    import precompile). Must run before the first call."""
+    import importlib.util
 
-    orig_codegen, orig_build = cfx.fx_codegen_and_compile, cb.CppBuilder.build
+    path = os.path.join(os.path.dirname(HERE), "precompile", "probes.py")
+    spec = importlib.util.spec_from_file_location("_bench_probes", path)
+    probes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probes)
+    return probes.count_engine_work()
 
-    def codegen(*a, **k):
-        counts["codegens"] += 1
-        t = time.perf_counter()
-        try:
-            return orig_codegen(*a, **k)
-        finally:
-            counts["codegen_s"] += time.perf_counter() - t
 
-    def build(self, *a, **k):
-        counts["cpp_builds"] += 1
-        t = time.perf_counter()
-        try:
-            return orig_build(self, *a, **k)
-        finally:
-            counts["cpp_build_s"] += time.perf_counter() - t
-
-    cfx.fx_codegen_and_compile = codegen
-    cb.CppBuilder.build = build
-    return counts
+def _probe_results(counts: dict) -> dict:
+    return {"codegens": counts["codegens"], "cpp_builds": counts["cpp_builds"],
+            "codegen_s": counts["codegens_s"], "cpp_build_s": counts["cpp_builds_s"]}
 
 
 def _compare(out, ref, atol: float = ATOL, rtol: float = RTOL) -> tuple[bool, float]:
@@ -323,7 +312,7 @@ def child_main(mode_name: str, workload_name: str) -> int:
         else:
             res["frames_traced"] = 0
         if counts is not None:
-            res.update(counts)
+            res.update(_probe_results(counts))
         else:
             res.update(codegens=0, cpp_builds=0)
         if compiled_out is not None and built is not None:

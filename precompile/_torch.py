@@ -290,12 +290,135 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
         )
 
         entry = pickle.loads(data)
-        fn = BundledAOTAutogradCacheArtifact(backend_id, entry).after_deserialization()
+        with light_inductor_imports():
+            fn = BundledAOTAutogradCacheArtifact(backend_id, entry).after_deserialization()
     elif kind == KIND_FX_GRAPH:
         fn = pickle.loads(data).forward
     else:
         raise NotCapturableError(f"unknown backend artifact kind {kind!r}")
     return torch._dynamo.disable(fn)
+
+
+# ------------------------------------------------------------------- light graph loads
+# Loading a compiled graph imports about 1 s of Inductor's *compiler* for three names
+# (measured after torch._dynamo, torch 2.13 CPU):
+#   * the generated wrapper module runs
+#       from torch._inductor.select_algorithm import extern_kernels   (autotuner + lowering)
+#       from torch._inductor.codegen.memory_planning import _align     (wrapper codegen)
+#   * codecache.FxGraphCache.cache_hit_post_compile runs
+#       from .graph import GraphLowering    (0.9 s) only to read the test hook
+#       GraphLowering.save_output_code, which nobody can have set while graph is unimported.
+# While precompile loads a graph, those modules are stand-ins that give these names to
+# exactly those importers and forward everything else, and every other importer, to the
+# real module. Afterwards sys.modules holds only real modules again.
+
+# ``extern_kernels.<name>`` is what ``ExternKernelChoice(kernel, name=...)`` registered. These
+# names are registered with plain torch functions in torch 2.13 (kernel/mm.py, bmm.py,
+# conv.py, mm_grouped.py, quantized_lowerings.py); tests/test_light_loads.py checks each
+# against the real registry. Any other name imports the real module on first use.
+_EXTERN_KERNELS_TORCH_2_13 = {
+    "mm": "mm", "mm_dtype": "mm", "addmm": "addmm", "_int_mm": "_int_mm",
+    "_sparse_semi_structured_mm": "_sparse_semi_structured_mm", "_scaled_mm": "_scaled_mm",
+    "bmm": "bmm", "bmm_dtype": "bmm", "baddbmm": "baddbmm", "convolution": "convolution",
+    "_weight_int8pack_mm": "_weight_int8pack_mm", "_grouped_mm": "_grouped_mm",
+    "_scaled_grouped_mm": "_scaled_grouped_mm",
+}
+# Generated wrapper modules are named after this module (runtime/compile_tasks.py).
+_GENERATED_CODE = "torch._inductor.runtime.compile_tasks."
+# Modules the compiler imports that a loaded graph's runtime reads as attributes without
+# importing them (``torch._inductor.debug.RECORD_GRAPH_EXECUTION`` in
+# ``output_code.CompiledFxGraph.__call__``): imported for real before a light load.
+_RUNTIME_MODULES = ("torch._inductor.debug",)
+
+
+def _real_module(name: str) -> types.ModuleType:
+    """Import the real module ``name``, first removing a stand-in registered under it."""
+    import importlib
+
+    if isinstance(sys.modules.get(name), _StandIn):
+        del sys.modules[name]
+    return importlib.import_module(name)
+
+
+class _LazyExternKernels:
+    """``select_algorithm.extern_kernels`` as generated wrapper code sees it: a known name
+    is its torch function; any other name (a custom op's kernel, a Python helper such as
+    ``bias_addmm``) is read from Inductor's real namespace, imported on that first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        target = _EXTERN_KERNELS_TORCH_2_13.get(name)
+        value = (getattr(torch, target) if target is not None
+                 else getattr(_real_module("torch._inductor.select_algorithm").extern_kernels,
+                              name))
+        setattr(self, name, value)  # the next lookup is a plain attribute read
+        return value
+
+
+class _ForwardToGraphLowering(type):
+    def __getattr__(cls, name: str) -> Any:
+        return getattr(_real_module("torch._inductor.graph").GraphLowering, name)
+
+
+class _GraphLoweringView(metaclass=_ForwardToGraphLowering):
+    """``GraphLowering`` as a graph load reads it before the compiler is imported."""
+
+    save_output_code = None
+
+
+class _StandIn(types.ModuleType):
+    """Registered under a heavy module's name during a load. ``answers`` maps a name to
+    (value, importer-module prefixes): those importers get the value, anyone else the real
+    module's attribute, so an unrelated import in the window (another thread, a cudagraph
+    post-compile importing the compiler) still gets real objects."""
+
+    def __init__(self, name: str, answers: dict[str, tuple[Any, str]]) -> None:
+        super().__init__(name)
+        self.__dict__["_precompile_answers"] = answers
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        answer = self.__dict__["_precompile_answers"].get(name)
+        if answer is not None:
+            importer = sys._getframe(1).f_globals.get("__name__", "")
+            if importer.startswith(answer[1]):
+                return answer[0]
+        return getattr(_real_module(self.__name__), name)
+
+
+def _stand_ins() -> list[_StandIn]:
+    from torch._inductor.utils import _align  # memory_planning re-exports this one
+
+    return [
+        _StandIn("torch._inductor.select_algorithm",
+                 {"extern_kernels": (_LazyExternKernels(), _GENERATED_CODE)}),
+        _StandIn("torch._inductor.codegen.memory_planning",
+                 {"_align": (_align, _GENERATED_CODE)}),
+        _StandIn("torch._inductor.graph",
+                 {"GraphLowering": (_GraphLoweringView, "torch._inductor.codecache")}),
+    ]
+
+
+@contextlib.contextmanager
+def light_inductor_imports() -> Iterator[None]:
+    """While loading Inductor output code, register the stand-ins above for the modules not
+    imported yet (an imported one is simply used). Only for torch 2.13, the version the
+    kernel table was checked against; ``PRECOMPILE_FULL_IMPORTS=1`` turns it off."""
+    if not TORCH_VERSION.startswith("2.13.") or os.environ.get("PRECOMPILE_FULL_IMPORTS"):
+        yield
+        return
+    for name in _RUNTIME_MODULES:
+        _real_module(name)
+    added = [mod for mod in _stand_ins() if mod.__name__ not in sys.modules]
+    sys.modules.update((mod.__name__, mod) for mod in added)
+    try:
+        yield
+    finally:
+        for mod in added:
+            if sys.modules.get(mod.__name__) is mod:
+                del sys.modules[mod.__name__]
 
 
 # ------------------------------------------------------------------- installing

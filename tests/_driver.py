@@ -17,29 +17,18 @@ T0 = time.perf_counter()
 import torch  # noqa: E402
 
 import precompile  # noqa: E402
+import precompile.probes  # noqa: E402
 
-COUNTS = {"compile_fx_inner": 0, "codegen": 0, "cpp_builds": 0}
+COUNTS = precompile.probes.count_engine_work()  # wraps compile_fx when (if) it is imported
 
-
-def _count(module, name, key):
-    original = getattr(module, name)
-
-    def wrapper(*a, **k):
-        COUNTS[key] += 1
-        return original(*a, **k)
-
-    setattr(module, name, wrapper)
+# Inductor's compiler, which loading a stored graph does not need (precompile/_torch.py,
+# "light graph loads"): a warm process that imports one of these paid for it.
+COMPILER_MODULES = ("torch._inductor.compile_fx", "torch._inductor.graph",
+                    "torch._inductor.select_algorithm", "torch._inductor.lowering")
 
 
 def main() -> None:
     path, phase = sys.argv[1], sys.argv[2]
-    import torch._inductor.compile_fx as cfx
-
-    _count(cfx, "_compile_fx_inner", "compile_fx_inner")
-    _count(cfx, "fx_codegen_and_compile", "codegen")
-    import torch._inductor.cpp_builder as cb
-
-    _count(cb.CppBuilder, "build", "cpp_builds")
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
     mod = importlib.util.module_from_spec(spec)
@@ -61,6 +50,7 @@ def main() -> None:
         "frames": int(counters["frames"].get("total", 0)),
         "stats": precompile.stats(),
         "counts": COUNTS,
+        "compiler_modules": [m for m in COMPILER_MODULES if m in sys.modules],
         "first_output_s": first_output_s,
         "extra": getattr(mod, "EXTRA", {}),
     }

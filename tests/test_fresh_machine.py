@@ -42,5 +42,5 @@ def test_fresh_machine_builds_nothing(scenario: Scenario, tmp_path) -> None:
     warm = moved.run("warm", TMPDIR=str(other / "tmp"), HOME=str(other / "home"))
     warm.assert_warm()
     assert warm.result["counts"]["cpp_builds"] == 0, warm.describe()
-    assert warm.result["counts"]["codegen"] == 0
+    assert warm.result["counts"]["codegens"] == 0
     assert warm.stats["kernels_restored"] >= 1 and warm.stats["unbundled_kernels"] == []

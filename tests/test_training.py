@@ -60,7 +60,7 @@ def test_training_step_warm_compiles_nothing(scenario: Scenario, backend: str) -
     cold = scenario.run("cold").assert_ok()
     assert cold.stats["bypasses"] == 0, cold.stats
     warm = scenario.run("warm").assert_warm()
-    assert warm.result["counts"]["codegen"] == 0
+    assert warm.result["counts"]["codegens"] == 0
 
 
 def test_lazy_backward_mode_stores_entries_once_backward_ran(scenario: Scenario) -> None:

@@ -1,0 +1,93 @@
+"""Loading a stored Inductor graph without importing Inductor's compiler.
+
+precompile/_torch.py ("light graph loads") lets the generated wrapper code's imports of
+``select_algorithm`` and ``memory_planning``, and the code cache's import of ``graph``, see
+small stand-ins while a graph loads. These tests hold the three promises that makes: the
+stand-in kernels are exactly Inductor's, nobody else ever sees a stand-in, and a warm process
+really does skip the compiler (while its results still match eager).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from conftest import Scenario
+from precompile import _torch
+
+
+def test_extern_kernel_table_is_inductors_registry() -> None:
+    from torch._inductor.select_algorithm import extern_kernels
+
+    for name, target in _torch._EXTERN_KERNELS_TORCH_2_13.items():
+        assert getattr(extern_kernels, name) is getattr(torch, target), name
+
+
+def test_stand_ins_answer_only_generated_code_and_go_away() -> None:
+    """In a process where the compiler is not imported yet: generated code gets the light
+    objects; any other importer during the load gets the real ones; afterwards sys.modules
+    holds only real modules."""
+    code = textwrap.dedent("""
+        import sys, types, torch, torch._dynamo
+        from precompile import _torch
+
+        def module_named(name, source):
+            mod = types.ModuleType(name)
+            exec(source, mod.__dict__)
+            return mod
+
+        with _torch.light_inductor_imports():
+            gen = module_named(_torch._GENERATED_CODE + "abc", (
+                "from torch._inductor.select_algorithm import extern_kernels\\n"
+                "from torch._inductor.codegen.memory_planning import _align as align\\n"))
+            assert "torch._inductor.lowering" not in sys.modules
+            user = module_named("user_code", "from torch._inductor.graph import GraphLowering")
+            assert user.GraphLowering.__module__ == "torch._inductor.graph"
+            assert isinstance(sys.modules["torch._inductor.graph"], types.ModuleType)
+        assert not any(isinstance(m, _torch._StandIn) for m in sys.modules.values())
+        assert gen.extern_kernels.addmm is torch.addmm
+        from torch._inductor import select_algorithm
+        assert gen.extern_kernels.bias_addmm is select_algorithm.extern_kernels.bias_addmm
+        from torch._inductor.codegen import memory_planning
+        assert gen.align is memory_planning._align
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-4000:]
+
+
+def test_warm_inductor_start_skips_the_compiler(scenario: Scenario) -> None:
+    """Matrix products (extern kernels), a convolution and fused pointwise C++ kernels:
+    the warm process loads them all, matches eager, and never imports compile_fx,
+    graph, select_algorithm or the lowering."""
+    scenario.write("""
+        import torch, precompile
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 4, 3)
+                self.lin = torch.nn.Linear(36, 8)
+
+            def forward(self, x, a, b):
+                h = torch.relu(self.conv(x)).flatten(1)
+                return torch.tanh(self.lin(h)), torch.bmm(a, b).sin() + 1
+
+        torch.manual_seed(0)
+        net = Net()
+        compiled = precompile.cached(net)
+
+        def run():
+            args = (torch.randn(2, 3, 5, 5), torch.randn(2, 3, 4), torch.randn(2, 4, 5))
+            with torch.no_grad():
+                got, want = compiled(*args), net(*args)
+            return [("lin", got[0], want[0]), ("bmm", got[1], want[1])]
+    """)
+    scenario.run("cold").assert_ok()
+    warm = scenario.run("warm").assert_warm()
+    assert warm.result["compiler_modules"] == [], warm.describe()
+    full = scenario.run("warm", PRECOMPILE_FULL_IMPORTS="1").assert_warm()
+    assert "torch._inductor.select_algorithm" in full.result["compiler_modules"]
