@@ -122,9 +122,38 @@ def optimize(backend_obj: Any, recorder: Any, *, dynamic: bool | None, fullgraph
     """``torch._dynamo.optimize`` with our recorder as Dynamo's package object.
     ``guard_fail_fn(reason, code)`` hears why an entry's guards failed (a recompile)."""
     backend_obj = defer_compiler_import(backend_obj)
-    return torch._dynamo.optimize(backend=backend_obj, nopython=fullgraph, dynamic=dynamic,
-                                  guard_filter_fn=guard_filter_fn, package=recorder,
-                                  guard_fail_fn=_guard_fail_adapter(guard_fail_fn))
+    with _stand_ins_while(_minifier_stand_in):
+        return torch._dynamo.optimize(backend=backend_obj, nopython=fullgraph,
+                                      dynamic=dynamic, guard_filter_fn=guard_filter_fn,
+                                      package=recorder,
+                                      guard_fail_fn=_guard_fail_adapter(guard_fail_fn))
+
+
+class _DeferredBackendDebug:
+    """``repro.after_dynamo.WrapBackendDebug`` (the minifier's wrapper that ``optimize`` puts
+    around every backend) with the same attributes, built for real at the first compile:
+    importing the minifier costs 0.15-0.35 s of a warm start that compiles nothing.
+    ``__init__`` mirrors torch 2.13's; tests/test_light_loads.py compares the two."""
+
+    def __init__(self, compiler_fn: Any, compiler_name: str | None) -> None:
+        functools.wraps(compiler_fn)(self)
+        self._torchdynamo_orig_backend = compiler_fn
+        self._compiler_name = compiler_name
+        if hasattr(compiler_fn, "__name__"):
+            self.__name__ = compiler_fn.__name__
+        if hasattr(compiler_fn, "compiler_name"):
+            self.__name__ = compiler_fn.compiler_name
+        if hasattr(compiler_fn, "get_compiler_config"):
+            self.get_compiler_config = compiler_fn.get_compiler_config
+        self._precompile_real: Any = None
+
+    def __call__(self, gm: Any, example_inputs: Any, **kwargs: Any) -> Any:
+        if self._precompile_real is None:
+            from torch._dynamo.repro.after_dynamo import WrapBackendDebug
+
+            self._precompile_real = WrapBackendDebug(self._torchdynamo_orig_backend,
+                                                     self._compiler_name)
+        return self._precompile_real(gm, example_inputs, **kwargs)
 
 
 def failed_precompiled_guards(code: types.CodeType) -> list[str]:
@@ -289,7 +318,7 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
             BundledAOTAutogradCacheArtifact,
         )
 
-        entry = pickle.loads(data)
+        entry = _ArtifactUnpickler(io.BytesIO(data)).load()
         with light_inductor_imports():
             fn = BundledAOTAutogradCacheArtifact(backend_id, entry).after_deserialization()
     elif kind == KIND_FX_GRAPH:
@@ -388,9 +417,11 @@ class _StandIn(types.ModuleType):
         return getattr(_real_module(self.__name__), name)
 
 
-def _stand_ins() -> list[_StandIn]:
+def _graph_load_stand_ins() -> list[_StandIn]:
     from torch._inductor.utils import _align  # memory_planning re-exports this one
 
+    for name in _RUNTIME_MODULES:
+        _real_module(name)
     return [
         _StandIn("torch._inductor.select_algorithm",
                  {"extern_kernels": (_LazyExternKernels(), _GENERATED_CODE)}),
@@ -398,20 +429,53 @@ def _stand_ins() -> list[_StandIn]:
                  {"_align": (_align, _GENERATED_CODE)}),
         _StandIn("torch._inductor.graph",
                  {"GraphLowering": (_GraphLoweringView, "torch._inductor.codecache")}),
+        # Loading a C++ kernel builds its command line (cpp_builder) for the library path;
+        # the two names it reads import setuptools with the extension builder (~0.3 s).
+        _StandIn("torch.utils.cpp_extension",
+                 {"include_paths": (_include_paths, "torch._inductor.cpp_builder"),
+                  "library_paths": (_library_paths, "torch._inductor.cpp_builder"),
+                  "TORCH_LIB_PATH": (_TORCH_LIB, "torch._inductor.cpp_builder")}),
     ]
 
 
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+_TORCH_LIB = os.path.join(_TORCH_DIR, "lib")
+
+
+# ``cpp_extension.include_paths`` and ``library_paths`` as torch 2.13 computes them for the
+# CPU; any other device gets the real function. Checked in tests/test_light_loads.py.
+def _include_paths(device_type: str = "cpu", torch_include_dirs: bool = True) -> list[str]:
+    if device_type != "cpu":
+        return _real_module("torch.utils.cpp_extension").include_paths(
+            device_type, torch_include_dirs)
+    include = os.path.join(_TORCH_DIR, "include")
+    return [include, os.path.join(include, "torch", "csrc", "api", "include")] \
+        if torch_include_dirs else []
+
+
+def _library_paths(device_type: str = "cpu", torch_include_dirs: bool = True,
+                   cross_target_platform: str | None = None) -> list[str]:
+    if device_type != "cpu":
+        return _real_module("torch.utils.cpp_extension").library_paths(
+            device_type, torch_include_dirs, cross_target_platform)
+    return [_TORCH_LIB] if torch_include_dirs else []
+
+
+def _minifier_stand_in() -> list[_StandIn]:
+    return [_StandIn("torch._dynamo.repro.after_dynamo",
+                     {"wrap_backend_debug": (_DeferredBackendDebug, "torch._dynamo.eval_frame")})]
+
+
 @contextlib.contextmanager
-def light_inductor_imports() -> Iterator[None]:
-    """While loading Inductor output code, register the stand-ins above for the modules not
-    imported yet (an imported one is simply used). Only for torch 2.13, the version the
-    kernel table was checked against; ``PRECOMPILE_FULL_IMPORTS=1`` turns it off."""
+def _stand_ins_while(make: Callable[[], list[_StandIn]]) -> Iterator[None]:
+    """Register the stand-ins ``make()`` returns for the modules not imported yet (an
+    imported one is simply used); afterwards sys.modules holds only real modules again.
+    Only for torch 2.13, the version they were checked against; ``PRECOMPILE_FULL_IMPORTS=1``
+    turns them off."""
     if not TORCH_VERSION.startswith("2.13.") or os.environ.get("PRECOMPILE_FULL_IMPORTS"):
         yield
         return
-    for name in _RUNTIME_MODULES:
-        _real_module(name)
-    added = [mod for mod in _stand_ins() if mod.__name__ not in sys.modules]
+    added = [mod for mod in make() if mod.__name__ not in sys.modules]
     sys.modules.update((mod.__name__, mod) for mod in added)
     try:
         yield
@@ -419,6 +483,45 @@ def light_inductor_imports() -> Iterator[None]:
         for mod in added:
             if sys.modules.get(mod.__name__) is mod:
                 del sys.modules[mod.__name__]
+
+
+def light_inductor_imports() -> Any:
+    """The stand-ins a graph load uses (a context manager)."""
+    return _stand_ins_while(_graph_load_stand_ins)
+
+
+class _ArtifactUnpickler(pickle.Unpickler):
+    """Unpickles an AOTAutograd entry. Its config refers to Inductor's
+    ``decomposition.select_decomp_table``, which only a compile calls, and importing that
+    module costs about 0.2 s: until something imports it, the entry gets
+    ``_DeferredDecompTable``, which imports and calls the real function."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == _DECOMP_TABLE and module not in sys.modules:
+            return _DEFERRED_DECOMP_TABLE
+        return super().find_class(module, name)
+
+
+_DECOMP_TABLE = ("torch._inductor.decomposition", "select_decomp_table")
+
+
+class _DeferredDecompTable:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _real_module(_DECOMP_TABLE[0]).select_decomp_table(*args, **kwargs)
+
+    def __copy__(self) -> _DeferredDecompTable:
+        return self  # a function: copies are the object itself (AOTAutograd copies entries)
+
+    def __deepcopy__(self, memo: Any) -> _DeferredDecompTable:
+        return self
+
+    def __reduce__(self) -> Any:  # pickles as the real function, by name
+        import pkgutil
+
+        return pkgutil.resolve_name, (":".join(_DECOMP_TABLE),)
+
+
+_DEFERRED_DECOMP_TABLE = _DeferredDecompTable()
 
 
 # ------------------------------------------------------------------- installing

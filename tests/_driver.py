@@ -21,10 +21,13 @@ import precompile.probes  # noqa: E402
 
 COUNTS = precompile.probes.count_engine_work()  # wraps compile_fx when (if) it is imported
 
-# Inductor's compiler, which loading a stored graph does not need (precompile/_torch.py,
-# "light graph loads"): a warm process that imports one of these paid for it.
+# Inductor's compiler, its decompositions, Dynamo's minifier and the C++ extension builder:
+# a warm start needs none of them (precompile/_torch.py, "light graph loads"), so a warm
+# process that imports one paid for it.
 COMPILER_MODULES = ("torch._inductor.compile_fx", "torch._inductor.graph",
-                    "torch._inductor.select_algorithm", "torch._inductor.lowering")
+                    "torch._inductor.select_algorithm", "torch._inductor.lowering",
+                    "torch._inductor.decomposition", "torch._dynamo.repro.after_dynamo",
+                    "torch.utils.cpp_extension")
 
 
 def main() -> None:

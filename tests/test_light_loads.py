@@ -25,6 +25,39 @@ def test_extern_kernel_table_is_inductors_registry() -> None:
         assert getattr(extern_kernels, name) is getattr(torch, target), name
 
 
+def test_cpu_build_paths_are_cpp_extensions() -> None:
+    from torch.utils import cpp_extension
+
+    assert _torch._TORCH_LIB == cpp_extension.TORCH_LIB_PATH
+    for flag in (True, False):
+        assert _torch._include_paths("cpu", flag) == cpp_extension.include_paths("cpu", flag)
+        assert _torch._library_paths("cpu", flag) == cpp_extension.library_paths("cpu", flag)
+
+
+def test_deferred_minifier_wrapper_looks_like_torchs() -> None:
+    from torch._dynamo.repro.after_dynamo import WrapBackendDebug
+
+    def plain_backend(gm, example_inputs):
+        return gm.forward
+
+    for backend in (torch._TorchCompileInductorWrapper("default", None, None), plain_backend):
+        real, deferred = WrapBackendDebug(backend, "x"), _torch._DeferredBackendDebug(backend, "x")
+        mine = {k: v for k, v in vars(deferred).items() if k != "_precompile_real"}
+        assert mine.keys() == vars(real).keys()
+        for key, value in vars(real).items():
+            assert mine[key] == value, key  # bound methods compare equal, not identical
+
+
+def test_deferred_decomposition_table_is_the_real_one() -> None:
+    import pickle
+
+    from torch._inductor.decomposition import select_decomp_table
+
+    deferred = _torch._DEFERRED_DECOMP_TABLE
+    assert pickle.loads(pickle.dumps(deferred)) is select_decomp_table
+    assert deferred() == select_decomp_table()
+
+
 def test_stand_ins_answer_only_generated_code_and_go_away() -> None:
     """In a process where the compiler is not imported yet: generated code gets the light
     objects; any other importer during the load gets the real ones; afterwards sys.modules
@@ -61,8 +94,9 @@ def test_stand_ins_answer_only_generated_code_and_go_away() -> None:
 
 def test_warm_inductor_start_skips_the_compiler(scenario: Scenario) -> None:
     """Matrix products (extern kernels), a convolution and fused pointwise C++ kernels:
-    the warm process loads them all, matches eager, and never imports compile_fx,
-    graph, select_algorithm or the lowering."""
+    the warm process loads them all, matches eager, and never imports Inductor's compiler
+    (compile_fx, graph, select_algorithm, lowering, decompositions), Dynamo's minifier or
+    the C++ extension builder."""
     scenario.write("""
         import torch, precompile
 
