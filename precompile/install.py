@@ -12,6 +12,7 @@ Globals are added only where the name is free (or already holds the same object)
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib
 import inspect
@@ -181,6 +182,7 @@ def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
     code = _retarget_filename(_resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
+    _skip_namedtuple_make(code)
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)
     inst.installed_entries += 1
@@ -227,6 +229,23 @@ def _resolve_refs(code: types.CodeType) -> types.CodeType:
                    else resolve_importable(c.name) if isinstance(c, ObjectRef) else c
                    for c in code.co_consts)
     return code if consts == code.co_consts else code.replace(co_consts=consts)
+
+
+# Every namedtuple class's ``_make`` shares this code object (collections/__init__.py).
+_NAMEDTUPLE_MAKE = collections.namedtuple("_Probe", "x")._make.__func__.__code__
+
+
+def _skip_namedtuple_make(code: types.CodeType) -> None:
+    """Dynamo's bytecode rebuilds a namedtuple output by calling the class's ``_make``; in the
+    writing process Dynamo skipped that frame when it was first called (nothing to compile)
+    and remembered it. Remember it here as well, so the first call traces nothing at all
+    (under ``fail_on_recompile`` that frame would otherwise raise)."""
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _skip_namedtuple_make(const)
+        elif getattr(getattr(const, "__func__", None), "__code__", None) is _NAMEDTUPLE_MAKE:
+            _torch.skip_code(_NAMEDTUPLE_MAKE)
+            return
 
 
 def _retarget_filename(code: types.CodeType, module_name: str,

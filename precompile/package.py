@@ -24,6 +24,7 @@ import importlib
 import inspect
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -349,6 +350,13 @@ class CompilePackage:
                 if ref is None:
                     return f"its bytecode needs the runtime-only global {name!r}"
                 pending.import_sources[name] = ref
+        for name in mod.__dict__.keys() - pending.globals_before - known:
+            # Globals only guards read: a namedtuple's ``__new__`` runs in a scope of its
+            # own, which Dynamo installs by id to guard what it looks up there.
+            if _DYNAMO_BY_ID.match(name) and name not in pending.import_sources:
+                ref = _namedtuple_scope_ref(mod.__dict__[name], mod)
+                if ref is not None:
+                    pending.import_sources[name] = ref
         return None
 
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:
@@ -575,6 +583,28 @@ def importable_name(value: Any) -> str | None:
     for part in qualname.split("."):
         found = getattr(found, part, None)
     return f"{module}:{qualname}" if found is value else None
+
+
+# The names ``OutputGraph.install_global_by_id`` gives: ``{prefix}_{id(value)}_c{compile_id}``.
+_DYNAMO_BY_ID = re.compile(r"^___\w+_\d+_c\d+$")
+
+
+def _namedtuple_scope_ref(scope: Any, mod: types.ModuleType) -> str | None:
+    """A reference to ``scope`` if it is the globals of a namedtuple class's ``__new__``
+    (``collections.namedtuple`` evaluates ``__new__`` in a namespace named
+    ``namedtuple_<typename>``) and that class can be found from ``mod`` by name."""
+    if not isinstance(scope, dict) or not str(scope.get("__name__", "")).startswith("namedtuple_"):
+        return None
+    typename = scope["__name__"][len("namedtuple_"):]
+    candidates = [mod.__dict__.get(typename)] + [
+        getattr(v, typename, None) for v in mod.__dict__.values() if isinstance(v, types.ModuleType)]
+    for cls in candidates:
+        new = getattr(cls, "__new__", None)
+        if isinstance(cls, type) and getattr(new, "__globals__", None) is scope:
+            ref = importable_name(cls)
+            if ref is not None:
+                return f"{ref}.__new__.__globals__"
+    return None
 
 
 def resolve_importable(ref: str) -> Any:

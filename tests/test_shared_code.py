@@ -164,3 +164,42 @@ def test_grad_mode_decorators(scenario: Scenario) -> None:
     assert sorted(p.name.split("-")[0] for p in scenario.packages()) == ["f", "g"]
     warm = scenario.run("warm", ORDER="gf").assert_warm()
     assert warm.stats["hits"] == 2, warm.describe()
+
+
+def test_namedtuple_outputs(scenario: Scenario) -> None:
+    """A namedtuple's ``__new__`` runs in a namespace of its own, which Dynamo guards through
+    a global it installs by id (``___unnamed_scope_<id>_c0``); precompile stores it as a
+    reference to the class, for a namedtuple of this module and of an imported one."""
+    (scenario.root / "shapes.py").write_text(
+        "import collections\nStats = collections.namedtuple('Stats', ['mean', 'std'])\n")
+    scenario.write("""
+        import collections, torch, precompile
+        import shapes
+
+        Out = collections.namedtuple("Out", ["logits", "stats"])
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = torch.nn.Linear(4, 4)
+
+            def forward(self, x):
+                h = self.lin(x)
+                return Out(h.relu(), shapes.Stats(h.mean(), h.std()))
+
+        torch.manual_seed(0)
+        net = Net()
+        compiled = precompile.cached(net)
+
+        def run():
+            x = torch.randn(3, 4)
+            with torch.no_grad():
+                got, want = compiled(x), net(x)
+            assert type(got) is Out and type(got.stats) is shapes.Stats, type(got)
+            return [("logits", got.logits, want.logits), ("mean", got.stats.mean, want.stats.mean),
+                    ("std", got.stats.std, want.stats.std)]
+    """)
+    cold = scenario.run("cold").assert_ok()
+    assert cold.stats["bypasses"] == 0, cold.describe()
+    warm = scenario.run("warm").assert_warm()
+    assert warm.stats["miss_reasons"] == [], warm.describe()
