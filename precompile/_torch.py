@@ -329,17 +329,26 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
 
 
 # ------------------------------------------------------------------- light graph loads
-# Loading a compiled graph imports about 1 s of Inductor's *compiler* for three names
-# (measured after torch._dynamo, torch 2.13 CPU):
+# A warm start that compiles nothing still imported about 1.7 s of compiler code (torch 2.13
+# CPU, measured after torch._dynamo) for a handful of names. Each is deferred until
+# something really compiles, and each stand-in is checked against torch's in
+# tests/test_light_loads.py:
 #   * the generated wrapper module runs
 #       from torch._inductor.select_algorithm import extern_kernels   (autotuner + lowering)
 #       from torch._inductor.codegen.memory_planning import _align     (wrapper codegen)
-#   * codecache.FxGraphCache.cache_hit_post_compile runs
-#       from .graph import GraphLowering    (0.9 s) only to read the test hook
-#       GraphLowering.save_output_code, which nobody can have set while graph is unimported.
-# While precompile loads a graph, those modules are stand-ins that give these names to
-# exactly those importers and forward everything else, and every other importer, to the
-# real module. Afterwards sys.modules holds only real modules again.
+#   * codecache.FxGraphCache.cache_hit_post_compile runs ``from .graph import GraphLowering``
+#     (0.9 s) only to read the test hook ``GraphLowering.save_output_code``, which nobody can
+#     have set while graph is unimported;
+#   * loading a C++ kernel asks cpp_extension (setuptools, 0.3 s) for two library paths;
+#   * unpickling an AOTAutograd entry imports Inductor's decompositions (0.2 s) for a
+#     function only a compile calls (``_ArtifactUnpickler``);
+#   * ``torch._dynamo.optimize`` imports the minifier (0.15-0.35 s) to wrap the backend
+#     (``_DeferredBackendDebug``).
+# The module-level ones are ``_StandIn``s, registered in sys.modules only while precompile
+# loads a graph (or calls optimize): they give their names to exactly those importers and
+# forward everything else, and every other importer, to the real module. Afterwards
+# sys.modules holds only real modules again. ``PRECOMPILE_FULL_IMPORTS=1`` turns all of
+# this off.
 
 # ``extern_kernels.<name>`` is what ``ExternKernelChoice(kernel, name=...)`` registered. These
 # names are registered with plain torch functions in torch 2.13 (kernel/mm.py, bmm.py,
@@ -398,9 +407,9 @@ class _GraphLoweringView(metaclass=_ForwardToGraphLowering):
 
 class _StandIn(types.ModuleType):
     """Registered under a heavy module's name during a load. ``answers`` maps a name to
-    (value, importer-module prefixes): those importers get the value, anyone else the real
-    module's attribute, so an unrelated import in the window (another thread, a cudagraph
-    post-compile importing the compiler) still gets real objects."""
+    (value, importer-module name prefix): that importer gets the value, anyone else the
+    real module's attribute, so an unrelated import in the window (another thread, a
+    cudagraph post-compile importing the compiler) still gets real objects."""
 
     def __init__(self, name: str, answers: dict[str, tuple[Any, str]]) -> None:
         super().__init__(name)
