@@ -5,7 +5,9 @@
 The scenario module defines ``run()`` returning ``[(name, compiled_result, eager_result)]``.
 In the warm phase the driver sets ``fail_on_recompile`` first, so any Dynamo compile raises.
 It counts Dynamo frames and calls into the backend compilers (Inductor's ``_compile_fx_inner``
-and ``fx_codegen_and_compile``) so tests can assert that nothing was compiled.
+and ``fx_codegen_and_compile``, C++ builds) so tests can assert that nothing was compiled,
+without importing the compiler to do so (precompile/probes.py), and lists which compiler
+modules the process imported.
 """
 import importlib.util
 import json
