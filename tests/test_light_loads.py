@@ -125,3 +125,37 @@ def test_warm_inductor_start_skips_the_compiler(scenario: Scenario) -> None:
     assert warm.result["compiler_modules"] == [], warm.describe()
     full = scenario.run("warm", PRECOMPILE_FULL_IMPORTS="1").assert_warm()
     assert "torch._inductor.select_algorithm" in full.result["compiler_modules"]
+
+
+def test_light_loaded_graphs_live_alongside_a_real_compile(scenario: Scenario) -> None:
+    """A warm process loads two packages without the compiler, then compiles something new
+    with plain torch.compile (which imports the real compiler), then runs the loaded graphs
+    again: every result matches eager, and only the new function was traced."""
+    scenario.write("""
+        import torch, precompile
+
+        def f(x, w):
+            return torch.nn.functional.gelu(x @ w).sum(-1)
+
+        def g(a, b):
+            return torch.bmm(a, b).softmax(-1)
+
+        def h(x):
+            return (x.cos() @ x.T).relu()
+
+        cf, cg = precompile.cached(f), precompile.cached(g)
+
+        def run():
+            x, w = torch.randn(8, 16), torch.randn(16, 16)
+            a, b = torch.randn(2, 3, 4), torch.randn(2, 4, 5)
+            out = [("f", cf(x, w), f(x, w)), ("g", cg(a, b), g(a, b))]
+            torch.compiler.set_stance("default")      # h is new in every process
+            out.append(("h", torch.compile(h)(x), h(x)))
+            out += [("f again", cf(x + 1, w), f(x + 1, w)), ("g again", cg(a, b), g(a, b))]
+            return out
+    """)
+    scenario.run("cold").assert_ok()
+    warm = scenario.run("warm").assert_ok()
+    assert warm.stats["hits"] == 2 and warm.stats["frames_traced"] == 0, warm.describe()
+    assert warm.frames == 1, warm.describe()  # h only
+    assert "torch._inductor.select_algorithm" in warm.result["compiler_modules"]
