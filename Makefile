@@ -6,12 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
+# torch pinned in every install: pyproject allows a range, and given one, pip replaces an
+# installed CPU torch with the newest release it finds (a multi-GB CUDA build).
+TORCH := torch==2.13.0
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch pinned explicitly: a range would let pip pick a multi-GB CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[test]' $(TORCH)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,7 +32,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -e '.[bench]' $(TORCH)
 	$(PY) -m bench
 
 clean:
