@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import inspect
 import io
 import os
@@ -371,8 +372,6 @@ _RUNTIME_MODULES = ("torch._inductor.debug",)
 
 def _real_module(name: str) -> types.ModuleType:
     """Import the real module ``name``, first removing a stand-in registered under it."""
-    import importlib
-
     if isinstance(sys.modules.get(name), _StandIn):
         del sys.modules[name]
     return importlib.import_module(name)
@@ -426,14 +425,19 @@ class _StandIn(types.ModuleType):
         return getattr(_real_module(self.__name__), name)
 
 
+# One namespace for every generated module: a name resolved for one graph is resolved for all.
+_EXTERN_KERNELS = _LazyExternKernels()
+
+
 def _graph_load_stand_ins() -> list[_StandIn]:
+    """The stand-ins for one graph load; first imports ``_RUNTIME_MODULES`` for real."""
     from torch._inductor.utils import _align  # memory_planning re-exports this one
 
     for name in _RUNTIME_MODULES:
         _real_module(name)
     return [
         _StandIn("torch._inductor.select_algorithm",
-                 {"extern_kernels": (_LazyExternKernels(), _GENERATED_CODE)}),
+                 {"extern_kernels": (_EXTERN_KERNELS, _GENERATED_CODE)}),
         _StandIn("torch._inductor.codegen.memory_planning",
                  {"_align": (_align, _GENERATED_CODE)}),
         _StandIn("torch._inductor.graph",
