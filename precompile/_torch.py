@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from . import format
 from .errors import NotCapturableError
 
 TORCH_VERSION = str(torch.__version__)
@@ -55,10 +56,14 @@ def bundle_lazy_backwards() -> None:
 
 # Functions Dynamo puts into graphs that AOTAutograd's cache does not allowlist, although
 # they are plain torch API: a graph that calls them produced no artifact, so the frame was
-# never stored. ``torch.inference_mode()`` as a decorator puts the first two in every graph.
+# never stored. ``torch.inference_mode()`` as a decorator puts the first two in every graph,
+# a ``torch.autocast(...)`` region the last two (device type, dtype and enabled flag are
+# their arguments, i.e. part of the graph and of its cache key).
 CACHEABLE_GRAPH_CALLS = (
     "torch.autograd.grad_mode._enter_inference_mode",
     "torch.autograd.grad_mode._exit_inference_mode",
+    "torch.amp.autocast_mode._enter_autocast",
+    "torch.amp.autocast_mode._exit_autocast",
 )
 
 
@@ -72,6 +77,33 @@ def cacheable_graph_calls() -> Any:
     for name in CACHEABLE_GRAPH_CALLS:
         marked.setdefault(name, TORCH_VERSION)
     return inductor_config.patch(unsafe_marked_cacheable_functions=marked)
+
+
+@contextlib.contextmanager
+def optimizer_state_as_inputs() -> Iterator[None]:
+    """While one of precompile's frames compiles, let a compiled ``optimizer.step()`` take its
+    parameters and state as graph inputs.
+
+    Dynamo's optimizer support marks them ``mark_static_address(t, guard=True)``
+    (variables/optimizer.py), which bakes each tensor into the graph as an attribute behind an
+    ``ID_MATCH`` guard, and OutputGraph then bypasses packaging ("Graph contains named
+    parameters due to static addresses"): such a graph holds this process's tensors. Marked
+    ``guard=False`` they are static for cudagraphs all the same but lifted as inputs, read by
+    the bytecode from the optimizer each call, so the graph works in any process. Same
+    results; a few more bytecode loads per step.
+    """
+    from torch._dynamo import decorators
+
+    real = decorators.mark_static_address
+
+    def mark_static_address(t: Any, guard: bool = False) -> None:
+        real(t, guard=False)
+
+    decorators.mark_static_address = mark_static_address
+    try:
+        yield
+    finally:
+        decorators.mark_static_address = real
 
 
 def functorch_patch(**values: Any) -> Any:
@@ -186,11 +218,38 @@ def failed_precompiled_guards(code: types.CodeType) -> list[str]:
     return reasons
 
 
-def _guard_fail_adapter(fn: Callable[[str, types.CodeType], None]) -> Callable[[Any], None]:
-    def on_fail(failure: Any) -> None:  # torch._guards.GuardFail(reason, orig_code)
-        fn(str(failure.reason), failure.orig_code)
+class _GuardFailAdapter:
+    """Dynamo's ``guard_fail_fn(GuardFail(reason, orig_code))`` as ``fn(reason, code)``.
+    Pickles (``torch.save`` of a compiled module) as whatever ``fn`` pickles as."""
 
-    return on_fail
+    def __init__(self, fn: Callable[[str, types.CodeType], None]) -> None:
+        self.fn = fn
+
+    def __call__(self, failure: Any) -> None:
+        self.fn(str(failure.reason), failure.orig_code)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _guard_fail_adapter, (self.fn,)
+
+
+def _guard_fail_adapter(fn: Callable[[str, types.CodeType], None] | None
+                        ) -> _GuardFailAdapter | None:
+    return _GuardFailAdapter(fn) if fn is not None else None
+
+
+def dynamo_skips_frame_after(error: BaseException) -> bool:
+    """Whether Dynamo, having failed to compile a frame with ``error``, runs that code eagerly
+    from then on: a "soft" failure (``Unsupported``, ``UserError``) outside fullgraph, without
+    an execution strategy of its own (torch/_dynamo/convert_frame.py ``ConvertFrame``)."""
+    from torch._dynamo import exc
+
+    hard = tuple(getattr(exc, name) for name in ("UncapturedHigherOrderOpError",
+                                                 "ResumePrologueTracingError")
+                 if hasattr(exc, name))
+    if isinstance(error, hard):
+        return False
+    return (isinstance(error, (exc.Unsupported, exc.UserError))
+            and getattr(error, "frame_exec_strategy", None) is None)
 
 
 @dataclasses.dataclass
@@ -248,6 +307,45 @@ def innermost_fn(fn: Any) -> Any:
     from torch._dynamo.eval_frame import innermost_fn as _innermost
 
     return _innermost(fn)
+
+
+# ------------------------------------------------------------- bytecode constants
+
+
+# torch value types Dynamo bakes into transformed bytecode as constants (a device read from a
+# tensor and passed across a graph break, a dtype, a size), stored as ``format.ValueRef`` by
+# name: kind -> (type, how to write it as plain data, how to rebuild it from that data).
+_NAMED_TORCH_TYPES = {"torch.dtype": torch.dtype, "torch.layout": torch.layout,
+                      "torch.memory_format": torch.memory_format}
+
+
+def value_ref(value: Any) -> format.ValueRef | None:
+    """``value`` as plain data the package format can hold, or None for other types."""
+    if type(value) is torch.device:
+        return format.ValueRef("torch.device", (value.type, value.index))
+    if type(value) is torch.Size:
+        return format.ValueRef("torch.Size", tuple(int(d) for d in value))
+    for kind, cls in _NAMED_TORCH_TYPES.items():
+        if type(value) is cls:
+            name = str(value).removeprefix("torch.")
+            if getattr(torch, name, None) is value:
+                return format.ValueRef(kind, (name,))
+    return None
+
+
+def rebuild_value(ref: format.ValueRef) -> Any:
+    """The constant ``value_ref`` stored; raises ValueError for anything not on its list."""
+    if ref.kind == "torch.device" and len(ref.args) == 2:
+        kind, index = ref.args
+        if isinstance(kind, str) and (index is None or type(index) is int):
+            return torch.device(kind, index) if index is not None else torch.device(kind)
+    elif ref.kind == "torch.Size" and all(type(d) is int for d in ref.args):
+        return torch.Size(ref.args)
+    elif ref.kind in _NAMED_TORCH_TYPES and len(ref.args) == 1 and isinstance(ref.args[0], str):
+        value = getattr(torch, ref.args[0], None)
+        if type(value) is _NAMED_TORCH_TYPES[ref.kind]:
+            return value
+    raise ValueError(f"package holds a constant precompile cannot rebuild: {ref.kind}{ref.args}")
 
 
 # ------------------------------------------------------------- backend artifacts
@@ -550,12 +648,60 @@ class _GuardsUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "torch._dynamo.guards":
-            if name == "GuardsStatePickler":
-                return _RepairedGuardsStatePickler
-            if name == "GuardsStatePickler._unpickle_tensor":
-                return _repaired_unpickle_tensor
-        return super().find_class(module, name)
+        return _repaired_class(module, name) or super().find_class(module, name)
+
+
+def _repaired_class(module: str, name: str) -> Any:
+    if module == "torch._dynamo.guards":
+        if name == "GuardsStatePickler":
+            return _RepairedGuardsStatePickler
+        if name == "GuardsStatePickler._unpickle_tensor":
+            return _repaired_unpickle_tensor
+    return None
+
+
+class _LenientGuardsUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """The pure-Python unpickler, tried when ``_GuardsUnpickler`` fails: an object whose
+    ``__setstate__`` raises is restored the default way (its ``__dict__`` updated).
+
+    Dynamo prunes from the guard state every value no guard reads, replacing it with a
+    ``_Missing`` placeholder. A class whose ``__setstate__`` computes with its state then
+    fails: ``Adam.__setstate__`` calls ``float(state["step"])`` on a pruned step tensor, so
+    no compiled optimizer step with existing state could be loaded. Guards read attributes,
+    which the default restore provides.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _repaired_class(module, name) or super().find_class(module, name)
+
+    def load_build(self) -> None:
+        inst = self.stack[-2]
+        state = self.stack[-1]
+        try:
+            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - fall back to the default restore below
+            if self.stack and self.stack[-1] is state and state is not inst:
+                self.stack.pop()  # (load_build pops it first; kept in case that changes)
+            if not self.stack or self.stack[-1] is not inst:
+                raise
+            slots = None
+            if isinstance(state, tuple) and len(state) == 2:
+                state, slots = state
+            if state:
+                inst.__dict__.update(state)
+            for key, value in (slots or {}).items():
+                setattr(inst, key, value)
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+def unpickle_guards_state(data: bytes) -> Any:
+    """Dynamo's pickled GuardsState (fast unpickler first, lenient one if that fails)."""
+    try:
+        return _GuardsUnpickler(io.BytesIO(data)).load()
+    except Exception:  # noqa: BLE001 - retried; a second failure propagates
+        return _LenientGuardsUnpickler(io.BytesIO(data)).load()
 
 
 def _repaired_unpickle_tensor(meta_tensor: Any, device: Any, pytype: Any,
@@ -599,7 +745,7 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
     except ImportError:
         ctx = nullcontext()
     with ctx:
-        state = _GuardsUnpickler(io.BytesIO(guards_state)).load()
+        state = unpickle_guards_state(guards_state)
     if not isinstance(state, GuardsState):
         raise TypeError(f"guard state blob holds a {type(state).__name__}")
     name = state.output_graph.name_of_builtins_dict_key_in_fglobals
@@ -609,7 +755,7 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
     return CheckFunctionManager(
         code, OutputGraphCommon(state.output_graph), shape_code_parts=state.shape_code_parts,
         runtime_global_scope=f_globals,
-        guard_fail_fn=_guard_fail_adapter(guard_fail_fn) if guard_fail_fn else None,
+        guard_fail_fn=_guard_fail_adapter(guard_fail_fn),
     ).guard_manager
 
 
@@ -663,14 +809,36 @@ def _shadowed_function(obj: Any) -> bool:
     return found is not obj
 
 
+def rebuild_function(code: types.CodeType, module: str, name: str, qualname: str,
+                     defaults: tuple[Any, ...] | None, kwdefaults: dict[str, Any] | None,
+                     closure: tuple[types.CellType, ...] | None) -> types.FunctionType:
+    """Unpickle a function that cannot be found by name (nested, or shadowed by its
+    decorator) with the ``__name__`` it had. Dynamo's own ``_unpickle_nested_function``
+    names it by its qualname, so a guard such as ``L['func'].__name__ == 'forward'``
+    (transformers' ``deprecate_kwarg`` reads it) was rebuilt as ``== 'Cls.forward'`` and
+    failed on every warm call."""
+    fn = types.FunctionType(code, importlib.import_module(module).__dict__, name, defaults,
+                            closure)
+    fn.__qualname__ = qualname
+    fn.__kwdefaults__ = kwdefaults
+    return fn
+
+
 def _hook_guard_serialization() -> None:
     """Two repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
 
-    * ``serialize_guards`` leaves out the identity guards kept live (``keep_guard_live_only``);
+    * ``serialize_guards`` leaves out the identity guards kept live (``keep_guard_live_only``),
+      and turns any error into Dynamo's ``PackageError`` (a bypass of this entry, its reason
+      kept for ``take_guard_failure``): torch 2.13 lets a ``TypeError`` from pickling an
+      object in the guarded scope escape into the user's call;
+    * precompile's own front functions (``_precompile`` attribute; one replaces
+      ``model.forward`` in Hugging Face's ``generate`` recipe) pickle as Dynamo's placeholder,
+      never with their closure (which holds locks);
     * ``GuardsStatePickler`` stores a function whose name finds its decorator's wrapper
       (``_shadowed_function``, e.g. the ``forward`` that transformers' ``can_return_tuple``
       wraps) as an unresolvable placeholder, and the guards on its ``__defaults__`` then fail
-      to load. Pickle it the way Dynamo pickles nested functions: code, module, defaults.
+      to load; it rebuilds nested functions with the wrong ``__name__``. Both are pickled as
+      code, module, names, defaults and closure (``rebuild_function``).
     """
     from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
 
@@ -681,10 +849,12 @@ def _hook_guard_serialization() -> None:
 
     @functools.wraps(original_reduce)
     def reducer_override(self: Any, obj: Any) -> Any:
-        if getattr(_RECORDING, "depth", 0) and _shadowed_function(obj):
-            return type(self)._unpickle_nested_function, (
-                obj.__code__, obj.__module__, obj.__qualname__, obj.__defaults__,
-                obj.__closure__)
+        if getattr(_RECORDING, "depth", 0) and inspect.isfunction(obj) and (
+                "<locals>" in obj.__qualname__ or _shadowed_function(obj)) and not hasattr(
+                obj, "_precompile"):
+            return rebuild_function, (
+                obj.__code__, obj.__module__, obj.__name__, obj.__qualname__, obj.__defaults__,
+                obj.__kwdefaults__, obj.__closure__)
         return original_reduce(self, obj)
 
     GuardsStatePickler.reducer_override = reducer_override  # type: ignore[method-assign]
@@ -692,12 +862,30 @@ def _hook_guard_serialization() -> None:
     @functools.wraps(original)
     def serialize_guards(self: Any, builder: Any, sorted_guards: list[Any],
                          output_graph: Any) -> bytes:
+        if not getattr(_RECORDING, "depth", 0):
+            return original(self, builder, sorted_guards, output_graph)
         if _LIVE_ONLY_GUARDS:
             sorted_guards = [g for g in sorted_guards if id(g) not in _LIVE_ONLY_GUARDS]
-        return original(self, builder, sorted_guards, output_graph)
+        try:
+            return original(self, builder, sorted_guards, output_graph)
+        except Exception as e:  # noqa: BLE001 - any failure here is a bypass, never a crash
+            from torch._dynamo.exc import PackageError
+
+            _RECORDING.guard_failure = f"{type(e).__name__}: {e}"
+            if isinstance(e, PackageError):
+                raise
+            raise PackageError(_RECORDING.guard_failure) from e
 
     serialize_guards._precompile_hooked = True  # type: ignore[attr-defined]
     CheckFunctionManager.serialize_guards = serialize_guards  # type: ignore[method-assign]
+
+
+def take_guard_failure() -> str | None:
+    """Why Dynamo could not serialize the guards of the frame compiling on this thread (it
+    then calls the recorder's ``bypass_current_entry``), once."""
+    reason = getattr(_RECORDING, "guard_failure", None)
+    _RECORDING.guard_failure = None
+    return reason
 
 
 def guard_source_name(entry: Any) -> str:

@@ -33,7 +33,7 @@ from .context import PrecompileContext
 from .errors import (FormatError, IncompatibleError, LockTimeout, PackageError,
                      SourceChangedError, StoreError)
 from .install import Installation, check_sources, install
-from .package import CompilePackage
+from .package import CompilePackage, RecorderHook
 from .counters import STATS
 
 log = logging.getLogger("precompile")
@@ -115,11 +115,12 @@ class Cached:
         self.main_code, self.module = _main_code(target)
         self.package = CompilePackage(self.main_code, self.module, "", {},
                                       eager_backward=policy.eager_backward,
-                                      capture_kernels=self.backend_desc.startswith("inductor"))
+                                      capture_kernels=self.backend_desc.startswith("inductor"),
+                                      skip_on_soft_failure=not fullgraph)
         self.compiled = _torch.optimize(backend_obj, self.package, dynamic=dynamic,
                                         fullgraph=fullgraph,
-                                        guard_filter_fn=self.package.guard_filter,
-                                        guard_fail_fn=self.package.on_guard_fail)
+                                        guard_filter_fn=RecorderHook(self.package.guard_filter),
+                                        guard_fail_fn=RecorderHook(self.package.on_guard_fail))
         self.installation: Installation | None = None
         self._preloaded = preloaded
         self._ready = False
@@ -637,7 +638,10 @@ def _front(impl: Cached) -> Any:
             return impl.call(inner_forward, args, kwargs)
 
         compiled.forward = forward
-        compiled._precompile = impl
+        # On the OptimizedModule itself, not (through its __setattr__) on the user's module:
+        # copy.deepcopy / pickle / state_dict of the user's module then never meet it, and a
+        # copy is what plain torch.compile's copy is (OptimizedModule.__reduce__).
+        object.__setattr__(compiled, "_precompile", impl)
         return compiled
 
     @functools.wraps(impl.target if callable(impl.target) else compiled)

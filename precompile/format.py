@@ -45,6 +45,7 @@ EXT_ELLIPSIS = 5
 EXT_BIGINT = 6
 EXT_SLICE = 7
 EXT_REF = 8
+EXT_VALUE = 9
 
 # Fields of a code object, as accepted by ``CodeType.replace`` on Python >= 3.11.
 CODE_FIELDS = (
@@ -75,7 +76,19 @@ class ObjectRef:
     name: str
 
 
-_SCALARS = (type(None), bool, int, float, str, bytes, complex, slice, type(Ellipsis), ObjectRef)
+@dataclasses.dataclass(frozen=True)
+class ValueRef:
+    """A constant stored as plain data plus the name of a value type the installer knows how
+    to rebuild (``("torch.device", ("cpu", None))``): Dynamo bakes devices, dtypes and sizes
+    into bytecode. Only names on the installer's allow-list are ever rebuilt
+    (``_torch.rebuild_value``); the format itself constructs nothing."""
+
+    kind: str
+    args: tuple[Any, ...]
+
+
+_SCALARS = (type(None), bool, int, float, str, bytes, complex, slice, type(Ellipsis), ObjectRef,
+            ValueRef)
 
 
 def storable(value: Any) -> bool:
@@ -112,6 +125,8 @@ def _default(obj: Any) -> msgpack.ExtType:
         return msgpack.ExtType(EXT_SLICE, _pack([obj.start, obj.stop, obj.step]))
     if type(obj) is ObjectRef:
         return msgpack.ExtType(EXT_REF, obj.name.encode())
+    if type(obj) is ValueRef:
+        return msgpack.ExtType(EXT_VALUE, _pack([obj.kind, list(obj.args)]))
     raise TypeError(f"precompile cannot store a value of type {type(obj).__name__}: {obj!r}")
 
 
@@ -146,6 +161,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
             return ObjectRef(data.decode())
         except UnicodeDecodeError:
             raise FormatError("malformed object reference in package") from None
+    if code == EXT_VALUE:
+        kind, args = _pair(_unpack(data), 2)
+        if not isinstance(kind, str):
+            raise FormatError("malformed value in package")
+        return ValueRef(kind, tuple(_as_list(args)))
     raise FormatError(f"unknown value type {code} in package (written by a newer precompile?)")
 
 

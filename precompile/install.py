@@ -27,7 +27,7 @@ from cache_backends.local import write_atomically
 
 from . import _torch, identity, keys
 from .errors import SourceChangedError
-from .format import ObjectRef
+from .format import ObjectRef, ValueRef
 from .package import (ROLE_MAIN, ROLE_RESUME, CompilePackage, FrameRecord, GuardedEntry,
                       resolve_importable)
 
@@ -47,6 +47,11 @@ class Installation:
     skipped: list[str] = dataclasses.field(default_factory=list)
     _globals: list[tuple[dict[str, Any], str, Any]] = dataclasses.field(default_factory=list)
     _codes: list[types.CodeType] = dataclasses.field(default_factory=list)
+    # (module, fingerprint) -> the one code object every global name of a resume function
+    # calls: Dynamo reuses a resume function's code under a new global name when it
+    # compiles the same graph break again (recursion, another caller), and the entries
+    # recorded for it hang on that one code object, whichever name led there.
+    _resume_codes: dict[tuple[str, str], types.CodeType] = dataclasses.field(default_factory=dict)
 
     def add_global(self, scope: dict[str, Any], name: str, value: Any) -> None:
         scope[name] = value
@@ -137,7 +142,8 @@ def _target_code(frame: FrameRecord, pkg: CompilePackage,
     if frame.role == ROLE_MAIN:
         return pkg.main_code
     if frame.role == ROLE_RESUME:
-        code = _retarget_filename(frame.code, frame.module)
+        code = inst._resume_codes.setdefault(
+            (frame.module, frame.fingerprint), _retarget_filename(frame.code, frame.module))
         scope = _module_dict(frame.module)
         if scope is None or not frame.global_name:
             inst.skipped.append(f"{frame.qualname}: cannot place resume function")
@@ -223,10 +229,11 @@ def _module_dict(module_name: str) -> dict[str, Any] | None:
 
 
 def _resolve_refs(code: types.CodeType) -> types.CodeType:
-    """Stored code with its ``ObjectRef`` constants replaced by the objects they name
-    (raises if one is gone: the entry is then not installed)."""
+    """Stored code with its ``ObjectRef`` and ``ValueRef`` constants replaced by the objects
+    they name (raises if one is gone: the entry is then not installed)."""
     consts = tuple(_resolve_refs(c) if isinstance(c, types.CodeType)
-                   else resolve_importable(c.name) if isinstance(c, ObjectRef) else c
+                   else resolve_importable(c.name) if isinstance(c, ObjectRef)
+                   else _torch.rebuild_value(c) if isinstance(c, ValueRef) else c
                    for c in code.co_consts)
     return code if consts == code.co_consts else code.replace(co_consts=consts)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import hashlib
 import importlib
 import inspect
@@ -30,7 +31,7 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import _torch, format, keys
@@ -112,18 +113,28 @@ class _Pending:
     live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter
 
 
+# Code objects Dynamo decided to run eagerly, process-wide. Dynamo reuses a resume function's
+# code for the same graph break in another compile (another package, e.g. every optimizer's
+# ``step`` wrapper) and never traces a skipped code again, so a package that only meets it
+# as a resume function learns from here that it is skipped.
+_DYNAMO_SKIPS: set[types.CodeType] = set()
+
+
 class CompilePackage:
     """Record of one function's compiled frames (Dynamo's package protocol)."""
 
     def __init__(self, main_code: types.CodeType, module: str, key: str,
                  factors: dict[str, str], *, eager_backward: bool = True,
-                 capture_kernels: bool = False) -> None:
+                 capture_kernels: bool = False, skip_on_soft_failure: bool = True) -> None:
         self.key = key
         self.factors = dict(factors)
         self.module = module
         self.main_code = main_code
         self.eager_backward = eager_backward
         self.capture_kernels = capture_kernels
+        # Without fullgraph, Dynamo answers a frame it cannot compile by running it eagerly
+        # for good (convert_frame.ConvertFrame); with fullgraph the error reaches the caller.
+        self.skip_on_soft_failure = skip_on_soft_failure
         # C++ kernel libraries the compiled code loads: path relative to the Inductor cache
         # dir -> absolute path here (recorded) or bytes (read from a package)
         self.kernel_paths: dict[str, str] = {}
@@ -147,6 +158,19 @@ class CompilePackage:
         self._pending: list[_Pending] = []
         self.add_frame(FrameRecord(ROLE_MAIN, module, main_code.co_qualname,
                                    keys.code_fingerprint(main_code), main_code))
+
+    # ------------------------------------------------ copies of the user's objects
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CompilePackage:
+        """Dynamo keeps the recorder on the compiled module's context, so ``copy.deepcopy``
+        of a compiled module reaches it: the copy compiles into the same record (one package
+        per function, whichever instance runs it)."""
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        """``pickle`` / ``torch.save`` of a compiled module reach the recorder too: it
+        unpickles as no recorder, so the loaded module is plain ``torch.compile``'s."""
+        return _no_recorder, ()
 
     # --------------------------------------------------------------- frames
 
@@ -189,6 +213,26 @@ class CompilePackage:
         before = frozenset(mod.__dict__) if mod is not None else frozenset()
         pending = _Pending(frame, before)
         self._pending.append(pending)
+        libs: list[str] = []
+        started = time.perf_counter()
+        outcome: BaseException | None = None
+        try:
+            with self._recording(libs):
+                yield
+        except BaseException as e:
+            outcome = e
+            raise
+        finally:
+            self._pending.pop()
+            _torch.forget_live_only(pending.live_only)
+            self._note_kernel_libraries(libs)
+            with self.lock:
+                self.compile_seconds += time.perf_counter() - started
+            self._note_outcome(pending, outcome)
+
+    @contextlib.contextmanager
+    def _recording(self, libs: list[str]) -> Iterator[None]:
+        """What is patched while Dynamo compiles one of our frames."""
         # Make AOTAutograd hand every graph it compiles to the PrecompileContext as one
         # self-contained artifact, whatever the backend's own compiler is (aot_eager too).
         patches = {"bundled_autograd_cache": True, "force_autograd_cache": True}
@@ -196,30 +240,33 @@ class CompilePackage:
             # Compile the backward with the forward, so the stored artifact is complete even
             # if this process never calls .backward() (see DESIGN in README).
             patches["force_non_lazy_backward_lowering"] = True
-        ok = False
-        libs: list[str] = []
-        started = time.perf_counter()
-        try:
-            with contextlib.ExitStack() as stack:
-                stack.enter_context(_torch.functorch_patch(**patches))
-                stack.enter_context(_torch.recording_guards())
-                stack.enter_context(_torch.cacheable_graph_calls())
-                if self.capture_kernels:
-                    stack.enter_context(_torch.no_precompiled_headers())
-                stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
-                yield
-            ok = True
-        finally:
-            self._pending.pop()
-            _torch.forget_live_only(pending.live_only)
-            self._note_kernel_libraries(libs)
-            with self.lock:
-                self.compile_seconds += time.perf_counter() - started
-            if ok and not pending.added_entry and pending.bypass_reason is None:
-                with self.lock:
-                    if not frame.entries and not frame.skipped:
-                        frame.skipped = True
-                        self.touch()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_torch.functorch_patch(**patches))
+            stack.enter_context(_torch.recording_guards())
+            stack.enter_context(_torch.cacheable_graph_calls())
+            stack.enter_context(_torch.optimizer_state_as_inputs())
+            if self.capture_kernels:
+                stack.enter_context(_torch.no_precompiled_headers())
+            stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
+            yield
+
+    def _note_outcome(self, pending: _Pending, error: BaseException | None) -> None:
+        """A frame compiled without an entry: if Dynamo will run it eagerly from now on
+        (nothing to compile, or a failure it answers by skipping the frame), record that, so
+        a loading process skips it too instead of tracing it again."""
+        frame = pending.frame
+        if pending.added_entry or pending.bypass_reason is not None:
+            return
+        if error is not None and not (self.skip_on_soft_failure
+                                      and _torch.dynamo_skips_frame_after(error)):
+            return
+        _DYNAMO_SKIPS.add(frame.code)
+        with self.lock:
+            if not frame.entries and not frame.skipped:
+                frame.skipped = True
+                self.touch()
+                log.debug("precompile: %s: Dynamo runs it eagerly%s; recorded as skipped",
+                          frame.qualname, f" ({type(error).__name__})" if error else "")
 
     def _note_kernel_libraries(self, paths: list[str]) -> None:
         if not paths:
@@ -253,7 +300,8 @@ class CompilePackage:
         with self.lock:
             self._resume_names[function_name] = stored
         frame = FrameRecord(ROLE_RESUME, python_module, python_code.co_qualname,
-                            keys.code_fingerprint(python_code), python_code, global_name=stored)
+                            keys.code_fingerprint(python_code), python_code, global_name=stored,
+                            skipped=python_code in _DYNAMO_SKIPS)
         self.add_frame(frame, python_code)
 
     def add_backend_id(self, backend_id: str, backend: Any | None = None) -> None:
@@ -263,8 +311,10 @@ class CompilePackage:
             PrecompileContext.get().record_compiled_fn(backend_id, backend)
 
     def bypass_current_entry(self) -> None:
+        reason = _torch.take_guard_failure()
         if self._current is not None:
-            self._current.bypass_reason = "Dynamo could not serialize this frame's guards"
+            self._current.bypass_reason = "Dynamo could not serialize this frame's guards" + (
+                f" ({reason})" if reason else "")
 
     def update_device_type(self, graph: Any) -> None:
         for node in getattr(graph, "nodes", ()):
@@ -298,9 +348,8 @@ class CompilePackage:
             # later process's own resume functions can never shadow ours.
             dynamo_code = _rename_globals(dynamo_code, self._resume_names)
         stored_code = _code_with_refs(dynamo_code)
-        if stored_code is None:
-            pending.bypass_reason = ("its bytecode holds a constant that is neither plain data "
-                                     "nor importable by name")
+        if isinstance(stored_code, str):
+            pending.bypass_reason = stored_code
             self._bypass(pending)
             return
         dynamo_code = stored_code
@@ -372,6 +421,7 @@ class CompilePackage:
         """Keep every guard. Identity guards stay in this process's entry (as under plain
         torch.compile) but are stored as fingerprint checks instead (see identity.py)."""
         pending = self._current
+        checks: list[tuple[str, str, Any]] = []  # (source, guard type, guarded object)
         for e in entries:
             types_ = {e.guard_type, *e.derived_guard_types}
             if types_ & _torch.IDENTITY_GUARD_TYPES:
@@ -380,8 +430,11 @@ class CompilePackage:
                 if pending is not None and e.has_value:
                     # The unstripped name (``L['self'].act``, not ``self.act``) says
                     # unambiguously whether the object is reached from the call's locals.
-                    pending.identity_checks.append(IdentityCheck(
-                        _torch.guard_source_name(e), e.guard_type, object_fingerprint(e.value)))
+                    checks.append((_torch.guard_source_name(e), e.guard_type, e.value))
+        if pending is not None:
+            pending.identity_checks.extend(
+                IdentityCheck(source, kind, object_fingerprint(value))
+                for source, kind, value in _without_by_id_aliases(checks))
         return [True] * len(entries)
 
     # ------------------------------------------------------ artifacts for save
@@ -557,6 +610,32 @@ class CompilePackage:
 # ------------------------------------------------------------------ helpers
 
 
+def _no_recorder() -> None:
+    """What a pickled CompilePackage or RecorderHook unpickles as: nothing (see
+    ``CompilePackage.__reduce__``)."""
+    return None
+
+
+class RecorderHook:
+    """A recorder method handed to Dynamo as a callback (guard filter, guard failures).
+    Copies share it, like the recorder; pickled, it is no callback at all, as the recorder
+    is no recorder."""
+
+    __slots__ = ("method",)
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+
+    def __call__(self, *args: Any) -> Any:
+        return self.method(*args)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RecorderHook:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _no_recorder, ()
+
+
 def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:
     if not isinstance(value, kind):
         name = getattr(kind, "__name__", None) or " or ".join(k.__name__ for k in kind)
@@ -576,6 +655,9 @@ def importable_name(value: Any) -> str | None:
             return name if name and resolve_importable(name) == value else None
         except Exception:  # noqa: BLE001 - not reachable by that name
             return None
+    if isinstance(value, enum.Enum):
+        owner = importable_name(type(value))
+        return f"{owner}.{value.name}" if owner and getattr(type(value), value.name, None) is value else None
     module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
@@ -587,6 +669,25 @@ def importable_name(value: Any) -> str | None:
 
 # The names ``OutputGraph.install_global_by_id`` gives: ``{prefix}_{id(value)}_c{compile_id}``.
 _DYNAMO_BY_ID = re.compile(r"^___\w+_\d+_c\d+$")
+# A guard source rooted at such a global, also with two underscores (``__optimizer_<id>``,
+# ``__optimizer_state_tensor``): ``G['__optimizer_1_2_c0']()``.
+_BY_ID_SOURCE = re.compile(r"^G\['__\w+_\d+_c\d+'\]")
+
+
+def _without_by_id_aliases(checks: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    """Drop identity checks on a global Dynamo named by ``id()`` whose object another check
+    already pins down through a source that exists in every process.
+
+    Dynamo keeps, for example, a weakref to a compiled optimizer in a global
+    ``__optimizer_<id>_<id>_c<n>`` (variables/optimizer.py: to drop the code when the optimizer
+    dies) and guards ``G['__optimizer_...']()`` *is* that optimizer, which is also
+    ``L['self']``. Such a global means nothing in another process, but the object is still
+    checked through ``L['self']``. A by-id source with no such alias is kept, so its entry is
+    not installed elsewhere (never a guess).
+    """
+    kept = [c for c in checks if not _BY_ID_SOURCE.match(c[0])]
+    pinned = {id(value) for _, _, value in kept}
+    return kept + [c for c in checks if _BY_ID_SOURCE.match(c[0]) and id(c[2]) not in pinned]
 
 
 def _namedtuple_scope_ref(scope: Any, mod: types.ModuleType) -> str | None:
@@ -623,23 +724,37 @@ def _all_names(code: types.CodeType) -> Iterator[str]:
             yield from _all_names(const)
 
 
-def _code_with_refs(code: types.CodeType) -> types.CodeType | None:
-    """``code`` with every constant the format cannot hold replaced by an ``ObjectRef`` to
-    it (Dynamo loads some objects as constants: a namedtuple's ``_make``, a class), or None
-    if one is not importable by name."""
+def _code_with_refs(code: types.CodeType) -> types.CodeType | str:
+    """``code`` with every constant the format cannot hold replaced by a reference it can:
+    a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes), an ``ObjectRef``
+    for objects found by name (a namedtuple's ``_make``, a class, an enum member). Returns
+    why not (naming the constant's type) when a constant is neither."""
     consts = []
     for c in code.co_consts:
         if isinstance(c, types.CodeType):
             c = _code_with_refs(c)
-            if c is None:
-                return None
+            if isinstance(c, str):
+                return c
         elif not format.storable(c):
-            ref = importable_name(c)
+            ref = _torch.value_ref(c)
             if ref is None:
-                return None
-            c = format.ObjectRef(ref)
+                name = importable_name(c)
+                if name is None:
+                    return (f"its bytecode holds a constant of type {type(c).__qualname__} "
+                            f"({_short_repr(c)}) that is neither plain data nor importable "
+                            "by name")
+                ref = format.ObjectRef(name)
+            c = ref
         consts.append(c)
     return code.replace(co_consts=tuple(consts))
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not stop a save
+        text = object.__repr__(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:

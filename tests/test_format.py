@@ -1,7 +1,9 @@
 """The envelope: every byte is checked before anything is decoded; values round-trip."""
 from __future__ import annotations
 
+import enum
 import struct
+import types
 
 import pytest
 
@@ -107,7 +109,8 @@ def test_objects_in_code_are_stored_by_name_and_resolved() -> None:
         code = make_pair.__code__.replace(co_consts=(None, Pair._make))
         stored = _code_with_refs(code)
         assert stored is not None and fmt.ObjectRef(f"{__name__}:_PairForTest._make") in stored.co_consts
-        assert _code_with_refs(code.replace(co_consts=(None, object()))) is None
+        why = _code_with_refs(code.replace(co_consts=(None, object())))
+        assert isinstance(why, str) and "of type object" in why
 
         data = fmt.encode({}, {"code": stored}, {})
         back = _resolve_refs(fmt.decode(data).manifest["code"])
@@ -115,3 +118,38 @@ def test_objects_in_code_are_stored_by_name_and_resolved() -> None:
         assert isinstance(back, types.CodeType)
     finally:
         del globals()["_PairForTest"]
+
+
+def test_torch_values_in_code_round_trip():
+    """Dynamo bakes devices, dtypes, sizes, layouts, memory formats and enum members into
+    transformed bytecode; they are stored as plain data or by name and rebuilt exactly."""
+    import torch
+
+    from precompile.install import _resolve_refs
+    from precompile.package import _code_with_refs
+
+    values = (torch.device("cpu"), torch.device("cuda", 1), torch.float16, torch.bfloat16,
+              torch.Size([2, 3]), torch.Size([]), torch.strided, torch.channels_last,
+              _ColorForTest.RED)
+    code = (lambda: None).__code__.replace(co_consts=(None, *values))
+    stored = _code_with_refs(code)
+    assert isinstance(stored, types.CodeType)
+    assert all(fmt.storable(c) for c in stored.co_consts)
+    back = _resolve_refs(fmt.decode(fmt.encode({}, {"code": stored}, {})).manifest["code"])
+    assert back.co_consts == (None, *values)
+    assert [type(c) for c in back.co_consts[1:]] == [type(v) for v in values]
+    assert back.co_consts[-1] is _ColorForTest.RED
+
+
+def test_value_refs_rebuild_only_known_kinds():
+    """A package cannot make the installer call anything but the few constructors it knows."""
+    from precompile import _torch
+
+    for ref in (fmt.ValueRef("os.system", ("true",)), fmt.ValueRef("torch.dtype", ("nn",)),
+                fmt.ValueRef("torch.Size", ("1",)), fmt.ValueRef("torch.device", (1, 2, 3))):
+        with pytest.raises(ValueError):
+            _torch.rebuild_value(ref)
+
+
+class _ColorForTest(enum.Enum):
+    RED = 1
