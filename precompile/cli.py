@@ -1177,44 +1177,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Put an archive's packages into a cache. Each is verified first; a package already in
-    the cache is replaced only by a newer one."""
-    import tarfile
-
-    from precompile import format as fmt
-    from precompile.errors import PackageError
+    """Put an archive's packages into a cache, all or nothing (precompile/archive.py): every
+    package is verified first; one already in the cache is replaced only by a newer one."""
+    from precompile import archive
 
     store = open_store(args.cache)
-    imported, skipped = 0, []
     try:
-        tar = tarfile.open(args.file, "r:*")
-    except (OSError, tarfile.TarError) as e:
-        raise CliError(f"cannot read archive {args.file}: {e}") from e
-    with tar:
-        for member in tar:
-            name = os.path.basename(member.name)
-            if not member.isfile() or not name.endswith(".pcpkg") or name.startswith("."):
-                skipped.append(f"{member.name}: not a package")
-                continue
-            key = name[: -len(".pcpkg")]
-            fh = tar.extractfile(member)
-            data = fh.read() if fh is not None else b""
-            try:
-                meta = fmt.decode(data, signing_key=_signing_key()).meta
-            except PackageError as e:
-                skipped.append(f"{name}: {e}")
-                continue
-            with store.lock(key):
-                current = store.get(key)
-                if current is not None:
-                    try:
-                        if fmt.decode(current).meta.get("saved", 0) >= meta.get("saved", 0):
-                            skipped.append(f"{name}: the cache has a newer or equal copy")
-                            continue
-                    except PackageError:
-                        pass
-                store.put(key, data)
-            imported += 1
+        with archive.staging_dir() as staging:
+            staged, skipped = archive.stage(args.file, staging, signing_key=_signing_key(),
+                                            max_bytes=args.max_package_size)
+            imported, not_newer = archive.commit(store, staged, staging)
+    except archive.ArchiveError as e:
+        raise CliError(str(e)) from e
+    except OSError as e:  # the staging directory itself (disk full, no /tmp)
+        raise CliError(f"cannot stage the archive: {e}; nothing was imported") from e
+    skipped += not_newer
     result = {"file": args.file, "imported": imported, "skipped": skipped}
     if args.json:
         _print_json(result)
@@ -1281,6 +1258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import", "put an archive's packages into a cache (verified first)")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--cache", metavar="CACHE", help="destination (default: the default cache)")
+    p.add_argument("--max-package-size", type=parse_size, metavar="SIZE",
+                   default=1 << 30, help="refuse the archive if a package is larger (1G)")
     p.set_defaults(func=cmd_import)
 
     p = add("stats", "show the counters a run wrote to $PRECOMPILE_STATS_FILE")
