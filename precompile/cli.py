@@ -273,6 +273,9 @@ def _check_manifest(env: Any) -> None:
 
     if not isinstance(env.meta.get("factors", {}), dict):
         raise FormatError("package metadata is malformed (factors is not a map)")
+    bypasses = env.manifest.get("bypasses", [])
+    if not isinstance(bypasses, list) or not all(isinstance(b, str) for b in bypasses):
+        raise FormatError("package manifest is malformed (bypasses is not a list of strings)")
     try:  # the library's own validation (it only builds data; nothing is installed)
         CompilePackage.from_manifest(_PLACEHOLDER_CODE, "", {}, env.manifest, env.blobs)
     except FormatError:

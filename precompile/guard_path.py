@@ -34,6 +34,7 @@ import ast
 import dataclasses
 import functools
 import sys
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -194,7 +195,9 @@ def parse(source: Any) -> GuardPath:
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(source: str) -> GuardPath:
     try:
-        tree = ast.parse(source, mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" and such: refused below
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, mode="eval")
         return _parse_node(tree.body, source)
     except GuardPathError:
         raise
