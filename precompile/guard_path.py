@@ -33,6 +33,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import operator
 import sys
 import warnings
 from collections import OrderedDict
@@ -70,6 +71,13 @@ class GuardPath:
     root: str  # "L", "G" or "import"
     name: Any
     steps: tuple[Step, ...]
+    # The same steps as one-argument C callables (attrgetter/itemgetter) where possible:
+    # call-time checks run on every call. None when a step reads a key by path.
+    _fast: tuple[Callable[[Any], Any], ...] | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_fast", _fast_steps(self.steps))
 
     @property
     def reads_locals(self) -> bool:
@@ -80,17 +88,54 @@ class GuardPath:
     def resolve(self, roots: Roots) -> Any:
         """The object the path names. Raises what the lookups raise (AttributeError,
         KeyError, IndexError, TypeError) when it no longer resolves."""
-        if self.root == "G":
-            value = roots.globals[self.name]
-        elif self.root == "L":
-            if roots.locals is None:
+        return self.lookup(roots.globals, roots.locals)
+
+    def lookup(self, globals_: Mapping[str, Any], locals_: Mapping[str, Any] | None = None) -> Any:
+        """``resolve`` without building a Roots (the per-call path)."""
+        if self.root == "L":
+            if locals_ is None:
                 raise LookupError(f"{self.source} reads the call's locals")
-            value = roots.locals[self.name]
+            value = locals_[self.name]
+        elif self.root == "G":
+            value = globals_[self.name]
         else:
             value = sys.modules[self.name]
+        fast = self._fast
+        if fast is not None:
+            for f in fast:
+                value = f(value)
+            return value
+        roots = Roots(globals_, locals_)
         for fn, arg in self.steps:
             value = fn(value, arg, roots)
         return value
+
+
+def _fast_steps(steps: tuple[Step, ...]) -> tuple[Callable[[Any], Any], ...] | None:
+    if any(isinstance(arg, GuardPath) for _, arg in steps):
+        return None
+    out: list[Callable[[Any], Any]] = []
+    attrs: list[str] = []
+    for fn, arg in steps:
+        if fn is _getattr and "." not in arg:
+            attrs.append(arg)  # a run of attributes: one attrgetter("a.b.c")
+            continue
+        if attrs:
+            out.append(operator.attrgetter(".".join(attrs)))
+            attrs = []
+        if fn is _getitem:
+            out.append(operator.itemgetter(arg))
+        elif fn is _type:
+            out.append(type)
+        else:
+            out.append(functools.partial(_apply, fn, arg))
+    if attrs:
+        out.append(operator.attrgetter(".".join(attrs)))
+    return tuple(out)
+
+
+def _apply(fn: Callable[[Any, Any, Any], Any], arg: Any, value: Any) -> Any:
+    return fn(value, arg, None)
 
 
 # ---------------------------------------------------------------------------- steps

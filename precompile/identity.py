@@ -146,9 +146,9 @@ class CallTimeCheck:
     def __call__(self, f_locals: Mapping[str, Any]) -> bool:
         # A failure needs no message here: Dynamo reports this guard's ``description()``
         # as the recompile reason.
-        roots = Roots(self.globals, f_locals)  # type: ignore[arg-type]
+        g = self.globals
         try:
-            values = tuple(p.resolve(roots) for p in self.paths)
+            values = tuple([p.lookup(g, f_locals) for p in self.paths])  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - a missing attribute means "not this entry"
             return False
         ids = tuple(map(id, values))
