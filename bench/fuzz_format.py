@@ -1,13 +1,25 @@
 #!/usr/bin/env python3
 """Long fuzz run of the package reader (the test suite runs a short one: tests/test_fuzz.py).
 
-    python bench/fuzz_format.py [--seconds 300] [--seed 0]
+    python bench/fuzz_format.py [--seconds 300] [--seed 0] [--modes cli,guard_path]
 
 Mutates a real package (written by a real compile in a subprocess) three ways: random byte
 flips/truncations/insertions (must fail the checksum), mutated msgpack bodies fed past the
 checksum, and structurally mutated manifests re-encoded with a valid checksum. Every outcome
 must be a precompile.errors.PackageError (or a clean accept for harmless manifest changes);
 anything else is a finding. Unpickling is forbidden during reads: any attempt is a finding.
+
+Two more modes attack what reads packages outside the loader:
+
+* ``cli``: the CLI's read commands (ls, verify, inspect, explain) on mutated packages under a
+  signing key the packages lack: each must exit 0/1/2 without a traceback, and never unpickle
+  guards or resolve identity checks of an untrusted package;
+* ``cli_trusted``: the same without a key (the package is trusted), with random identity
+  check sources injected: explain resolves them, which must never run code;
+* ``guard_path``: random and mutated identity-check sources through the guard-path parser
+  and resolver: only GuardPathError or a lookup error, and nothing may be called that runs
+  a command or evaluates code (os.system, eval, exec... are tripwires).
+
 Prints iterations and findings per mode; exit status 1 if anything was found.
 """
 from __future__ import annotations
@@ -22,42 +34,52 @@ import tempfile
 import time
 import traceback
 
-WRITER = """
+FMOD = """
 import torch, precompile
 @precompile.cached(backend="eager")
 def f(x):
     y = x.sin() * 2
     print("graph break")
     return y.cos() + x.sum()
-f(torch.randn(4))
-f(torch.randn(4, dtype=torch.float64))
+"""
+WRITER = """
+import torch, precompile, fmod
+fmod.f(torch.randn(4))
+fmod.f(torch.randn(4, dtype=torch.float64))
 precompile.flush()
 """
 
 
-def real_package() -> bytes:
-    with tempfile.TemporaryDirectory() as d:
-        script = os.path.join(d, "writer.py")
-        with open(script, "w") as fh:
-            fh.write(WRITER)
-        env = dict(os.environ, PRECOMPILE_CACHE_DIR=os.path.join(d, "cache"))
-        subprocess.run([sys.executable, script], env=env, check=True, capture_output=True)
-        [name] = [n for n in os.listdir(os.path.join(d, "cache")) if n.endswith(".pcpkg")]
-        with open(os.path.join(d, "cache", name), "rb") as fh:
-            return fh.read()
+def real_package(d: str) -> bytes:
+    """Compile ``fmod.f`` (written into ``d``, importable from there) in a subprocess."""
+    with open(os.path.join(d, "fmod.py"), "w") as fh:
+        fh.write(FMOD)
+    script = os.path.join(d, "writer.py")
+    with open(script, "w") as fh:
+        fh.write(WRITER)
+    path = os.pathsep.join(p for p in (d, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PRECOMPILE_CACHE_DIR=os.path.join(d, "written"), PYTHONPATH=path)
+    env.pop("PRECOMPILE_SIGNING_KEY", None)
+    subprocess.run([sys.executable, script], env=env, check=True, capture_output=True, cwd=d)
+    [name] = [n for n in os.listdir(os.path.join(d, "written")) if n.endswith(".pcpkg")]
+    with open(os.path.join(d, "written", name), "rb") as fh:
+        return fh.read()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--modes", default="", help="comma-separated modes to run (default: all): "
+                    "bytes, body, structure, cli, cli_trusted, guard_path")
     args = ap.parse_args()
 
     from precompile import format as fmt
     from precompile.errors import PackageError
     from precompile.package import CompilePackage
 
-    data = real_package()
+    workdir = tempfile.mkdtemp(prefix="precompile-fuzz-")
+    data = real_package(workdir)
     env0 = fmt.decode(data)
     main_code = (lambda x: x).__code__
 
@@ -115,7 +137,11 @@ def main() -> int:
         except PackageError:
             pass
 
-    modes = {"bytes": bytes_mode, "body": body_mode, "structure": structure_mode}
+    cli_modes = _cli_modes(workdir, data, env0, rng)
+    modes = {"bytes": bytes_mode, "body": body_mode, "structure": structure_mode,
+             **cli_modes, "guard_path": _guard_path_mode(rng)}
+    if args.modes:
+        modes = {m: modes[m] for m in args.modes.split(",")}
     counts = {m: 0 for m in modes}
     findings: dict[str, list[str]] = {m: [] for m in modes}
     deadline = time.monotonic() + args.seconds
@@ -125,7 +151,7 @@ def main() -> int:
             try:
                 fn()
             except Exception:  # noqa: BLE001 - anything but PackageError is a finding
-                text = traceback.format_exc(limit=3)
+                text = traceback.format_exc(limit=-4)
                 if len(findings[name]) < 20 and text not in findings[name]:
                     findings[name].append(text)
     total = sum(len(v) for v in findings.values())
@@ -134,6 +160,201 @@ def main() -> int:
         for text in findings[name]:
             print("    " + text.replace("\n", "\n    "))
     return 1 if total else 0
+
+
+# --------------------------------------------------------------------- tripwires
+
+TRIPPED: list[str] = []
+
+
+def _tripwire(name: str):
+    def trip(*a, **k):
+        TRIPPED.append(name)
+        raise AssertionError(f"{name} was called while reading a package")
+
+    return trip
+
+
+def _arm_tripwires() -> None:
+    """Nothing reading a package may run a command: make the ways to do so findings."""
+    import subprocess as sp
+
+    for name in ("system", "popen", "execv", "execve", "spawnv", "posix_spawn"):
+        if hasattr(os, name):
+            setattr(os, name, _tripwire(f"os.{name}"))
+    sp.Popen.__init__ = _tripwire("subprocess.Popen")  # type: ignore[method-assign]
+
+
+def _check_tripwires() -> None:
+    if TRIPPED:
+        names = sorted(set(TRIPPED))
+        TRIPPED.clear()
+        raise AssertionError(f"tripwire(s) {names} fired")
+
+
+# --------------------------------------------------------------- identity sources
+
+VALID_SOURCES = [
+    "G['helper']", "L['self'].act", "L['f'].__closure__[0].cell_contents",
+    "type(L['self']).__mro__[1]", "L['f'].__defaults__[0]", "L['f'].__kwdefaults__['k']",
+    "___odict_getitem(L['od'], 'a')", "getattr(L['self'], 'act')",
+    "object.__getattribute__(L['self'], 'act')", "dict(type(L['self']).__dict__)['m']",
+    "L['d'][list(dict.keys(L['d']))[0]]", "list(L['s'])[0]", "dict.__getitem__(L['d'], 'k')",
+    "list.__getitem__(L['l'], 1)", "__import__('os').path", "G['__builtins_dict___1']['len']",
+    "L['l'][slice(0, 1, None)]", "L['d'][('a', 1)]", "L['l'][-1]",
+]
+TOKENS = ["L", "G", "['x']", "['f']", "['self']", ".", "__closure__", "[0]", ".cell_contents",
+          "(", ")", "__import__", "'os'", ".system", "('true')", "getattr", ", ", "type",
+          "eval", "exec", "lambda", ":", "+", "[", "]", "list", "dict", ".keys",
+          "___odict_getitem", "slice", "1", "-", "'", '"', " ", "__class__",
+          "__subclasses__", "__globals__", "__builtins__", "*", "**", " if ", " else ", "not ",
+          "f'", "{", "}", ";", "\n", "object.__getattribute__", "9" * 50, "__reduce__",
+          "compile", "open", "breakpoint", "__loader__", "G['os']", "L['f']()"]
+
+
+def random_source(rng: random.Random) -> str:
+    if rng.random() < 0.5:
+        s = rng.choice(VALID_SOURCES)
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(s) + 1)
+            op = rng.random()
+            if op < 0.5:
+                s = s[:i] + rng.choice(TOKENS) + s[i:]
+            elif op < 0.8:
+                s = s[:i] + s[i + rng.randint(1, 6):]
+            else:
+                s = s + rng.choice(VALID_SOURCES)[rng.randrange(5):]
+        return s
+    return "".join(rng.choice(TOKENS) for _ in range(rng.randint(1, 14)))
+
+
+def _guard_path_mode(rng: random.Random):
+    """Parse and resolve random sources: only GuardPathError or a lookup error."""
+    import ast
+    import builtins
+    import collections
+    import types
+
+    from precompile.guard_path import GuardPathError, Roots, parse
+
+    def inner(x, *, k=2):
+        return helper
+
+    def helper():
+        return inner
+
+    obj = types.SimpleNamespace(act=len)
+    roots = Roots({"helper": helper, "os": os},
+                  {"self": obj, "f": inner, "d": {"k": 1, ("a", 1): 2}, "s": {1, 2},
+                   "l": [1, 2, 3], "od": collections.OrderedDict(a=1), "x": obj})
+    lookup_errors = (AttributeError, KeyError, IndexError, TypeError, LookupError, ValueError)
+
+    def mode() -> None:
+        source = random_source(rng)
+        saved = builtins.eval, builtins.exec, builtins.compile
+        builtins.eval, builtins.exec = _tripwire("eval"), _tripwire("exec")
+        real_compile = saved[2]
+        trip = _tripwire("compile (to code)")
+
+        def ast_only(src, filename, mode, flags=0, *a, **k):  # ast.parse is fine, code is not
+            if not flags & ast.PyCF_ONLY_AST:
+                return trip()
+            return real_compile(src, filename, mode, flags, *a, **k)
+
+        builtins.compile = ast_only
+        try:
+            try:
+                path = parse(source)
+            except GuardPathError:
+                return
+            try:
+                path.resolve(roots)
+            except lookup_errors:
+                pass
+        finally:
+            builtins.eval, builtins.exec, builtins.compile = saved
+            _check_tripwires()
+
+    return mode
+
+
+# --------------------------------------------------------------------------- cli
+
+
+def _cli_modes(workdir: str, data: bytes, env0, rng: random.Random) -> dict:
+    """The CLI's read commands on mutated packages, untrusted (a key they lack) and
+    trusted (no key, random identity sources injected)."""
+    import contextlib
+    import io
+
+    from precompile import cli, identity
+    from precompile import format as fmt
+
+    sys.path.insert(0, workdir)
+    cache = os.path.join(workdir, "cache")
+    os.makedirs(cache, mode=0o700, exist_ok=True)
+    path = os.path.join(cache, "fmod.f-fuzz.pcpkg")
+    real_check = identity.check_before_call
+    real_guards = cli.readable_guards
+    _arm_tripwires()
+
+    def mutated() -> bytes:
+        manifest = dict(env0.manifest)
+        if rng.random() < 0.3:
+            b = bytearray(data)
+            b[rng.randrange(len(b))] ^= rng.randrange(1, 256)
+            return bytes(b)
+        if rng.random() < 0.5:
+            field = rng.choice(list(manifest))
+            manifest[field] = _mutate(manifest[field], rng, None)
+        frames = manifest.get("frames")
+        if isinstance(frames, list) and frames and rng.random() < 0.8:
+            frames = [dict(f) if isinstance(f, dict) else f for f in frames]
+            for fr in frames:
+                if isinstance(fr, dict) and isinstance(fr.get("entries"), list):
+                    fr["entries"] = [dict(e, identity=[
+                        {"source": random_source(rng), "guard_type": "ID_MATCH",
+                         "fingerprint": "function:x"}]) if isinstance(e, dict) else e
+                        for e in fr["entries"]]
+            manifest["frames"] = frames
+        try:
+            return fmt.encode(env0.meta, manifest, env0.blobs)
+        except Exception:  # noqa: BLE001 - an unencodable mutation: use the original
+            return data
+
+    def run(argv: list[str]) -> None:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            rc = cli.main(argv)
+        if rc not in (0, 1, 2):
+            raise AssertionError(f"{argv}: exit status {rc}")
+
+    def untrusted() -> None:
+        with open(path, "wb") as fh:
+            fh.write(mutated())
+        os.environ["PRECOMPILE_SIGNING_KEY"] = "fuzz-key"
+        identity.check_before_call = _tripwire("identity check of an untrusted package")
+        cli.readable_guards = _tripwire("unpickling guards of an untrusted package")
+        try:
+            for argv in (["ls", cache, "--json"], ["verify", cache, "--json"],
+                         ["inspect", path, "--json"], ["explain", "fmod:f", cache, "--json"]):
+                run(argv)
+        finally:
+            identity.check_before_call, cli.readable_guards = real_check, real_guards
+            del os.environ["PRECOMPILE_SIGNING_KEY"]
+            _check_tripwires()
+
+    def trusted() -> None:
+        with open(path, "wb") as fh:
+            fh.write(mutated())
+        try:
+            for argv in (["verify", cache], ["inspect", path, "--no-guards"],
+                         ["explain", "fmod:f", cache]):
+                run(argv)
+        finally:
+            _check_tripwires()
+
+    return {"cli": untrusted, "cli_trusted": trusted}
 
 
 def _mutate(value, rng, code):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -52,6 +53,98 @@ def write_atomically(directory: str, path: str, data: bytes, mode: int = 0o600) 
                 os.unlink(tmp)
 
 
+def _refusal(what: str, problem: str) -> str:
+    return (f"refusing {what}: it {problem}, and anyone who can write it can run code in your "
+            "process. Fix its ownership/permissions (chmod go-w, owner-only parents), or opt in "
+            "with PRECOMPILE_TRUST_SHARED_CACHE=1 (LocalDirBackend(trust_shared=True))")
+
+
+def writable_by_others(st: os.stat_result) -> str | None:
+    """Why a cache file or directory with this stat could have been written by another user
+    (owned by someone else, or group/world-writable), or None."""
+    if not hasattr(os, "getuid"):
+        return None
+    if st.st_uid != os.getuid():
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o002:
+        return "is world-writable"
+    if st.st_mode & 0o020:
+        return "is group-writable"
+    return None
+
+
+def directory_problem(root: str) -> str | None:
+    """Why another user could have put files in cache directory ``root``, or None.
+
+    The directory itself must be the user's and not group/world-writable. Its parents
+    matter too: whoever can write a parent can rename the cache directory away and put their
+    own in its place. A parent is fine when it is owned by the user or root and either not
+    writable by others or sticky (like /tmp: there only an entry's owner can rename it). A
+    symlink on the way counts as an entry of its directory, so it must be the user's or
+    root's. A directory that does not exist yet has no problem (precompile creates it 0700).
+    """
+    if not hasattr(os, "getuid"):
+        return None
+    real = os.path.realpath(root)
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot be checked ({e.strerror})"
+    problem = writable_by_others(st)
+    return problem or _parents_problem(real) or _symlinks_problem(os.path.abspath(root))
+
+
+def _parents_problem(real: str) -> str | None:
+    child, parent = real, os.path.dirname(real)
+    while parent != child:
+        try:
+            st = os.stat(parent)
+        except OSError as e:
+            return f"has a parent {parent} that cannot be checked ({e.strerror})"
+        if st.st_uid not in (os.getuid(), 0):
+            return f"has a parent {parent} owned by another user (uid {st.st_uid}), who can replace it"
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return (f"has a parent {parent} that others can write (mode "
+                    f"{stat.S_IMODE(st.st_mode):o}, not sticky), so they can replace {child}")
+        child, parent = parent, os.path.dirname(parent)
+    return None
+
+
+def _symlinks_problem(path: str) -> str | None:
+    parts = path.split(os.sep)
+    for i in range(2, len(parts) + 1):
+        prefix = os.sep.join(parts[:i]) or os.sep
+        try:
+            st = os.lstat(prefix)
+        except OSError:
+            return None  # resolved above; a race is not ours to report
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (os.getuid(), 0):
+            return f"is reached through a symlink {prefix} owned by another user (uid {st.st_uid})"
+    return None
+
+
+def peek_file(path: str, store: LocalDirBackend | None = None) -> tuple[bytes, str | None]:
+    """A package file's bytes, read without refreshing its access time where the OS allows
+    (the store uses atime as "last used", and looking at a package is not using it), and why
+    the library would refuse it: the checks ``LocalDirBackend.get`` applies, against
+    ``store`` or else the file's own directory. Raises OSError."""
+    if store is None:
+        store = LocalDirBackend(os.path.dirname(os.path.abspath(path)))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
+    except PermissionError:  # O_NOATIME needs ownership; fall back to a plain open
+        fd = os.open(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as fh:
+        problem = None if store.trust_shared else writable_by_others(os.fstat(fh.fileno()))
+        data = fh.read()
+    if problem:
+        return data, f"package file {path} {problem}"
+    dir_problem = store.untrusted_reason()
+    return data, (f"cache directory {store.root} {dir_problem}" if dir_problem else None)
+
+
 class LocalDirBackend(CacheBackend):
     cheap_listing = True
     def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None,
@@ -66,29 +159,34 @@ class LocalDirBackend(CacheBackend):
 
     # -------------------------------------------------------------- trust
 
+    def untrusted_reason(self) -> str | None:
+        """Why packages in this directory must not be loaded (see ``directory_problem``),
+        or None. Always None with ``trust_shared``."""
+        if self.trust_shared:
+            return None
+        return directory_problem(self.root)
+
     def _check_trusted(self, st: os.stat_result, what: str) -> None:
         """Packages hold code that will run: refuse ones others could have written."""
-        if self.trust_shared or not hasattr(os, "getuid"):
-            return
-        problem = None
-        if st.st_uid != os.getuid():
-            problem = f"is owned by another user (uid {st.st_uid})"
-        elif st.st_mode & 0o002:
-            problem = "is world-writable"
+        problem = None if self.trust_shared else writable_by_others(st)
         if problem:
-            raise StoreError(f"refusing cache {what} {problem}: anyone who can write it can run "
-                             "code in your process. Fix its ownership/permissions, or opt in with "
-                             "PRECOMPILE_TRUST_SHARED_CACHE=1 (LocalDirBackend(trust_shared=True))")
+            raise StoreError(_refusal(f"cache {what}", problem))
 
     def _check_root(self) -> None:
         if self._root_checked:
             return
-        try:
-            st = os.stat(self.root)
-        except FileNotFoundError:
+        if not os.path.exists(self.root):
             return
-        self._check_trusted(st, f"directory {self.root}")
+        problem = self.untrusted_reason()
+        if problem:
+            raise StoreError(_refusal(f"cache directory {self.root}", problem))
         self._root_checked = True
+
+    def peek(self, key: str) -> tuple[bytes, str | None] | None:
+        """A package's bytes for looking at (``precompile ls/inspect/verify``), without
+        refreshing its "last used" time, plus why the library would refuse it (None if it
+        would not). Returns None if there is no such package. Raises OSError."""
+        return peek_file(self.path_for(key), self)
 
     # ---------------------------------------------------------------- paths
 

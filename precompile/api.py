@@ -509,7 +509,19 @@ def _install_exit_hooks() -> None:
 
 
 def _signing_key(explicit: str | bytes | None = None) -> bytes | None:
-    """The HMAC key: an explicit argument, else $PRECOMPILE_SIGNING_KEY, else None."""
+    """The HMAC key: an explicit argument, else $PRECOMPILE_SIGNING_KEY, else None.
+
+    An explicit empty key is an error, not "no signing": it used to switch off the key set in
+    the environment without a word, and a package written or accepted unsigned by mistake is
+    exactly what signing is there to prevent.
+    """
+    if explicit is not None and not explicit:
+        from .errors import ConfigError  # (local: keeps this fix to this function)
+
+        raise ConfigError("signing_key is empty, which would disable PRECOMPILE_SIGNING_KEY; "
+                          "pass the key, or leave signing_key out (None) to use the "
+                          "environment's. To run without signing, unset "
+                          "PRECOMPILE_SIGNING_KEY")
     key = explicit if explicit is not None else os.environ.get("PRECOMPILE_SIGNING_KEY")
     if not key:
         return None

@@ -18,6 +18,12 @@ itself could not run (no such package, unreadable store, bad arguments).
 Reading is side-effect free: package files are read without refreshing their "last used"
 time, and ``verify`` locates user modules on ``sys.path`` without importing them. Only
 ``explain`` imports the module it is asked about (it needs the live function).
+
+Trust is the library's, exactly: a package is *trusted* only if the library would load it
+(its store's owner/permission checks pass, and with ``PRECOMPILE_SIGNING_KEY`` set, its
+signature verifies). Only trusted packages have guard state unpickled (``inspect``) or
+identity checks resolved (``explain``); the others are still listed and checksummed, marked
+UNTRUSTED with the reason.
 """
 from __future__ import annotations
 
@@ -183,6 +189,7 @@ class Pkg:
     flags: int = 0
     signature: str = "unsigned"
     signature_ok: bool = True
+    trust_problem: str | None = None  # why the store's checks refuse it (owner, permissions)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -204,24 +211,23 @@ class Pkg:
 
     @property
     def trusted(self) -> bool:
-        """Decoded, and accepted by the signing policy in force: safe to unpickle from."""
-        return self.env is not None and self.signature_ok
+        """Whether the library would load it: decoded, from a store it accepts, and accepted
+        by the signing policy in force. Only then may its pickles be loaded."""
+        return self.env is not None and self.signature_ok and self.trust_problem is None
+
+    @property
+    def untrusted_reason(self) -> str | None:
+        """Why the library would refuse it (None when trusted), in words."""
+        if self.env is None:
+            return f"does not decode: {self.error}"
+        if not self.signature_ok:
+            return self.signature
+        return self.trust_problem
 
 
 def _signing_key() -> bytes | None:
     key = os.environ.get("PRECOMPILE_SIGNING_KEY")
     return key.encode() if key else None
-
-
-def _read_path(path: str) -> bytes:
-    """Read a file without refreshing its access time where the OS allows it: the local
-    store uses atime as "last used", and looking at a package is not using it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
-    except PermissionError:  # O_NOATIME needs ownership; fall back to a plain read
-        fd = os.open(path, os.O_RDONLY)
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read()
 
 
 def decode_pkg(pkg: Pkg) -> Pkg:
@@ -267,6 +273,9 @@ def _check_manifest(env: Any) -> None:
 
     if not isinstance(env.meta.get("factors", {}), dict):
         raise FormatError("package metadata is malformed (factors is not a map)")
+    bypasses = env.manifest.get("bypasses", [])
+    if not isinstance(bypasses, list) or not all(isinstance(b, str) for b in bypasses):
+        raise FormatError("package manifest is malformed (bypasses is not a list of strings)")
     try:  # the library's own validation (it only builds data; nothing is installed)
         CompilePackage.from_manifest(_PLACEHOLDER_CODE, "", {}, env.manifest, env.blobs)
     except FormatError:
@@ -279,15 +288,19 @@ _PLACEHOLDER_CODE = (lambda: None).__code__
 
 
 def load_file(path: str) -> Pkg:
+    """A ``.pcpkg`` named on the command line, trusted as its directory would be as a
+    cache (the same owner and permission checks)."""
+    from cache_backends.local import peek_file
+
     try:
-        data = _read_path(path)
+        data, problem = peek_file(path)
         st = os.stat(path)
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
     key = os.path.basename(path)
     key = key.removesuffix(".pcpkg")
     return decode_pkg(Pkg(key, os.path.abspath(path), len(data), st.st_mtime,
-                          max(st.st_atime, st.st_mtime), data))
+                          max(st.st_atime, st.st_mtime), data, trust_problem=problem))
 
 
 def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
@@ -302,14 +315,15 @@ def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
     path = getattr(st, "path", None)
     if not read and st is not None:
         return Pkg(key, path, st.size, st.created, st.last_used)
+    problem = None
     try:
-        if path:
+        if hasattr(store, "peek"):  # a local directory: its checks, without touching atime
             try:
-                data = _read_path(path)
+                data, problem = store.peek(key)
             except FileNotFoundError:
                 return None
         else:
-            data = store.get(key)
+            data = store.get(key)  # other stores apply their own checks, or raise
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
     except StoreError as e:
@@ -317,7 +331,7 @@ def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
     if data is None:
         return None
     pkg = Pkg(key, path, st.size if st else len(data), st.created if st else None,
-              st.last_used if st else None, data)
+              st.last_used if st else None, data, trust_problem=problem)
     return decode_pkg(pkg) if read else pkg
 
 
@@ -472,6 +486,8 @@ def _summary(pkg: Pkg) -> dict[str, Any]:
         "signed": bool(pkg.flags & 1),
         "ok": pkg.env is not None,
         "error": pkg.error,
+        "trusted": pkg.trusted,
+        "untrusted_reason": pkg.untrusted_reason,
     }
 
 
@@ -496,6 +512,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for r in rows:
         if r["error"]:
             print(f"{r['key']}: {r['error']}")
+        elif not r["trusted"]:
+            print(f"{r['key']}: UNTRUSTED, the library will not load it: {r['untrusted_reason']}")
     total = sum(r["size"] or 0 for r in rows)
     print(f"\n{len(rows)} packages, {fmt_size(total)} in {store.url}")
     return EXIT_OK
@@ -554,6 +572,7 @@ def inspect_dict(pkg: Pkg, *, guards: bool = True) -> dict[str, Any]:
     out = _summary(pkg)
     out["signature"] = {"signed": bool(pkg.flags & 1), "status": pkg.signature,
                         "ok": pkg.signature_ok}
+    out["trust"] = {"trusted": pkg.trusted, "reason": pkg.untrusted_reason}
     if pkg.env is None:
         return out
     meta, manifest, blobs = pkg.env.meta, pkg.env.manifest, pkg.env.blobs
@@ -578,8 +597,8 @@ def inspect_dict(pkg: Pkg, *, guards: bool = True) -> dict[str, Any]:
             elif blob is None:
                 entry["guards_error"] = "guard blob missing from the package"
             elif not pkg.trusted:
-                entry["guards_error"] = ("not unpickled: the package fails the signing policy "
-                                         f"({pkg.signature})")
+                entry["guards_error"] = ("not unpickled: the library would not load this "
+                                         f"package ({pkg.untrusted_reason})")
             else:
                 try:
                     entry.update(readable_guards(blob))
@@ -631,6 +650,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     p(f"created    {fmt_time(d['created'])}   saved {fmt_time(d['saved'])}   "
       f"last used {fmt_time(d['last_used'])}")
     p(f"signature  {pkg.signature}")
+    if not pkg.trusted:
+        p(f"UNTRUSTED  {pkg.untrusted_reason}")
     p("")
     p(f"frames ({len(d['frames'])}):")
     for fr in d["frames"]:
@@ -695,6 +716,8 @@ def verify_pkg(pkg: Pkg) -> dict[str, Any]:
         status, problems = "corrupt", [pkg.error or "does not decode"]
     elif not pkg.signature_ok:
         status, problems = "bad-signature", [pkg.signature]
+    elif pkg.trust_problem:
+        status, problems = "untrusted", [pkg.trust_problem]
     else:
         if pkg.flags & 1 and _signing_key() is None:
             notes.append("signature not verified (PRECOMPILE_SIGNING_KEY not set)")
@@ -871,12 +894,13 @@ def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
         if name in stored:
             now[name] = stored[name]
     reasons = []
-    if not pkg.signature_ok:
-        reasons.append(pkg.signature)
+    if not pkg.trusted:
+        reasons.append(f"the library will not load it: {pkg.untrusted_reason}")
     factor_reasons = keys.explain_factor_change(stored, now)
     reasons.extend(factor_reasons)
     changed, unchecked = source_changes(pkg.env.manifest.get("sources", []))
-    ok_main, id_failures = _identity_failures(pkg)
+    # Identity checks are resolved (never evaluated: see guard_path.py) for trusted ones only.
+    ok_main, id_failures = _identity_failures(pkg) if pkg.trusted else (0, [])
     main_entries = sum(len(f.get("entries", [])) for f in pkg.env.manifest.get("frames", [])
                        if f.get("role") == "main")
     if main_entries and not ok_main and not changed and not factor_reasons:
@@ -1156,44 +1180,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Put an archive's packages into a cache. Each is verified first; a package already in
-    the cache is replaced only by a newer one."""
-    import tarfile
-
-    from precompile import format as fmt
-    from precompile.errors import PackageError
+    """Put an archive's packages into a cache, all or nothing (precompile/archive.py): every
+    package is verified first; one already in the cache is replaced only by a newer one."""
+    from precompile import archive
 
     store = open_store(args.cache)
-    imported, skipped = 0, []
     try:
-        tar = tarfile.open(args.file, "r:*")
-    except (OSError, tarfile.TarError) as e:
-        raise CliError(f"cannot read archive {args.file}: {e}") from e
-    with tar:
-        for member in tar:
-            name = os.path.basename(member.name)
-            if not member.isfile() or not name.endswith(".pcpkg") or name.startswith("."):
-                skipped.append(f"{member.name}: not a package")
-                continue
-            key = name[: -len(".pcpkg")]
-            fh = tar.extractfile(member)
-            data = fh.read() if fh is not None else b""
-            try:
-                meta = fmt.decode(data, signing_key=_signing_key()).meta
-            except PackageError as e:
-                skipped.append(f"{name}: {e}")
-                continue
-            with store.lock(key):
-                current = store.get(key)
-                if current is not None:
-                    try:
-                        if fmt.decode(current).meta.get("saved", 0) >= meta.get("saved", 0):
-                            skipped.append(f"{name}: the cache has a newer or equal copy")
-                            continue
-                    except PackageError:
-                        pass
-                store.put(key, data)
-            imported += 1
+        with archive.staging_dir() as staging:
+            staged, skipped = archive.stage(args.file, staging, signing_key=_signing_key(),
+                                            max_bytes=args.max_package_size)
+            imported, not_newer = archive.commit(store, staged, staging)
+    except archive.ArchiveError as e:
+        raise CliError(str(e)) from e
+    except OSError as e:  # the staging directory itself (disk full, no /tmp)
+        raise CliError(f"cannot stage the archive: {e}; nothing was imported") from e
+    skipped += not_newer
     result = {"file": args.file, "imported": imported, "skipped": skipped}
     if args.json:
         _print_json(result)
@@ -1260,6 +1261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import", "put an archive's packages into a cache (verified first)")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--cache", metavar="CACHE", help="destination (default: the default cache)")
+    p.add_argument("--max-package-size", type=parse_size, metavar="SIZE",
+                   default=1 << 30, help="refuse the archive if a package is larger (1G)")
     p.set_defaults(func=cmd_import)
 
     p = add("stats", "show the counters a run wrote to $PRECOMPILE_STATS_FILE")

@@ -42,3 +42,8 @@ class LockTimeout(StoreError):
 class NotCapturableError(PackageError):
     """Something the package would need cannot be recorded (e.g. a custom backend whose
     output cannot be serialized); the affected entry is left out and compiles normally."""
+
+
+class ConfigError(PackageError, ValueError):
+    """An argument or setting cannot be honoured as given (e.g. an empty signing key, which
+    would silently turn signing off). Raised when the function is decorated, never later."""

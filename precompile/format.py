@@ -35,6 +35,7 @@ FORMAT_VERSION = 1
 _HEADER = struct.Struct(">8sHHQ")
 _DIGEST_LEN = 32
 FLAG_SIGNED = 0x1  # an HMAC-SHA256 over everything before it follows the digest
+KNOWN_FLAGS = FLAG_SIGNED  # any other bit: written by a newer precompile, or tampered with
 
 # msgpack ext type codes. Never renumber: add new codes instead.
 EXT_CODE = 1
@@ -229,6 +230,10 @@ def read_header(data: bytes) -> tuple[int, int, int]:
     if version != FORMAT_VERSION:
         raise FormatError(f"package format version {version} is not supported (this precompile "
                           f"reads version {FORMAT_VERSION}); delete it or upgrade precompile")
+    if flags & ~KNOWN_FLAGS:
+        raise FormatError(f"package header has unknown flags {flags:#06x} (this precompile "
+                          f"knows {KNOWN_FLAGS:#06x}): written by a newer precompile or "
+                          "tampered with; delete it or upgrade precompile")
     if body_len > _MAX_BODY:
         raise FormatError("package header declares an impossible body length")
     return version, flags, body_len

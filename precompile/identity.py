@@ -16,10 +16,10 @@ Checking them again in the loading process:
   the objects the call reaches are the ones it was compiled for. Without it, two functions
   wrapped by the same decorator share one code object and would run each other's graphs.
 
-Sources are Dynamo's guard names: Python expressions over ``L`` (the frame's locals), ``G``
-(its globals) and Dynamo's guard helpers (``___odict_getitem``...), so they are evaluated
-with ``eval`` in that scope.
-A stored package already carries bytecode that runs, so this adds no new trust.
+Sources are Dynamo's guard names (``L['self'].act``, ``G['mod'].fn``). They come from a file,
+so they are never evaluated as Python: ``guard_path.parse`` accepts only the guard-source
+grammar (attribute and item steps from ``L``/``G``) and a source outside it makes the entry
+uninstallable, a clean miss with a reason.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from . import _torch, keys
+from . import keys
+from .guard_path import GuardPath, GuardPathError, Roots, parse
 
 # How many distinct tuples of objects one call-time check remembers as verified. Objects
 # are kept alive while remembered, so their ids cannot be reused by other objects.
@@ -65,10 +66,6 @@ def unwrapped(fn: Any) -> Any:
         return fn
 
 
-def _eval_globals(scope: dict[str, Any]) -> dict[str, Any]:
-    return {**_torch.guard_source_helpers(), "G": _GlobalsView(scope), "__builtins__": builtins}
-
-
 class _GlobalsView:
     """``G[name]`` over a live module dict (not a copy: globals placed later are seen)."""
 
@@ -96,28 +93,22 @@ def _describe_change(was: str, now: str) -> str:
     return f"was {head(was)}, now {head(now)}"
 
 
-def _compile(source: str) -> types.CodeType | None:
-    try:
-        return compile(source, "<precompile identity check>", "eval")
-    except SyntaxError:
-        return None
-
-
 def check_before_call(source: str, fingerprint: str,
                       scope: dict[str, Any]) -> tuple[bool | None, str]:
-    """Evaluate a check against a module's globals alone.
+    """Resolve a check against a module's globals alone.
 
     Returns (True, "") when it holds, (False, why) when the source now names another object,
-    no longer resolves or cannot be parsed, and (None, why) when it reads the call's locals
-    (``L[...]``) and must be checked at call time instead.
+    no longer resolves or is not a guard path, and (None, why) when it reads the call's
+    locals (``L[...]``) and must be checked at call time instead.
     """
-    code = _compile(source)
-    if code is None:
-        return False, f"{source} is not an expression precompile can check"
-    if reads_locals(code):
+    try:
+        path = parse(source)
+    except GuardPathError as e:
+        return False, str(e)
+    if path.reads_locals:
         return None, "reads the call's locals"
     try:
-        value = eval(code, _eval_globals(scope), {})  # noqa: S307 - see module docstring
+        value = path.resolve(Roots(_GlobalsView(scope)))  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - the path no longer exists
         return False, f"{source} no longer resolves ({type(e).__name__})"
     now = object_fingerprint(value)
@@ -126,25 +117,26 @@ def check_before_call(source: str, fingerprint: str,
     return True, ""
 
 
-def reads_locals(code: types.CodeType) -> bool:
-    """Whether a source expression reads ``L`` (Dynamo's name for the frame's locals)."""
-    return "L" in code.co_names
+def reads_locals(source: str) -> bool:
+    """Whether a source reads ``L`` (Dynamo's name for the frame's locals). Raises
+    GuardPathError for a source that is not a guard path."""
+    return parse(source).reads_locals
 
 
 class CallTimeCheck:
-    """A guard that evaluates identity checks over the call's locals, on every call.
+    """A guard that resolves identity checks over the call's locals, on every call.
 
-    Cheap after the first call: the objects found are compared by ``id`` against tuples
-    already verified (kept alive, at most ``_MEMO_SIZE``), and fingerprinted only when new.
+    Cheap after the first call: the paths are parsed once, here; the objects found are
+    compared by ``id`` against tuples already verified (kept alive, at most ``_MEMO_SIZE``),
+    and fingerprinted only when new. Raises GuardPathError for a source that is not a guard
+    path (``check_before_call`` has refused such an entry before it gets here).
     """
 
     def __init__(self, checks: list[tuple[str, str]], scope: dict[str, Any]) -> None:
-        sources = [s for s, _ in checks]
-        self.sources = sources
+        self.sources = [s for s, _ in checks]
         self.expected = [fp for _, fp in checks]
-        self.code = compile("(" + ", ".join(sources) + ",)", "<precompile identity check>",
-                            "eval")
-        self.globals = _eval_globals(scope)
+        self.paths: list[GuardPath] = [parse(s) for s in self.sources]
+        self.globals = _GlobalsView(scope)
         self._verified: dict[tuple[int, ...], tuple[Any, ...]] = {}
 
     def description(self) -> list[str]:
@@ -154,8 +146,9 @@ class CallTimeCheck:
     def __call__(self, f_locals: Mapping[str, Any]) -> bool:
         # A failure needs no message here: Dynamo reports this guard's ``description()``
         # as the recompile reason.
+        g = self.globals
         try:
-            values = eval(self.code, self.globals, {"L": f_locals})  # noqa: S307
+            values = tuple([p.lookup(g, f_locals) for p in self.paths])  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - a missing attribute means "not this entry"
             return False
         ids = tuple(map(id, values))

@@ -535,6 +535,7 @@ class CompilePackage:
             r = keys.SourceRange.from_dict(rng)
             for value in (r.module, r.qualname, r.sha256, r.text):
                 _expect(value, str)
+            _expect(r.last_line, int)
             pkg.sources[(r.module, r.qualname, _expect(r.first_line, int))] = r
         pkg.device_types = {_expect(d, str) for d in manifest.get("devices", [])}
         pkg.compile_seconds = float(_expect(manifest.get("compile_seconds", 0.0), (int, float)))

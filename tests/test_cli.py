@@ -267,3 +267,92 @@ def test_export_then_import_into_an_empty_cache(project: Project, tmp_path: Path
     out = json.loads(_ok(project.cli("import", str(archive), "--cache", str(fresh), "--json"),
                          rc=1))
     assert out["imported"] == 0 and len(out["skipped"]) == 2
+
+
+# ------------------------------------------- import: streamed, verified, all or nothing
+
+
+def _archive(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _pkg(saved: float, filler: bytes = b"") -> bytes:
+    from precompile import format as fmt
+
+    return fmt.encode({"saved": saved, "function": "m:f"}, {"filler": filler}, {})
+
+
+@pytest.fixture
+def import_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_SIGNING_KEY",
+                 "PRECOMPILE_TRUST_SHARED_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PRECOMPILE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _import(archive: Path, *extra: str) -> int:
+    from precompile import cli
+
+    return cli.main(["import", str(archive), *extra])
+
+
+def test_import_of_a_truncated_archive_is_an_error_and_imports_nothing(
+        import_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    whole = _archive(import_env / "a.tar.gz", {f"k{i}.pcpkg": _pkg(i, os.urandom(20000))
+                                               for i in range(3)})
+    cut = import_env / "cut.tar.gz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    assert _import(cut) == 2
+    assert "truncated" in capsys.readouterr().err
+    assert not list((import_env / "cache").glob("*.pcpkg"))
+
+
+def test_import_with_one_bad_package_imports_none(import_env: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bad = bytearray(_pkg(2))
+    bad[-40] ^= 1
+    archive = _archive(import_env / "a.tar.gz", {"good.pcpkg": _pkg(1), "bad.pcpkg": bytes(bad),
+                                                 "README": b"not a package"})
+    assert _import(archive) == 2
+    err = capsys.readouterr().err
+    assert "bad.pcpkg is not a usable package" in err and "nothing was imported" in err, err
+    assert not list((import_env / "cache").glob("*.pcpkg"))
+
+
+def test_import_caps_member_size(import_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = _archive(import_env / "a.tar.gz", {"big.pcpkg": _pkg(1, b"x" * 5000)})
+    assert _import(archive, "--max-package-size", "1k") == 2
+    assert "over the 1024-byte cap" in capsys.readouterr().err
+    assert _import(archive, "--max-package-size", "1M", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["imported"] == 1
+
+
+def test_import_puts_back_what_it_replaced_when_the_store_fails(
+        import_env: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from cache_backends.local import LocalDirBackend
+    from precompile.errors import StoreError
+
+    cache = LocalDirBackend(import_env / "cache")
+    cache.put("a", _pkg(1))
+    archive = _archive(import_env / "a.tar.gz", {"a.pcpkg": _pkg(5), "b.pcpkg": _pkg(5)})
+    real_put = LocalDirBackend.put
+
+    def put(self: LocalDirBackend, key: str, data: bytes) -> None:
+        if key == "b":
+            raise StoreError("disk full")
+        real_put(self, key, data)
+
+    monkeypatch.setattr(LocalDirBackend, "put", put)
+    assert _import(archive) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert cache.get("a") == _pkg(1) and cache.get("b") is None

@@ -1,0 +1,315 @@
+"""Untrusted packages never run code (issue 15): identity-check sources are parsed, never
+evaluated; the CLI trusts exactly what the library trusts; a shared or replaceable cache
+directory is refused; the signing key cannot be switched off by accident.
+
+Packages here are written by hand (no compile), so every test runs in-process in well under
+a second, except the group-writable ones that check the library's own miss.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from cache_backends.local import LocalDirBackend
+from precompile import cli, identity
+from precompile import format as fmt
+from precompile.errors import ConfigError, FormatError, StoreError
+from precompile.guard_path import GuardPathError, Roots, parse
+
+# ------------------------------------------------------------------ packages by hand
+
+UMOD = "def helper(x):\n    return x\n\ndef f(x):\n    return helper(x)\n"
+CALLS: list[str] = []
+
+
+def _record(*args: object) -> int:
+    CALLS.append(repr(args))
+    return 0
+
+
+class _Tripwire:
+    """Unpickling this records a call: proof that a pickle was loaded."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (_record, ("unpickled",))
+
+
+def make_package(identity_sources: list[str] | None = None, *,
+                 signing_key: bytes | None = None, flags: int | None = None) -> bytes:
+    """A package for ``umod:f`` whose guard blob, if ever unpickled, records a call."""
+    guards = pickle.dumps(_Tripwire())
+    art = b"artifact bytes"
+    fp = identity.object_fingerprint(len)
+    manifest = {
+        "key": "f-0", "function": "umod:f", "devices": [], "bypasses": [], "sources": [],
+        "frames": [{"role": "main", "module": "umod", "qualname": "f", "fingerprint": "ab",
+                    "code": None, "global_name": None, "skipped": False,
+                    "entries": [{"guards": fmt.sha256_hex(guards), "code": make_package.__code__,
+                                 "backends": ["__compiled_fn_1_x"], "imports": {},
+                                 "identity": [{"source": s, "guard_type": "ID_MATCH",
+                                               "fingerprint": fp}
+                                              for s in identity_sources or []]}]}],
+        "artifacts": {"__compiled_fn_1_x": {"kind": "fx_graph", "blob": fmt.sha256_hex(art),
+                                            "has_backward": False}},
+    }
+    meta = {"function": "umod:f", "factors": {"function": "umod:f"}, "entries": 1}
+    data = fmt.encode(meta, manifest, {fmt.sha256_hex(guards): guards,
+                                       fmt.sha256_hex(art): art}, signing_key=signing_key)
+    if flags is not None:
+        head = bytearray(data[:fmt._HEADER.size])
+        head[10:12] = flags.to_bytes(2, "big")
+        data = bytes(head) + data[fmt._HEADER.size:]
+    return data
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project dir (cwd, with umod.py) and a clean precompile environment."""
+    for name in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_SIGNING_KEY", "PRECOMPILE_STRICT",
+                 "PRECOMPILE_TRUST_SHARED_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "umod.py").write_text(UMOD)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "umod", raising=False)
+    monkeypatch.setattr(os, "system", _record)
+    monkeypatch.setenv("PRECOMPILE_CACHE_DIR", str(tmp_path / "cache"))
+    CALLS.clear()
+    return tmp_path
+
+
+def _store(root: Path, data: bytes, key: str = "umod.f-0") -> Path:
+    root.mkdir(mode=0o700, exist_ok=True)
+    path = root / f"{key}.pcpkg"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+# ------------------------------------------------ item 3: guard paths, never eval
+
+DYNAMO_SOURCES = [
+    "G['helper']", "L['self'].act", "L['fn'].__closure__[0].cell_contents",
+    "type(L['self'].cfg).__mro__[1]", "L['f'].__defaults__[0]", "L['f'].__kwdefaults__['k']",
+    "___odict_getitem(L['self']._modules, 'lin')", "getattr(L['x'], 'not-an-identifier')",
+    "object.__getattribute__(L['x'], 'y')", "dict(type(L['x']).__dict__)['m']",
+    "L['d'][list(dict.keys(L['d']))[0]]", "list(L['s'])[0]", "dict.__getitem__(L['d'], 'k')",
+    "list.__getitem__(L['l'], 1)", "__import__('torch').nn", "G['__builtins_dict___2']['len']",
+    "L['x'][slice(1, 4, None)]", "L['x'][(1, 'a')]", "L['x'][-1]",
+]
+MALICIOUS = [
+    "__import__('os').system('echo pwned')", "L['x']()", "G['f'](1)", "L['x'] + 1",
+    "(lambda: 1)()", "G['x'].__class__.__subclasses__()", "eval('1')", "exec('1')", "x",
+    "getattr(L['x'], L['y'])", "L['x'][1:2]", "[1][0]", "G['a'] if 1 else 2", "L[0]",
+    "__import__('o s')", "type(L['x'], (), {})", "L['x'][9**9]", "G['a'].b(1)",
+    "L['x'] or G['y']", "f'{G}'", "G['a'][G['b']()]", "", "L['x'];1", "import os",
+]
+
+
+@pytest.mark.parametrize("source", DYNAMO_SOURCES)
+def test_dynamo_guard_sources_parse(source: str) -> None:
+    path = parse(source)
+    assert path.reads_locals == ("L[" in source)
+
+
+@pytest.mark.parametrize("source", MALICIOUS)
+def test_anything_else_is_refused_without_running_it(source: str, env: Path) -> None:
+    with pytest.raises(GuardPathError):
+        parse(source)
+    ok, why = identity.check_before_call(source, "function:x", {"__builtins__": __builtins__})
+    assert ok is False and why, why
+    assert CALLS == []
+
+
+def test_paths_resolve_step_by_step() -> None:
+    ns = types.SimpleNamespace(act=len, cfg=types.SimpleNamespace())
+
+    def outer() -> object:
+        return ns
+
+    fn = (lambda: outer)  # noqa: E731 - a closure over ``outer``
+    roots = Roots({"helper": len}, {"self": ns, "fn": fn, "d": {"k": 5}})
+    assert parse("G['helper']").resolve(roots) is len
+    assert parse("L['self'].act").resolve(roots) is len
+    assert parse("type(L['self'].cfg).__mro__[0]").resolve(roots) is types.SimpleNamespace
+    assert parse("L['fn'].__closure__[0].cell_contents").resolve(roots) is outer
+    assert parse("L['d'][list(dict.keys(L['d']))[0]]").resolve(roots) == 5
+    assert parse("__import__('os').path").resolve(roots) is os.path
+    with pytest.raises(KeyError):  # never imports: only modules already loaded
+        parse("__import__('antigravity')").resolve(roots)
+
+
+def test_call_time_check_holds_refuses_and_memoizes() -> None:
+    a, b = types.SimpleNamespace(act=len), types.SimpleNamespace(act=abs)
+    check = identity.CallTimeCheck([("L['self'].act", identity.object_fingerprint(len))], {})
+    assert check({"self": a}) and check({"self": a})
+    assert len(check._verified) == 1
+    assert not check({"self": b}) and not check({})
+    with pytest.raises(GuardPathError):
+        identity.CallTimeCheck([("__import__('os').system('x')", "f")], {})
+
+
+def test_explain_never_runs_a_package_identity_source(env: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15.1: an unsigned package's source ran os.system under ``explain``."""
+    evil = "__import__('os').system('echo pwned')"
+    _store(env / "cache", make_package([evil]))
+    assert cli.main(["explain", "umod:f", str(env / "cache")]) in (0, 1)
+    assert CALLS == [], CALLS  # no key: trusted, but the source is refused, not evaluated
+    capsys.readouterr()
+    monkeypatch.setenv("PRECOMPILE_SIGNING_KEY", "k")
+    assert cli.main(["explain", "umod:f", str(env / "cache")]) == 1
+    assert CALLS == [], CALLS
+    out = capsys.readouterr().out
+    assert "would MISS" in out and "UNSIGNED" in out, out
+
+
+# --------------------------------------------- item 5: signing key, envelope flags
+
+
+def test_an_empty_signing_key_is_an_error_not_signing_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import precompile
+
+    monkeypatch.setenv("PRECOMPILE_SIGNING_KEY", "the-key")
+    with pytest.raises(ConfigError, match="unset PRECOMPILE_SIGNING_KEY"):
+        precompile.cached(lambda x: x, backend="eager", signing_key="")
+    with pytest.raises(ConfigError):
+        precompile.cached(lambda x: x, backend="eager", signing_key=b"")
+    wrapped = precompile.cached(lambda x: x, backend="eager")  # None: the environment's key
+    assert wrapped._precompile.signing_key == b"the-key"
+
+
+@pytest.mark.parametrize("flags", [0x2, 0x8000, 0x1 | 0x4])
+def test_unknown_envelope_flags_are_a_format_error(flags: int) -> None:
+    data = make_package(signing_key=b"k" if flags & 1 else None, flags=flags)
+    with pytest.raises(FormatError, match="unknown flags"):
+        fmt.decode(data)
+    with pytest.raises(FormatError, match="unknown flags"):
+        fmt.decode(data, signing_key=b"k")
+
+
+# ------------------------------------- items 1, 2, 4: the CLI trusts what the library does
+
+
+def _shared(root: Path, mode: int) -> Path:
+    root.chmod(mode)
+    return root
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777])
+def test_inspect_never_unpickles_from_a_directory_the_library_refuses(
+        env: Path, mode: int, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _store(env / "cache", make_package())
+    _shared(env / "cache", mode)
+    for ref in (str(path), "umod.f-0"):
+        assert cli.main(["inspect", ref, "--cache", str(env / "cache")]) == 0
+        out = capsys.readouterr().out
+        assert "UNTRUSTED" in out and "writable" in out, out
+        assert "not unpickled" in out, out
+    assert CALLS == [], CALLS
+
+
+def test_inspect_unpickles_exactly_what_the_library_would_load(
+        env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _store(env / "cache", make_package())
+    monkeypatch.setenv("PRECOMPILE_SIGNING_KEY", "k")
+    assert cli.main(["inspect", str(path)]) == 0  # unsigned under a key: refused
+    assert "not unpickled" in capsys.readouterr().out and CALLS == []
+    path.write_bytes(make_package(signing_key=b"other"))
+    assert cli.main(["inspect", str(path)]) == 0  # signed with another key: refused
+    assert "does NOT match" in capsys.readouterr().out and CALLS == []
+    path.write_bytes(make_package(signing_key=b"k"))
+    cli.main(["inspect", str(path)])  # trusted: the library would load it, so may inspect
+    assert CALLS == ["('unpickled',)"], CALLS
+    monkeypatch.setenv("PRECOMPILE_TRUST_SHARED_CACHE", "1")  # the library's opt-in, too
+    _shared(env / "cache", 0o777)
+    CALLS.clear()
+    cli.main(["inspect", str(path)])
+    assert CALLS == ["('unpickled',)"], CALLS
+
+
+def test_ls_and_verify_still_read_untrusted_packages_and_say_so(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    _store(env / "cache", make_package())
+    _shared(env / "cache", 0o777)
+    assert cli.main(["ls", str(env / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "umod:f" in out and "UNTRUSTED" in out and "world-writable" in out, out
+    assert cli.main(["ls", str(env / "cache"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["ok"] and not row["trusted"] and "world-writable" in row["untrusted_reason"]
+    assert cli.main(["verify", str(env / "cache")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("UNTRUSTED") and "world-writable" in out, out
+    assert CALLS == []
+
+
+def test_explain_refuses_a_package_from_an_untrusted_directory(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _store(env / "cache", make_package(["G['helper']"]))
+    _shared(env / "cache", 0o777)
+    assert cli.main(["explain", "umod:f", str(env / "cache")]) == 1
+    out = capsys.readouterr().out
+    assert "would MISS" in out and "will not load it" in out and "world-writable" in out, out
+
+
+# ------------------------------------------- item 15: shared and replaceable caches
+
+
+def test_group_writable_cache_directory_is_refused(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PRECOMPILE_TRUST_SHARED_CACHE", raising=False)
+    _store(tmp_path / "c", make_package())
+    _shared(tmp_path / "c", 0o770)
+    with pytest.raises(StoreError, match="group-writable.*PRECOMPILE_TRUST_SHARED_CACHE"):
+        LocalDirBackend(tmp_path / "c").get("umod.f-0")
+    assert LocalDirBackend(tmp_path / "c", trust_shared=True).get("umod.f-0")
+    _shared(tmp_path / "c", 0o700)
+    (tmp_path / "c" / "umod.f-0.pcpkg").chmod(0o660)
+    with pytest.raises(StoreError, match="group-writable"):
+        LocalDirBackend(tmp_path / "c").get("umod.f-0")
+
+
+def test_a_parent_others_can_write_is_refused_unless_sticky(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PRECOMPILE_TRUST_SHARED_CACHE", raising=False)
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    _store(parent / "c", make_package())
+    assert LocalDirBackend(parent / "c").get("umod.f-0")  # 0755 parent: fine
+    for mode in (0o777, 0o775):  # anyone (in the group) could rename c away and replace it
+        parent.chmod(mode)
+        with pytest.raises(StoreError, match=f"parent {parent}.*not sticky"):
+            LocalDirBackend(parent / "c").get("umod.f-0")
+        with pytest.raises(StoreError, match="parent"):
+            LocalDirBackend(parent / "c").put("k", b"x")
+    parent.chmod(0o1777)  # sticky, like /tmp: only c's owner can rename it
+    assert LocalDirBackend(parent / "c").get("umod.f-0")
+    parent.chmod(0o777)
+    assert LocalDirBackend(parent / "c", trust_shared=True).get("umod.f-0")
+    parent.chmod(0o755)
+
+
+def test_the_library_misses_cleanly_on_a_group_writable_cache(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import precompile
+
+    monkeypatch.delenv("PRECOMPILE_TRUST_SHARED_CACHE", raising=False)
+    cache = tmp_path / "c"
+    cache.mkdir(mode=0o770)
+    cache.chmod(0o770)
+    f = precompile.cached(lambda x: x + 1, backend="eager", cache_dir=str(cache))
+    import torch
+
+    assert torch.equal(f(torch.ones(2)), torch.full((2,), 2.0))  # no exception: a miss
+    precompile.flush()
+    assert not list(cache.glob("*.pcpkg"))  # and nothing written where others could swap it
