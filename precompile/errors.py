@@ -42,3 +42,8 @@ class LockTimeout(StoreError):
 class NotCapturableError(PackageError):
     """Something the package would need cannot be recorded (e.g. a custom backend whose
     output cannot be serialized); the affected entry is left out and compiles normally."""
+
+
+class SettingError(PackageError):
+    """A ``PRECOMPILE_*`` environment variable holds a value precompile cannot use; the
+    message names the variable and the values it takes."""
