@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from . import settings
 from .errors import NotCapturableError
 
 TORCH_VERSION = str(torch.__version__)
@@ -485,7 +486,8 @@ def _stand_ins_while(make: Callable[[], list[_StandIn]]) -> Iterator[None]:
     imported one is simply used); afterwards sys.modules holds only real modules again.
     Only for torch 2.13, the version they were checked against; ``PRECOMPILE_FULL_IMPORTS=1``
     turns them off."""
-    if not TORCH_VERSION.startswith("2.13.") or os.environ.get("PRECOMPILE_FULL_IMPORTS"):
+    if not TORCH_VERSION.startswith("2.13.") or settings.or_default(
+            lambda: settings.flag(settings.FULL_IMPORTS), False, strict=False):
         yield
         return
     added = [mod for mod in make() if mod.__name__ not in sys.modules]
