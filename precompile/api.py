@@ -63,6 +63,8 @@ def default_store(cache_dir: Any = None, store: Any = None) -> CacheBackend:
 
 
 def warn_once(topic: str, message: str) -> None:
+    """Log ``message`` the first time ``topic`` comes up: one store that fails (read-only,
+    full, down) is one warning however many functions and calls meet it."""
     if topic not in _WARNED:
         _WARNED.add(topic)
         log.warning("precompile: %s", message)
@@ -286,8 +288,8 @@ class Cached:
                         return data
                     continue
                 except StoreError as e:
-                    warn_once(f"lease:{self.store.url}", f"cannot coordinate compiles through "
-                              f"the cache ({e}); every process compiles for itself")
+                    warn_once(f"store:{self.store.url}", f"cannot coordinate compiles "
+                              f"through the cache ({e}); every process compiles for itself")
                     return None
                 self._lease = lease  # from here every exit path releases it (_drop_lease)
                 data = self._fetch(key)  # the leader may have finished just now
@@ -327,7 +329,7 @@ class Cached:
         try:
             return self.store.get(key)
         except StoreError as e:
-            warn_once(f"read:{self.store.url}", f"cannot read the cache ({e}); compiling normally")
+            warn_once(f"store:{self.store.url}", f"cannot read the cache ({e}); compiling normally")
             return None
 
     def _miss(self, reason: str, error: Exception | None = None) -> None:
@@ -418,7 +420,7 @@ class Cached:
                     data = self.envelope_bytes()
                     self.store.put(self.package.key, data)
             except (StoreError, PackageError) as e:
-                warn_once(f"write:{self.store.url}", f"cannot save to the cache ({e}); "
+                warn_once(f"store:{self.store.url}", f"cannot save to the cache ({e}); "
                           "the program goes on without saving")
                 self._saved_version = version
                 return False
