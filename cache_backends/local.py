@@ -6,6 +6,10 @@ crash mid-write leaves the previous package intact. ``filelock`` serializes read
 (merging entries) between processes. Directories precompile creates are owner-only (0700):
 packages hold code that will be executed.
 
+Trust: packages hold code that will run, so a root or ``.locks`` directory another user
+owns or anyone can write is refused, for locks as for reads (a lock in such a store would
+let its owner stall every process), and no symbolic link under the root is followed.
+
 Reads refresh a file's access time, which is what ``max_bytes`` eviction (least recently
 used first) and ``precompile ls`` report as "last used".
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 import tempfile
@@ -21,9 +26,12 @@ from collections.abc import Iterator
 
 import filelock
 
+from precompile import settings
 from precompile.errors import LockTimeout, StoreError
 
 from .base import CacheBackend, Stat, check_key
+
+log = logging.getLogger("precompile")
 
 SUFFIX = ".pcpkg"
 _TMP_PREFIX = ".tmp-"
@@ -146,14 +154,18 @@ def peek_file(path: str, store: LocalDirBackend | None = None) -> tuple[bytes, s
 
 
 class LocalDirBackend(CacheBackend):
+    """Packages as files in one directory (see the module docstring)."""
+
     cheap_listing = True
+
     def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None,
                  trust_shared: bool | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self.url = self.root
         self.max_bytes = max_bytes
         if trust_shared is None:
-            trust_shared = os.environ.get("PRECOMPILE_TRUST_SHARED_CACHE", "") == "1"
+            trust_shared = settings.or_default(
+                lambda: settings.flag(settings.TRUST_SHARED_CACHE), False, strict=False)
         self.trust_shared = trust_shared
         self._root_checked = False
 
@@ -188,6 +200,22 @@ class LocalDirBackend(CacheBackend):
         would not). Returns None if there is no such package. Raises OSError."""
         return peek_file(self.path_for(key), self)
 
+    def _locks_dir(self) -> str:
+        """``<root>/.locks``, created if needed, after the same checks as a read: a lock
+        file is created and opened there, so a planted symlink must not send it elsewhere."""
+        self._ensure_root()
+        self._check_root()
+        locks = os.path.join(self.root, ".locks")
+        try:
+            st = os.lstat(locks)
+        except OSError as e:
+            raise StoreError(f"cannot use {locks}: {e.strerror}") from e
+        if not stat.S_ISDIR(st.st_mode):
+            raise StoreError(f"refusing cache lock directory {locks}: it is not a directory "
+                             "(a symbolic link?). Remove it; precompile recreates it")
+        self._check_trusted(st, f"lock directory {locks}")
+        return locks
+
     # ---------------------------------------------------------------- paths
 
     def path_for(self, key: str) -> str:
@@ -209,12 +237,15 @@ class LocalDirBackend(CacheBackend):
         path = self.path_for(key)
         self._check_root()
         try:
-            with open(path, "rb") as fh:
+            with open(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as fh:
                 self._check_trusted(os.fstat(fh.fileno()), f"file {path}")
                 data = fh.read()
         except FileNotFoundError:
             return None
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise StoreError(f"refusing {path}: it is a symbolic link, and precompile "
+                                 "follows none inside its cache. Remove it") from e
             raise StoreError(f"cannot read {path}: {e.strerror}") from e
         with contextlib.suppress(OSError):
             st = os.stat(path)
@@ -232,7 +263,10 @@ class LocalDirBackend(CacheBackend):
             raise StoreError(f"cannot write {path}: {e.strerror}{hint}. The program goes on "
                              "without saving; free space or fix permissions") from e
         if self.max_bytes is not None:
-            self.evict(self.max_bytes, keep={key})
+            try:
+                self.evict(self.max_bytes, keep={key})
+            except StoreError as e:  # the package is written; only the upkeep failed
+                log.warning("precompile: cannot evict old packages from %s: %s", self.root, e)
 
     def delete(self, key: str) -> bool:
         try:
@@ -256,22 +290,37 @@ class LocalDirBackend(CacheBackend):
     def stat(self, key: str) -> Stat | None:
         path = self.path_for(key)
         try:
-            st = os.stat(path)
+            st = os.lstat(path)  # a symlink is described, not followed (a loop would raise)
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise StoreError(f"cannot read {path}: {e.strerror}") from e
         return Stat(key, st.st_size, created=st.st_mtime, last_used=max(st.st_atime, st.st_mtime),
                     path=path)
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
-        self._ensure_root()
-        lock_path = os.path.join(self.root, ".locks", key + ".lock")
+        """LockTimeout when another process holds it past ``timeout``; StoreError when the
+        store cannot lock at all (untrusted, read-only, unwritable), so callers stop
+        coordinating through it rather than wait."""
+        check_key(key)
+        lock_path = os.path.join(self._locks_dir(), key + ".lock")
+        lock = filelock.FileLock(lock_path, timeout=timeout)
         try:
-            with filelock.FileLock(lock_path, timeout=timeout):
-                yield
+            lock.acquire()
         except filelock.Timeout as e:
-            raise LockTimeout(f"timed out after {timeout}s waiting for {lock_path}; another "
-                             "process holds it. Delete the lock file if that process is gone") from e
+            raise LockTimeout(f"timed out after {timeout:g}s waiting for {lock_path}; another "
+                              "process holds it. Delete the lock file if that process is "
+                              "gone") from e
+        except OSError as e:
+            hint = (" (read-only filesystem)" if e.errno == errno.EROFS
+                    else " (disk full)" if e.errno == errno.ENOSPC else "")
+            raise StoreError(f"cannot lock {lock_path}: {e.strerror}{hint}. Point "
+                             "PRECOMPILE_CACHE_DIR at a writable directory") from e
+        try:
+            yield
+        finally:
+            lock.release()
 
     # ------------------------------------------------------------ upkeep
 

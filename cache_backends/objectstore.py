@@ -4,15 +4,17 @@
 Layout: ``<url>/<key>.pcpkg``, the same names LocalDirBackend uses, so a directory can be
 synced to a bucket and back.
 
+A URL fsspec maps to the local filesystem (``local://``, ``file://``) is served by
+:class:`LocalDirBackend` itself, so it has the same atomic writes, trust checks and file
+locks (``LockTimeout`` when contended) as a plain directory: one local implementation.
+
 Atomic writes: object stores (S3, GCS, Azure, fsspec's memory filesystem) replace a whole
 object in one PUT, and readers get the old object or the new one; there ``put`` writes the
-object directly. On a local filesystem ``put`` writes a temp file in the same directory,
-fsyncs it and renames it into place. On other filesystems (sftp, ...) it writes a temp file
-and moves it into place (a rename where the filesystem has one).
+object directly. On other filesystems (sftp, ...) it writes a temp file and moves it into
+place (a rename where the filesystem has one).
 
-``lock`` serializes writers across processes only on a local filesystem (a file lock beside
-the packages); elsewhere it is the base no-op and the last writer wins, which loses nothing
-that the next compile would not add back.
+``lock`` is the base no-op away from the local filesystem: the last writer wins, which loses
+nothing that the next compile would not add back.
 
 Credentials and endpoints come from the filesystem's usual sources (``AWS_*`` variables,
 ``AWS_ENDPOINT_URL``, ``~/.aws``, gcloud's application default credentials...) or as keyword
@@ -23,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import os
 import posixpath
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -37,7 +37,7 @@ from fsspec.implementations.local import LocalFileSystem
 from precompile.errors import StoreError
 
 from .base import CacheBackend, Stat, check_key
-from .local import write_atomically
+from .local import LocalDirBackend
 
 SUFFIX = ".pcpkg"
 _TMP_PREFIX = ".tmp-"
@@ -104,7 +104,8 @@ class FsspecBackend(CacheBackend):
         except ValueError as e:
             raise ValueError(f"unsupported cache URL {url!r}: fsspec does not know the protocol "
                              f"{self.protocol!r}") from e
-        self._local = issubclass(cls, LocalFileSystem)
+        self._local = (LocalDirBackend(cls._strip_protocol(url))
+                       if issubclass(cls, LocalFileSystem) else None)
         self._atomic_put = self.protocol in OBJECT_STORE_PROTOCOLS
         if self.protocol in ("s3", "s3a"):
             # Bound the waits on an endpoint that does not answer (botocore's default is 60s
@@ -151,30 +152,27 @@ class FsspecBackend(CacheBackend):
     # ------------------------------------------------------------ interface
 
     def get(self, key: str) -> bytes | None:
+        if self._local is not None:
+            return self._local.get(key)
+
         def read() -> bytes | None:
             fs, _ = self._filesystem()
-            path = self._path(key)
             try:
-                data = fs.cat_file(path)
+                return bytes(fs.cat_file(self._path(key)))
             except FileNotFoundError:
                 return None
-            if self._local:  # a read is a use: refresh the access time, as LocalDirBackend
-                with contextlib.suppress(OSError):
-                    st = os.stat(path)
-                    os.utime(path, (time.time(), st.st_mtime))
-            return bytes(data)
 
         return self._run("read from", read)
 
     def put(self, key: str, data: bytes) -> None:
+        if self._local is not None:
+            return self._local.put(key, data)
         data = bytes(data)
 
         def write() -> None:
             fs, root = self._filesystem()
             path = self._path(key)
-            if self._local:
-                self._put_local(root, path, data)
-            elif self._atomic_put:
+            if self._atomic_put:
                 fs.pipe_file(path, data)
             else:
                 if not self._made_root:
@@ -192,12 +190,10 @@ class FsspecBackend(CacheBackend):
 
         self._run("write to", write)
 
-    @staticmethod
-    def _put_local(root: str, path: str, data: bytes) -> None:
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        write_atomically(root, path, data)
-
     def delete(self, key: str) -> bool:
+        if self._local is not None:
+            return self._local.delete(key)
+
         def remove() -> bool:
             fs, _ = self._filesystem()
             path = self._path(key)
@@ -215,6 +211,9 @@ class FsspecBackend(CacheBackend):
         return self._run("delete from", remove)
 
     def list(self) -> Iterator[str]:
+        if self._local is not None:
+            return self._local.list()
+
         def names() -> list[str]:
             fs, root = self._filesystem()
             fs.invalidate_cache(root)  # other processes write too: no stale listing
@@ -232,6 +231,9 @@ class FsspecBackend(CacheBackend):
         return iter(self._run("list", names))
 
     def stat(self, key: str) -> Stat | None:
+        if self._local is not None:
+            return self._local.stat(key)
+
         def info() -> Stat | None:
             fs, _ = self._filesystem()
             path = self._path(key)
@@ -242,34 +244,15 @@ class FsspecBackend(CacheBackend):
                 return None
             if inf.get("type") == "directory":
                 return None
-            if self._local:
-                st = os.stat(path)
-                return Stat(key, st.st_size, created=st.st_mtime,
-                            last_used=max(st.st_atime, st.st_mtime), path=path)
             return Stat(key, int(inf.get("size") or 0), created=_timestamp(inf), last_used=None)
 
         return self._run("read from", info)
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
-        if not self._local:
-            check_key(key)
-            yield
-            return
-        import filelock
-
-        root = self._filesystem()[1]
-        locks = os.path.join(root, ".locks")
-        lock_path = os.path.join(locks, key + ".lock")
-        check_key(key)
-        try:
-            os.makedirs(locks, mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create {locks}: {e.strerror}") from e
-        try:
-            with filelock.FileLock(lock_path, timeout=timeout):
+        if self._local is not None:
+            with self._local.lock(key, timeout):
                 yield
-        except filelock.Timeout as e:
-            raise StoreError(f"timed out after {timeout:g}s waiting for {lock_path}; another "
-                             "process holds it. Delete the lock file if that process is gone"
-                             ) from e
+            return
+        check_key(key)
+        yield

@@ -21,13 +21,18 @@ Every network wait is bounded: ``socket_timeout`` for connecting and for each re
 one quick retry only after a dropped connection (a restarted server), never after a
 timeout. A server that cannot be reached turns into :class:`StoreError` with a message that
 says what to check, and for ``retry_after`` seconds afterwards calls fail at once instead
-of waiting on the network again, so a program with many compiled functions does not pay
-the timeout once per function.
+of waiting on the network again. Every store opened from the same URL (one per compiled
+function) shares one client and that one "down" timer, so a program with many compiled
+functions opens one connection pool and pays the timeout once, not once per function. A
+reply that is not what redis sends (a garbage reply, a value of the wrong type) is a
+StoreError too, so a tiered store fails over instead of crashing.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
 import random
 import threading
 import time
@@ -110,6 +115,67 @@ def _redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+class _Server:
+    """One redis client and its "down" timer, shared by every RedisBackend that names the
+    same URL with the same timeouts. redis-py's client is thread-safe and its pool opens
+    fresh connections in a forked child, so one per URL serves the whole process."""
+
+    def __init__(self, client: Any, retry_after: float) -> None:
+        self.client = client
+        self.retry_after = retry_after
+        self.down_until = 0.0
+        self.down_reason = ""
+        self.renew = client.register_script(_RENEW)
+        self.release = client.register_script(_RELEASE)
+        self.touch = client.register_script(_TOUCH)
+
+    def trip(self, reason: str) -> None:
+        self.down_reason = f"({reason.rstrip('.')})"
+        self.down_until = time.monotonic() + self.retry_after
+
+
+_SERVERS: dict[tuple[str, float, float], _Server] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def _reset_lock_in_child() -> None:
+    global _SERVERS_LOCK
+    _SERVERS_LOCK = threading.Lock()  # another thread may have held it across the fork
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+
+def _shared_server(url: str, socket_timeout: float, retry_after: float) -> _Server:
+    """The one _Server for this URL and these timeouts, made on first use."""
+    with _SERVERS_LOCK:
+        server = _SERVERS.get((url, socket_timeout, retry_after))
+        if server is None:
+            client = _redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+                # One quick retry for a dropped connection (a server restart, an idle
+                # connection cut); none after a timeout, which would only double the wait
+                # on a server that hangs. So a call waits at most ~socket_timeout.
+                retry=Retry(ExponentialBackoff(cap=0.25, base=0.05), 1,
+                            supported_errors=(_redis.exceptions.ConnectionError,)),
+                retry_on_error=[_redis.exceptions.ConnectionError],
+                health_check_interval=30, **_NO_SETINFO)
+            server = _SERVERS[(url, socket_timeout, retry_after)] = _Server(client, retry_after)
+        return server
+
+
+def _check_seconds(name: str, value: float | None, *, allow_zero: bool = False,
+                   allow_none: bool = False) -> None:
+    """Reject what would silently misbehave (``ttl=-5`` was a 1 ms TTL)."""
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (
+        value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"redis store {name} must be a positive number of seconds"
+                         f"{' or None' if allow_none else ''}, not {value!r}")
+
+
 def _glob_escape(s: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in s)
 
@@ -129,6 +195,9 @@ def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
                 ours["ttl"] = float(value) if value else None
             except ValueError:
                 raise ValueError(f"ttl in {_redact(url)!r} must be a number of seconds") from None
+            if ours["ttl"] is not None and not (math.isfinite(ours["ttl"]) and ours["ttl"] > 0):
+                raise ValueError(f"ttl in {_redact(url)!r} must be a positive number of "
+                                 f"seconds, not {value!r}")
         else:
             rest.append((name, value))
     base = url.split("?", 1)[0]  # not urlunsplit: it turns unix:///x into unix:/x
@@ -149,50 +218,40 @@ class RedisBackend(CacheBackend):
     def __init__(self, url_or_client: str | Any, namespace: str = "precompile",
                  ttl: float | None = None, socket_timeout: float = 5, *,
                  lock_lease: float = 30.0, retry_after: float = 30.0) -> None:
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
-        if not namespace or any(c in namespace for c in " \t\r\n"):
-            raise ValueError(f"invalid redis namespace {namespace!r}")
         self.namespace = namespace
         self.ttl = ttl
+        if isinstance(url_or_client, str):
+            url, opts = split_url_options(url_or_client)
+            self.namespace = opts.get("namespace", self.namespace)
+            self.ttl = opts.get("ttl", self.ttl)
+        _check_seconds("ttl", self.ttl, allow_none=True)
+        _check_seconds("socket_timeout", socket_timeout)
+        _check_seconds("lock_lease", lock_lease)
+        _check_seconds("retry_after", retry_after, allow_zero=True)
+        if not self.namespace or any(c in self.namespace for c in " \t\r\n"):
+            raise ValueError(f"invalid redis namespace {self.namespace!r}")
         self.socket_timeout = socket_timeout
         self.lock_lease = lock_lease
         self.retry_after = retry_after
         if isinstance(url_or_client, str):
-            url, opts = split_url_options(url_or_client)
-            self.namespace = opts.get("namespace", self.namespace)
-            if "ttl" in opts:
-                self.ttl = opts["ttl"]
             try:
-                self.client = _redis.Redis.from_url(
-                    url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-                    # One quick retry for a dropped connection (a server restart, an idle
-                    # connection cut); none after a timeout, which would only double the
-                    # wait on a server that hangs. So a call waits at most ~socket_timeout.
-                    retry=Retry(ExponentialBackoff(cap=0.25, base=0.05), 1,
-                                supported_errors=(_redis.exceptions.ConnectionError,)),
-                    retry_on_error=[_redis.exceptions.ConnectionError],
-                    health_check_interval=30, **_NO_SETINFO)
+                self._server = _shared_server(url, socket_timeout, retry_after)
+                self._owns_client = True
             except ValueError as e:
                 raise ValueError(f"bad redis URL {_redact(url_or_client)!r}: {e}. Expected "
                                  "redis://[user:password@]host:port/db or rediss://...") from e
             self.url = _redact(url_or_client)
-            self._owns_client = True
         else:
-            self._owns_client = False
             kw = getattr(getattr(url_or_client, "connection_pool", None), "connection_kwargs",
                          None) or {}
             if kw.get("decode_responses"):
                 raise ValueError("RedisBackend needs a client made with decode_responses=False: "
                                  "packages are bytes")
-            self.client = url_or_client
+            self._server = _Server(url_or_client, retry_after)
+            self._owns_client = False
             self.url = self._client_url(url_or_client)
+        self.client = self._server.client
         self._prefix = f"{self.namespace}:{LAYOUT_VERSION}:"
-        self._down_until = 0.0
-        self._down_reason = ""
-        self._renew = self.client.register_script(_RENEW)
-        self._release = self.client.register_script(_RELEASE)
-        self._touch = self.client.register_script(_TOUCH)
 
     @staticmethod
     def _client_url(client: Any) -> str:
@@ -217,20 +276,23 @@ class RedisBackend(CacheBackend):
 
     def _run(self, what: str, fn: Callable[[], T]) -> T:
         """Call the server; every failure comes out as StoreError."""
-        if self._down_until and time.monotonic() < self._down_until:
-            left = self._down_until - time.monotonic()
-            raise StoreError(f"redis at {self.url} was unreachable {self._down_reason}; "
+        server = self._server
+        if server.down_until and time.monotonic() < server.down_until:
+            left = server.down_until - time.monotonic()
+            raise StoreError(f"redis at {self.url} was unreachable {server.down_reason}; "
                              f"not trying again for {left:.0f}s. Is redis-server running "
                              "there, and is the URL right?")
         try:
             result = fn()
+        except StoreError:
+            raise
         except _redis.exceptions.AuthenticationError as e:
-            self._trip(str(e))
+            server.trip(str(e))
             raise StoreError(f"redis at {self.url} refused the credentials ({e}); put the right "
                              "user:password in the URL (redis://user:password@host:port/db)") from e
         except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError,
                 OSError) as e:
-            self._trip(str(e))
+            server.trip(str(e))
             raise StoreError(
                 f"cannot {what} redis at {self.url}: {str(e).rstrip('.')}. Is redis-server "
                 "running and reachable from here? Check the URL (redis://host:port/db, "
@@ -238,12 +300,20 @@ class RedisBackend(CacheBackend):
             ) from e
         except _redis.exceptions.RedisError as e:
             raise StoreError(f"redis at {self.url} failed to {what}: {e}") from e
-        self._down_until = 0.0
+        except Exception as e:  # noqa: BLE001 - redis-py parsing a non-redis reply raises anything
+            raise StoreError(f"redis at {self.url} sent a reply precompile cannot use while "
+                             f"trying to {what} it ({type(e).__name__}: {e}). Is the URL that "
+                             "of a redis server?") from e
+        server.down_until = 0.0
         return result
 
-    def _trip(self, reason: str) -> None:
-        self._down_reason = f"({reason.rstrip('.')})"
-        self._down_until = time.monotonic() + self.retry_after
+    def _expect(self, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+        """``value`` if it is of the type redis sends for ``what``; else StoreError."""
+        if not isinstance(value, kind):
+            raise StoreError(f"redis at {self.url} answered {type(value).__name__} for {what}, "
+                             "not what redis sends; is the URL that of a redis server, and is "
+                             "the namespace used by precompile alone?")
+        return value
 
     # ------------------------------------------------------------ interface
 
@@ -252,9 +322,10 @@ class RedisBackend(CacheBackend):
         data = self._run("read from", lambda: self.client.get(pkg))
         if data is None:
             return None
+        self._expect(data, bytes, f"the package {key}")
         # Recording the use is best effort: a read-only replica or a hiccup only costs recency.
         try:
-            self._touch(keys=[pkg, meta], args=[repr(time.time()), self._ttl_ms])
+            self._server.touch(keys=[pkg, meta], args=[repr(time.time()), self._ttl_ms])
         except Exception as e:  # noqa: BLE001
             log.debug("precompile: cannot record use of %s in %s: %s", key, self.url, e)
         return data
@@ -283,7 +354,7 @@ class RedisBackend(CacheBackend):
             pipe = self.client.pipeline(transaction=True)
             pipe.delete(pkg)
             pipe.delete(meta)
-            return bool(pipe.execute()[0])
+            return bool(self._expect(pipe.execute()[0], int, f"deleting {key}"))
 
         return self._run("delete from", remove)
 
@@ -294,7 +365,8 @@ class RedisBackend(CacheBackend):
         def scan() -> list[str]:
             out = set()
             for raw in self.client.scan_iter(match=match, count=1000):
-                name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                raw = self._expect(raw, (bytes, str), "a key name")
+                name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
                 if name.startswith(prefix):
                     out.add(name[len(prefix):])
             return sorted(out)
@@ -309,7 +381,10 @@ class RedisBackend(CacheBackend):
             pipe.strlen(pkg)
             pipe.exists(pkg)
             pipe.hgetall(meta)
-            return tuple(pipe.execute())
+            size, exists, fields = pipe.execute()
+            return (self._expect(size, int, f"the size of {key}"),
+                    self._expect(exists, int, f"whether {key} exists"),
+                    self._expect(fields, dict, f"the metadata of {key}"))
 
         size, exists, fields = self._run("read from", read)
         if not exists:
@@ -326,8 +401,9 @@ class RedisBackend(CacheBackend):
 
     def ttl_left(self, key: str) -> float | None:
         """Seconds until ``key`` expires; None if it has no TTL or is absent."""
-        ms = self._run("read from", lambda: self.client.pttl(self._k("pkg", key)))
-        return ms / 1000.0 if ms is not None and ms >= 0 else None
+        ms = self._run("read from", lambda: self._expect(
+            self.client.pttl(self._k("pkg", key)), int, f"the TTL of {key}"))
+        return ms / 1000.0 if ms >= 0 else None
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
@@ -353,7 +429,7 @@ class RedisBackend(CacheBackend):
             # Keep the lease while the section runs longer than a third of it.
             while not stop.wait(self.lock_lease / 3):
                 try:
-                    if not self._renew(keys=[name], args=[token, lease_ms]):
+                    if not self._server.renew(keys=[name], args=[token, lease_ms]):
                         log.warning("precompile: lost the redis lock on %s in %s (lease of "
                                     "%gs ran out); another process may write at the same time",
                                     key, self.url, self.lock_lease)
@@ -369,14 +445,15 @@ class RedisBackend(CacheBackend):
             stop.set()
             keeper.join(timeout=self.socket_timeout + 1)
             try:
-                self._release(keys=[name], args=[token])
+                self._server.release(keys=[name], args=[token])
             except Exception as e:  # noqa: BLE001
                 # The section itself is done; the lease frees the lock on its own.
                 log.warning("precompile: cannot release the redis lock on %s in %s (%s); it "
                             "expires within %gs", key, self.url, e, self.lock_lease)
 
     def close(self) -> None:
-        """Close the connections, if this store made the client (not one passed in)."""
+        """Close the pool's idle connections (shared with the other stores for this URL,
+        which reopen them on their next call); a client passed in is the caller's to close."""
         if self._owns_client:
             with contextlib.suppress(Exception):
-                self.client.close()
+                self.client.connection_pool.disconnect()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from typing import Any
 
 __all__ = ["cached", "save", "load", "flush", "stats", "errors", "PrecompileContext",
@@ -42,8 +41,10 @@ def __dir__() -> list[str]:
 
 
 def _configure_logging() -> None:
-    level = os.environ.get("PRECOMPILE_LOG", "").strip().upper()
-    if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    from . import settings
+
+    level = settings.log_level()
+    if level:
         logger = logging.getLogger("precompile")
         logger.setLevel(level)
         if not logger.handlers:

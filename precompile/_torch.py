@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from . import format
+from . import format, settings
 from .errors import NotCapturableError
 
 TORCH_VERSION = str(torch.__version__)
@@ -583,7 +583,8 @@ def _stand_ins_while(make: Callable[[], list[_StandIn]]) -> Iterator[None]:
     imported one is simply used); afterwards sys.modules holds only real modules again.
     Only for torch 2.13, the version they were checked against; ``PRECOMPILE_FULL_IMPORTS=1``
     turns them off."""
-    if not TORCH_VERSION.startswith("2.13.") or os.environ.get("PRECOMPILE_FULL_IMPORTS"):
+    if not TORCH_VERSION.startswith("2.13.") or settings.or_default(
+            lambda: settings.flag(settings.FULL_IMPORTS), False, strict=False):
         yield
         return
     added = [mod for mod in make() if mod.__name__ not in sys.modules]
@@ -828,9 +829,9 @@ def _hook_guard_serialization() -> None:
     """Two repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
 
     * ``serialize_guards`` leaves out the identity guards kept live (``keep_guard_live_only``),
-      and turns any error into Dynamo's ``PackageError`` (a bypass of this entry, its reason
-      kept for ``take_guard_failure``): torch 2.13 lets a ``TypeError`` from pickling an
-      object in the guarded scope escape into the user's call;
+      and turns any error into a bypass of this entry (its reason kept for
+      ``take_guard_failure``): torch 2.13 lets a ``TypeError`` from pickling an object in
+      the guarded scope escape into the user's call;
     * precompile's own front functions (``_precompile`` attribute; one replaces
       ``model.forward`` in Hugging Face's ``generate`` recipe) pickle as Dynamo's placeholder,
       never with their closure (which holds locks);
@@ -869,12 +870,12 @@ def _hook_guard_serialization() -> None:
         try:
             return original(self, builder, sorted_guards, output_graph)
         except Exception as e:  # noqa: BLE001 - any failure here is a bypass, never a crash
-            from torch._dynamo.exc import PackageError
-
+            # Not re-raised as Dynamo's PackageError: torch 2.13 turns that into a bypass but
+            # then asserts that guard state exists (convert_frame._compile_inner), which
+            # crashes the user's call. Bypass here and hand back an empty state instead.
             _RECORDING.guard_failure = f"{type(e).__name__}: {e}"
-            if isinstance(e, PackageError):
-                raise
-            raise PackageError(_RECORDING.guard_failure) from e
+            output_graph.bypass_package(f"Guard serialization failed: {_RECORDING.guard_failure}")
+            return b""
 
     serialize_guards._precompile_hooked = True  # type: ignore[attr-defined]
     CheckFunctionManager.serialize_guards = serialize_guards  # type: ignore[method-assign]

@@ -28,10 +28,10 @@ import torch
 from cache_backends import CacheBackend, open_store
 from cache_backends.local import write_atomically
 
-from . import _torch, format, identity, keys
+from . import _torch, format, identity, keys, settings
 from .context import PrecompileContext
 from .errors import (FormatError, IncompatibleError, LockTimeout, PackageError,
-                     SourceChangedError, StoreError)
+                     SettingError, SourceChangedError, StoreError)
 from .install import Installation, check_sources, install
 from .package import CompilePackage, RecorderHook
 from .counters import STATS
@@ -42,26 +42,29 @@ DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "precompile")
 _LIVE: weakref.WeakSet[Cached] = weakref.WeakSet()
 _WARNED: set[str] = set()
 _LEASE_SUFFIX = ".compile"  # the lock a leader holds while it compiles a key
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+_SIGTERM_SAVE_S = 30.0  # how long the SIGTERM handler waits for the last saves
 
 
 def default_store(cache_dir: Any = None, store: Any = None) -> CacheBackend:
     """Precedence: explicit argument, then $PRECOMPILE_CACHE_URL / $PRECOMPILE_CACHE_DIR,
-    then ~/.cache/precompile."""
+    then ~/.cache/precompile. A store the environment names that cannot be opened is a
+    SettingError naming the variable (an explicit argument's ValueError is the caller's)."""
     if store is not None:
         return open_store(store)
     if cache_dir is not None:
         return open_store(os.fspath(cache_dir))
-    for var in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_CACHE_DIR"):
-        if os.environ.get(var):
-            return open_store(os.environ[var])
-    return open_store(os.path.expanduser(DEFAULT_CACHE_DIR))
+    named = settings.cache_spec()
+    if named is None:
+        return open_store(os.path.expanduser(DEFAULT_CACHE_DIR))
+    try:
+        return open_store(named[1])
+    except (ValueError, TypeError, StoreError) as e:
+        raise SettingError(f"{named[0]} does not name a usable cache store: {e}") from e
 
 
 def warn_once(topic: str, message: str) -> None:
+    """Log ``message`` the first time ``topic`` comes up: one store that fails (read-only,
+    full, down) is one warning however many functions and calls meet it."""
     if topic not in _WARNED:
         _WARNED.add(topic)
         log.warning("precompile: %s", message)
@@ -83,16 +86,26 @@ class Policy:
     signing_key: bytes | None = None
 
     @classmethod
-    def resolve(cls, *, store: CacheBackend | None, strict: bool | None = None,
-                eager_backward: bool = True, single_flight: bool = True,
-                wait_timeout: float | None = None,
+    def resolve(cls, *, cache_dir: Any = None, store: Any = None, env_store: bool = True,
+                strict: bool | None = None, eager_backward: bool = True,
+                single_flight: bool = True, wait_timeout: float | None = None,
                 signing_key: str | bytes | None = None) -> Policy:
+        """``env_store=False``: no store unless ``cache_dir``/``store`` names one. A bad
+        environment setting is one warning and its default (strict mode: SettingError), so
+        a typo in a fleet-wide variable never stops a program at import."""
+        if strict is None:
+            strict = settings.or_default(lambda: settings.flag(settings.STRICT), False,
+                                         strict=False)
+        the_store = None
+        if env_store or cache_dir is not None or store is not None:
+            the_store = settings.or_default(lambda: default_store(cache_dir, store), None,
+                                            strict=strict, instead="running without a cache")
         if wait_timeout is None:
-            wait_timeout = float(os.environ.get("PRECOMPILE_WAIT_TIMEOUT", "600"))
-        return cls(store=store,
-                   strict=_env_flag("PRECOMPILE_STRICT") if strict is None else strict,
-                   eager_backward=eager_backward, single_flight=single_flight,
-                   wait_timeout=wait_timeout, signing_key=_signing_key(signing_key))
+            wait_timeout = settings.or_default(
+                lambda: settings.seconds(settings.WAIT_TIMEOUT, 600.0), 600.0, strict=strict)
+        return cls(store=the_store, strict=strict, eager_backward=eager_backward,
+                   single_flight=single_flight, wait_timeout=wait_timeout,
+                   signing_key=_signing_key(signing_key))
 
 
 class Cached:
@@ -126,6 +139,7 @@ class Cached:
         self._ready = False
         self._first_lock = threading.Lock()
         self._save_lock = threading.Lock()
+        self._saving_in: int | None = None  # the thread inside save_now, if any
         self._saved_version = 0
         PrecompileContext.get().add_listener(self._on_artifact)
         _LIVE.add(self)
@@ -139,41 +153,69 @@ class Cached:
         try:
             return fn(*args, **kwargs)
         finally:
+            self._after_call()
+
+    def _after_call(self) -> None:
+        """End the lease (saving now) or schedule a save. Never raises: what the user's
+        call returned or raised is what the caller gets."""
+        try:
             if self._lease is not None:
                 self._end_lease()
             elif self.package.dirty:
                 _SAVER.schedule(self)
+        except Exception as e:  # noqa: BLE001 - a cache must never break the user's call
+            STATS.note_miss(f"{self._label()}: could not save: {e!r}")
+            warn_once(f"after-call:{type(e).__name__}", f"could not save the compiled code "
+                      f"of {self._label()} ({e!r}); the program goes on without saving it")
+            log.debug("precompile: save failed", exc_info=True)
 
     def _first_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         with self._first_lock:
             if self._ready:
                 return
-            roots = [self.target, *args, *kwargs.values()]
-            tree = (keys.module_tree(self.target)
-                    if isinstance(self.target, torch.nn.Module) else None)
-            factors = keys.key_factors(self.main_code, self.module, self.backend_desc,
-                                       dynamic=self.dynamic, fullgraph=self.fullgraph,
-                                       device_types=_torch.tensor_device_types(roots),
-                                       module_tree=tree, closure=_closure_factor(self.target),
-                                       label=_function_label(self.target))
-            self.package.key = keys.package_key(factors)
-            self.package.factors = factors
             t0 = time.perf_counter()
             try:
-                self._load_and_install(factors)
-            except PackageError:
-                raise  # strict mode
-            except Exception as e:  # noqa: BLE001 - a cache must never break the user's call
-                log.warning("precompile: could not use the stored package for %s; compiling "
-                            "normally", factors["function"], exc_info=True)
-                self._miss(f"{factors['function']}: unexpected error while loading: {e!r}",
-                           error=PackageError(str(e)))
+                self._load_guarded(args, kwargs)
+            except BaseException:
+                self._drop_lease()  # a strict miss or ^C: let the waiters in now
+                raise
             finally:
                 spent = time.perf_counter() - t0
                 STATS.load_seconds += spent
                 if self.installation is not None and self.installation.installed_entries:
                     STATS.seconds_saved -= spent
                 self._ready = True
+
+    def _load_guarded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Key, fetch, verify, install. Anything unexpected (a key factor that cannot be
+        computed, a store that raises the wrong thing) is one warning and a normal compile;
+        in strict mode a PackageError."""
+        try:
+            self._load_and_install(self._key_factors(args, kwargs))
+        except Exception as e:  # noqa: BLE001 - a cache must never break the user's call
+            if self.strict and isinstance(e, PackageError):
+                raise
+            log.debug("precompile: unexpected error in the cache path", exc_info=True)
+            reason = f"{self._label()}: could not use the cache ({e!r}); compiling normally"
+            self._miss(reason, error=PackageError(reason))
+
+    def _key_factors(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, str]:
+        """The package key's inputs for this first call; sets the package's key."""
+        roots = [self.target, *args, *kwargs.values()]
+        tree = keys.module_tree(self.target) if isinstance(self.target, torch.nn.Module) else None
+        factors = keys.key_factors(self.main_code, self.module, self.backend_desc,
+                                   dynamic=self.dynamic, fullgraph=self.fullgraph,
+                                   device_types=_torch.tensor_device_types(roots),
+                                   module_tree=tree, closure=_closure_factor(self.target),
+                                   label=_function_label(self.target))
+        self.package.key = keys.package_key(factors)
+        self.package.factors = factors
+        return factors
+
+    def _label(self) -> str:
+        """The function's name for messages, also before its key factors exist."""
+        return (self.package.factors.get("function")
+                or f"{self.module}:{self.main_code.co_qualname}")
 
     def _load_and_install(self, factors: dict[str, str]) -> None:
         key = self.package.key
@@ -247,15 +289,15 @@ class Cached:
                         return data
                     continue
                 except StoreError as e:
-                    warn_once(f"lease:{self.store.url}", f"cannot coordinate compiles through "
-                              f"the cache ({e}); every process compiles for itself")
+                    warn_once(f"store:{self.store.url}", f"cannot coordinate compiles "
+                              f"through the cache ({e}); every process compiles for itself")
                     return None
+                self._lease = lease  # from here every exit path releases it (_drop_lease)
                 data = self._fetch(key)  # the leader may have finished just now
                 if data is not None:
-                    lease.close()
+                    self._drop_lease()
                     STATS.followed += 1
                     return data
-                self._lease = lease
                 STATS.led += 1
                 return None
         finally:
@@ -263,13 +305,22 @@ class Cached:
 
     def _end_lease(self) -> None:
         """The leader's first call is done: save its package now, then let waiters in."""
-        lease, self._lease = self._lease, None
-        if lease is None:
+        if self._lease is None:
             return
         try:
             self.save_now()
         finally:
+            self._drop_lease()
+
+    def _drop_lease(self) -> None:
+        """Let the processes waiting for this key in (they compile or load what was saved)."""
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        try:
             lease.close()
+        except Exception as e:  # noqa: BLE001 - the store's lock frees itself (lease, exit)
+            warn_once(f"unlock:{type(e).__name__}", f"cannot release the compile lease ({e!r})")
 
     def _check(self, env: format.Envelope, factors: dict[str, str]) -> CompilePackage:
         return verify(env, self.main_code, self.module, factors)
@@ -279,7 +330,7 @@ class Cached:
         try:
             return self.store.get(key)
         except StoreError as e:
-            warn_once(f"read:{self.store.url}", f"cannot read the cache ({e}); compiling normally")
+            warn_once(f"store:{self.store.url}", f"cannot read the cache ({e}); compiling normally")
             return None
 
     def _miss(self, reason: str, error: Exception | None = None) -> None:
@@ -349,21 +400,28 @@ class Cached:
         }
         return format.encode(meta, manifest, blobs, signing_key=self.signing_key)
 
-    def save_now(self) -> bool:
-        """Merge with the stored package and write. Returns True if something was written."""
+    def save_now(self, timeout: float | None = None) -> bool:
+        """Merge with the stored package and write. Returns True if something was written.
+
+        ``timeout`` bounds the waits for another thread's save of this package and for the
+        store's lock (the SIGTERM path: False when either takes longer); None waits."""
         if self.store is None or not self.package.key:
             return False
-        with self._save_lock:
+        if not self._save_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._saving_in = threading.get_ident()
+        try:
             version = self.package.version
             if version == self._saved_version:
                 return False
             try:
-                with self.store.lock(self.package.key):
+                with self.store.lock(self.package.key,
+                                     timeout=60.0 if timeout is None else timeout):
                     self._merge_stored()
                     data = self.envelope_bytes()
                     self.store.put(self.package.key, data)
             except (StoreError, PackageError) as e:
-                warn_once(f"write:{self.store.url}", f"cannot save to the cache ({e}); "
+                warn_once(f"store:{self.store.url}", f"cannot save to the cache ({e}); "
                           "the program goes on without saving")
                 self._saved_version = version
                 return False
@@ -372,6 +430,24 @@ class Cached:
                 self.package.dirty = False
             STATS.saves += 1
             return True
+        finally:
+            self._saving_in = None
+            self._save_lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        """The forked child has only the forking thread: locks another thread held stay
+        locked forever, and a lease is the parent's. Start with fresh locks and treat
+        what the parent compiled as saved (the parent saves it; the child saves only its
+        own new compiles)."""
+        self._first_lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._saving_in = None
+        if self._lease is not None:
+            # Never close it here: that would unlock the parent's lock file.
+            _PARENT_LEASES.append(self._lease)
+            self._lease = None
+        self._saved_version = self.package.version
+        self.package.dirty = False
 
     def _merge_stored(self) -> None:
         """Fold in entries another process stored under our key since we loaded."""
@@ -423,6 +499,9 @@ class _Saver:
     """Writes dirty packages off the caller's thread, soon after they change."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._pending: set[Cached] = set()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -463,7 +542,7 @@ class _Saver:
             self._pending.clear()
         for item in set(items):
             try:
-                item.save_now()
+                item.save_now(None if deadline is None else max(0.0, deadline - time.monotonic()))
             except Exception:  # noqa: BLE001
                 log.warning("precompile: save failed", exc_info=True)
         with self._cond:
@@ -473,9 +552,50 @@ class _Saver:
                     break
                 self._cond.wait(timeout=left)
 
+    def save_interrupted(self, timeout: float) -> None:
+        """Save what is dirty from a signal handler, waiting at most ``timeout`` seconds.
+
+        The handler runs in the main thread between two bytecodes of whatever it
+        interrupted, which may hold a package's save lock, this saver's condition, a store
+        lock or a logging lock. So the handler takes no lock: a helper thread saves every
+        dirty package except the one the interrupted thread is saving, and the handler
+        waits for it with a bound. A save cut short leaves the previous package whole
+        (writes are atomic)."""
+        interrupted = threading.get_ident()
+        deadline = time.monotonic() + timeout
+
+        def save_all() -> None:
+            for item in list(_LIVE):
+                if item._saving_in == interrupted or not item.package.dirty:
+                    continue
+                try:
+                    item.save_now(timeout=max(0.0, deadline - time.monotonic()))
+                except Exception:  # noqa: BLE001
+                    log.warning("precompile: save on SIGTERM failed", exc_info=True)
+
+        helper = threading.Thread(target=save_all, name="precompile-sigterm-save", daemon=True)
+        helper.start()
+        helper.join(timeout)
+
 
 _SAVER = _Saver()
+_PARENT_LEASES: list[contextlib.ExitStack] = []  # kept open, never released, in a child
 _HOOKS_INSTALLED = False
+_TERMINATING = False
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (os.fork, multiprocessing's fork, Pool workers) inherits the saver's
+    state and every lock in whatever state another thread held it; without this its exit
+    (or SIGTERM from Pool.terminate) waits forever on a save running in the parent."""
+    global _TERMINATING
+    _TERMINATING = False
+    _SAVER._reset()
+    for item in list(_LIVE):
+        item._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _install_exit_hooks() -> None:
@@ -493,14 +613,15 @@ def _install_exit_hooks() -> None:
         return
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        try:
-            flush(timeout=30)
-        finally:
-            if callable(previous):
-                previous(signum, frame)
-            elif previous != signal.SIG_IGN:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os.kill(os.getpid(), signal.SIGTERM)
+        global _TERMINATING
+        if not _TERMINATING:  # a second SIGTERM while saving goes straight on
+            _TERMINATING = True
+            _SAVER.save_interrupted(_SIGTERM_SAVE_S)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     try:
         signal.signal(signal.SIGTERM, on_sigterm)
@@ -515,17 +636,14 @@ def _signing_key(explicit: str | bytes | None = None) -> bytes | None:
     the environment without a word, and a package written or accepted unsigned by mistake is
     exactly what signing is there to prevent.
     """
-    if explicit is not None and not explicit:
-        from .errors import ConfigError  # (local: keeps this fix to this function)
-
-        raise ConfigError("signing_key is empty, which would disable PRECOMPILE_SIGNING_KEY; "
-                          "pass the key, or leave signing_key out (None) to use the "
-                          "environment's. To run without signing, unset "
-                          "PRECOMPILE_SIGNING_KEY")
-    key = explicit if explicit is not None else os.environ.get("PRECOMPILE_SIGNING_KEY")
-    if not key:
-        return None
-    return key.encode() if isinstance(key, str) else bytes(key)
+    if explicit is None:
+        return settings.signing_key()
+    if not explicit:
+        raise SettingError("signing_key is empty, which would disable PRECOMPILE_SIGNING_KEY; "
+                           "pass the key, or leave signing_key out (None) to use the "
+                           "environment's. To run without signing, unset "
+                           "PRECOMPILE_SIGNING_KEY")
+    return explicit.encode() if isinstance(explicit, str) else bytes(explicit)
 
 
 # ------------------------------------------------------------------ helpers
@@ -609,10 +727,10 @@ def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
             cached, cache_dir=cache_dir, backend=backend, store=store, strict=strict,
             eager_backward=eager_backward, single_flight=single_flight,
             wait_timeout=wait_timeout, signing_key=signing_key, **compile_kwargs)
-    if _env_flag("PRECOMPILE_DISABLE"):
+    if settings.or_default(lambda: settings.flag(settings.DISABLE), False, strict=False):
         return fn if _torch.unwrap_compiled(fn) is not None else torch.compile(
             fn, backend=backend, **compile_kwargs)
-    policy = Policy.resolve(store=default_store(cache_dir, store), strict=strict,
+    policy = Policy.resolve(cache_dir=cache_dir, store=store, strict=strict,
                             eager_backward=eager_backward, single_flight=single_flight,
                             wait_timeout=wait_timeout, signing_key=signing_key)
     return _wrap(fn, backend, compile_kwargs, policy)
@@ -709,8 +827,8 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
            {**keys.system_factors(), "code": keys.code_fingerprint(main_code)})
     if backend is None:
         backend = env.meta.get("backend_name") or "inductor"
-    the_store = default_store(cache_dir, store) if (cache_dir or store) else None
-    policy = Policy.resolve(store=the_store, strict=strict, signing_key=signing_key)
+    policy = Policy.resolve(cache_dir=cache_dir, store=store, env_store=False, strict=strict,
+                            signing_key=signing_key)
     return _wrap(fn_or_module, backend, compile_kwargs, policy, preloaded=env)
 
 

@@ -226,8 +226,9 @@ class Pkg:
 
 
 def _signing_key() -> bytes | None:
-    key = os.environ.get("PRECOMPILE_SIGNING_KEY")
-    return key.encode() if key else None
+    from precompile import settings
+
+    return settings.signing_key()
 
 
 def decode_pkg(pkg: Pkg) -> Pkg:
@@ -1115,7 +1116,9 @@ def read_stats_file(path: str) -> dict[str, Any]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    path = args.file or os.environ.get(STATS_FILE_ENV)
+    from precompile import settings
+
+    path = args.file or settings.text(settings.STATS_FILE)
     if not path:
         doc = {"error": "no stats file", "fields": STATS_FIELDS}
         if args.json:

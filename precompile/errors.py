@@ -44,6 +44,7 @@ class NotCapturableError(PackageError):
     output cannot be serialized); the affected entry is left out and compiles normally."""
 
 
-class ConfigError(PackageError, ValueError):
-    """An argument or setting cannot be honoured as given (e.g. an empty signing key, which
-    would silently turn signing off). Raised when the function is decorated, never later."""
+class SettingError(PackageError, ValueError):
+    """A ``PRECOMPILE_*`` environment variable or an argument holds a value precompile cannot
+    use (e.g. an empty signing key, which would silently turn signing off); the message
+    names the setting and the values it takes."""

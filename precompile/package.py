@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import hashlib
 import importlib
 import inspect
@@ -109,8 +110,32 @@ class _Pending:
     backend_ids: list[str] = dataclasses.field(default_factory=list)
     identity_checks: list[IdentityCheck] = dataclasses.field(default_factory=list)
     bypass_reason: str | None = None
-    added_entry: bool = False
+    added: list[GuardedEntry] = dataclasses.field(default_factory=list)  # entries stored
     live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter
+
+
+def _keep_all(entries: Sequence[Any]) -> list[bool]:
+    return [True] * len(entries)
+
+
+_KEEP_ALL = _keep_all
+
+
+def _never_raises(fallback: Callable[..., Any] | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Dynamo calls the recorder in the middle of compiling the user's frame, so an exception
+    here would reach the user's call. A recorder step that fails makes the entry being
+    compiled a bypass with the reason (``CompilePackage._recording_failed``) and returns
+    ``fallback(*args)`` (or None): the call goes on exactly as under plain torch.compile."""
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def step(self: CompilePackage, *args: Any) -> Any:
+            try:
+                return method(self, *args)
+            except Exception as e:  # noqa: BLE001 - see docstring
+                self._recording_failed(method.__name__, e)
+                return fallback(*args) if fallback is not None else None
+        return step
+    return decorate
 
 
 # Code objects Dynamo decided to run eagerly, process-wide. Dynamo reuses a resume function's
@@ -255,7 +280,7 @@ class CompilePackage:
         (nothing to compile, or a failure it answers by skipping the frame), record that, so
         a loading process skips it too instead of tracing it again."""
         frame = pending.frame
-        if pending.added_entry or pending.bypass_reason is not None:
+        if pending.added or pending.bypass_reason is not None:
             return
         if error is not None and not (self.skip_on_soft_failure
                                       and _torch.dynamo_skips_frame_after(error)):
@@ -290,10 +315,12 @@ class CompilePackage:
     def _current(self) -> _Pending | None:
         return self._pending[-1] if self._pending else None
 
+    @_never_raises(None)
     def add_import_source(self, alias: str, module_name: str) -> None:
         if self._current is not None:
             self._current.import_sources[alias] = module_name
 
+    @_never_raises(None)
     def add_resume_function(self, python_code: types.CodeType, python_module: str,
                             function_name: str) -> None:
         stored = f"{function_name}_pc{uuid.uuid4().hex[:12]}"
@@ -304,18 +331,21 @@ class CompilePackage:
                             skipped=python_code in _DYNAMO_SKIPS)
         self.add_frame(frame, python_code)
 
+    @_never_raises(None)
     def add_backend_id(self, backend_id: str, backend: Any | None = None) -> None:
         if self._current is not None:
             self._current.backend_ids.append(backend_id)
         if backend is not None:
             PrecompileContext.get().record_compiled_fn(backend_id, backend)
 
+    @_never_raises(None)
     def bypass_current_entry(self) -> None:
         reason = _torch.take_guard_failure()
         if self._current is not None:
             self._current.bypass_reason = "Dynamo could not serialize this frame's guards" + (
                 f" ({reason})" if reason else "")
 
+    @_never_raises(None)
     def update_device_type(self, graph: Any) -> None:
         for node in getattr(graph, "nodes", ()):
             val = node.meta.get("example_value") if hasattr(node, "meta") else None
@@ -323,6 +353,7 @@ class CompilePackage:
             if device is not None:
                 self.device_types.add(device.type)
 
+    @_never_raises(None)
     def add_inlined_source(self, sources: Sequence[types.CodeType]) -> None:
         resume_codes = {f.code for f in self.frames if f.role == ROLE_RESUME}
         for code in sources:
@@ -333,6 +364,7 @@ class CompilePackage:
                 with self.lock:
                     self.sources[(rng.module, rng.qualname, rng.first_line)] = rng
 
+    @_never_raises(None)
     def add_guarded_code(self, guards_state: bytes, dynamo_code: types.CodeType) -> None:
         pending = self._current
         if pending is None:
@@ -359,8 +391,30 @@ class CompilePackage:
             self.guard_blobs[sha] = guards_state
             pending.frame.entries.append(entry)
             pending.frame.skipped = False
-            pending.added_entry = True
+            pending.added.append(entry)
             self.touch()
+
+    def _recording_failed(self, step: str, error: Exception) -> None:
+        """A recorder step raised: never store the entry it belongs to, and say why."""
+        reason = f"recording failed in {step} ({type(error).__name__}: {error})"
+        log.debug("precompile: %s", reason, exc_info=True)
+        pending = self._current
+        if pending is None:
+            STATS.bypasses += 1
+            STATS.note_miss(f"not stored: {reason}")
+            return
+        first = pending.bypass_reason is None
+        if first:
+            pending.bypass_reason = reason
+        if pending.added:  # stored before a later step failed (recording its inlined sources)
+            with self.lock:
+                pending.frame.entries = [e for e in pending.frame.entries
+                                         if e not in pending.added]
+                pending.added.clear()
+            self._bypass(pending)
+        elif step == "add_guarded_code" and first:
+            self._bypass(pending)
+        # otherwise add_guarded_code reports the reason when Dynamo gets there
 
     def _bypass(self, pending: _Pending) -> None:
         reason = f"{pending.frame.qualname}: {pending.bypass_reason}"
@@ -408,6 +462,7 @@ class CompilePackage:
                     pending.import_sources[name] = ref
         return None
 
+    @_never_raises(None)
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:
         """An entry's guards failed, so Dynamo recompiles: keep the failing guard."""
         frame = self._by_code.get(code)
@@ -417,6 +472,7 @@ class CompilePackage:
 
     # -------------------------------------------------------- guard filtering
 
+    @_never_raises(_KEEP_ALL)
     def guard_filter(self, entries: Sequence[Any]) -> list[bool]:
         """Keep every guard. Identity guards stay in this process's entry (as under plain
         torch.compile) but are stored as fingerprint checks instead (see identity.py)."""

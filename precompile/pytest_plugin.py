@@ -177,7 +177,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.strict_failed = True
         if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    stats_file = os.environ.get("PRECOMPILE_STATS_FILE")
+    from precompile import settings
+
+    stats_file = settings.text(settings.STATS_FILE)
     if stats_file:
         from precompile.cli import write_stats_file
 

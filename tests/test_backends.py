@@ -521,6 +521,84 @@ def test_redis_open_store_urls(redis_server: RedisServer) -> None:
     client.close()
 
 
+@contextlib.contextmanager
+def _garbage_server() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that answers every command with ``:1`` (an integer), as a
+    non-redis service or a confused proxy might; yields its redis:// URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                conn.sendall(b":1\r\n" * max(1, chunk.count(b"*")))
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_redis_garbage_replies_are_store_errors_and_tiers_fail_over(tmp_path: Path) -> None:
+    from cache_backends import RedisBackend
+
+    with _garbage_server() as url:
+        st = RedisBackend(url, socket_timeout=1)
+        for call in (lambda: st.get("k"), lambda: st.stat("k"), lambda: st.delete("k"),
+                     lambda: list(st.list())):
+            with pytest.raises(StoreError):
+                call()
+        local = LocalDirBackend(tmp_path / "local")
+        local.put("k", b"package")
+        tiered = TieredBackend([st, local])
+        assert tiered.get("k") == b"package"
+
+
+@pytest.mark.parametrize("query", ["ttl=-5", "ttl=0", "ttl=inf", "namespace="])
+def test_redis_bad_url_parameters_are_refused(query: str) -> None:
+    with pytest.raises(ValueError):
+        open_store(f"redis://127.0.0.1:1/0?{query}")
+
+
+def test_redis_stores_for_one_url_share_client_and_down_timer() -> None:
+    """Four compiled functions against a server that hangs wait out one timeout, not four."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel accepts; nobody ever replies
+        url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0?socket_timeout=0.5"
+        stores = [open_store(url) for _ in range(4)]
+        assert len({id(st.client) for st in stores}) == 1  # type: ignore[attr-defined]
+        t0 = time.monotonic()
+        for st in stores:
+            with pytest.raises(StoreError):
+                st.get("k")
+        assert time.monotonic() - t0 < 1.5
+
+
 # ------------------------------------------------------------ FsspecBackend
 
 

@@ -19,7 +19,7 @@ import pytest
 from cache_backends.local import LocalDirBackend
 from precompile import cli, identity
 from precompile import format as fmt
-from precompile.errors import ConfigError, FormatError, StoreError
+from precompile.errors import SettingError, FormatError, StoreError
 from precompile.guard_path import GuardPathError, Roots, parse
 
 # ------------------------------------------------------------------ packages by hand
@@ -178,9 +178,9 @@ def test_an_empty_signing_key_is_an_error_not_signing_off(monkeypatch: pytest.Mo
     import precompile
 
     monkeypatch.setenv("PRECOMPILE_SIGNING_KEY", "the-key")
-    with pytest.raises(ConfigError, match="unset PRECOMPILE_SIGNING_KEY"):
+    with pytest.raises(SettingError, match="unset PRECOMPILE_SIGNING_KEY"):
         precompile.cached(lambda x: x, backend="eager", signing_key="")
-    with pytest.raises(ConfigError):
+    with pytest.raises(SettingError):
         precompile.cached(lambda x: x, backend="eager", signing_key=b"")
     wrapped = precompile.cached(lambda x: x, backend="eager")  # None: the environment's key
     assert wrapped._precompile.signing_key == b"the-key"
