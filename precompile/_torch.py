@@ -945,13 +945,6 @@ def reserve_global_names(names: Sequence[str]) -> None:
 # ------------------------------------------------------------------ observing
 
 
-def frames_traced() -> int:
-    """Dynamo's own count of frames it converted in this process."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["frames"].get("total", 0))
-
-
 def system_info() -> dict[str, Any]:
     """What a package's compiled code depends on, beyond its own source."""
     info: dict[str, Any] = {

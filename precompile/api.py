@@ -236,7 +236,7 @@ class Cached:
         if env is None:
             return
         try:
-            loaded = self._check(env, factors)
+            loaded = verify(env, self.main_code, self.module, factors)
             _torch.use_recorded_cpu_isa(env.meta.get("cpu_isa"))
             self.package.merge(loaded)
             created = env.meta.get("created", 0.0)
@@ -321,9 +321,6 @@ class Cached:
             lease.close()
         except Exception as e:  # noqa: BLE001 - the store's lock frees itself (lease, exit)
             warn_once(f"unlock:{type(e).__name__}", f"cannot release the compile lease ({e!r})")
-
-    def _check(self, env: format.Envelope, factors: dict[str, str]) -> CompilePackage:
-        return verify(env, self.main_code, self.module, factors)
 
     def _fetch(self, key: str) -> bytes | None:
         assert self.store is not None
@@ -457,7 +454,7 @@ class Cached:
             return
         try:
             env = format.decode(data, signing_key=self.signing_key)
-            other = self._check(env, self.package.factors)
+            other = verify(env, self.main_code, self.module, self.package.factors)
         except PackageError as e:
             log.info("precompile: replacing stored package %s: %s", self.package.key, e)
             return

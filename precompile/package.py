@@ -48,9 +48,6 @@ ROLE_MAIN = "main"  # the decorated function (or the module's forward)
 ROLE_USER = "user"  # a user function Dynamo could not inline and compiled as its own frame
 ROLE_RESUME = "resume"  # a function Dynamo generated to continue after a graph break
 
-# Globals Dynamo installs that a package knows how to recreate.
-_KNOWN_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_", "__import_", "__builtins_dict__")
-
 
 @dataclasses.dataclass
 class IdentityCheck:

@@ -15,6 +15,7 @@ from conftest import Scenario
 KEY_SCRIPT = """
 import json, torch, precompile
 from precompile import keys, _torch
+from precompile.api import verify
 
 def f(x):
     return x + 1
@@ -101,6 +102,7 @@ def test_install_then_uninstall_leaves_module_clean(tmp_path) -> None:
     script.write_text(textwrap.dedent("""
         import sys, torch, precompile
         from precompile import install as inst_mod
+        from precompile.api import verify
 
         @precompile.cached(backend="eager", store="memory://t")
         def f(x):
@@ -115,7 +117,7 @@ def test_install_then_uninstall_leaves_module_clean(tmp_path) -> None:
         from precompile import format
         data = impl.store.get(impl.package.key)
         env = format.decode(data)
-        pkg = impl._check(env, impl.package.factors)
+        pkg = verify(env, impl.main_code, impl.module, impl.package.factors)
         torch._dynamo.reset()
         for name in set(globals()) - before:      # what Dynamo itself installed
             if name.startswith("__"):
@@ -155,4 +157,4 @@ def test_gpu_mismatch_is_a_clear_incompatibility(monkeypatch) -> None:
     monkeypatch.setattr(_torch, "gpu_info", lambda d: {"gpu_name": "NVIDIA A100",
                                                         "capability": [8, 0]})
     with pytest.raises(IncompatibleError, match="H100"):
-        impl._check(env, impl.package.factors)
+        verify(env, impl.main_code, impl.module, impl.package.factors)

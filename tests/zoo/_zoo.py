@@ -20,7 +20,19 @@ BACKEND = os.environ.get("ZOO_BACKEND", "aot_eager")
 EXTRA: dict[str, Any] = {"max_diff": 0.0}
 
 if MODE == "pt_precompile":
+    import atexit
+
     torch._dynamo.config.caching_precompile = True
+
+    def _save_pt_precompile() -> None:  # torch writes its own DynamoCache only when asked
+        from torch._dynamo.precompile_context import PrecompileContext
+
+        try:
+            PrecompileContext.save_to_dynamo_cache()
+        except Exception as e:  # noqa: BLE001 - reported, not raised: it is torch's feature
+            print(f"pt_precompile save failed: {type(e).__name__}: {e}")
+
+    atexit.register(_save_pt_precompile)
 
 
 def compile(obj: Any, **kwargs: Any) -> Any:
