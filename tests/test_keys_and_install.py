@@ -15,7 +15,6 @@ from conftest import Scenario
 KEY_SCRIPT = """
 import json, torch, precompile
 from precompile import keys, _torch
-from precompile.api import verify
 
 def f(x):
     return x + 1
@@ -142,6 +141,7 @@ def test_gpu_mismatch_is_a_clear_incompatibility(monkeypatch) -> None:
     """GPU metadata check (CPU-checkable half; a GPU run must prove the rest)."""
     import precompile
     from precompile import _torch, format as fmt
+    from precompile.api import verify
     from precompile.errors import IncompatibleError
 
     @precompile.cached(backend="eager", store="memory://gpu-test")
