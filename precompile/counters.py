@@ -1,8 +1,15 @@
-"""Process-wide counters behind ``precompile.stats()``."""
+"""Process-wide counters behind ``precompile.stats()``, and the stats file that carries
+them out of a run (the pytest plugin writes it, ``precompile stats`` reads it).
+
+Standard library only: the pytest plugin imports this without paying for torch."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
 import threading
+import time
 from typing import Any
 
 _MAX_REASONS = 200
@@ -52,3 +59,63 @@ class Stats:
 
 
 STATS = Stats()
+
+
+# ------------------------------------------------------------------- stats file
+
+STATS_FILE_VERSION = 1
+
+STATS_FIELDS = {
+    "hits": "first calls that installed a stored package",
+    "misses": "first calls that found no usable package (they compiled)",
+    "saves": "packages written",
+    "bypasses": "compiled entries that could not be stored",
+    "frames_traced": "frames Dynamo traced under precompile (0 on a fully warm run)",
+    "load_errors": "stored packages that were corrupt, stale or incompatible",
+    "load_seconds": "time spent fetching, verifying and installing packages",
+    "miss_reasons": "why each miss happened, in words",
+}
+
+
+def stats_summary_lines(stats: dict[str, Any], prefix: str = "precompile: ") -> list[str]:
+    """The one-line summary (plus one line per miss reason) the pytest plugin prints."""
+    line = (f"{prefix}{stats.get('hits', 0)} hits, {stats.get('misses', 0)} misses, "
+            f"{stats.get('saves', 0)} saves, frames traced {stats.get('frames_traced', 0)}")
+    extra = _summary_extras(stats)
+    if extra:
+        line += " (" + ", ".join(extra) + ")"
+    out = [line]
+    for reason in stats.get("miss_reasons") or []:
+        first, *rest = str(reason).splitlines() or [""]
+        out.append(f"  miss: {first}")
+        out.extend(f"  {ln}" for ln in rest)
+    return out
+
+
+def _summary_extras(stats: dict[str, Any]) -> list[str]:
+    """The counters worth a mention only when they are not zero."""
+    extra = []
+    if stats.get("bypasses"):
+        extra.append(f"{stats['bypasses']} entries not storable")
+    if stats.get("load_errors"):
+        extra.append(f"{stats['load_errors']} unusable packages")
+    if stats.get("seconds_saved", 0) > 0.05:
+        extra.append(f"~{stats['seconds_saved']:.1f} s of compiling saved")
+    return extra
+
+
+def write_stats_file(path: str, stats: dict[str, Any], source: str) -> None:
+    """Write ``stats`` as JSON, atomically (readers never see half a file)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    doc = {"version": STATS_FILE_VERSION, "source": source, "written": time.time(),
+           "pid": os.getpid(), "stats": stats}
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2, default=str)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

@@ -181,7 +181,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     stats_file = settings.text(settings.STATS_FILE)
     if stats_file:
-        from precompile.cli import write_stats_file
+        from precompile.counters import write_stats_file
 
         try:
             write_stats_file(stats_file, totals, source="pytest")
@@ -194,7 +194,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     state = config.stash.get(_STATE, None)
     if state is None or state.totals is None:
         return
-    from precompile.cli import stats_summary_lines
+    from precompile.counters import stats_summary_lines
 
     write = terminalreporter.write_line
     for line in stats_summary_lines(state.totals):
