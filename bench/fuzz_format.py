@@ -288,6 +288,7 @@ def _cli_modes(workdir: str, data: bytes, env0, rng: random.Random) -> dict:
     import io
 
     from precompile import cli, identity
+    from precompile.cli import listing as cli_listing
     from precompile import format as fmt
 
     sys.path.insert(0, workdir)
@@ -295,7 +296,7 @@ def _cli_modes(workdir: str, data: bytes, env0, rng: random.Random) -> dict:
     os.makedirs(cache, mode=0o700, exist_ok=True)
     path = os.path.join(cache, "fmod.f-fuzz.pcpkg")
     real_check = identity.check_before_call
-    real_guards = cli.readable_guards
+    real_guards = cli_listing.readable_guards
     _arm_tripwires()
 
     def mutated() -> bytes:
@@ -334,13 +335,13 @@ def _cli_modes(workdir: str, data: bytes, env0, rng: random.Random) -> dict:
             fh.write(mutated())
         os.environ["PRECOMPILE_SIGNING_KEY"] = "fuzz-key"
         identity.check_before_call = _tripwire("identity check of an untrusted package")
-        cli.readable_guards = _tripwire("unpickling guards of an untrusted package")
+        cli_listing.readable_guards = _tripwire("unpickling guards of an untrusted package")
         try:
             for argv in (["ls", cache, "--json"], ["verify", cache, "--json"],
                          ["inspect", path, "--json"], ["explain", "fmod:f", cache, "--json"]):
                 run(argv)
         finally:
-            identity.check_before_call, cli.readable_guards = real_check, real_guards
+            identity.check_before_call, cli_listing.readable_guards = real_check, real_guards
             del os.environ["PRECOMPILE_SIGNING_KEY"]
             _check_tripwires()
 

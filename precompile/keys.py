@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.machinery
 import inspect
 import json
 import linecache
@@ -82,8 +83,23 @@ class SourceRange:
 
 def module_file_label(module_name: str) -> str:
     mod = sys.modules.get(module_name)
-    path = getattr(mod, "__file__", None) or module_name
-    return str(path)
+    path = getattr(mod, "__file__", None) if mod is not None else find_module_file(module_name)
+    return str(path or module_name)
+
+
+def find_module_file(name: str) -> str | None:
+    """The ``.py`` file of module ``name`` on sys.path, found *without importing* it or its
+    parent packages (so checking a cache from the shell never runs user code)."""
+    parts = name.split(".")
+    search: list[str] | None = None
+    spec = None
+    for i in range(len(parts)):
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        if spec is None:
+            return None
+        search = list(spec.submodule_search_locations or [])
+    origin = getattr(spec, "origin", None)
+    return origin if origin and origin.endswith(".py") else None
 
 
 def source_range_for(code: types.CodeType) -> SourceRange | None:
@@ -105,9 +121,13 @@ def is_engine_module(name: str) -> bool:
     return name == "torch" or name.startswith(("torch.", "precompile.", "functorch."))
 
 
-def current_text(rng: SourceRange) -> str | None:
-    """The text now at ``rng``'s lines in the module's file, or None if unreadable."""
+def current_text(rng: SourceRange, *, import_module: bool = True) -> str | None:
+    """The text now at ``rng``'s lines in the module's file, or None if unreadable. Without
+    ``import_module`` a module not imported yet is read from its file on sys.path."""
     mod = sys.modules.get(rng.module)
+    if mod is None and not import_module:
+        path = find_module_file(rng.module)
+        return _lines(path, rng, None) if path else None
     if mod is None:
         try:
             mod = __import__(rng.module, fromlist=["_"])
@@ -116,18 +136,24 @@ def current_text(rng: SourceRange) -> str | None:
     path = getattr(mod, "__file__", None)
     if not path:
         return None
+    return _lines(path, rng, getattr(mod, "__dict__", None))
+
+
+def _lines(path: str, rng: SourceRange, module_globals: dict[str, Any] | None) -> str | None:
     linecache.checkcache(path)
-    lines = linecache.getlines(path, getattr(mod, "__dict__", None))
+    lines = linecache.getlines(path, module_globals)
     if not lines:
         return None
     return "".join(lines[rng.first_line - 1:rng.last_line - 1])
 
 
-def changed_sources(ranges: list[SourceRange]) -> list[str]:
-    """Human-readable descriptions of every stored range whose text changed, with a diff."""
+def changed_sources(ranges: list[SourceRange], *, import_modules: bool = True) -> list[str]:
+    """Human-readable descriptions of every stored range whose text changed, with a diff.
+    ``import_modules=False`` reads modules not imported yet from their files instead, for
+    checks that must not run user code (``precompile verify``)."""
     out = []
     for rng in ranges:
-        now = current_text(rng)
+        now = current_text(rng, import_module=import_modules)
         if now is None:
             out.append(f"{rng.where}: source is no longer readable")
         elif _sha(now) != rng.sha256:

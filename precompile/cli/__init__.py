@@ -1,0 +1,66 @@
+"""``precompile``: look into, check and tidy a precompile cache from the shell.
+
+    precompile ls [CACHE]                       packages: function, entries, size, times
+    precompile inspect PACKAGE                  frames, guards, resume functions, artifacts
+    precompile verify [CACHE|PACKAGE]           hashes, signatures, torch/python, sources
+    precompile explain MODULE:QUALNAME [CACHE]  would the next call hit? if not, why not
+    precompile prune [CACHE] --max-size 2G | --older-than 7d | --stale
+    precompile export CACHE FILE                a cache's packages in one archive
+    precompile import FILE [--cache CACHE]      an archive's packages into a cache
+    precompile stats [--file FILE]              counters a run wrote to $PRECOMPILE_STATS_FILE
+
+CACHE is a directory or a store URL and defaults the way the library does
+($PRECOMPILE_CACHE_URL, $PRECOMPILE_CACHE_DIR, ~/.cache/precompile). PACKAGE is a key in
+the cache (a unique prefix is enough) or the path of a ``.pcpkg`` file. Every read command
+takes ``--json``.
+
+Exit status: 0 fine, 1 problems found (``verify``) or a miss (``explain``), 2 the command
+itself could not run (no such package, unreadable store, bad arguments).
+
+Reading is side-effect free: package files are read without refreshing their "last used"
+time, and ``verify`` locates user modules on ``sys.path`` without importing them. Only
+``explain`` imports the module it is asked about (it needs the live function).
+
+Trust is the library's, exactly: a package is *trusted* only if the library would load it
+(its store's owner/permission checks pass, and with ``PRECOMPILE_SIGNING_KEY`` set, its
+signature verifies). Only trusted packages have guard state unpickled (``inspect``) or
+identity checks resolved (``explain``); the others are still listed and checksummed, marked
+UNTRUSTED with the reason.
+
+Layout: ``parser`` (arguments), ``inventory`` (reading and trusting packages), ``checks``
+(would this machine use one), ``listing`` (ls/inspect/verify), ``explain``, ``maintenance``
+(prune/export/import), ``stats``, ``text`` (the human-readable output) and ``_library``
+(the library internals the CLI relies on).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from precompile.counters import write_stats_file
+
+from .common import EXIT_ERROR, EXIT_OK, CliError
+from .parser import build_parser, parse_age, parse_size
+
+__all__ = ["main", "build_parser", "parse_age", "parse_size", "write_stats_file"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (errors are printed, never raised)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return int(args.func(args))
+    except CliError as e:
+        print(f"precompile {args.command}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # `precompile ls | head`
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,47 @@
+"""Every library name the CLI uses, in one table.
+
+The CLI reads packages exactly as the library does, so it needs some of the library's
+internals (code-object helpers, the guard unpickler, the manifest validator). Naming them
+here, and nowhere else in ``precompile.cli``, means a move inside the library is one edit
+in this table. The names load on first use: ``precompile stats`` and ``--help`` must not
+pay for importing torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# CLI name -> (module, attribute); attribute None re-exports the module itself.
+_EXPORTS: dict[str, tuple[str, str | None]] = {
+    # Private code-object helpers: to repoint at precompile.names once it exists.
+    "main_code": ("precompile.api", "_main_code"),
+    "function_label": ("precompile.api", "_function_label"),
+    # Private torch glue.
+    "GuardsUnpickler": ("precompile._torch", "_GuardsUnpickler"),
+    "unwrap_compiled": ("precompile._torch", "unwrap_compiled"),
+    # Library objects the CLI reuses so its verdicts match the library's.
+    "default_store": ("precompile.api", "default_store"),
+    "CompilePackage": ("precompile.package", "CompilePackage"),
+    "peek_file": ("cache_backends.local", "peek_file"),
+    # Whole modules.
+    "archive": ("precompile.archive", None),
+    "errors": ("precompile.errors", None),
+    "format": ("precompile.format", None),
+    "identity": ("precompile.identity", None),
+    "keys": ("precompile.keys", None),
+    "settings": ("precompile.settings", None),
+    "torch": ("torch", None),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

@@ -1,0 +1,195 @@
+"""``explain``: would a function's next first call hit the cache, and if not, why not.
+
+The only command that imports user code: it needs the live function to compute the key the
+library would look up, and the live globals to resolve identity checks (of trusted
+packages only; they are resolved, never evaluated: see guard_path.py).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import sys
+from typing import Any
+
+from . import _library as lib
+from . import text
+from .checks import source_changes
+from .common import EXIT_OK, EXIT_PROBLEMS, CliError, add_cwd_to_path
+from .inventory import Pkg, iter_store, open_store
+
+# -------------------------------------------------------------- the live target
+
+
+def resolve_ref(ref: str) -> tuple[Any, Any]:
+    """``module:qualname`` (or ``module.qualname``) -> (object, precompile impl or None)."""
+    add_cwd_to_path()
+    last_error: Exception | None = None
+    for mod_name, qualname in _candidates(ref):
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # keep --json output clean
+                module = importlib.import_module(mod_name)
+        except ImportError as e:
+            last_error = e
+            continue
+        except Exception as e:
+            raise CliError(f"importing {mod_name} failed: {type(e).__name__}: {e}") from e
+        return unwrap_target(_attribute_path(ref, module, mod_name, qualname))
+    raise CliError(f"cannot import a module for {ref!r}: {last_error}. Use module:qualname "
+                   "and run from the project directory (or set PYTHONPATH)")
+
+
+def _candidates(ref: str) -> list[tuple[str, str]]:
+    """(module, qualname) splits of ``ref`` to try, the longest module name first."""
+    if ":" in ref:
+        mod_name, _, qualname = ref.partition(":")
+        return [(mod_name, qualname)]
+    parts = ref.split(".")
+    return [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
+
+
+def _attribute_path(ref: str, module: Any, mod_name: str, qualname: str) -> Any:
+    obj: Any = module
+    for part in qualname.split("."):
+        if part == "<locals>":
+            raise CliError(f"{ref}: functions defined inside other functions cannot be "
+                           "looked up; name the outer function's module-level object")
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise CliError(f"{mod_name} has no attribute path {qualname!r}") from None
+    return obj
+
+
+def unwrap_target(obj: Any) -> tuple[Any, Any]:
+    """What precompile keys on for ``obj``: the impl behind a ``precompile.cached`` wrapper,
+    the function behind ``torch.compile``, ``functools.wraps`` layers, an nn.Module's
+    ``forward``. Returns (target, impl or None)."""
+    impl = None
+    for _ in range(20):
+        pc = getattr(obj, "_precompile", None)
+        if pc is not None and hasattr(pc, "target") and hasattr(pc, "backend_desc"):
+            impl, obj = pc, pc.target
+            continue
+        parts = lib.unwrap_compiled(obj)
+        if parts is None:
+            break
+        obj = parts.original
+    if isinstance(obj, type) and issubclass(obj, lib.torch.nn.Module):
+        obj = obj.forward
+    return obj, impl
+
+
+def _main_code(obj: Any) -> tuple[Any, str]:
+    try:
+        return lib.main_code(obj)
+    except TypeError as e:
+        raise CliError(str(e)) from e
+
+
+# ------------------------------------------------------------ one package's verdict
+
+
+def _identity_failures(pkg: Pkg) -> tuple[int, list[str]]:
+    """(main-frame entries whose identity checks all hold, failures) against live globals."""
+    ok_main, failures = 0, []
+    for fd in pkg.manifest.get("frames", []):
+        mod = sys.modules.get(fd.get("module", ""))
+        if mod is None:
+            continue
+        for i, ed in enumerate(fd.get("entries", []), 1):
+            entry_failures = [f"{fd.get('qualname')} entry {i}: {failure}"
+                              for failure in _failed_checks(ed.get("identity", []), mod)]
+            failures.extend(entry_failures)
+            if not entry_failures and fd.get("role") == "main":
+                ok_main += 1
+    return ok_main, failures
+
+
+def _failed_checks(checks: list[dict[str, Any]], mod: Any) -> list[str]:
+    out = []
+    for c in checks:
+        try:
+            holds, detail = lib.identity.check_before_call(c["source"], c["fingerprint"],
+                                                           mod.__dict__)
+        except Exception:  # noqa: BLE001, S112 - a check we cannot evaluate is no verdict
+            continue
+        if holds is False:
+            out.append(f"{c['source']} is no longer the object it was compiled for ({detail})")
+    return out
+
+
+def _live_factors(pkg: Pkg, code: Any, module: str, impl: Any,
+                  label: str | None) -> dict[str, str]:
+    """The key factors this process would compute for the function, with the stored values
+    for what only the running program knows (call-site options without a precompile
+    wrapper, module trees and closures of live objects)."""
+    stored = pkg.factors
+    device = stored.get("device", "none")
+    now = lib.keys.key_factors(
+        code, module, impl.backend_desc if impl is not None else stored.get("backend", ""),
+        dynamic=impl.dynamic if impl is not None else None,
+        fullgraph=impl.fullgraph if impl is not None else False,
+        device_types=[] if device in ("", "none") else device.split(","), label=label)
+    if impl is None:
+        now.update({n: stored.get(n, now[n]) for n in ("backend", "dynamic", "fullgraph")})
+    now.update({n: stored[n] for n in ("module_tree", "closure") if n in stored})
+    return now
+
+
+def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
+                label: str | None = None) -> dict[str, Any]:
+    """Whether ``pkg`` would serve the next first call, and every reason it would not."""
+    now = _live_factors(pkg, code, module, impl, label)
+    reasons = [] if pkg.trusted else [f"the library will not load it: {pkg.untrusted_reason}"]
+    factor_reasons = lib.keys.explain_factor_change(pkg.factors, now)
+    reasons.extend(factor_reasons)
+    changed, unchecked = source_changes(pkg.manifest.get("sources", []))
+    ok_main, id_failures = _identity_failures(pkg) if pkg.trusted else (0, [])
+    main_entries = sum(len(f.get("entries", [])) for f in pkg.manifest.get("frames", [])
+                       if f.get("role") == "main")
+    if main_entries and not ok_main and not changed and not factor_reasons:
+        reasons.append("no entry of the function still applies: " + "; ".join(id_failures))
+    would_hit = not reasons and not changed and main_entries > 0
+    if not main_entries and not reasons and not changed:
+        reasons.append("the package holds no entry for the function itself")
+    return {"key": pkg.key, "path": pkg.path, "saved": pkg.meta.get("saved"),
+            "entries": pkg.meta.get("entries"), "would_hit": would_hit,
+            "expected_key": lib.keys.package_key(now), "reasons": reasons,
+            "source_changes": changed, "unchecked_sources": unchecked,
+            "identity_failures": id_failures, "options_known": impl is not None}
+
+
+# --------------------------------------------------------------------- command
+
+
+def _store_for(cache: str | None, impl: Any) -> Any:
+    """The cache named, else the decorator's own ``cache_dir=``/``store=``, else the
+    default one: where the function itself would look."""
+    if cache:
+        return open_store(cache)
+    if impl is not None and getattr(impl, "store", None) is not None:
+        return impl.store
+    return open_store(None)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    target, impl = resolve_ref(args.ref)
+    code, module = _main_code(target)
+    label = lib.function_label(target)
+    function = label or f"{module}:{code.co_qualname}"
+    store = _store_for(args.cache, impl)
+    pkgs = list(iter_store(store))
+    mine = [p for p in pkgs if p.env is not None and p.function == function]
+    results = [explain_pkg(p, code, module, impl, label) for p in mine]
+    results.sort(key=lambda r: (not r["would_hit"], len(r["reasons"]) + len(r["source_changes"]),
+                                -(r["saved"] or 0)))
+    hit = bool(results) and results[0]["would_hit"]
+    doc = {"function": function, "code_fingerprint": lib.keys.code_fingerprint(code),
+           "cache": store.url, "would_hit": hit, "packages": results,
+           "unreadable_packages": [p.key for p in pkgs if p.env is None]}
+    if args.json:
+        text.print_json(doc)
+    else:
+        text.print_explain(doc, looked_at=len(pkgs))
+    return EXIT_OK if hit else EXIT_PROBLEMS

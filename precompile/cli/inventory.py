@@ -1,0 +1,262 @@
+"""The one place the CLI reads packages: each is read and decoded once, and judged by the
+library's own trust rules.
+
+A package is *trusted* only if the library would load it: its store's owner/permission
+checks pass (local directories are read with ``peek``, which applies them without
+refreshing "last used"), and the signing policy in force accepts it. Commands may unpickle
+or resolve anything only in trusted packages; the others are still listed, marked
+UNTRUSTED with the reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from . import _library as lib
+from .common import CliError
+
+_PLACEHOLDER_CODE = (lambda: None).__code__
+
+
+@dataclasses.dataclass
+class Pkg:
+    """One stored package as the CLI sees it: where it is, and whether it decodes."""
+
+    key: str
+    path: str | None
+    size: int | None
+    modified: float | None  # last write (file mtime / store "created")
+    last_used: float | None
+    data: bytes | None = None
+    env: Any = None  # format.Envelope once decoded
+    error: str | None = None  # why it does not decode (corrupt, truncated, foreign)
+    flags: int = 0
+    signature: str = "unsigned"
+    signature_ok: bool = True
+    trust_problem: str | None = None  # why the store's checks refuse it (owner, permissions)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.env.meta if self.env is not None else {}
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.env.manifest if self.env is not None else {}
+
+    @property
+    def factors(self) -> dict[str, Any]:
+        f = self.meta.get("factors")
+        return f if isinstance(f, dict) else {}
+
+    @property
+    def function(self) -> str:
+        return str(self.meta.get("function") or self.factors.get("function") or "")
+
+    @property
+    def created(self) -> float | None:
+        c = self.meta.get("created")
+        return float(c) if isinstance(c, (int, float)) and c else self.modified
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.flags & lib.format.FLAG_SIGNED)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the library would load it: decoded, from a store it accepts, and accepted
+        by the signing policy in force. Only then may its pickles be loaded."""
+        return self.env is not None and self.signature_ok and self.trust_problem is None
+
+    @property
+    def untrusted_reason(self) -> str | None:
+        """Why the library would refuse it (None when trusted), in words."""
+        if self.env is None:
+            return f"does not decode: {self.error}"
+        if not self.signature_ok:
+            return self.signature
+        return self.trust_problem
+
+
+# ------------------------------------------------------------------- decoding
+
+
+def decode_pkg(pkg: Pkg) -> Pkg:
+    """Verify ``pkg.data`` (checksums, blob hashes, manifest shape, signature policy) and
+    decode it, recording in ``pkg`` what the library would conclude."""
+    assert pkg.data is not None
+    key = lib.settings.signing_key()
+    try:
+        _, pkg.flags, _ = lib.format.read_header(pkg.data)
+        pkg.env, pkg.signature, pkg.signature_ok = _decode_signed(pkg.data, pkg.signed, key)
+        _check_manifest(pkg.env)
+    except lib.errors.PackageError as e:
+        pkg.env, pkg.error = None, str(e)
+        pkg.signature, pkg.signature_ok = "unknown (package does not decode)", False
+    return pkg
+
+
+def _decode_signed(data: bytes, signed: bool, key: bytes | None) -> tuple[Any, str, bool]:
+    """(envelope, signature status, whether the signing policy accepts it). The package is
+    decoded with the key first, so a good one is decoded once; only a refusal decodes it
+    again without the key, to tell a bad signature from a corrupt file."""
+    fmt = lib.format
+    if key is None:
+        status = ("signed (not verified: set PRECOMPILE_SIGNING_KEY to verify)" if signed
+                  else "unsigned")
+        return fmt.decode(data), status, True
+    if signed:
+        try:
+            return fmt.decode(data, signing_key=key), ("signed, verified with "
+                                                       "PRECOMPILE_SIGNING_KEY"), True
+        except lib.errors.PackageError:
+            env = fmt.decode(data)  # raises if the file itself is corrupt
+            return env, "signed, but the signature does NOT match PRECOMPILE_SIGNING_KEY", False
+    return fmt.decode(data), ("UNSIGNED, but PRECOMPILE_SIGNING_KEY is set: the library "
+                              "refuses this package"), False
+
+
+def _check_manifest(env: Any) -> None:
+    """Raise FormatError unless the manifest has the shape the library can install (a file
+    can pass its checksum and still be malformed: a bug, or a recomputed checksum)."""
+    format_error = lib.errors.FormatError
+    if not isinstance(env.meta.get("factors", {}), dict):
+        raise format_error("package metadata is malformed (factors is not a map)")
+    bypasses = env.manifest.get("bypasses", [])
+    if not isinstance(bypasses, list) or not all(isinstance(b, str) for b in bypasses):
+        raise format_error("package manifest is malformed (bypasses is not a list of strings)")
+    try:  # the library's own validation (it only builds data; nothing is installed)
+        lib.CompilePackage.from_manifest(_PLACEHOLDER_CODE, "", {}, env.manifest, env.blobs)
+    except format_error:
+        raise
+    except Exception as e:  # noqa: BLE001 - anything else it trips on is a malformed manifest
+        raise format_error(f"package manifest is malformed ({type(e).__name__}: {e})") from None
+
+
+# ------------------------------------------------------------------- reading
+
+
+def load_file(path: str) -> Pkg:
+    """A ``.pcpkg`` named on the command line, trusted as its directory would be as a
+    cache (the same owner and permission checks)."""
+    try:
+        data, problem = lib.peek_file(path)
+        st = os.stat(path)
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from e
+    key = os.path.basename(path).removesuffix(".pcpkg")
+    return decode_pkg(Pkg(key, os.path.abspath(path), len(data), st.st_mtime,
+                          max(st.st_atime, st.st_mtime), data, trust_problem=problem))
+
+
+def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
+    """A package from a store (decoded when ``read``; only its stat otherwise), or None if
+    it vanished meanwhile (another process pruned it)."""
+    st = _stat(store, key)
+    path = getattr(st, "path", None)
+    if not read and st is not None:
+        return Pkg(key, path, st.size, st.created, st.last_used)
+    fetched = _fetch(store, key, path)
+    if fetched is None:
+        return None
+    data, problem = fetched
+    pkg = Pkg(key, path, st.size if st else len(data), st.created if st else None,
+              st.last_used if st else None, data, trust_problem=problem)
+    return decode_pkg(pkg) if read else pkg
+
+
+def _stat(store: Any, key: str) -> Any:
+    try:
+        return store.stat(key)
+    except (lib.errors.StoreError, OSError):
+        return None
+
+
+def _fetch(store: Any, key: str, path: str | None) -> tuple[bytes, str | None] | None:
+    """(bytes, why the store's checks refuse them) or None when the package is gone. A
+    local directory is peeked (its checks, without touching "last used"); other stores
+    apply their own checks in ``get``, or raise."""
+    try:
+        if hasattr(store, "peek"):
+            try:
+                return store.peek(key)
+            except FileNotFoundError:
+                return None
+        data = store.get(key)
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from e
+    except lib.errors.StoreError as e:
+        raise CliError(str(e)) from e
+    return None if data is None else (data, None)
+
+
+def open_store(spec: str | None) -> Any:
+    """The cache named on the command line, or the library's default one."""
+    try:
+        return lib.default_store(cache_dir=spec) if spec else lib.default_store()
+    except (lib.errors.StoreError, ValueError) as e:
+        raise CliError(f"cannot open cache {spec or '(default)'}: {e}") from e
+
+
+def store_keys(store: Any) -> list[str]:
+    try:
+        return list(store.list())
+    except lib.errors.StoreError as e:
+        raise CliError(str(e)) from e
+
+
+def iter_store(store: Any, *, read: bool = True) -> Iterator[Pkg]:
+    """Every package still in ``store`` (decoded when ``read``)."""
+    for key in store_keys(store):
+        pkg = load_from_store(store, key, read=read)
+        if pkg is not None:
+            yield pkg
+
+
+def iter_raw(store: Any) -> Iterator[tuple[str, bytes]]:
+    """(key, bytes) of every package, fetched as the library fetches them (for copying
+    packages out unchanged: nothing is decoded)."""
+    for key in store_keys(store):
+        data = store.get(key)
+        if data is not None:
+            yield key, data
+
+
+def looks_like_store(ref: str) -> bool:
+    return "://" in ref or os.path.isdir(ref)
+
+
+def find_package(ref: str, cache: str | None) -> Pkg:
+    """PACKAGE: a ``.pcpkg`` path, a key in the cache, a unique prefix of one, or the
+    ``module:qualname`` of the function when one package holds it."""
+    if os.path.isfile(ref):
+        return load_file(ref)
+    store = open_store(cache)
+    matches = _matching_keys(ref, store_keys(store))
+    if not matches and ":" in ref:
+        found = [p for p in iter_store(store) if p.function == ref]
+        if len(found) == 1:
+            return found[0]
+        matches = [p.key for p in found]
+    _expect_one(ref, matches, store.url)
+    pkg = load_from_store(store, matches[0])
+    if pkg is None:
+        raise CliError(f"package {matches[0]} disappeared from {store.url} while reading it")
+    return pkg
+
+
+def _matching_keys(ref: str, keys: list[str]) -> list[str]:
+    """The key ``ref`` names exactly, else the keys it is a prefix of."""
+    name = ref.removesuffix(".pcpkg")
+    name = os.path.basename(name) if os.sep in name else name
+    return [k for k in keys if k == name] or [k for k in keys if k.startswith(name)]
+
+
+def _expect_one(ref: str, matches: list[str], url: str) -> None:
+    if not matches:
+        raise CliError(f"no package {ref!r}: not a file, and {url} holds no such key "
+                       "(see `precompile ls`)")
+    if len(matches) > 1:
+        raise CliError(f"{ref!r} matches {len(matches)} packages in {url}: "
+                       + ", ".join(matches[:10]) + ("..." if len(matches) > 10 else ""))

@@ -1,0 +1,235 @@
+"""``prune``, ``export`` and ``import``: the commands that change a cache or copy it.
+
+``prune`` is split in two so what it decides can be read (and tested) apart from what it
+does: ``plan_prune`` says what goes and why from the inventory alone, ``apply_prune``
+deletes under the store's lock, re-checking each reason against the package as it is then
+(other processes keep using the cache meanwhile).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import os
+import tarfile
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from . import _library as lib
+from . import text
+from .checks import stale_reason
+from .common import EXIT_OK, EXIT_PROBLEMS, CliError
+from .inventory import Pkg, iter_raw, iter_store, load_from_store, open_store
+
+RECENT_SECONDS = 60.0  # prune never deletes a package written this recently (unless --force)
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneOptions:
+    """What the user asked prune to remove."""
+
+    max_size: int | None = None
+    older_than: float | None = None
+    stale: bool = False
+    force: bool = False
+
+
+# ------------------------------------------------------------------------ plan
+
+
+def plan_prune(pkgs: Iterable[Pkg], opts: PruneOptions, now: float,
+               recent: set[str]) -> dict[str, str]:
+    """key -> why it goes, in the order the reasons were found. ``recent`` holds the keys
+    written too recently to delete: without --force they stay, and still count towards
+    --max-size."""
+    pkgs = list(pkgs)
+    plan: dict[str, str] = {}
+    if opts.stale:
+        plan.update(_stale(pkgs))
+    if opts.older_than is not None:
+        plan.update({k: v for k, v in _unused(pkgs, opts.older_than, now).items()
+                     if k not in plan})
+    if opts.max_size is not None:
+        plan.update(_over_size(pkgs, plan, opts, now, recent))
+    return plan
+
+
+def _stale(pkgs: list[Pkg]) -> dict[str, str]:
+    reasons = {p.key: stale_reason(p) for p in pkgs}
+    return {k: f"stale: {why}" for k, why in reasons.items() if why}
+
+
+def _unused(pkgs: list[Pkg], older_than: float, now: float) -> dict[str, str]:
+    out = {}
+    for p in pkgs:
+        used = p.last_used or p.modified
+        if used is not None and now - used > older_than:
+            out[p.key] = f"last used {text.fmt_age(used, now)}"
+    return out
+
+
+def _over_size(pkgs: list[Pkg], planned: dict[str, str], opts: PruneOptions, now: float,
+               recent: set[str]) -> dict[str, str]:
+    """The least recently used packages to drop until the rest fit in --max-size."""
+    total = sum(p.size or 0 for p in pkgs if p.key not in planned)
+    out = {}
+    for p in sorted(pkgs, key=lambda p: p.last_used or p.modified or 0):
+        if total <= opts.max_size:
+            break
+        if p.key in planned:
+            continue
+        out[p.key] = f"over --max-size (least recently used, {text.fmt_age(p.last_used, now)})"
+        if opts.force or p.key not in recent:
+            total -= p.size or 0
+    return out
+
+
+# ----------------------------------------------------------------------- apply
+
+
+def _mtime(pkg: Pkg) -> float | None:
+    if pkg.path:
+        with contextlib.suppress(OSError):
+            return os.stat(pkg.path).st_mtime
+        return None
+    return pkg.modified
+
+
+def is_recent(pkg: Pkg, now: float) -> bool:
+    m = _mtime(pkg)
+    return m is not None and now - m < RECENT_SECONDS
+
+
+def apply_prune(store: Any, pkgs: dict[str, Pkg], plan: dict[str, str], *, force: bool,
+                dry_run: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(removed, kept): carry out ``plan``, or with ``dry_run`` only say what would go."""
+    removed, kept = [], []
+    for key, why in plan.items():
+        p = pkgs[key]
+        item = {"key": key, "path": p.path, "size": p.size, "reason": why}
+        if not force and is_recent(p, time.time()):
+            kept.append({**item, "kept_because": f"written {text.fmt_age(_mtime(p))}: less "
+                                                 f"than {int(RECENT_SECONDS)}s ago (use --force)"})
+            continue
+        outcome = None if dry_run else _delete(store, p, why, force)
+        if outcome is None:
+            removed.append(item)
+        else:
+            kept.append({**item, "kept_because": outcome})
+    if not dry_run and hasattr(store, "clean_temp_files"):
+        with contextlib.suppress(Exception):
+            store.clean_temp_files()
+    return removed, kept
+
+
+def _delete(store: Any, pkg: Pkg, why: str, force: bool) -> str | None:
+    try:
+        return _delete_locked(store, pkg, stale=why.startswith("stale:"), force=force)
+    except lib.errors.StoreError as e:
+        return f"could not delete: {e}"
+
+
+def _delete_locked(store: Any, pkg: Pkg, *, stale: bool, force: bool) -> str | None:
+    """Delete under the store's lock, re-checking what justified it (another process may
+    have rewritten the package since it was read). Returns why it was kept, or None."""
+    with store.lock(pkg.key, timeout=10.0):
+        fresh = load_from_store(store, pkg.key, read=stale)
+        if fresh is None:
+            return "already gone"
+        why_not = None if force else _rewritten(pkg, fresh, stale)
+        if why_not:
+            return why_not
+        if stale and stale_reason(fresh) is None:
+            return "another process replaced it with a good package"
+        store.delete(pkg.key)
+    return None
+
+
+def _rewritten(old: Pkg, fresh: Pkg, stale: bool) -> str | None:
+    if is_recent(fresh, time.time()):
+        return f"rewritten {text.fmt_age(_mtime(fresh))} by another process"
+    changed = (fresh.data != old.data if stale else
+               (fresh.size, fresh.modified) != (old.size, old.modified))
+    return "rewritten by another process since it was read" if changed else None
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if args.max_size is None and args.older_than is None and not args.stale:
+        raise CliError("say what to prune: --max-size SIZE, --older-than AGE and/or --stale")
+    opts = PruneOptions(args.max_size, args.older_than, args.stale, args.force)
+    store = open_store(args.cache)
+    now = time.time()
+    # Only --stale needs the packages' bytes; sizes and times come from stat().
+    pkgs = {p.key: p for p in iter_store(store, read=args.stale)}
+    recent = {k for k, p in pkgs.items() if is_recent(p, now)}
+    plan = plan_prune(pkgs.values(), opts, now, recent)
+    removed, kept = apply_prune(store, pkgs, plan, force=args.force, dry_run=args.dry_run)
+    freed = sum(r["size"] or 0 for r in removed)
+    doc = {"removed": removed, "kept": kept, "freed": freed,
+           "remaining": sum(p.size or 0 for p in pkgs.values()) - freed,
+           "dry_run": bool(args.dry_run)}
+    if args.json:
+        text.print_json(doc)
+    else:
+        text.print_prune(doc, store.url)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------- export / import
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write every package of a cache into one archive (a tar of .pcpkg files)."""
+    store = open_store(args.cache)
+    tmp = f"{args.file}.tmp-{os.getpid()}"
+    try:
+        count = _write_archive(tmp, iter_raw(store))
+        os.replace(tmp, args.file)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if args.json:
+        text.print_json({"file": args.file, "packages": count})
+    else:
+        print(f"exported {count} packages to {args.file}")
+    return EXIT_OK
+
+
+def _write_archive(path: str, packages: Iterable[tuple[str, bytes]]) -> int:
+    count = 0
+    with tarfile.open(path, "w:gz") as tar:
+        for key, data in packages:
+            info = tarfile.TarInfo(f"{key}.pcpkg")
+            info.size = len(data)
+            info.mtime = int(time.time())
+            info.mode = 0o600
+            tar.addfile(info, io.BytesIO(data))
+            count += 1
+    return count
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Put an archive's packages into a cache, all or nothing (precompile/archive.py): every
+    package is verified first; one already in the cache is replaced only by a newer one."""
+    archive = lib.archive
+    store = open_store(args.cache)
+    try:
+        with archive.staging_dir() as staging:
+            staged, skipped = archive.stage(args.file, staging,
+                                            signing_key=lib.settings.signing_key(),
+                                            max_bytes=args.max_package_size)
+            imported, not_newer = archive.commit(store, staged, staging)
+    except archive.ArchiveError as e:
+        raise CliError(str(e)) from e
+    except OSError as e:  # the staging directory itself (disk full, no /tmp)
+        raise CliError(f"cannot stage the archive: {e}; nothing was imported") from e
+    skipped += not_newer
+    if args.json:
+        text.print_json({"file": args.file, "imported": imported, "skipped": skipped})
+    else:
+        print(f"imported {imported} packages into {store.url}")
+        for line in skipped:
+            print(f"  skipped {line}")
+    return EXIT_OK if imported or not skipped else EXIT_PROBLEMS

@@ -1,0 +1,47 @@
+"""``stats``: the counters a run wrote to ``$PRECOMPILE_STATS_FILE`` (the file format and
+its writer live with the counters, in precompile/counters.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from precompile.counters import STATS_FIELDS, STATS_FILE_VERSION
+
+from . import _library as lib
+from . import text
+from .common import EXIT_OK, CliError
+
+
+def read_stats_file(path: str) -> dict[str, Any]:
+    """The stats document at ``path``; a bare ``precompile.stats()`` dump is accepted too."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        raise CliError(f"no stats file at {path}: nothing has written one yet (run pytest with "
+                       f"-p precompile.pytest_plugin and {lib.settings.STATS_FILE} set)"
+                       ) from None
+    except (OSError, ValueError) as e:
+        raise CliError(f"cannot read stats file {path}: {e}") from e
+    if isinstance(doc, dict) and isinstance(doc.get("stats"), dict):
+        return doc
+    if isinstance(doc, dict) and "hits" in doc:
+        return {"version": STATS_FILE_VERSION, "source": "precompile.stats()", "stats": doc}
+    raise CliError(f"{path} is not a precompile stats file")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    path = args.file or lib.settings.text(lib.settings.STATS_FILE)
+    if not path:
+        if args.json:
+            text.print_json({"error": "no stats file", "fields": STATS_FIELDS})
+        else:
+            text.print_stats_help(lib.settings.STATS_FILE, STATS_FIELDS)
+        return EXIT_OK
+    doc = read_stats_file(path)
+    if args.json:
+        text.print_json(doc)
+    else:
+        text.print_stats(path, doc)
+    return EXIT_OK
