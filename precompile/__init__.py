@@ -7,8 +7,10 @@ records every frame Dynamo compiles for ``f`` (guards, transformed bytecode, res
 functions, backend artifacts, source hashes) into a package in a cache store, and a later
 process installs it before its first call. See README.md.
 
-The public names load lazily, so ``import precompile.errors`` or the CLI's ``ls`` do not
-pay for importing torch.
+The public names load lazily, so ``import precompile.errors``, the pytest plugin's
+counters and ``precompile stats``/``--help`` do not pay for importing torch. Commands that
+read packages (``precompile ls`` included) do: the library's store and manifest checks
+that decide whether a package is trusted and well-formed need it.
 """
 from __future__ import annotations
 

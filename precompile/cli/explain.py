@@ -137,22 +137,32 @@ def _live_factors(pkg: Pkg, code: Any, module: str, impl: Any,
     return now
 
 
+def _miss_reasons(pkg: Pkg, factor_reasons: list[str], sources_changed: bool, ok_main: int,
+                  id_failures: list[str]) -> list[str]:
+    """Why ``pkg`` would not serve the call, besides changed sources (listed apart, with
+    their diffs). Empty when it would."""
+    reasons = [] if pkg.trusted else [f"the library will not load it: {pkg.untrusted_reason}"]
+    reasons.extend(factor_reasons)
+    main_entries = sum(len(f.get("entries", [])) for f in pkg.manifest.get("frames", [])
+                       if f.get("role") == "main")
+    if sources_changed:
+        return reasons
+    if main_entries and not ok_main and not factor_reasons:
+        reasons.append("no entry of the function still applies: " + "; ".join(id_failures))
+    elif not main_entries and not reasons:
+        reasons.append("the package holds no entry for the function itself")
+    return reasons
+
+
 def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
                 label: str | None = None) -> dict[str, Any]:
     """Whether ``pkg`` would serve the next first call, and every reason it would not."""
     now = _live_factors(pkg, code, module, impl, label)
-    reasons = [] if pkg.trusted else [f"the library will not load it: {pkg.untrusted_reason}"]
     factor_reasons = lib.keys.explain_factor_change(pkg.factors, now)
-    reasons.extend(factor_reasons)
     changed, unchecked = source_changes(pkg.manifest.get("sources", []))
     ok_main, id_failures = _identity_failures(pkg) if pkg.trusted else (0, [])
-    main_entries = sum(len(f.get("entries", [])) for f in pkg.manifest.get("frames", [])
-                       if f.get("role") == "main")
-    if main_entries and not ok_main and not changed and not factor_reasons:
-        reasons.append("no entry of the function still applies: " + "; ".join(id_failures))
-    would_hit = not reasons and not changed and main_entries > 0
-    if not main_entries and not reasons and not changed:
-        reasons.append("the package holds no entry for the function itself")
+    reasons = _miss_reasons(pkg, factor_reasons, bool(changed), ok_main, id_failures)
+    would_hit = not reasons and not changed
     return {"key": pkg.key, "path": pkg.path, "saved": pkg.meta.get("saved"),
             "entries": pkg.meta.get("entries"), "would_hit": would_hit,
             "expected_key": lib.keys.package_key(now), "reasons": reasons,
@@ -173,23 +183,32 @@ def _store_for(cache: str | None, impl: Any) -> Any:
     return open_store(None)
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    target, impl = resolve_ref(args.ref)
+def _closest_first(result: dict[str, Any]) -> tuple[bool, int, float]:
+    """Sort key: hits first, then the fewest reasons, then the newest."""
+    return (not result["would_hit"], len(result["reasons"]) + len(result["source_changes"]),
+            -(result["saved"] or 0))
+
+
+def explain(ref: str, cache: str | None) -> tuple[dict[str, Any], int]:
+    """(what ``explain --json`` prints, how many packages were looked at)."""
+    target, impl = resolve_ref(ref)
     code, module = _main_code(target)
     label = lib.function_label(target)
     function = label or f"{module}:{code.co_qualname}"
-    store = _store_for(args.cache, impl)
+    store = _store_for(cache, impl)
     pkgs = list(iter_store(store))
-    mine = [p for p in pkgs if p.env is not None and p.function == function]
-    results = [explain_pkg(p, code, module, impl, label) for p in mine]
-    results.sort(key=lambda r: (not r["would_hit"], len(r["reasons"]) + len(r["source_changes"]),
-                                -(r["saved"] or 0)))
-    hit = bool(results) and results[0]["would_hit"]
+    results = sorted((explain_pkg(p, code, module, impl, label) for p in pkgs
+                      if p.env is not None and p.function == function), key=_closest_first)
     doc = {"function": function, "code_fingerprint": lib.keys.code_fingerprint(code),
-           "cache": store.url, "would_hit": hit, "packages": results,
-           "unreadable_packages": [p.key for p in pkgs if p.env is None]}
+           "cache": store.url, "would_hit": bool(results) and results[0]["would_hit"],
+           "packages": results, "unreadable_packages": [p.key for p in pkgs if p.env is None]}
+    return doc, len(pkgs)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    doc, looked_at = explain(args.ref, args.cache)
     if args.json:
         text.print_json(doc)
     else:
-        text.print_explain(doc, looked_at=len(pkgs))
-    return EXIT_OK if hit else EXIT_PROBLEMS
+        text.print_explain(doc, looked_at=looked_at)
+    return EXIT_OK if doc["would_hit"] else EXIT_PROBLEMS

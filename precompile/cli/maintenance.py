@@ -61,28 +61,32 @@ def _stale(pkgs: list[Pkg]) -> dict[str, str]:
     return {k: f"stale: {why}" for k, why in reasons.items() if why}
 
 
+def _last_use(pkg: Pkg) -> float | None:
+    return pkg.last_used or pkg.modified
+
+
+def _size(pkg: Pkg) -> int:
+    return pkg.size or 0
+
+
 def _unused(pkgs: list[Pkg], older_than: float, now: float) -> dict[str, str]:
-    out = {}
-    for p in pkgs:
-        used = p.last_used or p.modified
-        if used is not None and now - used > older_than:
-            out[p.key] = f"last used {text.fmt_age(used, now)}"
-    return out
+    used = {p.key: _last_use(p) for p in pkgs}
+    return {k: f"last used {text.fmt_age(t, now)}" for k, t in used.items()
+            if t is not None and now - t > older_than}
 
 
 def _over_size(pkgs: list[Pkg], planned: dict[str, str], opts: PruneOptions, now: float,
                recent: set[str]) -> dict[str, str]:
     """The least recently used packages to drop until the rest fit in --max-size."""
-    total = sum(p.size or 0 for p in pkgs if p.key not in planned)
+    left = [p for p in pkgs if p.key not in planned]
+    total = sum(_size(p) for p in left)
     out = {}
-    for p in sorted(pkgs, key=lambda p: p.last_used or p.modified or 0):
+    for p in sorted(left, key=lambda p: _last_use(p) or 0):
         if total <= opts.max_size:
             break
-        if p.key in planned:
-            continue
         out[p.key] = f"over --max-size (least recently used, {text.fmt_age(p.last_used, now)})"
         if opts.force or p.key not in recent:
-            total -= p.size or 0
+            total -= _size(p)
     return out
 
 
@@ -155,6 +159,14 @@ def _rewritten(old: Pkg, fresh: Pkg, stale: bool) -> str | None:
     return "rewritten by another process since it was read" if changed else None
 
 
+def _prune_doc(pkgs: Iterable[Pkg], removed: list[dict[str, Any]], kept: list[dict[str, Any]],
+               *, dry_run: bool) -> dict[str, Any]:
+    """What ``prune --json`` prints: what went, what stayed and why, and the space."""
+    freed = sum(r["size"] or 0 for r in removed)
+    return {"removed": removed, "kept": kept, "freed": freed,
+            "remaining": sum(_size(p) for p in pkgs) - freed, "dry_run": dry_run}
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     if args.max_size is None and args.older_than is None and not args.stale:
         raise CliError("say what to prune: --max-size SIZE, --older-than AGE and/or --stale")
@@ -166,10 +178,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     recent = {k for k, p in pkgs.items() if is_recent(p, now)}
     plan = plan_prune(pkgs.values(), opts, now, recent)
     removed, kept = apply_prune(store, pkgs, plan, force=args.force, dry_run=args.dry_run)
-    freed = sum(r["size"] or 0 for r in removed)
-    doc = {"removed": removed, "kept": kept, "freed": freed,
-           "remaining": sum(p.size or 0 for p in pkgs.values()) - freed,
-           "dry_run": bool(args.dry_run)}
+    doc = _prune_doc(pkgs.values(), removed, kept, dry_run=bool(args.dry_run))
     if args.json:
         text.print_json(doc)
     else:

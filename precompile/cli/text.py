@@ -94,6 +94,11 @@ def print_inspect(d: dict[str, Any]) -> None:
     print(f"\nframes ({len(d['frames'])}):")
     for fr in d["frames"]:
         _print_frame(fr)
+    _print_inspect_tail(d)
+
+
+def _print_inspect_tail(d: dict[str, Any]) -> None:
+    """Artifacts, sources, bypasses and key factors: the package beyond its frames."""
     print(f"\nbackend artifacts ({len(d['artifacts'])}):")
     for a in d["artifacts"]:
         print(f"  {a['id']}  {a['kind']}  {a['parts']}  {fmt_size(a['size'])}")
