@@ -28,11 +28,12 @@ import torch
 from cache_backends import CacheBackend, open_store
 from cache_backends.local import write_atomically
 
-from . import _torch, format, identity, keys, settings
+from . import _torch, format, keys, settings
 from .context import PrecompileContext
 from .errors import (FormatError, IncompatibleError, LockTimeout, PackageError,
                      SettingError, SourceChangedError, StoreError)
 from .install import Installation, check_sources, install
+from .names import closure_fingerprint, function_label, main_code
 from .package import CompilePackage, RecorderHook
 from .counters import STATS
 
@@ -125,7 +126,7 @@ class Cached:
             backend_obj, "compiler_name", "inductor" if "inductor" in self.backend_desc else None)
         self.fullgraph = fullgraph
         self.dynamic = dynamic
-        self.main_code, self.module = _main_code(target)
+        self.main_code, self.module = main_code(target)
         self.package = CompilePackage(self.main_code, self.module, "", {},
                                       eager_backward=policy.eager_backward,
                                       capture_kernels=self.backend_desc.startswith("inductor"),
@@ -206,8 +207,8 @@ class Cached:
         factors = keys.key_factors(self.main_code, self.module, self.backend_desc,
                                    dynamic=self.dynamic, fullgraph=self.fullgraph,
                                    device_types=_torch.tensor_device_types(roots),
-                                   module_tree=tree, closure=_closure_factor(self.target),
-                                   label=_function_label(self.target))
+                                   module_tree=tree, closure=closure_fingerprint(self.target),
+                                   label=function_label(self.target))
         self.package.key = keys.package_key(factors)
         self.package.factors = factors
         return factors
@@ -643,62 +644,6 @@ def _signing_key(explicit: str | bytes | None = None) -> bytes | None:
     return explicit.encode() if isinstance(explicit, str) else bytes(explicit)
 
 
-# ------------------------------------------------------------------ helpers
-
-
-def _main_function(target: Any) -> Any:
-    """The Python function Dynamo compiles first for ``target``."""
-    fn = target.forward if isinstance(target, torch.nn.Module) else target
-    fn = _torch.innermost_fn(fn)
-    while True:
-        if isinstance(fn, types.MethodType):
-            fn = fn.__func__
-        elif isinstance(fn, functools.partial):
-            fn = fn.func
-        elif not isinstance(fn, types.FunctionType) and hasattr(fn, "__wrapped__"):
-            fn = fn.__wrapped__
-        else:
-            return fn
-
-
-def _main_code(target: Any) -> tuple[types.CodeType, str]:
-    """The code object Dynamo compiles first for ``target``, and the module whose globals it
-    runs in. That is ``__globals__``, not ``__module__``: ``functools.wraps`` copies the
-    wrapped function's ``__module__`` onto a decorator's wrapper, whose code still runs in
-    the decorator's module."""
-    fn = _main_function(target)
-    code = getattr(fn, "__code__", None)
-    if not isinstance(code, types.CodeType):
-        raise TypeError(f"precompile.cached needs a Python function, method or nn.Module, "
-                        f"got {type(target).__name__}")
-    scope = getattr(fn, "__globals__", None) or {}
-    return code, scope.get("__name__") or getattr(fn, "__module__", None) or "__main__"
-
-
-def _function_label(target: Any) -> str | None:
-    """``module:qualname`` of the function a decorator wrapped (``functools.wraps``), so
-    keys and messages name ``f`` rather than ``context_decorator.<locals>.decorate_context``;
-    None for an undecorated function."""
-    fn = _main_function(target)
-    inner = identity.unwrapped(fn)
-    if inner is fn or not isinstance(inner, types.FunctionType):
-        return None
-    return f"{inner.__module__}:{inner.__qualname__}"
-
-
-def _closure_factor(target: Any) -> str | None:
-    """What the main function closes over, for its key. Functions made by one decorator share
-    a code object and differ only in their closure (``wrapper`` around ``f`` or ``g``)."""
-    cells = getattr(_main_function(target), "__closure__", None) or ()
-    parts = []
-    for cell in cells:
-        try:
-            parts.append(identity.object_fingerprint(cell.cell_contents))
-        except ValueError:  # an empty cell
-            parts.append("empty")
-    return ";".join(parts) or None
-
-
 # --------------------------------------------------------------- public API
 
 
@@ -819,9 +764,8 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
         raise StoreError(f"cannot read package file {path}: {e.strerror}") from e
     env = format.decode(data, signing_key=_signing_key(signing_key))
     parts = _torch.unwrap_compiled(fn_or_module)
-    main_code, module = _main_code(parts.original if parts else fn_or_module)
-    verify(env, main_code, module,
-           {**keys.system_factors(), "code": keys.code_fingerprint(main_code)})
+    code, module = main_code(parts.original if parts else fn_or_module)
+    verify(env, code, module, {**keys.system_factors(), "code": keys.code_fingerprint(code)})
     if backend is None:
         backend = env.meta.get("backend_name") or "inductor"
     policy = Policy.resolve(cache_dir=cache_dir, store=store, env_store=False, strict=strict,
@@ -837,3 +781,8 @@ def flush(timeout: float | None = None) -> None:
 def stats() -> dict[str, Any]:
     """Counters for this process: hits, misses, saves, bypasses, frames_traced, reasons."""
     return STATS.as_dict()
+
+
+# The CLI's names for these until it imports them from names.py.
+_main_code = main_code
+_function_label = function_label

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import functools
 import hashlib
-import importlib
 import inspect
 import logging
 import os
@@ -35,11 +33,12 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from . import _torch, format, keys
+from . import _torch, keys
 from .context import BackendArtifact, PrecompileContext
 from .errors import FormatError
 from .format import sha256_hex
-from .identity import object_fingerprint
+from .names import (_code_with_refs, _rename_globals, code_fingerprint, global_names,
+                    importable_name, object_fingerprint, resolve_importable)  # noqa: F401 - resolve_importable: re-exported
 from .counters import STATS
 
 log = logging.getLogger("precompile")
@@ -73,7 +72,7 @@ class GuardedEntry:
 
     @property
     def entry_id(self) -> str:
-        return hashlib.sha256(self.guards_sha.encode() + keys.code_fingerprint(
+        return hashlib.sha256(self.guards_sha.encode() + code_fingerprint(
             self.dynamo_code).encode()).hexdigest()[:24]
 
 
@@ -179,7 +178,7 @@ class CompilePackage:
         self._resume_names: dict[str, str] = {}  # dynamo's global name -> stored name
         self._pending: list[_Pending] = []
         self.add_frame(FrameRecord(ROLE_MAIN, module, main_code.co_qualname,
-                                   keys.code_fingerprint(main_code), main_code))
+                                   code_fingerprint(main_code), main_code))
 
     # ------------------------------------------------ copies of the user's objects
 
@@ -305,7 +304,7 @@ class CompilePackage:
     def _new_user_frame(self, code: types.CodeType) -> FrameRecord:
         module = inspect.getmodule(code)
         name = module.__name__ if module is not None else "__main__"
-        frame = FrameRecord(ROLE_USER, name, code.co_qualname, keys.code_fingerprint(code), code)
+        frame = FrameRecord(ROLE_USER, name, code.co_qualname, code_fingerprint(code), code)
         return self.add_frame(frame, code)
 
     @property
@@ -324,7 +323,7 @@ class CompilePackage:
         with self.lock:
             self._resume_names[function_name] = stored
         frame = FrameRecord(ROLE_RESUME, python_module, python_code.co_qualname,
-                            keys.code_fingerprint(python_code), python_code, global_name=stored,
+                            code_fingerprint(python_code), python_code, global_name=stored,
                             skipped=python_code in _DYNAMO_SKIPS)
         self.add_frame(frame, python_code)
 
@@ -440,7 +439,7 @@ class CompilePackage:
         if mod is None:
             return None
         known = set(pending.backend_ids) | set(pending.import_sources) | set(self._resume_names)
-        for name in _all_names(dynamo_code):
+        for name in global_names(dynamo_code):
             if name in known or name in pending.globals_before or name.startswith("__builtins_dict__"):
                 continue
             if name in mod.__dict__:
@@ -697,30 +696,6 @@ def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
-def importable_name(value: Any) -> str | None:
-    """How another process finds ``value`` by name: ``"pkg.mod"`` for a module,
-    ``"pkg.mod:Qual.name"`` for an object importing that name gives back; else None."""
-    if isinstance(value, types.ModuleType):
-        return value.__name__ if sys.modules.get(value.__name__) is value else None
-    if isinstance(value, types.MethodType):  # e.g. a namedtuple class's bound ``_make``
-        owner = importable_name(value.__self__)
-        name = f"{owner}{'.' if ':' in owner else ':'}{value.__func__.__name__}" if owner else None
-        try:
-            return name if name and resolve_importable(name) == value else None
-        except Exception:  # noqa: BLE001 - not reachable by that name
-            return None
-    if isinstance(value, enum.Enum):
-        owner = importable_name(type(value))
-        return f"{owner}.{value.name}" if owner and getattr(type(value), value.name, None) is value else None
-    module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
-        return None
-    found: Any = sys.modules.get(module)
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-    return f"{module}:{qualname}" if found is value else None
-
-
 # The names ``OutputGraph.install_global_by_id`` gives: ``{prefix}_{id(value)}_c{compile_id}``.
 _DYNAMO_BY_ID = re.compile(r"^___\w+_\d+_c\d+$")
 # A guard source rooted at such a global, also with two underscores (``__optimizer_<id>``,
@@ -760,64 +735,3 @@ def _namedtuple_scope_ref(scope: Any, mod: types.ModuleType) -> str | None:
             if ref is not None:
                 return f"{ref}.__new__.__globals__"
     return None
-
-
-def resolve_importable(ref: str) -> Any:
-    """The object ``importable_name`` named (imports the module; raises if it is gone)."""
-    module, _, qualname = ref.partition(":")
-    value: Any = importlib.import_module(module)
-    for part in qualname.split(".") if qualname else ():
-        value = getattr(value, part)
-    return value
-
-
-def _all_names(code: types.CodeType) -> Iterator[str]:
-    yield from code.co_names
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _all_names(const)
-
-
-def _code_with_refs(code: types.CodeType) -> types.CodeType | str:
-    """``code`` with every constant the format cannot hold replaced by a reference it can:
-    a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes), an ``ObjectRef``
-    for objects found by name (a namedtuple's ``_make``, a class, an enum member). Returns
-    why not (naming the constant's type) when a constant is neither."""
-    consts = []
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            c = _code_with_refs(c)
-            if isinstance(c, str):
-                return c
-        elif not format.storable(c):
-            ref = _torch.value_ref(c)
-            if ref is None:
-                name = importable_name(c)
-                if name is None:
-                    return (f"its bytecode holds a constant of type {type(c).__qualname__} "
-                            f"({_short_repr(c)}) that is neither plain data nor importable "
-                            "by name")
-                ref = format.ObjectRef(name)
-            c = ref
-        consts.append(c)
-    return code.replace(co_consts=tuple(consts))
-
-
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not stop a save
-        text = object.__repr__(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:
-    """Replace global names (resume functions) in ``code`` and its nested code objects."""
-    if not rename:
-        return code
-    names = tuple(rename.get(n, n) for n in code.co_names)
-    consts = tuple(_rename_globals(c, rename) if isinstance(c, types.CodeType) else c
-                   for c in code.co_consts)
-    if names == code.co_names and consts == code.co_consts:
-        return code
-    return code.replace(co_names=names, co_consts=consts)
