@@ -1,9 +1,12 @@
-"""Process-wide counters behind ``precompile.stats()``."""
+"""Process-wide counters behind ``precompile.stats()``, and the warnings a run gives once."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from typing import Any
+
+log = logging.getLogger("precompile")
 
 _MAX_REASONS = 200
 
@@ -52,3 +55,13 @@ class Stats:
 
 
 STATS = Stats()
+
+_WARNED: set[str] = set()
+
+
+def warn_once(topic: str, message: str) -> None:
+    """Log ``message`` the first time ``topic`` comes up: one store that fails (read-only,
+    full, down) is one warning however many functions and calls meet it."""
+    if topic not in _WARNED:
+        _WARNED.add(topic)
+        log.warning("precompile: %s", message)

@@ -23,14 +23,15 @@ from typing import Any
 from cache_backends.local import write_atomically
 
 from . import _torch, identity, keys
+from .context import PrecompileContext
 from .errors import SourceChangedError
 from .names import (_resolve_refs, _retarget_filename, module_dict, resolve_code,
                     resolve_importable)
-from .package import ROLE_MAIN, ROLE_RESUME, CompilePackage, FrameRecord, GuardedEntry
+from .model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
 
 log = logging.getLogger("precompile")
 
-# Globals whose names carry a uuid (see package.add_resume_function and Dynamo's
+# Globals whose names carry a uuid (see recorder.add_resume_function and Dynamo's
 # unique_id(..., with_uuid=True)); the same name always means the same artifact.
 _UNIQUE_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_")
 
@@ -42,6 +43,9 @@ class Installation:
     installed_entries: int = 0
     kernels_restored: int = 0
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # this process's code object for each frame installed (the recorder maps them back)
+    bound: list[tuple[types.CodeType, FrameRecord]] = dataclasses.field(default_factory=list)
+    _on_guard_fail: Callable[[str, types.CodeType], None] | None = None
     _globals: list[tuple[dict[str, Any], str, Any]] = dataclasses.field(default_factory=list)
     _codes: list[types.CodeType] = dataclasses.field(default_factory=list)
     # (module, fingerprint) -> the one code object every global name of a resume function
@@ -74,17 +78,26 @@ def check_sources(ranges: list[keys.SourceRange]) -> None:
                                  + "\n".join(changes), changes)
 
 
-def install(pkg: CompilePackage) -> Installation:
-    """Install every entry of ``pkg`` that still applies. Never raises for one bad entry."""
-    inst = Installation()
+def install(pkg: Package,
+            on_guard_fail: Callable[[str, types.CodeType], None] | None = None) -> Installation:
+    """Install every entry of ``pkg`` that still applies. Never raises for one bad entry.
+
+    Its artifacts are registered with the PrecompileContext, so a later save of any package
+    that uses them includes them; ``on_guard_fail(reason, code)`` hears of every failing
+    guard of an installed entry (Dynamo then recompiles)."""
+    inst = Installation(_on_guard_fail=on_guard_fail)
     backends: dict[str, Callable[..., Any]] = {}
+    _torch.use_recorded_cpu_isa(pkg.cpu_isa)
+    context = PrecompileContext.get()
+    for art in pkg.artifacts.values():
+        context.add(art)
     _torch.reserve_global_names(_dynamo_global_names(pkg))
     inst.kernels_restored = restore_kernels(pkg)
     for frame in pkg.frames:
         target = _target_code(frame, pkg, inst)
         if target is None:
             continue
-        pkg.bind_code(target, frame)
+        inst.bound.append((target, frame))
         scope = module_dict(frame.module)
         if scope is None:
             inst.skipped.append(f"{frame.qualname}: module {frame.module} is not importable")
@@ -103,7 +116,7 @@ def install(pkg: CompilePackage) -> Installation:
     return inst
 
 
-def restore_kernels(pkg: CompilePackage) -> int:
+def restore_kernels(pkg: Package) -> int:
     """Put the package's C++ kernel libraries where Inductor looks for them, so loading the
     compiled code builds nothing. Existing files are left alone (same name = same content
     hash). Returns how many files were written."""
@@ -125,7 +138,7 @@ def restore_kernels(pkg: CompilePackage) -> int:
     return written
 
 
-def _dynamo_global_names(pkg: CompilePackage) -> list[str]:
+def _dynamo_global_names(pkg: Package) -> list[str]:
     """Every Dynamo-numbered global the package's bytecode and guards refer to."""
     names = []
     for frame in pkg.frames:
@@ -134,7 +147,7 @@ def _dynamo_global_names(pkg: CompilePackage) -> list[str]:
     return names
 
 
-def _target_code(frame: FrameRecord, pkg: CompilePackage,
+def _target_code(frame: FrameRecord, pkg: Package,
                  inst: Installation) -> types.CodeType | None:
     if frame.role == ROLE_MAIN:
         return pkg.main_code
@@ -156,7 +169,7 @@ def _target_code(frame: FrameRecord, pkg: CompilePackage,
     return code
 
 
-def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
+def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
                    target: types.CodeType, scope: dict[str, Any], inst: Installation,
                    backends: dict[str, Callable[..., Any]]) -> str | None:
     for alias, ref in entry.import_sources.items():
@@ -180,7 +193,7 @@ def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
             return f"global {backend_id} is taken"
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
-        lambda name, value: _place_global(scope, name, value, inst), pkg.on_guard_fail)
+        lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail)
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
