@@ -78,6 +78,7 @@ def child(workload: str, out_prefix: str) -> int:
         import precompile.format as fmt
         import precompile.install as inst
         import precompile.keys as keys
+        import precompile.loading as loading
 
         marks["import precompile"] = time.perf_counter() - _T0
         import workloads
@@ -87,9 +88,9 @@ def child(workload: str, out_prefix: str) -> int:
         acc: dict = collections.defaultdict(float)
         counts: dict = collections.defaultdict(int)
         _wrap(keys, "key_factors", "key computation", acc, counts)
-        _wrap(api.Cached, "_fetch", "store fetch", acc, counts)
+        _wrap(loading, "fetch", "store fetch", acc, counts)
         _wrap(fmt, "decode", "decode + verify", acc, counts)
-        _wrap(api.Cached, "_check", "manifest -> package, source check", acc, counts)
+        _wrap(loading, "verify", "manifest -> package, source check", acc, counts)
         _wrap(pt, "use_recorded_cpu_isa", "cpu isa record", acc, counts)
         _wrap(inst, "restore_kernels", "kernel restore (write .so)", acc, counts)
         _wrap(pt, "deserialize_backend", "backend deserialization", acc, counts)

@@ -26,6 +26,7 @@ import torch
 
 from . import format, settings
 from .errors import NotCapturableError
+from .names import shadowed_function as _shadowed_function
 
 TORCH_VERSION = str(torch.__version__)
 PYTHON_VERSION = platform.python_version()
@@ -795,19 +796,6 @@ def recording_guards() -> Iterator[None]:
         yield
     finally:
         _RECORDING.depth = depth
-
-
-def _shadowed_function(obj: Any) -> bool:
-    """A module-level function whose qualified name now finds another object: typically the
-    function a decorator wrapped (``functools.wraps`` gives the wrapper the same name)."""
-    if not inspect.isfunction(obj) or "<locals>" in obj.__qualname__:
-        return False
-    found: Any = sys.modules.get(obj.__module__)
-    if found is None:
-        return False
-    for part in obj.__qualname__.split("."):
-        found = getattr(found, part, None)
-    return found is not obj
 
 
 def rebuild_function(code: types.CodeType, module: str, name: str, qualname: str,

@@ -4,8 +4,8 @@ Dynamo gives every compiled graph a backend id (``__compiled_fn_<n>_<uuid>``). T
 (AOTAutograd for inductor/aot_eager; the graph itself for eager) produces an artifact that a
 later process can load instead of compiling. This context collects those artifacts as bytes,
 says which are complete (an inference graph, or a training graph whose backward is compiled),
-and tells packages when an artifact they reference is updated in place (a backward arriving
-later), so the package can be saved again.
+and counts every change (``generation``), so a package can see that an artifact it uses was
+updated in place (a backward arriving later) and be saved again.
 
 Artifacts are serialized the moment they are recorded: bytes cannot be mutated behind our
 back, and a background save never has to touch live torch objects.
@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import weakref
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from . import _torch
@@ -54,7 +52,7 @@ class PrecompileContext:
         self._lock = threading.Lock()
         self._artifacts: dict[str, BackendArtifact] = {}
         self._failures: dict[str, str] = {}
-        self._listeners: list[Callable[[], Callable[[str], None] | None]] = []
+        self.generation = 0  # bumps on every artifact recorded or updated
 
     @classmethod
     def get(cls) -> PrecompileContext:
@@ -105,14 +103,10 @@ class PrecompileContext:
             previous = self._artifacts.get(artifact.backend_id)
             self._artifacts[artifact.backend_id] = artifact
             self._failures.pop(artifact.backend_id, None)
-            self._listeners = [ref for ref in self._listeners if ref() is not None]
-            listeners = [ref() for ref in self._listeners]
+            self.generation += 1
         if previous is not None and previous.data != artifact.data:
             log.debug("precompile: artifact %s updated in place (%s)", artifact.backend_id,
                       artifact.completeness)
-        for listener in listeners:
-            if listener is not None:
-                listener(artifact.backend_id)
 
     # ---------------------------------------------------------------- reading
 
@@ -123,11 +117,3 @@ class PrecompileContext:
     def failure(self, backend_id: str) -> str | None:
         with self._lock:
             return self._failures.get(backend_id)
-
-    def add_listener(self, listener: Callable[[str], None]) -> None:
-        """``listener(backend_id)`` runs after every artifact is recorded or updated.
-        Bound methods are held weakly, so a listener never keeps its owner alive."""
-        ref: Callable[[], Callable[[str], None] | None]
-        ref = weakref.WeakMethod(listener) if hasattr(listener, "__self__") else (lambda: listener)  # type: ignore[arg-type]
-        with self._lock:
-            self._listeners.append(ref)

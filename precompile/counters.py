@@ -1,5 +1,6 @@
-"""Process-wide counters behind ``precompile.stats()``, and the stats file that carries
-them out of a run (the pytest plugin writes it, ``precompile stats`` reads it).
+"""Process-wide counters behind ``precompile.stats()``, the warnings a run gives once, and
+the stats file that carries the counters out of a run (the pytest plugin writes it,
+``precompile stats`` reads it).
 
 Standard library only: the pytest plugin imports this without paying for torch."""
 from __future__ import annotations
@@ -7,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import threading
 import time
 from typing import Any
+
+log = logging.getLogger("precompile")
 
 _MAX_REASONS = 200
 
@@ -60,6 +64,15 @@ class Stats:
 
 STATS = Stats()
 
+_WARNED: set[str] = set()
+
+
+def warn_once(topic: str, message: str) -> None:
+    """Log ``message`` the first time ``topic`` comes up: one store that fails (read-only,
+    full, down) is one warning however many functions and calls meet it."""
+    if topic not in _WARNED:
+        _WARNED.add(topic)
+        log.warning("precompile: %s", message)
 
 # ------------------------------------------------------------------- stats file
 

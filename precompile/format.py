@@ -72,7 +72,7 @@ class Envelope:
 class ObjectRef:
     """A constant stored by name: an importable object (``"pkg.mod:Qual.name"``) that Dynamo's
     bytecode loads as a constant, such as a namedtuple's ``_make``. The format never imports
-    anything; the installer resolves refs (``package.resolve_importable``)."""
+    anything; the installer resolves refs (``names.resolve_importable``)."""
 
     name: str
 

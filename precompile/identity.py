@@ -24,46 +24,15 @@ uninstallable, a clean miss with a reason.
 from __future__ import annotations
 
 import builtins
-import inspect
-import types
 from collections.abc import Mapping
 from typing import Any
 
-from . import keys
 from .guard_path import GuardPath, GuardPathError, Roots, parse
+from .names import object_fingerprint
 
 # How many distinct tuples of objects one call-time check remembers as verified. Objects
 # are kept alive while remembered, so their ids cannot be reused by other objects.
 _MEMO_SIZE = 16
-
-
-def object_fingerprint(value: Any) -> str:
-    """A process-independent description of an object, precise enough to notice that a
-    global now names a different function, module or class."""
-    if isinstance(value, types.ModuleType):
-        return f"module:{value.__name__}"
-    fn = unwrapped(value) if callable(value) else value
-    if isinstance(fn, types.MethodType):
-        fn = fn.__func__
-    if isinstance(fn, types.FunctionType):
-        return f"function:{fn.__module__}.{fn.__qualname__}:{keys.code_fingerprint(fn.__code__)}"
-    if isinstance(value, type):
-        return f"class:{value.__module__}.{value.__qualname__}"
-    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
-        owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
-        return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
-    t = type(value)
-    if isinstance(value, (int, float, str, bytes, bool, type(None))):
-        return f"value:{t.__name__}:{value!r}"
-    return f"instance:{t.__module__}.{t.__qualname__}"
-
-
-def unwrapped(fn: Any) -> Any:
-    """``inspect.unwrap``, or ``fn`` itself when its ``__wrapped__`` chain loops."""
-    try:
-        return inspect.unwrap(fn)
-    except ValueError:
-        return fn
 
 
 class _GlobalsView:

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import importlib
-import inspect
 import logging
 import os
-import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -26,14 +23,15 @@ from typing import Any
 from cache_backends.local import write_atomically
 
 from . import _torch, identity, keys
+from .context import PrecompileContext
 from .errors import SourceChangedError
-from .format import ObjectRef, ValueRef
-from .package import (ROLE_MAIN, ROLE_RESUME, CompilePackage, FrameRecord, GuardedEntry,
-                      resolve_importable)
+from .names import (_resolve_refs, _retarget_filename, module_dict, resolve_code,
+                    resolve_importable)
+from .model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
 
 log = logging.getLogger("precompile")
 
-# Globals whose names carry a uuid (see package.add_resume_function and Dynamo's
+# Globals whose names carry a uuid (see recorder.add_resume_function and Dynamo's
 # unique_id(..., with_uuid=True)); the same name always means the same artifact.
 _UNIQUE_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_")
 
@@ -45,6 +43,9 @@ class Installation:
     installed_entries: int = 0
     kernels_restored: int = 0
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # this process's code object for each frame installed (the recorder maps them back)
+    bound: list[tuple[types.CodeType, FrameRecord]] = dataclasses.field(default_factory=list)
+    _on_guard_fail: Callable[[str, types.CodeType], None] | None = None
     _globals: list[tuple[dict[str, Any], str, Any]] = dataclasses.field(default_factory=list)
     _codes: list[types.CodeType] = dataclasses.field(default_factory=list)
     # (module, fingerprint) -> the one code object every global name of a resume function
@@ -77,18 +78,27 @@ def check_sources(ranges: list[keys.SourceRange]) -> None:
                                  + "\n".join(changes), changes)
 
 
-def install(pkg: CompilePackage) -> Installation:
-    """Install every entry of ``pkg`` that still applies. Never raises for one bad entry."""
-    inst = Installation()
+def install(pkg: Package,
+            on_guard_fail: Callable[[str, types.CodeType], None] | None = None) -> Installation:
+    """Install every entry of ``pkg`` that still applies. Never raises for one bad entry.
+
+    Its artifacts are registered with the PrecompileContext, so a later save of any package
+    that uses them includes them; ``on_guard_fail(reason, code)`` hears of every failing
+    guard of an installed entry (Dynamo then recompiles)."""
+    inst = Installation(_on_guard_fail=on_guard_fail)
     backends: dict[str, Callable[..., Any]] = {}
+    _torch.use_recorded_cpu_isa(pkg.cpu_isa)
+    context = PrecompileContext.get()
+    for art in pkg.artifacts.values():
+        context.add(art)
     _torch.reserve_global_names(_dynamo_global_names(pkg))
     inst.kernels_restored = restore_kernels(pkg)
     for frame in pkg.frames:
         target = _target_code(frame, pkg, inst)
         if target is None:
             continue
-        pkg.bind_code(target, frame)
-        scope = _module_dict(frame.module)
+        inst.bound.append((target, frame))
+        scope = module_dict(frame.module)
         if scope is None:
             inst.skipped.append(f"{frame.qualname}: module {frame.module} is not importable")
             continue
@@ -106,7 +116,7 @@ def install(pkg: CompilePackage) -> Installation:
     return inst
 
 
-def restore_kernels(pkg: CompilePackage) -> int:
+def restore_kernels(pkg: Package) -> int:
     """Put the package's C++ kernel libraries where Inductor looks for them, so loading the
     compiled code builds nothing. Existing files are left alone (same name = same content
     hash). Returns how many files were written."""
@@ -128,7 +138,7 @@ def restore_kernels(pkg: CompilePackage) -> int:
     return written
 
 
-def _dynamo_global_names(pkg: CompilePackage) -> list[str]:
+def _dynamo_global_names(pkg: Package) -> list[str]:
     """Every Dynamo-numbered global the package's bytecode and guards refer to."""
     names = []
     for frame in pkg.frames:
@@ -137,14 +147,14 @@ def _dynamo_global_names(pkg: CompilePackage) -> list[str]:
     return names
 
 
-def _target_code(frame: FrameRecord, pkg: CompilePackage,
+def _target_code(frame: FrameRecord, pkg: Package,
                  inst: Installation) -> types.CodeType | None:
     if frame.role == ROLE_MAIN:
         return pkg.main_code
     if frame.role == ROLE_RESUME:
         code = inst._resume_codes.setdefault(
             (frame.module, frame.fingerprint), _retarget_filename(frame.code, frame.module))
-        scope = _module_dict(frame.module)
+        scope = module_dict(frame.module)
         if scope is None or not frame.global_name:
             inst.skipped.append(f"{frame.qualname}: cannot place resume function")
             return None
@@ -159,7 +169,7 @@ def _target_code(frame: FrameRecord, pkg: CompilePackage,
     return code
 
 
-def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
+def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
                    target: types.CodeType, scope: dict[str, Any], inst: Installation,
                    backends: dict[str, Callable[..., Any]]) -> str | None:
     for alias, ref in entry.import_sources.items():
@@ -183,7 +193,7 @@ def _install_entry(pkg: CompilePackage, frame: FrameRecord, entry: GuardedEntry,
             return f"global {backend_id} is taken"
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
-        lambda name, value: _place_global(scope, name, value, inst), pkg.on_guard_fail)
+        lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail)
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
@@ -218,26 +228,6 @@ def _resume_global(code: types.CodeType, scope: dict[str, Any], name: str) -> An
     return types.FunctionType(code, scope, name)
 
 
-def _module_dict(module_name: str) -> dict[str, Any] | None:
-    mod = sys.modules.get(module_name)
-    if mod is None:
-        try:
-            mod = importlib.import_module(module_name)
-        except Exception:  # noqa: BLE001
-            return None
-    return mod.__dict__
-
-
-def _resolve_refs(code: types.CodeType) -> types.CodeType:
-    """Stored code with its ``ObjectRef`` and ``ValueRef`` constants replaced by the objects
-    they name (raises if one is gone: the entry is then not installed)."""
-    consts = tuple(_resolve_refs(c) if isinstance(c, types.CodeType)
-                   else resolve_importable(c.name) if isinstance(c, ObjectRef)
-                   else _torch.rebuild_value(c) if isinstance(c, ValueRef) else c
-                   for c in code.co_consts)
-    return code if consts == code.co_consts else code.replace(co_consts=consts)
-
-
 # Every namedtuple class's ``_make`` shares this code object (collections/__init__.py).
 _NAMEDTUPLE_MAKE = collections.namedtuple("_Probe", "x")._make.__func__.__code__
 
@@ -253,87 +243,3 @@ def _skip_namedtuple_make(code: types.CodeType) -> None:
         elif getattr(getattr(const, "__func__", None), "__code__", None) is _NAMEDTUPLE_MAKE:
             _torch.skip_code(_NAMEDTUPLE_MAKE)
             return
-
-
-def _retarget_filename(code: types.CodeType, module_name: str,
-                       filename: str | None = None) -> types.CodeType:
-    """Point stored code at this machine's copy of the source file (for tracebacks)."""
-    if filename is None:
-        mod = sys.modules.get(module_name)
-        filename = getattr(mod, "__file__", None)
-    if not filename or code.co_filename == filename:
-        return code
-    consts = tuple(_retarget_filename(c, module_name, filename)
-                   if isinstance(c, types.CodeType) else c for c in code.co_consts)
-    return code.replace(co_filename=filename, co_consts=consts)
-
-
-# ------------------------------------------------------------- finding code
-
-
-def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.CodeType | None:
-    """This process's code object for ``module:qualname`` if its bytecode is unchanged.
-
-    Walks attributes for the dotted part of the qualname; below ``<locals>`` it searches the
-    enclosing function's constants, where Python keeps nested functions' code objects.
-    """
-    scope = _module_dict(module_name)
-    if scope is None:
-        return None
-    parts = qualname.split(".")
-    obj: Any = None
-    for i, part in enumerate(parts):
-        if part == "<locals>":
-            outer = _function_code(obj)
-            if outer is None:
-                return None
-            return _find_nested(outer, qualname, fingerprint)
-        obj = scope.get(part) if i == 0 else inspect.getattr_static(obj, part, None)
-        if obj is None:
-            return None
-    code = _function_code(obj, qualname)
-    if code is not None and keys.code_fingerprint(code) == fingerprint:
-        return code
-    return None
-
-
-def _function_code(obj: Any, qualname: str | None = None) -> types.CodeType | None:
-    """The code object behind a function, method, decorated function or descriptor."""
-    seen = 0
-    while obj is not None and seen < 20:
-        seen += 1
-        if isinstance(obj, (staticmethod, classmethod)):
-            obj = obj.__func__
-            continue
-        if isinstance(obj, property):
-            obj = obj.fget
-            continue
-        if isinstance(obj, types.MethodType):
-            obj = obj.__func__
-            continue
-        if isinstance(obj, types.FunctionType):
-            if qualname is None or obj.__code__.co_qualname == qualname:
-                return obj.__code__
-            inner = getattr(obj, "__wrapped__", None) or getattr(obj, "_torchdynamo_orig_callable", None)
-            if inner is None:
-                return None
-            obj = inner
-            continue
-        inner = getattr(obj, "__wrapped__", None) or getattr(obj, "_torchdynamo_orig_callable", None)
-        if inner is None:
-            return None
-        obj = inner
-    return None
-
-
-def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types.CodeType | None:
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            if const.co_qualname == qualname and keys.code_fingerprint(const) == fingerprint:
-                return const
-            found = _find_nested(const, qualname, fingerprint)
-            if found is not None:
-                return found
-    return None
-
-

@@ -23,36 +23,9 @@ import types
 from typing import Any
 
 from . import _torch
+from .names import code_fingerprint
 
 KEY_SCHEMA = "2"  # 2: identity checks name sources unstripped (L[...])
-
-
-# ----------------------------------------------------------------- code hashing
-
-
-def code_fingerprint(code: types.CodeType) -> str:
-    """sha256 of what a code object *does*: bytecode, constants, names (recursively).
-
-    Line numbers and file paths are left out, so moving a function or checking the project
-    out elsewhere keeps its key; editing what it does changes it.
-    """
-    h = hashlib.sha256()
-    _feed_code(h, code)
-    return h.hexdigest()
-
-
-def _feed_code(h: Any, code: types.CodeType) -> None:
-    h.update(code.co_code)
-    for part in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
-                 (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
-                  code.co_flags, code.co_name)):
-        h.update(repr(part).encode())
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            h.update(b"<code>")
-            _feed_code(h, const)
-        else:
-            h.update(f"{type(const).__name__}:{const!r}".encode())
 
 
 # --------------------------------------------------------------- inlined sources

@@ -13,15 +13,15 @@ from typing import Any
 
 # CLI name -> (module, attribute); attribute None re-exports the module itself.
 _EXPORTS: dict[str, tuple[str, str | None]] = {
-    # Private code-object helpers: to repoint at precompile.names once it exists.
-    "main_code": ("precompile.api", "_main_code"),
-    "function_label": ("precompile.api", "_function_label"),
+    # Code-object helpers.
+    "main_code": ("precompile.names", "main_code"),
+    "function_label": ("precompile.names", "function_label"),
     # Private torch glue.
     "GuardsUnpickler": ("precompile._torch", "_GuardsUnpickler"),
     "unwrap_compiled": ("precompile._torch", "unwrap_compiled"),
     # Library objects the CLI reuses so its verdicts match the library's.
-    "default_store": ("precompile.api", "default_store"),
-    "CompilePackage": ("precompile.package", "CompilePackage"),
+    "default_store": ("precompile.policy", "default_store"),
+    "from_manifest": ("precompile.manifest", "from_manifest"),
     "peek_file": ("cache_backends.local", "peek_file"),
     # Whole modules.
     "archive": ("precompile.archive", None),

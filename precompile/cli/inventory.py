@@ -127,7 +127,7 @@ def _check_manifest(env: Any) -> None:
     if not isinstance(bypasses, list) or not all(isinstance(b, str) for b in bypasses):
         raise format_error("package manifest is malformed (bypasses is not a list of strings)")
     try:  # the library's own validation (it only builds data; nothing is installed)
-        lib.CompilePackage.from_manifest(_PLACEHOLDER_CODE, "", {}, env.manifest, env.blobs)
+        lib.from_manifest(_PLACEHOLDER_CODE, "", {}, env.manifest, env.blobs)
     except format_error:
         raise
     except Exception as e:  # noqa: BLE001 - anything else it trips on is a malformed manifest

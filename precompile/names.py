@@ -1,0 +1,378 @@
+"""Names and code objects: how one process's functions are found again in another.
+
+A package stores code by what it *does* (``code_fingerprint``) and objects by the name that
+finds them (``importable_name``); installing walks those names back to this process's
+objects (``resolve_code``, ``resolve_importable``). Every walk of a ``__wrapped__`` chain
+(``layers``) and of a dotted qualified name (``walk_qualname``) is here, so the recorder, the
+installer, the keys and the CLI agree on what "the same function" means.
+
+``_torch`` imports this module (to pickle functions by name), so the few helpers here that
+need a torch entry point import ``_torch`` when called.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import importlib
+import inspect
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+from . import format
+
+# Wrapper chains longer than this are treated as loops (a ``__wrapped__`` that makes a new
+# object on every read would otherwise never end).
+_MAX_LAYERS = 100
+
+
+# ------------------------------------------------------------------ fingerprints
+
+
+def code_fingerprint(code: types.CodeType) -> str:
+    """sha256 of what a code object *does*: bytecode, constants, names (recursively).
+
+    Line numbers and file paths are left out, so moving a function or checking the project
+    out elsewhere keeps its key; editing what it does changes it.
+    """
+    h = hashlib.sha256()
+    _feed_code(h, code)
+    return h.hexdigest()
+
+
+def _feed_code(h: Any, code: types.CodeType) -> None:
+    h.update(code.co_code)
+    for part in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
+                 (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+                  code.co_flags, code.co_name)):
+        h.update(repr(part).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            h.update(b"<code>")
+            _feed_code(h, const)
+        else:
+            h.update(f"{type(const).__name__}:{const!r}".encode())
+
+
+def object_fingerprint(value: Any) -> str:
+    """A process-independent description of an object, precise enough to notice that a
+    global now names a different function, module or class."""
+    if isinstance(value, types.ModuleType):
+        return f"module:{value.__name__}"
+    fn = unwrap(value) if callable(value) else value
+    if isinstance(fn, types.MethodType):
+        fn = fn.__func__
+    if isinstance(fn, types.FunctionType):
+        return f"function:{fn.__module__}.{fn.__qualname__}:{code_fingerprint(fn.__code__)}"
+    if isinstance(value, type):
+        return f"class:{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
+        owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
+        return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
+    t = type(value)
+    if isinstance(value, (int, float, str, bytes, bool, type(None))):
+        return f"value:{t.__name__}:{value!r}"
+    return f"instance:{t.__module__}.{t.__qualname__}"
+
+
+# ------------------------------------------------------------------- unwrapping
+
+
+def _inner(obj: Any, wrapped_only: bool) -> Any:
+    """The object ``obj`` wraps, or None."""
+    if not wrapped_only:
+        if isinstance(obj, (staticmethod, classmethod, types.MethodType)):
+            return obj.__func__
+        if isinstance(obj, property):
+            return obj.fget
+        if isinstance(obj, functools.partial):
+            return obj.func
+    if hasattr(obj, "__wrapped__"):
+        return obj.__wrapped__
+    return None if wrapped_only else getattr(obj, "_torchdynamo_orig_callable", None)
+
+
+def layers(obj: Any, *, wrapped_only: bool = False) -> Iterator[Any]:
+    """``obj``, then each object it wraps, outermost first: through descriptors, bound
+    methods, partials, ``functools.wraps`` (``__wrapped__``) and ``torch.compile``
+    (``_torchdynamo_orig_callable``); with ``wrapped_only``, through ``__wrapped__`` alone
+    (``inspect.unwrap``'s rule). Raises ValueError when the chain loops."""
+    seen: list[Any] = []  # the objects themselves: a freed layer's id could come back
+    while obj is not None:
+        if len(seen) >= _MAX_LAYERS or any(obj is s for s in seen):
+            raise ValueError(f"wrapper chain of {seen[0]!r} loops")
+        seen.append(obj)
+        yield obj
+        obj = _inner(obj, wrapped_only)
+
+
+def unwrap(obj: Any) -> Any:
+    """The innermost function behind ``functools.wraps`` layers, or ``obj`` itself when the
+    chain loops."""
+    try:
+        *_, inner = layers(obj, wrapped_only=True)
+    except ValueError:
+        return obj
+    return inner
+
+
+def find_code(obj: Any, qualname: str | None = None) -> types.CodeType | None:
+    """The code object behind a function, method, decorated function or descriptor: the
+    first layer that is a function (named ``qualname``, when given)."""
+    try:
+        for layer in layers(obj):
+            if isinstance(layer, types.FunctionType) and (
+                    qualname is None or layer.__code__.co_qualname == qualname):
+                return layer.__code__
+    except ValueError:
+        return None
+    return None
+
+
+# ------------------------------------------------------------- qualified names
+
+
+def walk_qualname(root: Any, qualname: str, *, static: bool = False) -> Any:
+    """The object at the dotted ``qualname`` below ``root``; raises AttributeError when a
+    step is missing. ``static``: read attributes without running descriptors (a property
+    or classmethod comes back as itself, so its function can be found)."""
+    obj = root
+    for part in qualname.split(".") if qualname else ():
+        obj = inspect.getattr_static(obj, part) if static else getattr(obj, part)
+    return obj
+
+
+def shadowed_function(obj: Any) -> bool:
+    """A module-level function whose qualified name now finds another object: typically the
+    function a decorator wrapped (``functools.wraps`` gives the wrapper the same name)."""
+    if not inspect.isfunction(obj) or "<locals>" in obj.__qualname__:
+        return False
+    module = sys.modules.get(obj.__module__)
+    if module is None:
+        return False
+    try:
+        return walk_qualname(module, obj.__qualname__) is not obj
+    except AttributeError:
+        return True
+
+
+def module_dict(module_name: str) -> dict[str, Any] | None:
+    """The globals of ``module_name``, importing it if needed; None if it does not import."""
+    mod = sys.modules.get(module_name)
+    if mod is None:
+        try:
+            mod = importlib.import_module(module_name)
+        except Exception:  # noqa: BLE001 - a module that fails to import is not there
+            return None
+    return mod.__dict__
+
+
+def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.CodeType | None:
+    """This process's code object for ``module:qualname`` if its bytecode is unchanged.
+
+    Walks attributes for the dotted part of the qualname; below ``<locals>`` it searches the
+    enclosing function's constants, where Python keeps nested functions' code objects.
+    """
+    scope = module_dict(module_name)
+    if scope is None:
+        return None
+    head, nested, _ = qualname.partition(".<locals>")
+    first, _, rest = head.partition(".")
+    try:
+        obj = walk_qualname(scope[first], rest, static=True)
+    except (KeyError, AttributeError):
+        return None
+    if nested:
+        outer = find_code(obj)
+        return None if outer is None else _find_nested(outer, qualname, fingerprint)
+    code = find_code(obj, qualname)
+    return code if code is not None and code_fingerprint(code) == fingerprint else None
+
+
+def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types.CodeType | None:
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            if const.co_qualname == qualname and code_fingerprint(const) == fingerprint:
+                return const
+            found = _find_nested(const, qualname, fingerprint)
+            if found is not None:
+                return found
+    return None
+
+
+def importable_name(value: Any) -> str | None:
+    """How another process finds ``value`` by name: ``"pkg.mod"`` for a module,
+    ``"pkg.mod:Qual.name"`` for an object importing that name gives back; else None."""
+    if isinstance(value, types.ModuleType):
+        return value.__name__ if sys.modules.get(value.__name__) is value else None
+    if isinstance(value, types.MethodType):  # e.g. a namedtuple class's bound ``_make``
+        return _method_name(value)
+    if isinstance(value, enum.Enum):
+        owner = importable_name(type(value))
+        return f"{owner}.{value.name}" if owner and getattr(type(value), value.name, None) is value else None
+    module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    try:
+        found = walk_qualname(sys.modules.get(module), qualname)
+    except AttributeError:
+        return None
+    return f"{module}:{qualname}" if found is value else None
+
+
+def _method_name(method: types.MethodType) -> str | None:
+    owner = importable_name(method.__self__)
+    if not owner:
+        return None
+    name = f"{owner}{'.' if ':' in owner else ':'}{method.__func__.__name__}"
+    try:
+        return name if resolve_importable(name) == method else None
+    except Exception:  # noqa: BLE001 - not reachable by that name
+        return None
+
+
+def resolve_importable(ref: str) -> Any:
+    """The object ``importable_name`` named (imports the module; raises if it is gone)."""
+    module, _, qualname = ref.partition(":")
+    return walk_qualname(importlib.import_module(module), qualname)
+
+
+# ------------------------------------------------------- the function a target runs
+
+
+def main_function(target: Any) -> Any:
+    """The Python function Dynamo compiles first for ``target`` (an nn.Module's
+    ``forward``, a bound method's function, a decorator's outermost wrapper)."""
+    from . import _torch
+
+    import torch
+
+    fn = _torch.innermost_fn(target.forward if isinstance(target, torch.nn.Module) else target)
+    found = fn
+    for found in layers(fn):
+        if isinstance(found, types.FunctionType):
+            break
+    return found
+
+
+def main_code(target: Any) -> tuple[types.CodeType, str]:
+    """The code object Dynamo compiles first for ``target``, and the module whose globals it
+    runs in. That is ``__globals__``, not ``__module__``: ``functools.wraps`` copies the
+    wrapped function's ``__module__`` onto a decorator's wrapper, whose code still runs in
+    the decorator's module."""
+    fn = main_function(target)
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        raise TypeError(f"precompile.cached needs a Python function, method or nn.Module, "
+                        f"got {type(target).__name__}")
+    scope = getattr(fn, "__globals__", None) or {}
+    return code, scope.get("__name__") or getattr(fn, "__module__", None) or "__main__"
+
+
+def function_label(target: Any) -> str | None:
+    """``module:qualname`` of the function a decorator wrapped (``functools.wraps``), so
+    keys and messages name ``f`` rather than ``context_decorator.<locals>.decorate_context``;
+    None for an undecorated function."""
+    fn = main_function(target)
+    inner = unwrap(fn)
+    if inner is fn or not isinstance(inner, types.FunctionType):
+        return None
+    return f"{inner.__module__}:{inner.__qualname__}"
+
+
+def closure_fingerprint(target: Any) -> str | None:
+    """What the main function closes over, for its key. Functions made by one decorator share
+    a code object and differ only in their closure (``wrapper`` around ``f`` or ``g``)."""
+    cells = getattr(main_function(target), "__closure__", None) or ()
+    parts = []
+    for cell in cells:
+        try:
+            parts.append(object_fingerprint(cell.cell_contents))
+        except ValueError:  # an empty cell
+            parts.append("empty")
+    return ";".join(parts) or None
+
+
+# ------------------------------------------------------------ bytecode rewriting
+
+
+def global_names(code: types.CodeType) -> Iterator[str]:
+    """Every name ``code`` and its nested code objects read or write."""
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from global_names(const)
+
+
+def _rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:
+    """Replace global names (resume functions) in ``code`` and its nested code objects."""
+    if not rename:
+        return code
+    names = tuple(rename.get(n, n) for n in code.co_names)
+    consts = tuple(_rename_globals(c, rename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    if names == code.co_names and consts == code.co_consts:
+        return code
+    return code.replace(co_names=names, co_consts=consts)
+
+
+def _code_with_refs(code: types.CodeType) -> types.CodeType | str:
+    """``code`` with every constant the format cannot hold replaced by a reference it can:
+    a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes), an ``ObjectRef``
+    for objects found by name (a namedtuple's ``_make``, a class, an enum member). Returns
+    why not (naming the constant's type) when a constant is neither."""
+    from . import _torch
+
+    consts = []
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            c = _code_with_refs(c)
+            if isinstance(c, str):
+                return c
+        elif not format.storable(c):
+            ref = _torch.value_ref(c)
+            if ref is None:
+                name = importable_name(c)
+                if name is None:
+                    return (f"its bytecode holds a constant of type {type(c).__qualname__} "
+                            f"({_short_repr(c)}) that is neither plain data nor importable "
+                            "by name")
+                ref = format.ObjectRef(name)
+            c = ref
+        consts.append(c)
+    return code.replace(co_consts=tuple(consts))
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not stop a save
+        text = object.__repr__(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _resolve_refs(code: types.CodeType) -> types.CodeType:
+    """Stored code with its ``ObjectRef`` and ``ValueRef`` constants replaced by the objects
+    they name (raises if one is gone: the entry is then not installed)."""
+    from . import _torch
+
+    consts = tuple(_resolve_refs(c) if isinstance(c, types.CodeType)
+                   else resolve_importable(c.name) if isinstance(c, format.ObjectRef)
+                   else _torch.rebuild_value(c) if isinstance(c, format.ValueRef) else c
+                   for c in code.co_consts)
+    return code if consts == code.co_consts else code.replace(co_consts=consts)
+
+
+def _retarget_filename(code: types.CodeType, module_name: str,
+                       filename: str | None = None) -> types.CodeType:
+    """Point stored code at this machine's copy of the source file (for tracebacks)."""
+    if filename is None:
+        mod = sys.modules.get(module_name)
+        filename = getattr(mod, "__file__", None)
+    if not filename or code.co_filename == filename:
+        return code
+    consts = tuple(_retarget_filename(c, module_name, filename)
+                   if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)

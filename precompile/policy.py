@@ -1,0 +1,82 @@
+"""How one cached function uses its store: arguments resolved against the environment once,
+so the rest of the code reads plain values."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from cache_backends import CacheBackend, open_store
+
+from . import settings
+from .errors import SettingError, StoreError
+
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "precompile")
+
+
+def default_store(cache_dir: Any = None, store: Any = None) -> CacheBackend:
+    """Precedence: explicit argument, then $PRECOMPILE_CACHE_URL / $PRECOMPILE_CACHE_DIR,
+    then ~/.cache/precompile. A store the environment names that cannot be opened is a
+    SettingError naming the variable (an explicit argument's ValueError is the caller's)."""
+    if store is not None:
+        return open_store(store)
+    if cache_dir is not None:
+        return open_store(os.fspath(cache_dir))
+    named = settings.cache_spec()
+    if named is None:
+        return open_store(os.path.expanduser(DEFAULT_CACHE_DIR))
+    try:
+        return open_store(named[1])
+    except (ValueError, TypeError, StoreError) as e:
+        raise SettingError(f"{named[0]} does not name a usable cache store: {e}") from e
+
+
+def resolve_signing_key(explicit: str | bytes | None = None) -> bytes | None:
+    """The HMAC key: an explicit argument, else $PRECOMPILE_SIGNING_KEY, else None.
+
+    An explicit empty key is an error, not "no signing": a package written or accepted
+    unsigned by mistake is exactly what signing is there to prevent.
+    """
+    if explicit is None:
+        return settings.signing_key()
+    if not explicit:
+        raise SettingError("signing_key is empty, which would disable PRECOMPILE_SIGNING_KEY; "
+                           "pass the key, or leave signing_key out (None) to use the "
+                           "environment's. To run without signing, unset "
+                           "PRECOMPILE_SIGNING_KEY")
+    return explicit.encode() if isinstance(explicit, str) else bytes(explicit)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """A cached function's store and options, resolved once."""
+
+    store: CacheBackend | None
+    strict: bool = False
+    eager_backward: bool = True
+    single_flight: bool = True
+    wait_timeout: float = 600.0
+    signing_key: bytes | None = None
+
+    @classmethod
+    def resolve(cls, *, cache_dir: Any = None, store: Any = None, env_store: bool = True,
+                strict: bool | None = None, eager_backward: bool = True,
+                single_flight: bool = True, wait_timeout: float | None = None,
+                signing_key: str | bytes | None = None) -> Policy:
+        """``env_store=False``: no store unless ``cache_dir``/``store`` names one. A bad
+        environment setting is one warning and its default (strict mode: SettingError), so
+        a typo in a fleet-wide variable never stops a program at import."""
+        if strict is None:
+            strict = settings.or_default(lambda: settings.flag(settings.STRICT), False,
+                                         strict=False)
+        the_store = None
+        if env_store or cache_dir is not None or store is not None:
+            the_store = settings.or_default(lambda: default_store(cache_dir, store), None,
+                                            strict=strict, instead="running without a cache")
+        if wait_timeout is None:
+            wait_timeout = settings.or_default(
+                lambda: settings.seconds(settings.WAIT_TIMEOUT, 600.0), 600.0, strict=strict)
+        return cls(store=the_store, strict=strict, eager_backward=eager_backward,
+                   single_flight=single_flight, wait_timeout=wait_timeout,
+                   signing_key=resolve_signing_key(signing_key))
+

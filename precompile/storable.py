@@ -1,0 +1,110 @@
+"""What can be stored: the rules that decide whether an entry recorded in this process can
+run in another one, and what it needs there.
+
+An entry is stored only if every graph it calls produced an artifact, every global Dynamo
+placed for its bytecode can be found again by name, and its identity guards can be replaced
+by fingerprint checks that mean the same thing in another process. Anything else is a
+bypass with the reason: a stored entry never runs on a guess.
+"""
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Iterable
+from typing import Any
+
+from .context import PrecompileContext
+from .model import IdentityCheck
+from .names import global_names, importable_name, object_fingerprint
+
+_NO_ARTIFACT = ("the backend produced no storable artifact (precompile stores backends that go "
+                "through AOTAutograd, such as inductor and aot_eager, and backend='eager')")
+
+
+def artifact_problem(ctx: PrecompileContext, backend_ids: Iterable[str], *,
+                     lazy_backward: bool) -> str | None:
+    """Why a graph the entry calls cannot be stored, or None. With ``lazy_backward`` a
+    training graph's artifact arrives with its backward, after the entry; the saver writes
+    the entry once it has (``CompilePackage.note_artifact_updates``)."""
+    for backend_id in backend_ids:
+        why = ctx.failure(backend_id)
+        if why is None and ctx.artifact(backend_id) is None:
+            if lazy_backward:
+                continue
+            why = _NO_ARTIFACT
+        if why is not None:
+            return f"graph {backend_id[:20]}... cannot be stored: {why}"
+    return None
+
+
+def placed_globals(code: types.CodeType, mod: types.ModuleType, known: set[str],
+                   import_sources: dict[str, str]) -> str | None:
+    """Add to ``import_sources`` every global Dynamo placed in ``mod`` for this entry (not
+    in ``known``: the module's own names and the entry's graphs, aliases and resume
+    functions); returns why not when one cannot be found again by name."""
+    scope = mod.__dict__
+    for name in global_names(code):
+        if name in known or name.startswith("__builtins_dict__") or name not in scope:
+            continue
+        # Dynamo put an object into the module's globals for its bytecode
+        # (install_global_by_id: a module, or a class to rebuild an output with).
+        ref = importable_name(scope[name])
+        if ref is None:
+            return f"its bytecode needs the runtime-only global {name!r}"
+        import_sources[name] = ref
+    for name in scope.keys() - known:
+        # Globals only guards read: a namedtuple's ``__new__`` runs in a scope of its
+        # own, which Dynamo installs by id to guard what it looks up there.
+        if _DYNAMO_BY_ID.match(name) and name not in import_sources:
+            ref = _namedtuple_scope_ref(scope[name], mod)
+            if ref is not None:
+                import_sources[name] = ref
+    return None
+
+
+def identity_checks(checks: list[tuple[str, str, Any]]) -> list[IdentityCheck]:
+    """(source, guard type, guarded object) of each identity guard -> the fingerprint
+    checks stored in their place."""
+    return [IdentityCheck(source, kind, object_fingerprint(value))
+            for source, kind, value in _without_by_id_aliases(checks)]
+
+
+# The names ``OutputGraph.install_global_by_id`` gives: ``{prefix}_{id(value)}_c{compile_id}``.
+_DYNAMO_BY_ID = re.compile(r"^___\w+_\d+_c\d+$")
+# A guard source rooted at such a global, also with two underscores (``__optimizer_<id>``,
+# ``__optimizer_state_tensor``): ``G['__optimizer_1_2_c0']()``.
+_BY_ID_SOURCE = re.compile(r"^G\['__\w+_\d+_c\d+'\]")
+
+
+def _without_by_id_aliases(checks: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    """Drop identity checks on a global Dynamo named by ``id()`` whose object another check
+    already pins down through a source that exists in every process.
+
+    Dynamo keeps, for example, a weakref to a compiled optimizer in a global
+    ``__optimizer_<id>_<id>_c<n>`` (variables/optimizer.py: to drop the code when the optimizer
+    dies) and guards ``G['__optimizer_...']()`` *is* that optimizer, which is also
+    ``L['self']``. Such a global means nothing in another process, but the object is still
+    checked through ``L['self']``. A by-id source with no such alias is kept, so its entry is
+    not installed elsewhere (never a guess).
+    """
+    kept = [c for c in checks if not _BY_ID_SOURCE.match(c[0])]
+    pinned = {id(value) for _, _, value in kept}
+    return kept + [c for c in checks if _BY_ID_SOURCE.match(c[0]) and id(c[2]) not in pinned]
+
+
+def _namedtuple_scope_ref(scope: Any, mod: types.ModuleType) -> str | None:
+    """A reference to ``scope`` if it is the globals of a namedtuple class's ``__new__``
+    (``collections.namedtuple`` evaluates ``__new__`` in a namespace named
+    ``namedtuple_<typename>``) and that class can be found from ``mod`` by name."""
+    if not isinstance(scope, dict) or not str(scope.get("__name__", "")).startswith("namedtuple_"):
+        return None
+    typename = scope["__name__"][len("namedtuple_"):]
+    candidates = [mod.__dict__.get(typename)] + [
+        getattr(v, typename, None) for v in mod.__dict__.values() if isinstance(v, types.ModuleType)]
+    for cls in candidates:
+        new = getattr(cls, "__new__", None)
+        if isinstance(cls, type) and getattr(new, "__globals__", None) is scope:
+            ref = importable_name(cls)
+            if ref is not None:
+                return f"{ref}.__new__.__globals__"
+    return None
