@@ -70,7 +70,8 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         r = runs.get(label, {})
         ranks = (r.get("extra") or {}).get("ranks")
         if ranks:  # DDP: the ranks compile, not the driver
-            return sum(int(s.get("frames_traced") or 0) for s in ranks.values())
+            counts = [s.get("frames_traced") for s in ranks.values()]
+            return None if None in counts else sum(counts)
         return r.get("frames") if "frames" in r else None
 
     def works(label: str) -> bool:
@@ -107,7 +108,9 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         if "skipped" in s:
             lines.append(f"| {name} | skipped: {s['skipped']} | | | | | |")
             continue
-        pt = ("hit" if s["pt_warm_hit"] else f"retraces ({f(s['pt_frames_warm'])} frames)")
+        pt_error = s["errors"].get("pt warm") or s["errors"].get("pt cold")
+        pt = ("hit" if s["pt_warm_hit"] else f"fails: {pt_error.split(':')[0]}" if pt_error
+              else f"retraces ({f(s['pt_frames_warm'])} frames)")
         lines.append(
             f"| {name} | {'yes' if s['pc_warm_hit'] else 'NO'} / {f(s['pc_frames_warm'])} | "
             f"{f(s['max_diff'])} | {f(s['eager_s'])} | {ratio(s, 'torch_warm_s')} "

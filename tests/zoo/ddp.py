@@ -46,7 +46,9 @@ def _rank(rank: int, port: int, stance: str, queue) -> None:
         report = {"out_and_grads": all(torch.allclose(g, w, rtol=1e-4, atol=1e-5)
                                        for g, w in pairs),
                   "max_diff": _zoo.EXTRA["max_diff"]}
-        stats = {}
+        from torch._dynamo.utils import counters
+
+        stats = {"frames_traced": int(counters["frames"].get("total", 0))}
         if _zoo.MODE == "precompile":
             import precompile
 
