@@ -1,7 +1,8 @@
 """Every place precompile touches torch internals, and nowhere else.
 
 A torch upgrade should be a one-file job: the rest of precompile only calls the functions
-here. Each function names the engine entry point it wraps. Written against torch 2.13.
+here. Each function names the engine entry point it wraps. Written against torch 2.13; what
+differs in 2.14 and 2.15 lives in ``_torch_compat``, one function per difference.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 
+from . import _torch_compat
 from .errors import NotCapturableError
 
 TORCH_VERSION = str(torch.__version__)
@@ -352,10 +354,11 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
 # this off.
 
 # ``extern_kernels.<name>`` is what ``ExternKernelChoice(kernel, name=...)`` registered. These
-# names are registered with plain torch functions in torch 2.13 (kernel/mm.py, bmm.py,
-# conv.py, mm_grouped.py, quantized_lowerings.py); tests/test_light_loads.py checks each
-# against the real registry. Any other name imports the real module on first use.
-_EXTERN_KERNELS_TORCH_2_13 = {
+# names are registered with plain torch functions in torch 2.13, 2.14 and 2.15 alike
+# (kernel/mm.py, bmm.py, conv.py, mm_grouped.py, quantized_lowerings.py);
+# tests/test_light_loads.py checks each against the running torch's own registry. Any other
+# name (2.15 adds a few, none a plain torch function) imports the real module on first use.
+_EXTERN_KERNEL_FUNCTIONS = {
     "mm": "mm", "mm_dtype": "mm", "addmm": "addmm", "_int_mm": "_int_mm",
     "_sparse_semi_structured_mm": "_sparse_semi_structured_mm", "_scaled_mm": "_scaled_mm",
     "bmm": "bmm", "bmm_dtype": "bmm", "baddbmm": "baddbmm", "convolution": "convolution",
@@ -385,7 +388,7 @@ class _LazyExternKernels:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        target = _EXTERN_KERNELS_TORCH_2_13.get(name)
+        target = _EXTERN_KERNEL_FUNCTIONS.get(name)
         value = (getattr(torch, target) if target is not None
                  else getattr(_real_module("torch._inductor.select_algorithm").extern_kernels,
                               name))
@@ -443,11 +446,12 @@ def _graph_load_stand_ins() -> list[_StandIn]:
         _StandIn("torch._inductor.graph",
                  {"GraphLowering": (_GraphLoweringView, "torch._inductor.codecache")}),
         # Loading a C++ kernel builds its command line (cpp_builder) for the library path;
-        # the two names it reads import setuptools with the extension builder (~0.3 s).
+        # the names it reads import setuptools with the extension builder (~0.3 s).
         _StandIn("torch.utils.cpp_extension",
                  {"include_paths": (_include_paths, "torch._inductor.cpp_builder"),
                   "library_paths": (_library_paths, "torch._inductor.cpp_builder"),
-                  "TORCH_LIB_PATH": (_TORCH_LIB, "torch._inductor.cpp_builder")}),
+                  "TORCH_LIB_PATH": (_TORCH_LIB, "torch._inductor.cpp_builder"),
+                  "CUDA_HOME": (_cuda_home_seen_by_builder(), "torch._inductor.cpp_builder")}),
     ]
 
 
@@ -474,6 +478,14 @@ def _library_paths(device_type: str = "cpu", torch_include_dirs: bool = True,
     return [_TORCH_LIB] if torch_include_dirs else []
 
 
+def _cuda_home_seen_by_builder() -> str | None:
+    """``cpp_extension.CUDA_HOME`` as torch 2.14+'s cpp_builder reads it while the real module
+    is still unimported: it only asks whether CUDA_HOME needs refreshing from the environment
+    (``CUDA_HOME is None and os.environ.get("CUDA_HOME")``), and a module imported now would
+    have read that variable first (``_find_cuda_home``), so the answer is the variable."""
+    return os.environ.get("CUDA_HOME")
+
+
 def _minifier_stand_in() -> list[_StandIn]:
     return [_StandIn("torch._dynamo.repro.after_dynamo",
                      {"wrap_backend_debug": (_DeferredBackendDebug, "torch._dynamo.eval_frame")})]
@@ -483,9 +495,9 @@ def _minifier_stand_in() -> list[_StandIn]:
 def _stand_ins_while(make: Callable[[], list[_StandIn]]) -> Iterator[None]:
     """Register the stand-ins ``make()`` returns for the modules not imported yet (an
     imported one is simply used); afterwards sys.modules holds only real modules again.
-    Only for torch 2.13, the version they were checked against; ``PRECOMPILE_FULL_IMPORTS=1``
-    turns them off."""
-    if not TORCH_VERSION.startswith("2.13.") or os.environ.get("PRECOMPILE_FULL_IMPORTS"):
+    Only on the torch releases they were checked against
+    (``_torch_compat.light_loads_checked``); ``PRECOMPILE_FULL_IMPORTS=1`` turns them off."""
+    if not _torch_compat.light_loads_checked() or os.environ.get("PRECOMPILE_FULL_IMPORTS"):
         yield
         return
     added = [mod for mod in make() if mod.__name__ not in sys.modules]
@@ -667,27 +679,18 @@ def _hook_guard_serialization() -> None:
     """Two repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
 
     * ``serialize_guards`` leaves out the identity guards kept live (``keep_guard_live_only``);
-    * ``GuardsStatePickler`` stores a function whose name finds its decorator's wrapper
-      (``_shadowed_function``, e.g. the ``forward`` that transformers' ``can_return_tuple``
-      wraps) as an unresolvable placeholder, and the guards on its ``__defaults__`` then fail
-      to load. Pickle it the way Dynamo pickles nested functions: code, module, defaults.
+    * torch 2.13/2.14's ``GuardsStatePickler`` stores a function whose name finds its
+      decorator's wrapper (``_shadowed_function``, e.g. the ``forward`` that transformers'
+      ``can_return_tuple`` wraps) as an unresolvable placeholder, and the guards on its
+      ``__defaults__`` then fail to load. Pickle it the way Dynamo pickles nested functions:
+      code, module, defaults (torch 2.15 does this itself: ``_hook_shadowed_functions``).
     """
     from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
 
     original = CheckFunctionManager.__dict__["serialize_guards"]
     if getattr(original, "_precompile_hooked", False):
         return
-    original_reduce = GuardsStatePickler.__dict__["reducer_override"]
-
-    @functools.wraps(original_reduce)
-    def reducer_override(self: Any, obj: Any) -> Any:
-        if getattr(_RECORDING, "depth", 0) and _shadowed_function(obj):
-            return type(self)._unpickle_nested_function, (
-                obj.__code__, obj.__module__, obj.__qualname__, obj.__defaults__,
-                obj.__closure__)
-        return original_reduce(self, obj)
-
-    GuardsStatePickler.reducer_override = reducer_override  # type: ignore[method-assign]
+    _hook_shadowed_functions(GuardsStatePickler)
 
     @functools.wraps(original)
     def serialize_guards(self: Any, builder: Any, sorted_guards: list[Any],
@@ -698,6 +701,24 @@ def _hook_guard_serialization() -> None:
 
     serialize_guards._precompile_hooked = True  # type: ignore[attr-defined]
     CheckFunctionManager.serialize_guards = serialize_guards  # type: ignore[method-assign]
+
+
+def _hook_shadowed_functions(pickler_cls: type) -> None:
+    """Pickle shadowed functions by value where this torch's pickler does not
+    (``_torch_compat.shadowed_function_rebuilder``)."""
+    rebuild = _torch_compat.shadowed_function_rebuilder(pickler_cls)
+    if rebuild is None:
+        return
+    original_reduce = pickler_cls.__dict__["reducer_override"]
+
+    @functools.wraps(original_reduce)
+    def reducer_override(self: Any, obj: Any) -> Any:
+        if getattr(_RECORDING, "depth", 0) and _shadowed_function(obj):
+            return rebuild, (obj.__code__, obj.__module__, obj.__qualname__, obj.__defaults__,
+                             obj.__closure__)
+        return original_reduce(self, obj)
+
+    pickler_cls.reducer_override = reducer_override  # type: ignore[attr-defined]
 
 
 def guard_source_name(entry: Any) -> str:
