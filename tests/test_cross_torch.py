@@ -68,7 +68,7 @@ def _venv_for(version: str) -> Path | None:
     dist-info, so finding it imports nothing)."""
     for venv in sorted(ROOT.glob(".venv*")):
         for info in venv.glob("lib/python*/site-packages/torch-*.dist-info"):
-            found = re.match(r"torch-([^+-]+)", info.name)
+            found = re.match(r"torch-(\d+\.\d+\.\d+)", info.name)
             if found and found.group(1) == version and (venv / "bin" / "python").exists():
                 return venv
     return None
