@@ -1,20 +1,30 @@
 # Two commands that work on a fresh machine: `make demo` and `make test`.
+#   make test                    torch 2.13.0 in .venv, the whole suite
+#   make test TORCH=2.15.0       the same against another supported torch, in .venv-2.15.0
+#   make test TORCH=2.14.1 TESTS="tests/test_warm_start.py tests/test_training.py"
 PYTHON ?= python3
-VENV := .venv
+DEFAULT_TORCH := 2.13.0
+TORCH ?= $(DEFAULT_TORCH)
+VENV := $(if $(filter $(DEFAULT_TORCH),$(TORCH)),.venv,.venv-$(TORCH))
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TESTS ?= tests
+PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test bench clean
 
 # torch pinned in every install: pyproject allows a range, and given one, pip replaces an
 # installed CPU torch with the newest release it finds (a multi-GB CUDA build).
-TORCH := torch==2.13.0
+TORCH_PIN := torch==$(TORCH)
+# pip on the project's machines is capped at the torch releases kept on their disk
+# (/etc/xdg/pip); 2.15.0 comes from the registry, so its install alone lifts the cap.
+PIP_ENV := $(if $(filter 2.15.0,$(TORCH)),PIP_CONSTRAINT=/dev/null,)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test]' $(TORCH)
+	$(PIP_ENV) $(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PIP_ENV) $(PY) -m pip install --quiet -e '.[test]' $(TORCH_PIN)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,11 +39,11 @@ test: $(STAMP)
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	fi
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q $(PYTEST_ARGS) $(TESTS)
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]' $(TORCH)
+	$(PIP_ENV) $(PY) -m pip install --quiet -e '.[bench]' $(TORCH_PIN)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) bench/results
+	rm -rf .venv .venv-*/ bench/results

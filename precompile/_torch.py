@@ -1,7 +1,8 @@
 """Every place precompile touches torch internals, and nowhere else.
 
 A torch upgrade should be a one-file job: the rest of precompile only calls the functions
-here. Each function names the engine entry point it wraps. Written against torch 2.13.
+here. Each function names the engine entry point it wraps. Written against torch 2.13; what
+differs in 2.14 and 2.15 lives in ``_torch_compat``, one function per difference.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 
-from . import format, settings
+from . import _torch_compat, format, settings
 from .errors import NotCapturableError
 from .names import shadowed_function as _shadowed_function
 
@@ -451,10 +452,11 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
 # this off.
 
 # ``extern_kernels.<name>`` is what ``ExternKernelChoice(kernel, name=...)`` registered. These
-# names are registered with plain torch functions in torch 2.13 (kernel/mm.py, bmm.py,
-# conv.py, mm_grouped.py, quantized_lowerings.py); tests/test_light_loads.py checks each
-# against the real registry. Any other name imports the real module on first use.
-_EXTERN_KERNELS_TORCH_2_13 = {
+# names are registered with plain torch functions in torch 2.13, 2.14 and 2.15 alike
+# (kernel/mm.py, bmm.py, conv.py, mm_grouped.py, quantized_lowerings.py);
+# tests/test_light_loads.py checks each against the running torch's own registry. Any other
+# name (2.15 adds a few, none a plain torch function) imports the real module on first use.
+_EXTERN_KERNEL_FUNCTIONS = {
     "mm": "mm", "mm_dtype": "mm", "addmm": "addmm", "_int_mm": "_int_mm",
     "_sparse_semi_structured_mm": "_sparse_semi_structured_mm", "_scaled_mm": "_scaled_mm",
     "bmm": "bmm", "bmm_dtype": "bmm", "baddbmm": "baddbmm", "convolution": "convolution",
@@ -484,7 +486,7 @@ class _LazyExternKernels:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        target = _EXTERN_KERNELS_TORCH_2_13.get(name)
+        target = _EXTERN_KERNEL_FUNCTIONS.get(name)
         value = (getattr(torch, target) if target is not None
                  else getattr(_real_module("torch._inductor.select_algorithm").extern_kernels,
                               name))
@@ -542,11 +544,12 @@ def _graph_load_stand_ins() -> list[_StandIn]:
         _StandIn("torch._inductor.graph",
                  {"GraphLowering": (_GraphLoweringView, "torch._inductor.codecache")}),
         # Loading a C++ kernel builds its command line (cpp_builder) for the library path;
-        # the two names it reads import setuptools with the extension builder (~0.3 s).
+        # the names it reads import setuptools with the extension builder (~0.3 s).
         _StandIn("torch.utils.cpp_extension",
                  {"include_paths": (_include_paths, "torch._inductor.cpp_builder"),
                   "library_paths": (_library_paths, "torch._inductor.cpp_builder"),
-                  "TORCH_LIB_PATH": (_TORCH_LIB, "torch._inductor.cpp_builder")}),
+                  "TORCH_LIB_PATH": (_TORCH_LIB, "torch._inductor.cpp_builder"),
+                  "CUDA_HOME": (_cuda_home_seen_by_builder(), "torch._inductor.cpp_builder")}),
     ]
 
 
@@ -573,6 +576,14 @@ def _library_paths(device_type: str = "cpu", torch_include_dirs: bool = True,
     return [_TORCH_LIB] if torch_include_dirs else []
 
 
+def _cuda_home_seen_by_builder() -> str | None:
+    """``cpp_extension.CUDA_HOME`` as torch 2.14+'s cpp_builder reads it while the real module
+    is still unimported: it only asks whether CUDA_HOME needs refreshing from the environment
+    (``CUDA_HOME is None and os.environ.get("CUDA_HOME")``), and a module imported now would
+    have read that variable first (``_find_cuda_home``), so the answer is the variable."""
+    return os.environ.get("CUDA_HOME")
+
+
 def _minifier_stand_in() -> list[_StandIn]:
     return [_StandIn("torch._dynamo.repro.after_dynamo",
                      {"wrap_backend_debug": (_DeferredBackendDebug, "torch._dynamo.eval_frame")})]
@@ -582,9 +593,9 @@ def _minifier_stand_in() -> list[_StandIn]:
 def _stand_ins_while(make: Callable[[], list[_StandIn]]) -> Iterator[None]:
     """Register the stand-ins ``make()`` returns for the modules not imported yet (an
     imported one is simply used); afterwards sys.modules holds only real modules again.
-    Only for torch 2.13, the version they were checked against; ``PRECOMPILE_FULL_IMPORTS=1``
-    turns them off."""
-    if not TORCH_VERSION.startswith("2.13.") or settings.or_default(
+    Only on the torch releases they were checked against
+    (``_torch_compat.light_loads_checked``); ``PRECOMPILE_FULL_IMPORTS=1`` turns them off."""
+    if not _torch_compat.light_loads_checked() or settings.or_default(
             lambda: settings.flag(settings.FULL_IMPORTS), False, strict=False):
         yield
         return
