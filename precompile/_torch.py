@@ -663,6 +663,21 @@ class _GuardsUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         return _repaired_class(module, name) or super().find_class(module, name)
 
+    def persistent_load(self, pid: Any) -> Any:
+        return _pruned_value(self, pid)
+
+
+def _pruned_value(unpickler: Any, pid: Any) -> Any:
+    """What a persistent id in guard state stands for: the one placeholder per load that
+    torch's own loader gives a pruned value (``_torch_compat.pruned_value_pid``)."""
+    from torch._dynamo.guards import _Missing
+
+    if pid is None or pid != _torch_compat.pruned_value_pid():
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r} in guard state")
+    if getattr(unpickler, "_precompile_pruned", None) is None:
+        unpickler._precompile_pruned = _Missing(pid)
+    return unpickler._precompile_pruned
+
 
 def _repaired_class(module: str, name: str) -> Any:
     if module == "torch._dynamo.guards":
@@ -686,6 +701,9 @@ class _LenientGuardsUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     def find_class(self, module: str, name: str) -> Any:
         return _repaired_class(module, name) or super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _pruned_value(self, pid)
 
     def load_build(self) -> None:
         inst = self.stack[-2]

@@ -30,3 +30,14 @@ def light_loads_checked() -> bool:
     backend in), which nothing but a per-release test can vouch for; on any other release a
     warm start imports the real compiler instead."""
     return torch_release() in CHECKED_RELEASES
+
+
+def pruned_value_pid() -> str | None:
+    """The persistent id torch 2.15's guard pickler writes for a mutable container no guard
+    reads (``torch._dynamo.package._PRUNED_VALUE_PID``; loaded as one ``_Missing`` per load by
+    its ``_GuardsStateUnpickler.persistent_load``), or None on releases that do not prune
+    that way: their guard state holds no persistent ids, and any is refused."""
+    from torch._dynamo import package
+
+    pid = getattr(package, "_PRUNED_VALUE_PID", None)
+    return pid if isinstance(pid, str) else None

@@ -53,10 +53,12 @@ def placed_globals(code: types.CodeType, mod: types.ModuleType, known: set[str],
             return f"its bytecode needs the runtime-only global {name!r}"
         import_sources[name] = ref
     for name in scope.keys() - known:
-        # Globals only guards read: a namedtuple's ``__new__`` runs in a scope of its
-        # own, which Dynamo installs by id to guard what it looks up there.
+        # Globals only guards read, which Dynamo installs by id: a module it reaches an
+        # attribute through (torch 2.15 guards ``G['_<id>_c0'].Tensor``), or a namedtuple's
+        # ``__new__`` scope, where what it looks up is guarded. Stored by name when they
+        # have one; otherwise the guards that read them fail the install (never a guess).
         if _DYNAMO_BY_ID.match(name) and name not in import_sources:
-            ref = _namedtuple_scope_ref(scope[name], mod)
+            ref = importable_name(scope[name]) or _namedtuple_scope_ref(scope[name], mod)
             if ref is not None:
                 import_sources[name] = ref
     return None
@@ -69,11 +71,11 @@ def identity_checks(checks: list[tuple[str, str, Any]]) -> list[IdentityCheck]:
             for source, kind, value in _without_by_id_aliases(checks)]
 
 
-# The names ``OutputGraph.install_global_by_id`` gives: ``{prefix}_{id(value)}_c{compile_id}``.
-_DYNAMO_BY_ID = re.compile(r"^___\w+_\d+_c\d+$")
-# A guard source rooted at such a global, also with two underscores (``__optimizer_<id>``,
-# ``__optimizer_state_tensor``): ``G['__optimizer_1_2_c0']()``.
-_BY_ID_SOURCE = re.compile(r"^G\['__\w+_\d+_c\d+'\]")
+# The names ``OutputGraph.install_global_by_id`` gives: ``{prefix}_{id(value)}_c{compile_id}``
+# (``___module_collections_<id>_c0``, ``__optimizer_<id>_<id>_c4``, ``_<id>_c0``).
+_DYNAMO_BY_ID = re.compile(r"^_\w*?\d{6,}_c\d+$")
+# A guard source rooted at such a global: ``G['__optimizer_1_2_c0']()``.
+_BY_ID_SOURCE = re.compile(r"^G\['_\w*?\d{6,}_c\d+'\]")
 
 
 def _without_by_id_aliases(checks: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
