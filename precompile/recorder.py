@@ -48,6 +48,7 @@ class _Pending:
     bypass_reason: str | None = None
     added: list[GuardedEntry] = dataclasses.field(default_factory=list)  # entries stored
     live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter
+    reported: bool = False  # the bypass is in stats() already
 
 
 def _keep_all(entries: Sequence[Any]) -> list[bool]:
@@ -265,10 +266,17 @@ class CompilePackage(Package):
 
     @_never_raises(None)
     def bypass_current_entry(self) -> None:
+        """Dynamo will not let this compile be stored. Reported now: torch 2.15 drops the
+        recorder from the compile right after (no ``add_guarded_code`` follows)."""
         reason = _torch.take_guard_failure()
         if self._current is not None:
-            self._current.bypass_reason = "Dynamo could not serialize this frame's guards" + (
-                f" ({reason})" if reason else "")
+            self._current.bypass_reason = (
+                f"Dynamo could not serialize this frame's guards ({reason})" if reason else
+                "Dynamo declined to package this compile (its log says why: "
+                "'Detected a package bypass')")
+            self._bypass(self._current)
+
+    bypass_current_compile = bypass_current_entry  # the protocol's name from torch 2.15 on
 
     @_never_raises(None)
     def update_device_type(self, graph: Any) -> None:
@@ -343,6 +351,9 @@ class CompilePackage(Package):
         # otherwise add_guarded_code reports the reason when Dynamo gets there
 
     def _bypass(self, pending: _Pending) -> None:
+        if pending.reported:
+            return
+        pending.reported = True
         reason = f"{pending.frame.qualname}: {pending.bypass_reason}"
         log.info("precompile: not storing an entry of %s", reason)
         STATS.bypasses += 1
