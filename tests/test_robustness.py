@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import precompile
-from cache_backends import LocalDirBackend, open_store
+from cache_backends import LocalDirBackend
 from precompile import format, settings
 from precompile.api import _LEASE_SUFFIX
 from precompile.errors import LockTimeout, PackageError, SettingError, StoreError

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import stat
 import sys
 import types
 from pathlib import Path
