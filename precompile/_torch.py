@@ -33,8 +33,8 @@ TORCH_VERSION = str(torch.__version__)
 PYTHON_VERSION = platform.python_version()
 
 # Guard kinds that hold a process-specific identity (an id() or a dict version). Dynamo
-# cannot serialize them; precompile drops them from the stored guards and checks the
-# object they guarded by a stable fingerprint when installing instead (see package.py).
+# cannot serialize them; precompile drops them from the stored guards and checks the object
+# they guarded by a stable fingerprint when installing instead (storable.py, identity.py).
 IDENTITY_GUARD_TYPES = frozenset({
     "DICT_VERSION", "NN_MODULE", "ID_MATCH", "FUNCTION_MATCH", "CLASS_MATCH",
     "MODULE_MATCH", "CLOSURE_MATCH", "WEAKREF_ALIVE",
