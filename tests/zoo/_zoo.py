@@ -64,6 +64,18 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
+def causal_lm_logits(model: Any, batch: int, length: int, padded: int = 0) -> tuple[str, Any, Any]:
+    """A decoder's logits for random tokens, compiled against eager (the first ``padded``
+    tokens of the last row masked out, as a padded batch has them)."""
+    ids = torch.randint(0, model.config.vocab_size, (batch, length))
+    mask = torch.ones_like(ids)
+    mask[-1, :padded] = 0
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        got = compile(model)(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    return compare("logits", got, want)
+
+
 def current_stance() -> str:
     """The stance the driver set (``fail_on_recompile`` in a warm run), for child processes."""
     return getattr(getattr(torch._dynamo.eval_frame, "_stance", None), "stance", "default")

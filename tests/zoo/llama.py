@@ -12,12 +12,7 @@ def run():
     cfg = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
                                    num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
                                    max_position_embeddings=128)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    ids = torch.randint(0, cfg.vocab_size, (2, 16))
-    with torch.no_grad():
-        want = model(input_ids=ids, use_cache=False).logits
-        got = _zoo.compile(model)(input_ids=ids, use_cache=False).logits
-    return [_zoo.compare("logits", got, want)]
+    return [_zoo.causal_lm_logits(transformers.LlamaForCausalLM(cfg).eval(), 2, 16)]
 
 
 EXTRA = _zoo.EXTRA
