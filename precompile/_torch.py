@@ -335,18 +335,42 @@ def value_ref(value: Any) -> format.ValueRef | None:
     return None
 
 
+def _device(kind: Any, index: Any = None) -> torch.device:
+    if not isinstance(kind, str) or not (index is None or type(index) is int):
+        raise TypeError("a device is a type name and an optional index")
+    return torch.device(kind) if index is None else torch.device(kind, index)
+
+
+def _size(*dims: Any) -> torch.Size:
+    if not all(type(d) is int for d in dims):
+        raise TypeError("a size holds ints")
+    return torch.Size(dims)
+
+
+def _named(kind: str) -> Callable[[Any], Any]:
+    def lookup(name: Any) -> Any:
+        value = getattr(torch, name, None) if isinstance(name, str) else None
+        if type(value) is not _NAMED_TORCH_TYPES[kind]:
+            raise TypeError(f"torch.{name} is not a {kind}")
+        return value
+    return lookup
+
+
+# The only constructors a package can make the installer call, by ValueRef kind.
+_REBUILDERS: dict[str, Callable[..., Any]] = {
+    "torch.device": _device, "torch.Size": _size,
+    **{kind: _named(kind) for kind in _NAMED_TORCH_TYPES},
+}
+
+
 def rebuild_value(ref: format.ValueRef) -> Any:
     """The constant ``value_ref`` stored; raises ValueError for anything not on its list."""
-    if ref.kind == "torch.device" and len(ref.args) == 2:
-        kind, index = ref.args
-        if isinstance(kind, str) and (index is None or type(index) is int):
-            return torch.device(kind, index) if index is not None else torch.device(kind)
-    elif ref.kind == "torch.Size" and all(type(d) is int for d in ref.args):
-        return torch.Size(ref.args)
-    elif ref.kind in _NAMED_TORCH_TYPES and len(ref.args) == 1 and isinstance(ref.args[0], str):
-        value = getattr(torch, ref.args[0], None)
-        if type(value) is _NAMED_TORCH_TYPES[ref.kind]:
-            return value
+    rebuild = _REBUILDERS.get(ref.kind)
+    try:
+        if rebuild is not None:
+            return rebuild(*ref.args)
+    except (TypeError, RuntimeError):  # wrong arity or types; an unknown device type
+        pass
     raise ValueError(f"package holds a constant precompile cannot rebuild: {ref.kind}{ref.args}")
 
 
@@ -706,22 +730,23 @@ class _LenientGuardsUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         return _pruned_value(self, pid)
 
     def load_build(self) -> None:
-        inst = self.stack[-2]
-        state = self.stack[-1]
-        try:
-            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - fall back to the default restore below
-            if self.stack and self.stack[-1] is state and state is not inst:
-                self.stack.pop()  # (load_build pops it first; kept in case that changes)
-            if not self.stack or self.stack[-1] is not inst:
-                raise
-            slots = None
-            if isinstance(state, tuple) and len(state) == 2:
-                state, slots = state
-            if state:
-                inst.__dict__.update(state)
-            for key, value in (slots or {}).items():
-                setattr(inst, key, value)
+        """pickle's BUILD, with the default restore when ``__setstate__`` raises."""
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        setstate = getattr(inst, "__setstate__", None)
+        if setstate is not None:
+            try:
+                setstate(state)
+                return
+            except Exception:  # noqa: BLE001 - see the class docstring
+                pass
+        slots = None
+        if isinstance(state, tuple) and len(state) == 2:
+            state, slots = state
+        if state:  # (objects with only slots have no __dict__)
+            inst.__dict__.update(state)
+        for key, value in (slots or {}).items():
+            setattr(inst, key, value)
 
     dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
     dispatch[pickle.BUILD[0]] = load_build

@@ -16,6 +16,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     # Code-object helpers.
     "main_code": ("precompile.names", "main_code"),
     "function_label": ("precompile.names", "function_label"),
+    "walk_qualname": ("precompile.names", "walk_qualname"),
     # Private torch glue.
     "GuardsUnpickler": ("precompile._torch", "_GuardsUnpickler"),
     "unwrap_compiled": ("precompile._torch", "unwrap_compiled"),

@@ -49,16 +49,13 @@ def _candidates(ref: str) -> list[tuple[str, str]]:
 
 
 def _attribute_path(ref: str, module: Any, mod_name: str, qualname: str) -> Any:
-    obj: Any = module
-    for part in qualname.split("."):
-        if part == "<locals>":
-            raise CliError(f"{ref}: functions defined inside other functions cannot be "
-                           "looked up; name the outer function's module-level object")
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise CliError(f"{mod_name} has no attribute path {qualname!r}") from None
-    return obj
+    if "<locals>" in qualname.split("."):
+        raise CliError(f"{ref}: functions defined inside other functions cannot be "
+                       "looked up; name the outer function's module-level object")
+    try:
+        return lib.walk_qualname(module, qualname)
+    except AttributeError:
+        raise CliError(f"{mod_name} has no attribute path {qualname!r}") from None
 
 
 def unwrap_target(obj: Any) -> tuple[Any, Any]:
