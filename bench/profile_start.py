@@ -66,7 +66,7 @@ def child(workload: str, out_prefix: str) -> int:
         marks["import torch._dynamo"] = time.perf_counter() - _T0
         # What loading a stored Inductor graph imports: AOTAutograd's cache entry, Inductor's
         # code cache and the runtime debug hooks. Not the compiler (compile_fx, graph,
-        # select_algorithm, lowering): precompile/_torch.py's light graph loads avoid those.
+        # select_algorithm, lowering): precompile/_torch/light_loads.py avoids those.
         import torch._functorch._aot_autograd.aot_autograd_result  # noqa: F401
         import torch._inductor.codecache  # noqa: F401
         import torch._inductor.debug  # noqa: F401

@@ -24,7 +24,7 @@ import precompile.probes  # noqa: E402
 COUNTS = precompile.probes.count_engine_work()  # wraps compile_fx when (if) it is imported
 
 # Inductor's compiler, its decompositions, Dynamo's minifier and the C++ extension builder:
-# a warm start needs none of them (precompile/_torch.py, "light graph loads"), so a warm
+# a warm start needs none of them (precompile/_torch/light_loads.py), so a warm
 # process that imports one paid for it.
 COMPILER_MODULES = ("torch._inductor.compile_fx", "torch._inductor.graph",
                     "torch._inductor.select_algorithm", "torch._inductor.lowering",

@@ -1,6 +1,6 @@
 """Loading a stored Inductor graph without importing Inductor's compiler.
 
-precompile/_torch.py ("light graph loads") lets the generated wrapper code's imports of
+precompile/_torch/light_loads.py lets the generated wrapper code's imports of
 ``select_algorithm`` and ``memory_planning``, and the code cache's import of ``graph``, see
 small stand-ins while a graph loads. These tests hold the three promises that makes: the
 stand-in kernels are exactly Inductor's, nobody else ever sees a stand-in, and a warm process
@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from conftest import Scenario
-from precompile import _torch, _torch_compat
+from precompile._torch import compat, light_loads
 
 # Light loads turn themselves off on a torch release they were not checked against
-# (_torch_compat.light_loads_checked); so do these tests. CI runs them on every checked one.
+# (compat.light_loads_checked); so do these tests. CI runs them on every checked one.
 pytestmark = pytest.mark.skipif(
-    not _torch_compat.light_loads_checked(),
+    not compat.light_loads_checked(),
     reason=f"light graph loads are not checked on torch {torch.__version__}")
 
 
@@ -49,22 +49,22 @@ def test_extern_kernel_table_is_inductors_registry() -> None:
     entry is the registered kernel, and no registered plain function is missing (a missing
     one would not be wrong, but would import the compiler at every warm start using it)."""
     registry = _registered_extern_kernels()
-    for name, target in _torch._EXTERN_KERNEL_FUNCTIONS.items():
+    for name, target in light_loads._EXTERN_KERNEL_FUNCTIONS.items():
         assert registry[name] is getattr(torch, target), name
     plain = {name for name, fn in registry.items()
              if getattr(fn, "__module__", None) in ("torch", "torch._C._VariableFunctions")
              and getattr(torch, getattr(fn, "__name__", ""), None) is fn}
-    missing = plain - _torch._EXTERN_KERNEL_FUNCTIONS.keys()
+    missing = plain - light_loads._EXTERN_KERNEL_FUNCTIONS.keys()
     assert not missing, missing
 
 
 def test_cpu_build_paths_are_cpp_extensions() -> None:
     from torch.utils import cpp_extension
 
-    assert _torch._TORCH_LIB == cpp_extension.TORCH_LIB_PATH
+    assert light_loads._TORCH_LIB == cpp_extension.TORCH_LIB_PATH
     for flag in (True, False):
-        assert _torch._include_paths("cpu", flag) == cpp_extension.include_paths("cpu", flag)
-        assert _torch._library_paths("cpu", flag) == cpp_extension.library_paths("cpu", flag)
+        assert light_loads._include_paths("cpu", flag) == cpp_extension.include_paths("cpu", flag)
+        assert light_loads._library_paths("cpu", flag) == cpp_extension.library_paths("cpu", flag)
 
 
 def test_deferred_minifier_wrapper_looks_like_torchs() -> None:
@@ -74,7 +74,8 @@ def test_deferred_minifier_wrapper_looks_like_torchs() -> None:
         return gm.forward
 
     for backend in (torch._TorchCompileInductorWrapper("default", None, None), plain_backend):
-        real, deferred = WrapBackendDebug(backend, "x"), _torch._DeferredBackendDebug(backend, "x")
+        real = WrapBackendDebug(backend, "x")
+        deferred = light_loads._DeferredBackendDebug(backend, "x")
         mine = {k: v for k, v in vars(deferred).items() if k != "_precompile_real"}
         assert mine.keys() == vars(real).keys()
         for key, value in vars(real).items():
@@ -86,7 +87,7 @@ def test_deferred_decomposition_table_is_the_real_one() -> None:
 
     from torch._inductor.decomposition import select_decomp_table
 
-    deferred = _torch._DEFERRED_DECOMP_TABLE
+    deferred = light_loads._DEFERRED_DECOMP_TABLE
     assert pickle.loads(pickle.dumps(deferred)) is select_decomp_table
     assert deferred() == select_decomp_table()
 
@@ -97,22 +98,22 @@ def test_stand_ins_answer_only_generated_code_and_go_away() -> None:
     holds only real modules."""
     code = textwrap.dedent("""
         import sys, types, torch, torch._dynamo
-        from precompile import _torch, _torch_compat
+        from precompile._torch import light_loads
 
         def module_named(name, source):
             mod = types.ModuleType(name)
             exec(source, mod.__dict__)
             return mod
 
-        with _torch.light_inductor_imports():
-            gen = module_named(_torch._GENERATED_CODE + "abc", (
+        with light_loads.light_inductor_imports():
+            gen = module_named(light_loads._GENERATED_CODE + "abc", (
                 "from torch._inductor.select_algorithm import extern_kernels\\n"
                 "from torch._inductor.codegen.memory_planning import _align as align\\n"))
             assert "torch._inductor.lowering" not in sys.modules
             user = module_named("user_code", "from torch._inductor.graph import GraphLowering")
             assert user.GraphLowering.__module__ == "torch._inductor.graph"
             assert isinstance(sys.modules["torch._inductor.graph"], types.ModuleType)
-        assert not any(isinstance(m, _torch._StandIn) for m in sys.modules.values())
+        assert not any(isinstance(m, light_loads._StandIn) for m in sys.modules.values())
         assert gen.extern_kernels.addmm is torch.addmm
         from torch._inductor import select_algorithm
         assert gen.extern_kernels.bias_addmm is select_algorithm.extern_kernels.bias_addmm

@@ -1,7 +1,7 @@
 """The differences between the torch releases precompile supports, one function each.
 
 precompile runs on torch 2.13, 2.14 and 2.15 (pyproject: ``torch>=2.13,<2.16``). Only
-``_torch.py`` calls this module, so nothing else in precompile asks which torch it runs on.
+the ``_torch`` package calls this module, so nothing else in precompile asks which torch it runs on.
 Each difference is decided by feature detection where torch offers something to detect,
 and by release where it does not; a release outside ``CHECKED_RELEASES`` gets the careful
 path of every difference (slower, never wrong).

@@ -1,0 +1,87 @@
+"""Dynamo's per-code cache of precompiled entries (eval_frame): installing, resetting, skipping,
+and asking installed entries why they rejected a frame."""
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+
+def failed_precompiled_guards(code: types.CodeType) -> list[str]:
+    """Why each precompiled entry installed on ``code`` rejected the frame Dynamo is about to
+    compile. Dynamo reports recompile reasons for its own cache entries only; this asks the
+    installed guard managers with the frame's locals (found on the convert_frame stack)."""
+    from torch._C._dynamo.eval_frame import _debug_get_precompile_entries
+
+    entries = _debug_get_precompile_entries(code)
+    f_locals = _compiling_frame_locals(code) if entries else None
+    if f_locals is None:
+        return []
+    reasons = (_rejection(entry, f_locals) for entry in entries)
+    return [reason for reason in reasons if reason is not None]
+
+
+def _compiling_frame_locals(code: types.CodeType) -> dict[str, Any] | None:
+    """The locals of the frame of ``code`` that Dynamo is converting: convert_frame's
+    callers hold it as their local ``frame``."""
+    caller = sys._getframe(2)
+    while caller is not None:
+        candidate = caller.f_locals.get("frame")
+        if getattr(candidate, "f_code", None) is code:
+            return candidate.f_locals
+        caller = caller.f_back
+    return None
+
+
+def _rejection(entry: Any, f_locals: dict[str, Any]) -> str | None:
+    """The failing guard code parts of one entry, or None if asking failed (diagnostics only:
+    a guard manager that cannot explain itself is left out)."""
+    try:
+        info = entry.guard_manager.check_verbose(f_locals)
+    except Exception:  # noqa: BLE001 - diagnostics only
+        return None
+    parts = [p.strip() for p in getattr(info, "verbose_code_parts", []) if p.strip()]
+    return "; ".join(parts) or "guards failed"
+
+
+def add_call_guard(guard_manager: Any, check: Callable[[Any], bool],
+                   description: list[str]) -> None:
+    """Add a Python check of the frame's locals to a loaded entry's guards (the same hook
+    Dynamo uses for its own lambda guards)."""
+    guard_manager.root.add_lambda_guard(check, description, None)
+
+
+def install_entry(code: types.CodeType, guard_manager: Any, dynamo_code: types.CodeType) -> None:
+    """Attach one guarded entry to ``code`` (eval_frame.c ExtraState precompile entries)."""
+    torch._C._dynamo.eval_frame._load_precompile_entry(code, guard_manager, dynamo_code)
+
+
+def reset_entries(code: types.CodeType) -> None:
+    torch._C._dynamo.eval_frame._reset_precompile_entries(code)
+
+
+def skip_code(code: types.CodeType) -> None:
+    """Dynamo found nothing to compile in this frame last time: never trace it again."""
+    torch._dynamo.eval_frame.skip_code(code)
+
+
+def reserve_global_names(names: Sequence[str]) -> None:
+    """Keep Dynamo from generating global names that an installed package already uses.
+
+    Dynamo numbers the globals it installs (``__builtins_dict___0``, ``__resume_at_30_1``)
+    with one per-process counter and asserts a new name is free. A package from another
+    process brings its numbers along, so move the counter past every number it uses.
+    """
+    import itertools
+    import re
+
+    from torch._dynamo import bytecode_transformation as bt
+
+    numbers = [int(m.group(1)) for n in names if (m := re.search(r"_(\d+)$", n))]
+    if not numbers:
+        return
+    current = next(bt._unique_id_counter)
+    bt._unique_id_counter = itertools.count(max(current, max(numbers) + 1))

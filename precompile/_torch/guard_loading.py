@@ -1,0 +1,154 @@
+"""Loading Dynamo's serialized guard state and rebuilding its C++ guard manager, with the
+repairs stored state needs (torch/_dynamo/package.py: load_guards_state + load_guard_manager)."""
+from __future__ import annotations
+
+import io
+import pickle
+import types
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+from . import compat
+from .compile import guard_fail_adapter
+from .entries import reserve_global_names
+
+
+class _GuardsUnpickler(pickle.Unpickler):
+    """Unpickles Dynamo's GuardsState, repairing one torch 2.13 bug on the way.
+
+    A parameter that already had a ``.grad`` when the frame compiled (any compile after the
+    first ``backward()``) is pickled with its grad as Dynamo's ``_Missing`` placeholder, and
+    ``GuardsStatePickler._unpickle_tensor`` then fails assigning it. Guards never read that
+    grad, so rebuild such tensors without one.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _repaired_class(module, name) or super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _pruned_value(self, pid)
+
+
+def _pruned_value(unpickler: Any, pid: Any) -> Any:
+    """What a persistent id in guard state stands for: the one placeholder per load that
+    torch's own loader gives a pruned value (``compat.pruned_value_pid``)."""
+    from torch._dynamo.guards import _Missing
+
+    if pid is None or pid != compat.pruned_value_pid():
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r} in guard state")
+    if getattr(unpickler, "_precompile_pruned", None) is None:
+        unpickler._precompile_pruned = _Missing(pid)
+    return unpickler._precompile_pruned
+
+
+def _repaired_class(module: str, name: str) -> Any:
+    if module == "torch._dynamo.guards":
+        if name == "GuardsStatePickler":
+            return _RepairedGuardsStatePickler
+        if name == "GuardsStatePickler._unpickle_tensor":
+            return _repaired_unpickle_tensor
+    return None
+
+
+class _LenientGuardsUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """The pure-Python unpickler, tried when ``_GuardsUnpickler`` fails: an object whose
+    ``__setstate__`` raises is restored the default way (its ``__dict__`` updated).
+
+    Dynamo prunes from the guard state every value no guard reads, replacing it with a
+    ``_Missing`` placeholder. A class whose ``__setstate__`` computes with its state then
+    fails: ``Adam.__setstate__`` calls ``float(state["step"])`` on a pruned step tensor, so
+    no compiled optimizer step with existing state could be loaded. Guards read attributes,
+    which the default restore provides.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _repaired_class(module, name) or super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _pruned_value(self, pid)
+
+    def load_build(self) -> None:
+        """pickle's BUILD, with the default restore when ``__setstate__`` raises."""
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        setstate = getattr(inst, "__setstate__", None)
+        if setstate is not None:
+            try:
+                setstate(state)
+                return
+            except Exception:  # noqa: BLE001 - see the class docstring
+                pass
+        slots = None
+        if isinstance(state, tuple) and len(state) == 2:
+            state, slots = state
+        if state:  # (objects with only slots have no __dict__)
+            inst.__dict__.update(state)
+        for key, value in (slots or {}).items():
+            setattr(inst, key, value)
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+def unpickle_guards_state(data: bytes) -> Any:
+    """Dynamo's pickled GuardsState (fast unpickler first, lenient one if that fails)."""
+    try:
+        return _GuardsUnpickler(io.BytesIO(data)).load()
+    except Exception:  # noqa: BLE001 - retried; a second failure propagates
+        return _LenientGuardsUnpickler(io.BytesIO(data)).load()
+
+
+def _repaired_unpickle_tensor(meta_tensor: Any, device: Any, pytype: Any,
+                              dispatch_keys_raw: int, grad: Any) -> Any:
+    from torch._dynamo.guards import GuardsStatePickler, _Missing
+
+    if isinstance(grad, _Missing):
+        grad = None
+    return GuardsStatePickler._unpickle_tensor(meta_tensor, device, pytype, dispatch_keys_raw, grad)
+
+
+class _RepairedGuardsStatePicklerMeta(type):
+    def __getattr__(cls, name: str) -> Any:
+        from torch._dynamo.guards import GuardsStatePickler
+
+        if name == "_unpickle_tensor":
+            return _repaired_unpickle_tensor
+        return getattr(GuardsStatePickler, name)
+
+
+class _RepairedGuardsStatePickler(metaclass=_RepairedGuardsStatePicklerMeta):
+    """Stands in for GuardsStatePickler when pickle looks up its reconstruction helpers."""
+
+
+def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dict[str, Any],
+                       place_global: Callable[[str, Any], Any],
+                       guard_fail_fn: Callable[[str, types.CodeType], None] | None = None) -> Any:
+    """Rebuild Dynamo's C++ guard manager from serialized guard state
+    (torch/_dynamo/package.py: load_guards_state + load_guard_manager).
+
+    Guards read builtins through a dict Dynamo keeps in the module's globals;
+    ``place_global(name, value)`` puts it there the way the installer tracks globals.
+    """
+    from torch._dynamo.guards import CheckFunctionManager, GuardsState
+    from torch._dynamo.output_graph import OutputGraphCommon, get_builtins_dict
+
+    try:
+        import torch.distributed.fsdp._fully_shard._fully_shard as _fully_shard
+
+        ctx: Any = _fully_shard.disable_fsdp_module_new_init()
+    except ImportError:
+        ctx = nullcontext()
+    with ctx:
+        state = unpickle_guards_state(guards_state)
+    if not isinstance(state, GuardsState):
+        raise TypeError(f"guard state blob holds a {type(state).__name__}")
+    name = state.output_graph.name_of_builtins_dict_key_in_fglobals
+    if name:
+        reserve_global_names([name])
+        place_global(name, get_builtins_dict(f_globals))
+    return CheckFunctionManager(
+        code, OutputGraphCommon(state.output_graph), shape_code_parts=state.shape_code_parts,
+        runtime_global_scope=f_globals,
+        guard_fail_fn=guard_fail_adapter(guard_fail_fn),
+    ).guard_manager

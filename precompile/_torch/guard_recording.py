@@ -1,0 +1,145 @@
+"""Recording guards for a package: which guards stay live-only, and the repairs to Dynamo's
+guard serialization (torch/_dynamo/guards.py) while one of precompile's frames compiles."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import threading
+import types
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+
+from ..names import shadowed_function as _shadowed_function
+
+
+# Guard kinds that hold a process-specific identity (an id() or a dict version). Dynamo
+# cannot serialize them; precompile drops them from the stored guards and checks the object
+# they guarded by a stable fingerprint when installing instead (storable.py, identity.py).
+IDENTITY_GUARD_TYPES = frozenset({
+    "DICT_VERSION", "NN_MODULE", "ID_MATCH", "FUNCTION_MATCH", "CLASS_MATCH",
+    "MODULE_MATCH", "CLOSURE_MATCH", "WEAKREF_ALIVE",
+})
+
+# id()s of Guard objects that stay in the running process's entry but are left out of the
+# serialized guard state (identity guards: an id() means nothing in another process).
+_LIVE_ONLY_GUARDS: set[int] = set()
+
+
+def keep_guard_live_only(entry: Any) -> int:
+    """Keep a guard (a ``GuardFilterEntry`` the guard filter said yes to) in this process's
+    cache entry, exactly as plain torch.compile would, but leave it out of the guard state
+    Dynamo serializes for the package (``CheckFunctionManager.serialize_guards`` refuses
+    identity guards). Returns a token for ``forget_live_only``, once the frame compiled."""
+    _hook_guard_serialization()
+    token = id(entry.orig_guard)
+    _LIVE_ONLY_GUARDS.add(token)
+    return token
+
+
+def forget_live_only(tokens: Sequence[int]) -> None:
+    _LIVE_ONLY_GUARDS.difference_update(tokens)
+
+
+_RECORDING = threading.local()
+
+
+@contextlib.contextmanager
+def recording_guards() -> Iterator[None]:
+    """While one of precompile's frames compiles: serialize guard state the way a package
+    needs it (see ``_hook_guard_serialization``); torch's own caching_precompile is left
+    alone."""
+    _hook_guard_serialization()
+    depth = getattr(_RECORDING, "depth", 0)
+    _RECORDING.depth = depth + 1
+    try:
+        yield
+    finally:
+        _RECORDING.depth = depth
+
+
+def rebuild_function(code: types.CodeType, module: str, name: str, qualname: str,
+                     defaults: tuple[Any, ...] | None, kwdefaults: dict[str, Any] | None,
+                     closure: tuple[types.CellType, ...] | None) -> types.FunctionType:
+    """Unpickle a function that cannot be found by name (nested, or shadowed by its
+    decorator) with the ``__name__`` it had. Dynamo's own ``_unpickle_nested_function``
+    names it by its qualname, so a guard such as ``L['func'].__name__ == 'forward'``
+    (transformers' ``deprecate_kwarg`` reads it) was rebuilt as ``== 'Cls.forward'`` and
+    failed on every warm call."""
+    fn = types.FunctionType(code, importlib.import_module(module).__dict__, name, defaults,
+                            closure)
+    fn.__qualname__ = qualname
+    fn.__kwdefaults__ = kwdefaults
+    return fn
+
+
+def _hook_guard_serialization() -> None:
+    """Two repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
+
+    * ``serialize_guards`` leaves out the identity guards kept live (``keep_guard_live_only``),
+      and turns any error into a bypass of this entry (its reason kept for
+      ``take_guard_failure``): torch 2.13 lets a ``TypeError`` from pickling an object in
+      the guarded scope escape into the user's call;
+    * precompile's own front functions (``_precompile`` attribute; one replaces
+      ``model.forward`` in Hugging Face's ``generate`` recipe) pickle as Dynamo's placeholder,
+      never with their closure (which holds locks);
+    * ``GuardsStatePickler`` stores a function whose name finds its decorator's wrapper
+      (``_shadowed_function``, e.g. the ``forward`` that transformers' ``can_return_tuple``
+      wraps) as an unresolvable placeholder, and the guards on its ``__defaults__`` then fail
+      to load; it rebuilds nested functions with the wrong ``__name__``. Both are pickled as
+      code, module, names, defaults and closure (``rebuild_function``).
+    """
+    from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
+
+    original = CheckFunctionManager.__dict__["serialize_guards"]
+    if getattr(original, "_precompile_hooked", False):
+        return
+    original_reduce = GuardsStatePickler.__dict__["reducer_override"]
+
+    @functools.wraps(original_reduce)
+    def reducer_override(self: Any, obj: Any) -> Any:
+        if getattr(_RECORDING, "depth", 0) and inspect.isfunction(obj) and (
+                "<locals>" in obj.__qualname__ or _shadowed_function(obj)) and not hasattr(
+                obj, "_precompile"):
+            return rebuild_function, (
+                obj.__code__, obj.__module__, obj.__name__, obj.__qualname__, obj.__defaults__,
+                obj.__kwdefaults__, obj.__closure__)
+        return original_reduce(self, obj)
+
+    GuardsStatePickler.reducer_override = reducer_override  # type: ignore[method-assign]
+
+    @functools.wraps(original)
+    def serialize_guards(self: Any, builder: Any, sorted_guards: list[Any],
+                         output_graph: Any) -> bytes:
+        if not getattr(_RECORDING, "depth", 0):
+            return original(self, builder, sorted_guards, output_graph)
+        if _LIVE_ONLY_GUARDS:
+            sorted_guards = [g for g in sorted_guards if id(g) not in _LIVE_ONLY_GUARDS]
+        try:
+            return original(self, builder, sorted_guards, output_graph)
+        except Exception as e:  # noqa: BLE001 - any failure here is a bypass, never a crash
+            # Not re-raised as Dynamo's PackageError: torch 2.13 turns that into a bypass but
+            # then asserts that guard state exists (convert_frame._compile_inner), which
+            # crashes the user's call. Bypass here and hand back an empty state instead.
+            _RECORDING.guard_failure = f"{type(e).__name__}: {e}"
+            output_graph.bypass_package(f"Guard serialization failed: {_RECORDING.guard_failure}")
+            return b""
+
+    serialize_guards._precompile_hooked = True  # type: ignore[attr-defined]
+    CheckFunctionManager.serialize_guards = serialize_guards  # type: ignore[method-assign]
+
+
+def take_guard_failure() -> str | None:
+    """Why Dynamo could not serialize the guards of the frame compiling on this thread (it
+    then calls the recorder's ``bypass_current_entry``), once."""
+    reason = getattr(_RECORDING, "guard_failure", None)
+    _RECORDING.guard_failure = None
+    return reason
+
+
+def guard_source_name(entry: Any) -> str:
+    """A guard filter entry's source as Dynamo writes it in guard code: locals as
+    ``L['x']``, globals as ``G['x']`` (``GuardFilterEntry.name`` strips the ``L[...]``)."""
+    return str(entry.orig_guard.name)
