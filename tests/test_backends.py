@@ -340,6 +340,15 @@ def test_local_max_bytes_evicts_least_recently_used(tmp_path: Path) -> None:
     assert sorted(st.list()) == ["b", "c"]
 
 
+def test_plan_eviction_oldest_first_keeping_the_new_package() -> None:
+    from cache_backends.local import plan_eviction
+
+    stats = [Stat("new", 1000, last_used=None), Stat("old", 1000, last_used=1.0),
+             Stat("mid", 1000, last_used=2.0), Stat("recent", 1000, last_used=3.0)]
+    assert [s.key for s in plan_eviction(stats, 2000, keep={"new"})] == ["old", "mid"]
+    assert plan_eviction(stats, 4000) == []
+
+
 def test_local_read_refreshes_recency(tmp_path: Path) -> None:
     st = LocalDirBackend(tmp_path, max_bytes=2500)
     st.put("a", b"a" * 1000)
