@@ -34,7 +34,7 @@ from .base import CacheBackend, Stat, check_key
 log = logging.getLogger("precompile")
 
 SUFFIX = ".pcpkg"
-_TMP_PREFIX = ".tmp-"
+TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600
 
 
@@ -43,7 +43,7 @@ def write_atomically(directory: str, path: str, data: bytes, mode: int = 0o600) 
     a temp file in ``directory`` (same filesystem as ``path``), fsync'd, then renamed over
     ``path``. Raises OSError; a crash leaves at most a ``.tmp-*`` file (see
     ``LocalDirBackend.clean_temp_files``)."""
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             fd = -1
@@ -355,7 +355,7 @@ class LocalDirBackend(CacheBackend):
         now = time.time()
         with contextlib.suppress(OSError):
             for name in os.listdir(self.root):
-                if name.startswith(_TMP_PREFIX):
+                if name.startswith(TMP_PREFIX):
                     path = os.path.join(self.root, name)
                     with contextlib.suppress(OSError):
                         if now - os.stat(path).st_mtime > older_than:
