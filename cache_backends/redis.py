@@ -70,25 +70,31 @@ def _glob_escape(s: str) -> str:
 def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
     """Take this store's own options (``namespace``, ``ttl``) out of a redis URL's query;
     the rest of the query is left for redis-py."""
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
     ours: dict[str, Any] = {}
     rest = []
     for name, value in query:
         if name == "namespace":
             ours["namespace"] = value
         elif name == "ttl":
-            try:
-                ours["ttl"] = float(value) if value else None
-            except ValueError:
-                raise ValueError(f"ttl in {redact(url)!r} must be a number of seconds") from None
-            if ours["ttl"] is not None and not (math.isfinite(ours["ttl"]) and ours["ttl"] > 0):
-                raise ValueError(f"ttl in {redact(url)!r} must be a positive number of "
-                                 f"seconds, not {value!r}")
+            ours["ttl"] = _ttl_from_query(value, url)
         else:
             rest.append((name, value))
     base = url.split("?", 1)[0]  # not urlunsplit: it turns unix:///x into unix:/x
     return (base + "?" + urllib.parse.urlencode(rest) if rest else base), ours
+
+
+def _ttl_from_query(value: str, url: str) -> float | None:
+    """``ttl=`` in a URL: positive seconds, or empty for none. The message names the URL
+    (without its password), which is where the fix goes."""
+    try:
+        ttl = float(value) if value else None
+    except ValueError:
+        raise ValueError(f"ttl in {redact(url)!r} must be a number of seconds") from None
+    if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"ttl in {redact(url)!r} must be a positive number of "
+                         f"seconds, not {value!r}")
+    return ttl
 
 
 class RedisBackend(CacheBackend):

@@ -51,7 +51,7 @@ from cache_backends import (  # noqa: E402
     TieredBackend,
     open_store,
 )
-from precompile.errors import StoreError  # noqa: E402
+from precompile.errors import LockTimeout, StoreError  # noqa: E402
 
 LOG = "precompile"
 
@@ -291,7 +291,7 @@ def test_lock_excludes_other_threads(store: CacheBackend) -> None:
     assert store.get("counter") == b"20"
 
 
-def test_lock_times_out_with_store_error(store: CacheBackend) -> None:
+def test_lock_times_out_with_lock_timeout(store: CacheBackend) -> None:
     if store.kind not in LOCKING:  # type: ignore[attr-defined]
         pytest.skip("this store's lock is the documented no-op")
     held, release = threading.Event(), threading.Event()
@@ -306,7 +306,7 @@ def test_lock_times_out_with_store_error(store: CacheBackend) -> None:
     try:
         assert held.wait(10)
         t0 = time.monotonic()
-        with pytest.raises(StoreError), store.lock("busy", timeout=0.3):
+        with pytest.raises(LockTimeout), store.lock("busy", timeout=0.3):
             pass
         assert time.monotonic() - t0 < 5
     finally:
