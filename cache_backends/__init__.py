@@ -1,4 +1,6 @@
 """Stores for precompile packages: one module per store, one small interface (``base.py``).
+The redis store's shared connection and lease lock are modules of their own
+(``redis_client.py``, ``redis_lock.py``).
 
 ``open_store(spec)`` turns what users write into a store:
 
