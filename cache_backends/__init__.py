@@ -1,4 +1,6 @@
 """Stores for precompile packages: one module per store, one small interface (``base.py``).
+The redis store's shared connection and lease lock are modules of their own
+(``redis_client.py``, ``redis_lock.py``).
 
 ``open_store(spec)`` turns what users write into a store:
 
@@ -22,6 +24,7 @@ raises StoreError naming the package, so the program warns and runs without the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from .base import CacheBackend, Stat
@@ -31,8 +34,7 @@ from .base import CacheBackend, Stat
 __all__ = ["CacheBackend", "LocalDirBackend", "MemoryBackend", "Stat", "TieredBackend",
            "UnavailableBackend", "open_store"]
 
-_MEMORY_STORES: dict[str, Any] = {}
-_REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+_MEMORY_STORES: dict[str, CacheBackend] = {}
 
 
 def open_store(spec: Any) -> CacheBackend:
@@ -40,67 +42,42 @@ def open_store(spec: Any) -> CacheBackend:
     if isinstance(spec, CacheBackend):
         return spec
     if isinstance(spec, (list, tuple)):
-        if not spec:
-            raise ValueError("cannot make a cache store from an empty list; list the tiers, "
-                             "fastest first, e.g. ['~/.cache/precompile', 'redis://host:6379/0']")
-        if len(spec) == 1:
-            return open_store(spec[0])
-        return TieredBackend(list(spec))
+        return _open_tiers(spec)
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"cannot make a cache store from {spec!r}; pass a directory path, "
                          "a URL (file://, memory://, redis://, s3://, gs://...), a list of "
                          "those, or a CacheBackend")
-    lowered = spec.lower()
-    if lowered.startswith("memory://"):
-        return _MEMORY_STORES.setdefault(spec, MemoryBackend())
-    if lowered.startswith("file://"):
-        return LocalDirBackend(spec[len("file://"):])
-    if lowered.startswith(_REDIS_SCHEMES):
-        return _open_redis(spec)
-    if "://" in spec:
-        return _open_fsspec(spec)
-    return LocalDirBackend(spec)
+    scheme, sep, _ = spec.partition("://")
+    if not sep:
+        return LocalDirBackend(spec)
+    return _OPENERS.get(scheme.lower(), _open_fsspec)(spec)
 
 
-class UnavailableBackend(CacheBackend):
-    """A store whose client package is not installed: every call raises StoreError saying
-    what to install. open_store returns it rather than raising, so a cache URL set for a
-    whole fleet (``PRECOMPILE_CACHE_URL``) does not crash a program that lacks the client;
-    precompile warns once and runs without the cache, as for a server that is down."""
+def _open_tiers(specs: list[Any] | tuple[Any, ...]) -> CacheBackend:
+    if not specs:
+        raise ValueError("cannot make a cache store from an empty list; list the tiers, "
+                         "fastest first, e.g. ['~/.cache/precompile', 'redis://host:6379/0']")
+    if len(specs) == 1:
+        return open_store(specs[0])
+    return TieredBackend(list(specs))
 
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
 
-    def _fail(self) -> Any:
-        from precompile.errors import StoreError
+def _open_memory(url: str) -> CacheBackend:
+    return _MEMORY_STORES.setdefault(url, MemoryBackend())
 
-        raise StoreError(self.reason)
 
-    def get(self, key: str) -> bytes | None:
-        return self._fail()
+def _open_file(url: str) -> CacheBackend:
+    return LocalDirBackend(url[len("file://"):])
 
-    def put(self, key: str, data: bytes) -> None:
-        self._fail()
 
-    def delete(self, key: str) -> bool:
-        return self._fail()
-
-    def list(self) -> Any:
-        return self._fail()
-
-    def stat(self, key: str) -> Stat | None:
-        return self._fail()
-
-    def lock(self, key: str, timeout: float = 60.0) -> Any:
-        return self._fail()
+def _open_redis_socket(url: str) -> CacheBackend:
+    """``redis+unix:///path`` (the spelling that names the store) is redis-py's ``unix://``."""
+    return _open_redis("unix://" + url[len("redis+unix://"):])
 
 
 def _open_redis(url: str) -> CacheBackend:
-    if url.lower().startswith("redis+unix://"):
-        url = "unix://" + url[len("redis+unix://"):]
     try:
         from .redis import RedisBackend as cls
     except ImportError as e:
@@ -126,6 +103,16 @@ def _open_fsspec(url: str) -> CacheBackend:
         return UnavailableBackend(url, str(e))
 
 
+#: URL schemes with a store of their own; any other ``scheme://`` goes to fsspec.
+_OPENERS: dict[str, Callable[[str], CacheBackend]] = {
+    "memory": _open_memory,
+    "file": _open_file,
+    "redis": _open_redis,
+    "rediss": _open_redis,
+    "redis+unix": _open_redis_socket,
+}
+
+
 def __getattr__(name: str) -> Any:
     # Stores with optional dependencies load on first mention.
     if name == "RedisBackend":
@@ -142,3 +129,4 @@ def __getattr__(name: str) -> Any:
 from .local import LocalDirBackend  # noqa: E402
 from .memory import MemoryBackend  # noqa: E402
 from .tiered import TieredBackend  # noqa: E402
+from .unavailable import UnavailableBackend  # noqa: E402

@@ -22,7 +22,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 
 import filelock
 
@@ -34,7 +34,7 @@ from .base import CacheBackend, Stat, check_key
 log = logging.getLogger("precompile")
 
 SUFFIX = ".pcpkg"
-_TMP_PREFIX = ".tmp-"
+TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600
 
 
@@ -43,7 +43,7 @@ def write_atomically(directory: str, path: str, data: bytes, mode: int = 0o600) 
     a temp file in ``directory`` (same filesystem as ``path``), fsync'd, then renamed over
     ``path``. Raises OSError; a crash leaves at most a ``.tmp-*`` file (see
     ``LocalDirBackend.clean_temp_files``)."""
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             fd = -1
@@ -151,6 +151,22 @@ def peek_file(path: str, store: LocalDirBackend | None = None) -> tuple[bytes, s
         return data, f"package file {path} {problem}"
     dir_problem = store.untrusted_reason()
     return data, (f"cache directory {store.root} {dir_problem}" if dir_problem else None)
+
+
+def plan_eviction(stats: Sequence[Stat], max_bytes: int,
+                  keep: Collection[str] = ()) -> list[Stat]:
+    """Which packages to delete so the rest total at most ``max_bytes``: least recently
+    used first, never one in ``keep`` (the package just written). Pure, so the policy can
+    be read and tested apart from the files."""
+    total = sum(s.size for s in stats)
+    doomed = []
+    for s in sorted(stats, key=lambda s: s.last_used or 0):
+        if total <= max_bytes:
+            break
+        if s.key not in keep:
+            doomed.append(s)
+            total -= s.size
+    return doomed
 
 
 class LocalDirBackend(CacheBackend):
@@ -325,19 +341,11 @@ class LocalDirBackend(CacheBackend):
     # ------------------------------------------------------------ upkeep
 
     def evict(self, max_bytes: int, keep: set[str] | None = None) -> list[str]:
-        """Delete least recently used packages until the total is at most ``max_bytes``."""
-        keep = keep or set()
-        stats = [s for s in (self.stat(k) for k in self.list()) if s is not None]
-        total = sum(s.size for s in stats)
-        removed = []
-        for s in sorted(stats, key=lambda s: s.last_used or 0):
-            if total <= max_bytes:
-                break
-            if s.key in keep:
-                continue
-            if self.delete(s.key):
-                total -= s.size
-                removed.append(s.key)
+        """Delete least recently used packages until the total is at most ``max_bytes``
+        (see ``plan_eviction``); returns the keys deleted. Also clears stale temp files."""
+        stats = [s for s in map(self.stat, self.list()) if s is not None]
+        removed = [s.key for s in plan_eviction(stats, max_bytes, keep or set())
+                   if self.delete(s.key)]
         self.clean_temp_files()
         return removed
 
@@ -347,7 +355,7 @@ class LocalDirBackend(CacheBackend):
         now = time.time()
         with contextlib.suppress(OSError):
             for name in os.listdir(self.root):
-                if name.startswith(_TMP_PREFIX):
+                if name.startswith(TMP_PREFIX):
                     path = os.path.join(self.root, name)
                     with contextlib.suppress(OSError):
                         if now - os.stat(path).st_mtime > older_than:

@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+from precompile.errors import LockTimeout
+
 from .base import CacheBackend, Stat, check_key
 
 
@@ -52,9 +54,8 @@ class MemoryBackend(CacheBackend):
         with self._mutex:
             lk = self._locks.setdefault(key, threading.RLock())
         if not lk.acquire(timeout=max(timeout, 0.0)):
-            from precompile.errors import LockTimeout
-
-            raise LockTimeout(f"timed out after {timeout}s waiting for the lock on {key}")
+            raise LockTimeout(f"timed out after {timeout:g}s waiting for the lock on {key} in "
+                              "memory://; another thread of this process holds it")
         try:
             yield
         finally:

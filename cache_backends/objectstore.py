@@ -37,10 +37,8 @@ from fsspec.implementations.local import LocalFileSystem
 from precompile.errors import StoreError
 
 from .base import CacheBackend, Stat, check_key
-from .local import LocalDirBackend
+from .local import SUFFIX, TMP_PREFIX, LocalDirBackend
 
-SUFFIX = ".pcpkg"
-_TMP_PREFIX = ".tmp-"
 T = TypeVar("T")
 
 #: Protocols whose PUT replaces a whole object atomically.
@@ -53,8 +51,6 @@ _INSTALL_HINTS = {
     "s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
     "abfss": "adlfs", "adl": "adlfs", "sftp": "paramiko", "ssh": "paramiko", "oci": "ocifs",
 }
-
-
 
 
 def _timestamp(info: dict[str, Any]) -> float | None:
@@ -80,6 +76,56 @@ def protocol_of(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else "file"
 
 
+def _without_trailing_slash(url: str) -> str:
+    """``s3://b/p/`` and ``s3://b/p`` name one store; a bare ``scheme://`` stays as it is."""
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rstrip("/") if sep and rest.strip("/") else url
+
+
+def _filesystem_class(url: str, protocol: str) -> type:
+    """fsspec's class for ``protocol``. Its package missing is a StoreError that names what
+    to install (open_store turns it into an UnavailableBackend); a protocol fsspec does not
+    know is a ValueError, a mistake in the URL."""
+    try:
+        return fsspec.get_filesystem_class(protocol)
+    except ImportError as e:
+        pkg = _INSTALL_HINTS.get(protocol)
+        how = f"pip install {pkg}" if pkg else "install the package named above"
+        raise StoreError(f"cannot open {url}: {e}. The {protocol}:// filesystem needs "
+                         f"it: {how}") from e
+    except ValueError as e:
+        raise ValueError(f"unsupported cache URL {url!r}: fsspec does not know the protocol "
+                         f"{protocol!r}") from e
+
+
+def _bounded_waits(protocol: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+    """``storage_options`` with bounded waits on an S3 endpoint that does not answer
+    (botocore's default is 60s per attempt, several attempts); the caller's settings win."""
+    if protocol in ("s3", "s3a"):
+        config = dict(storage_options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", 5)
+        config.setdefault("read_timeout", 30)
+        config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
+        storage_options["config_kwargs"] = config
+    return storage_options
+
+
+def _write_by_rename(fs: Any, root: str, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` on a filesystem whose writes are not atomic (sftp...): a
+    temp file under ``root``, then a move into place (a rename where the filesystem has
+    one), so readers do not see a part. The local filesystem never comes here: it is served
+    by LocalDirBackend and ``write_atomically``."""
+    tmp = f"{root}/{TMP_PREFIX}{uuid.uuid4().hex}"
+    try:
+        fs.pipe_file(tmp, data)
+        fs.mv(tmp, path)
+        tmp = ""
+    finally:
+        if tmp:
+            with contextlib.suppress(Exception):
+                fs.rm_file(tmp)
+
+
 class FsspecBackend(CacheBackend):
     """Packages under an fsspec URL. ``storage_options`` go to the filesystem's constructor.
 
@@ -90,31 +136,13 @@ class FsspecBackend(CacheBackend):
     def __init__(self, url: str, **storage_options: Any) -> None:
         if not isinstance(url, str) or not url:
             raise ValueError(f"FsspecBackend needs a URL such as s3://bucket/prefix, not {url!r}")
-        scheme, sep, rest = url.partition("://")
-        self.url = scheme + sep + rest.rstrip("/") if sep and rest.strip("/") else url
+        self.url = _without_trailing_slash(url)
         self.protocol = protocol_of(url)
-        self.storage_options = dict(storage_options)
-        try:
-            cls = fsspec.get_filesystem_class(self.protocol)
-        except ImportError as e:
-            pkg = _INSTALL_HINTS.get(self.protocol)
-            how = f"pip install {pkg}" if pkg else "install the package named above"
-            raise StoreError(f"cannot open {url}: {e}. The {self.protocol}:// filesystem needs "
-                             f"it: {how}") from e
-        except ValueError as e:
-            raise ValueError(f"unsupported cache URL {url!r}: fsspec does not know the protocol "
-                             f"{self.protocol!r}") from e
+        self.storage_options = _bounded_waits(self.protocol, dict(storage_options))
+        cls = _filesystem_class(url, self.protocol)
         self._local = (LocalDirBackend(cls._strip_protocol(url))
                        if issubclass(cls, LocalFileSystem) else None)
         self._atomic_put = self.protocol in OBJECT_STORE_PROTOCOLS
-        if self.protocol in ("s3", "s3a"):
-            # Bound the waits on an endpoint that does not answer (botocore's default is 60s
-            # per attempt, several attempts).
-            config = dict(self.storage_options.get("config_kwargs") or {})
-            config.setdefault("connect_timeout", 5)
-            config.setdefault("read_timeout", 30)
-            config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
-            self.storage_options["config_kwargs"] = config
         self._fs: Any = None
         self._root = ""
         self._made_root = False
@@ -174,19 +202,11 @@ class FsspecBackend(CacheBackend):
             path = self._path(key)
             if self._atomic_put:
                 fs.pipe_file(path, data)
-            else:
-                if not self._made_root:
-                    fs.makedirs(root, exist_ok=True)
-                    self._made_root = True
-                tmp = f"{root}/{_TMP_PREFIX}{uuid.uuid4().hex}"
-                try:
-                    fs.pipe_file(tmp, data)
-                    fs.mv(tmp, path)
-                    tmp = ""
-                finally:
-                    if tmp:
-                        with contextlib.suppress(Exception):
-                            fs.rm_file(tmp)
+                return
+            if not self._made_root:
+                fs.makedirs(root, exist_ok=True)
+                self._made_root = True
+            _write_by_rename(fs, root, path, data)
 
         self._run("write to", write)
 

@@ -31,8 +31,6 @@ log = logging.getLogger("precompile")
 T = TypeVar("T")
 
 
-
-
 class TieredBackend(CacheBackend):
     def __init__(self, tiers: Sequence[Any], retry_after: float = 30.0) -> None:
         from . import open_store

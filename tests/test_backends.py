@@ -51,7 +51,7 @@ from cache_backends import (  # noqa: E402
     TieredBackend,
     open_store,
 )
-from precompile.errors import StoreError  # noqa: E402
+from precompile.errors import LockTimeout, StoreError  # noqa: E402
 
 LOG = "precompile"
 
@@ -291,7 +291,7 @@ def test_lock_excludes_other_threads(store: CacheBackend) -> None:
     assert store.get("counter") == b"20"
 
 
-def test_lock_times_out_with_store_error(store: CacheBackend) -> None:
+def test_lock_times_out_with_lock_timeout(store: CacheBackend) -> None:
     if store.kind not in LOCKING:  # type: ignore[attr-defined]
         pytest.skip("this store's lock is the documented no-op")
     held, release = threading.Event(), threading.Event()
@@ -306,7 +306,7 @@ def test_lock_times_out_with_store_error(store: CacheBackend) -> None:
     try:
         assert held.wait(10)
         t0 = time.monotonic()
-        with pytest.raises(StoreError), store.lock("busy", timeout=0.3):
+        with pytest.raises(LockTimeout), store.lock("busy", timeout=0.3):
             pass
         assert time.monotonic() - t0 < 5
     finally:
@@ -338,6 +338,15 @@ def test_local_max_bytes_evicts_least_recently_used(tmp_path: Path) -> None:
     _age(st, "b", 100)
     st.put("c", b"c" * 1000)  # 3000 > 2500: the oldest, "a", goes
     assert sorted(st.list()) == ["b", "c"]
+
+
+def test_plan_eviction_oldest_first_keeping_the_new_package() -> None:
+    from cache_backends.local import plan_eviction
+
+    stats = [Stat("new", 1000, last_used=None), Stat("old", 1000, last_used=1.0),
+             Stat("mid", 1000, last_used=2.0), Stat("recent", 1000, last_used=3.0)]
+    assert [s.key for s in plan_eviction(stats, 2000, keep={"new"})] == ["old", "mid"]
+    assert plan_eviction(stats, 4000) == []
 
 
 def test_local_read_refreshes_recency(tmp_path: Path) -> None:
