@@ -103,7 +103,7 @@ def child(workload: str, out_prefix: str) -> int:
                   "  of which: C++ kernel load (CppCodeCache)", acc, counts)
         _wrap(pt, "load_guard_manager", "guard building", acc, counts)
         _wrap(pt, "install_entry", "entry install", acc, counts)
-        _wrap(api.Cached, "_first_call", "precompile load total (first-call setup)", acc,
+        _wrap(api.CachedFunction, "_first_call", "precompile load total (first-call setup)", acc,
               counts)
         fn = precompile.cached(built.target, backend="inductor", **built.compile_kwargs)
         torch.compiler.set_stance("fail_on_recompile")

@@ -23,6 +23,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Collection, Iterator, Sequence
+from typing import BinaryIO
 
 import filelock
 
@@ -39,15 +40,26 @@ _STALE_TMP_SECONDS = 3600
 
 
 def write_atomically(directory: str, path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part:
-    a temp file in ``directory`` (same filesystem as ``path``), fsync'd, then renamed over
-    ``path``. Raises OSError; a crash leaves at most a ``.tmp-*`` file (see
-    ``LocalDirBackend.clean_temp_files``)."""
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part
+    (``atomic_output``)."""
+    with atomic_output(path, mode, directory) as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, mode: int = 0o600, directory: str | None = None,
+                  ) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` when the block ends without an error: a temp file
+    in ``directory`` (default: ``path``'s; it must be on the same filesystem), fsync'd, then
+    renamed over ``path``, so readers see the old file or the new one, never a part. An error
+    in the block leaves ``path`` as it was. Raises OSError; a crash leaves at most a
+    ``.tmp-*`` file (see ``LocalDirBackend.clean_temp_files``)."""
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX,
+                               dir=directory or os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as fh:
             fd = -1
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)

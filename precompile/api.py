@@ -16,14 +16,12 @@ import torch
 from cache_backends.local import write_atomically
 
 from . import _torch, format, keys, saving, settings
-from .cached_function import Cached, CachedFunction
+from .cached_function import CachedFunction
 from .counters import STATS
 from .errors import PackageError, StoreError
 from .loading import verify
 from .names import main_code
 from .policy import Policy, default_store, resolve_signing_key
-from .saving import _SAVER
-from .single_flight import LEASE_SUFFIX as _LEASE_SUFFIX
 
 # --------------------------------------------------------------- public API
 
@@ -61,7 +59,7 @@ def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
 
 def _wrap(fn: Any, backend: Any, compile_kwargs: dict[str, Any], policy: Policy,
           preloaded: format.Envelope | None = None) -> Any:
-    """Build the Cached machinery for ``fn`` (possibly what torch.compile returned)."""
+    """Build the CachedFunction machinery for ``fn`` (possibly what torch.compile returned)."""
     unknown = set(compile_kwargs) - {"mode", "options", "dynamic", "fullgraph"}
     if unknown:
         raise TypeError(f"precompile.cached got unexpected arguments {sorted(unknown)}")
@@ -76,12 +74,12 @@ def _wrap(fn: Any, backend: Any, compile_kwargs: dict[str, Any], policy: Policy,
         fullgraph = bool(compile_kwargs.get("fullgraph", False))
         backend_obj = _torch.make_backend(backend, compile_kwargs.get("mode"),
                                           compile_kwargs.get("options"), dynamic)
-    impl = Cached(target, backend_obj=backend_obj, fullgraph=fullgraph, dynamic=dynamic,
+    impl = CachedFunction(target, backend_obj=backend_obj, fullgraph=fullgraph, dynamic=dynamic,
                   policy=policy, preloaded=preloaded)
     return _front(impl)
 
 
-def _front(impl: Cached) -> Any:
+def _front(impl: CachedFunction) -> Any:
     """What the user holds: an nn.Module for modules, a function otherwise."""
     compiled = impl.compiled(impl.target)
     if isinstance(impl.target, torch.nn.Module):
@@ -105,9 +103,9 @@ def _front(impl: Cached) -> Any:
     return wrapper
 
 
-def _impl_of(obj: Any) -> Cached:
+def _impl_of(obj: Any) -> CachedFunction:
     impl = getattr(obj, "_precompile", None)
-    if not isinstance(impl, Cached):
+    if not isinstance(impl, CachedFunction):
         raise PackageError("precompile.save needs what precompile.cached or precompile.load "
                            "returned (it records compiles); wrap your function with "
                            "precompile.cached first")
@@ -163,6 +161,6 @@ def stats() -> dict[str, Any]:
     """Counters for this process: hits, misses, saves, bypasses, frames_traced, reasons."""
     return STATS.as_dict()
 
+
 __all__ = ["cached", "save", "load", "flush", "stats", "verify", "default_store", "Policy",
-           "Cached", "CachedFunction", "_SAVER",
-           "_LEASE_SUFFIX"]
+           "CachedFunction"]

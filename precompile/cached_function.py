@@ -222,9 +222,6 @@ class CachedFunction:
         return self.writer.save_now(timeout)
 
 
-Cached = CachedFunction
-
-
 def _after_fork_in_child() -> None:
     """A forked child has only the forking thread: a first-call lock another thread held
     would stay locked forever."""

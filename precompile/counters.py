@@ -5,7 +5,6 @@ the stats file that carries the counters out of a run (the pytest plugin writes 
 Standard library only: the pytest plugin imports this without paying for torch."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -124,11 +123,8 @@ def write_stats_file(path: str, stats: dict[str, Any], source: str) -> None:
     os.makedirs(directory, exist_ok=True)
     doc = {"version": STATS_FILE_VERSION, "source": source, "written": time.time(),
            "pid": os.getpid(), "stats": stats}
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, default=str)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    # Imported here: the local store reads settings, which count into this module's STATS.
+    from cache_backends.local import write_atomically
+
+    data = json.dumps(doc, indent=2, default=str).encode()
+    write_atomically(directory, path, data, mode=0o644)

@@ -21,7 +21,7 @@ import torch
 import precompile
 from cache_backends import LocalDirBackend
 from precompile import format, settings
-from precompile.api import _LEASE_SUFFIX
+from precompile.single_flight import LEASE_SUFFIX as _LEASE_SUFFIX
 from precompile.errors import LockTimeout, PackageError, SettingError, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,10 +54,10 @@ def test_sigterm_during_a_save_exits_and_leaves_whole_packages(tmp_path: Path) -
     handler must not wait on that lock; it saves the other package and the process ends."""
     run = _run_script("""
         import os, signal, time, torch, precompile
-        from precompile import api
+        from precompile import saving
         from cache_backends.local import LocalDirBackend
 
-        api._SAVER.schedule = lambda cached: None  # saves happen only in flush() below
+        saving._SAVER.schedule = lambda cached: None  # saves happen only in flush() below
         kw = dict(backend="aot_eager", cache_dir=os.environ["CACHE"], single_flight=False)
 
         @precompile.cached(**kw)

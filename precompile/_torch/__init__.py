@@ -78,7 +78,7 @@ from .environment import (
     system_info,
     tensor_device_types,
 )
-from .guard_loading import load_guard_manager
+from .guard_loading import load_guard_manager, unpickle_guards_state
 from .guard_recording import (
     IDENTITY_GUARD_TYPES,
     forget_live_only,
@@ -106,7 +106,7 @@ __all__ = [
     "optimizer_state_as_inputs", "rebuild_value", "recording_guards",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",
     "serialize_backend", "skip_code", "subscribe_backend_artifacts", "system_info",
-    "take_guard_failure", "tensor_device_types", "unwrap_compiled", "use_recorded_cpu_isa",
-    "value_ref",
+    "take_guard_failure", "tensor_device_types", "unpickle_guards_state", "unwrap_compiled",
+    "use_recorded_cpu_isa", "value_ref",
     "_guard_fail_adapter", "rebuild_function",  # for earlier releases' pickles, above
 ]

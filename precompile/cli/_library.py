@@ -18,7 +18,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "function_label": ("precompile.names", "function_label"),
     "walk_qualname": ("precompile.names", "walk_qualname"),
     # Private torch glue.
-    "GuardsUnpickler": ("precompile._torch", "_GuardsUnpickler"),
+    "unpickle_guards_state": ("precompile._torch", "unpickle_guards_state"),
     "unwrap_compiled": ("precompile._torch", "unwrap_compiled"),
     # Library objects the CLI reuses so its verdicts match the library's.
     "default_store": ("precompile.policy", "default_store"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import sys
 from typing import Any
@@ -55,7 +54,7 @@ def readable_guards(blob: bytes) -> dict[str, Any]:
     """Dynamo's pickled GuardsState as a list of readable guards. Only called on packages
     that passed ``format.decode`` (every byte checksummed) and the signing policy."""
     with contextlib.redirect_stdout(sys.stderr):
-        state = lib.GuardsUnpickler(io.BytesIO(blob)).load()  # verified package, see docstring
+        state = lib.unpickle_guards_state(blob)  # verified package, see docstring
     og = state.output_graph
     sizes = {}
     for src, ss in (getattr(og, "input_source_to_sizes_strides", None) or {}).items():

@@ -15,7 +15,9 @@ import os
 import tarfile
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, BinaryIO
+
+from cache_backends.local import atomic_output
 
 from . import _library as lib
 from . import text
@@ -192,13 +194,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write every package of a cache into one archive (a tar of .pcpkg files)."""
     store = open_store(args.cache)
-    tmp = f"{args.file}.tmp-{os.getpid()}"
-    try:
-        count = _write_archive(tmp, iter_raw(store))
-        os.replace(tmp, args.file)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(args.file, mode=0o644) as fh:
+        count = _write_archive(fh, iter_raw(store))
     if args.json:
         text.print_json({"file": args.file, "packages": count})
     else:
@@ -206,9 +203,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_archive(path: str, packages: Iterable[tuple[str, bytes]]) -> int:
+def _write_archive(out: BinaryIO, packages: Iterable[tuple[str, bytes]]) -> int:
     count = 0
-    with tarfile.open(path, "w:gz") as tar:
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
         for key, data in packages:
             info = tarfile.TarInfo(f"{key}.pcpkg")
             info.size = len(data)
