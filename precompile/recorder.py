@@ -22,7 +22,7 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _torch, keys, storable
@@ -32,6 +32,7 @@ from .manifest import from_manifest
 from .model import ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry, Package, merge
 from .names import _code_with_refs, _rename_globals, code_fingerprint
 from .pending_entry import PendingEntry, never_raises, report_bypass
+from .recorder_hook import KeptByDynamo
 
 log = logging.getLogger("precompile")
 
@@ -47,12 +48,13 @@ def _keep_all(entries: Sequence[Any]) -> list[bool]:
 _DYNAMO_SKIPS: set[types.CodeType] = set()
 
 
-class CompilePackage(Package):
+class CompilePackage(KeptByDynamo, Package):
     """The package of one function, filled in while Dynamo compiles it (Dynamo's package
     protocol). Dynamo, the background saver and the first call reach it from several
-    threads: every change happens under ``lock`` and bumps ``version``."""
+    threads: every change happens under ``lock`` and bumps ``version``. Copies of a compiled
+    module share it, pickles drop it (see ``recorder_hook.py``)."""
 
-    # The CLI validates manifests through this name.
+    # tests/test_fuzz.py and bench/fuzz_format.py validate manifests through this name.
     from_manifest = staticmethod(from_manifest)
 
     def __init__(self, main_code: types.CodeType, module: str, key: str,
@@ -79,19 +81,6 @@ class CompilePackage(Package):
         self._artifact_generation = -1  # the context's generation last compared with
         self.add_frame(FrameRecord(ROLE_MAIN, module, main_code.co_qualname,
                                    code_fingerprint(main_code), main_code))
-
-    # ------------------------------------------------ copies of the user's objects
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> CompilePackage:
-        """Dynamo keeps the recorder on the compiled module's context, so ``copy.deepcopy``
-        of a compiled module reaches it: the copy compiles into the same record (one package
-        per function, whichever instance runs it)."""
-        return self
-
-    def __reduce__(self) -> tuple[Any, tuple[()]]:
-        """``pickle`` / ``torch.save`` of a compiled module reach the recorder too: it
-        unpickles as no recorder, so the loaded module is plain ``torch.compile``'s."""
-        return _no_recorder, ()
 
     # --------------------------------------------------------------- frames
 
@@ -382,32 +371,6 @@ class CompilePackage(Package):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _no_recorder() -> None:
-    """What a pickled CompilePackage or RecorderHook unpickles as: nothing (see
-    ``CompilePackage.__reduce__``)."""
-    return None
-
-
-class RecorderHook:
-    """A recorder method handed to Dynamo as a callback (guard filter, guard failures).
-    Copies share it, like the recorder; pickled, it is no callback at all, as the recorder
-    is no recorder."""
-
-    __slots__ = ("method",)
-
-    def __init__(self, method: Callable[..., Any]) -> None:
-        self.method = method
-
-    def __call__(self, *args: Any) -> Any:
-        return self.method(*args)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> RecorderHook:
-        return self
-
-    def __reduce__(self) -> tuple[Any, tuple[()]]:
-        return _no_recorder, ()
 
 
 def _differs(live: BackendArtifact | None, kept: BackendArtifact | None) -> bool:
