@@ -26,6 +26,8 @@ from .model import FrameRecord, GuardedEntry, IdentityCheck
 
 log = logging.getLogger("precompile")
 
+Step = Callable[..., Any]  # a recorder method Dynamo calls
+
 
 @dataclasses.dataclass
 class PendingEntry:
@@ -38,7 +40,7 @@ class PendingEntry:
     identity_checks: list[IdentityCheck] = dataclasses.field(default_factory=list)
     bypass_reason: str | None = None
     added: list[GuardedEntry] = dataclasses.field(default_factory=list)  # entries stored
-    live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter
+    live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter (recorder)
     reported: bool = False  # the bypass is in stats() already
 
 
@@ -55,12 +57,12 @@ class Recording(Protocol):
     def current_entry(self) -> PendingEntry | None: ...
 
 
-def never_raises(fallback: Callable[..., Any] | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def never_raises(fallback: Step | None) -> Callable[[Step], Step]:
     """Dynamo calls the recorder in the middle of compiling the user's frame, so an exception
     here would reach the user's call. A recorder step that fails makes the entry being
     compiled a bypass with the reason (:func:`recording_failed`) and returns
     ``fallback(*args)`` (or None): the call goes on exactly as under plain torch.compile."""
-    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(method: Step) -> Step:
         @functools.wraps(method)
         def step(self: Recording, *args: Any) -> Any:
             try:
