@@ -25,7 +25,8 @@ from .loading import Miss
 from .model import Package
 from .names import closure_fingerprint, function_label, main_code
 from .policy import Policy
-from .recorder import CompilePackage, RecorderHook
+from .recorder import CompilePackage
+from .recorder_hook import RecorderHook
 from .saving import _SAVER, PackageWriter
 from .single_flight import Lease, wait_or_lead
 

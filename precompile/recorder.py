@@ -6,13 +6,13 @@ package=obj)``): ``code_context`` around each frame, then ``add_import_source``,
 ``bypass_current_entry``, and ``guard_filter`` / ``on_guard_fail`` as callbacks.
 :class:`CompilePackage` implements that protocol and decides what can be stored: an entry
 whose artifacts, globals or constants another process could not rebuild is a *bypass*,
-with its reason, never a guess. Every step runs inside the user's call, so none raises.
+with its reason, never a guess. Every step runs inside the user's call, so none raises:
+``pending_entry.py`` holds what one frame's compile told the recorder so far and reports
+the entries that end up bypasses.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import hashlib
 import inspect
 import logging
@@ -22,55 +22,24 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _torch, keys, storable
 from .context import BackendArtifact, PrecompileContext
 from .counters import STATS
 from .manifest import from_manifest
-from .model import (ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry,
-                    IdentityCheck, Package, merge)
+from .model import ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry, Package, merge
 from .names import _code_with_refs, _rename_globals, code_fingerprint
+from .pending_entry import PendingEntry, never_raises, report_bypass
+from .recorder_hook import KeptByDynamo
 
 log = logging.getLogger("precompile")
 
 
-@dataclasses.dataclass
-class _Pending:
-    """What Dynamo told us about the frame being compiled right now."""
-
-    frame: FrameRecord
-    globals_before: frozenset[str]
-    import_sources: dict[str, str] = dataclasses.field(default_factory=dict)
-    backend_ids: list[str] = dataclasses.field(default_factory=list)
-    identity_checks: list[IdentityCheck] = dataclasses.field(default_factory=list)
-    bypass_reason: str | None = None
-    added: list[GuardedEntry] = dataclasses.field(default_factory=list)  # entries stored
-    live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter
-    reported: bool = False  # the bypass is in stats() already
-
-
 def _keep_all(entries: Sequence[Any]) -> list[bool]:
+    """The guard filter's answer when it fails: every guard kept, as plain torch.compile."""
     return [True] * len(entries)
-
-
-
-def _never_raises(fallback: Callable[..., Any] | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Dynamo calls the recorder in the middle of compiling the user's frame, so an exception
-    here would reach the user's call. A recorder step that fails makes the entry being
-    compiled a bypass with the reason (``CompilePackage._recording_failed``) and returns
-    ``fallback(*args)`` (or None): the call goes on exactly as under plain torch.compile."""
-    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def step(self: CompilePackage, *args: Any) -> Any:
-            try:
-                return method(self, *args)
-            except Exception as e:  # noqa: BLE001 - see docstring
-                self._recording_failed(method.__name__, e)
-                return fallback(*args) if fallback is not None else None
-        return step
-    return decorate
 
 
 # Code objects Dynamo decided to run eagerly, process-wide. Dynamo reuses a resume function's
@@ -80,12 +49,13 @@ def _never_raises(fallback: Callable[..., Any] | None) -> Callable[[Callable[...
 _DYNAMO_SKIPS: set[types.CodeType] = set()
 
 
-class CompilePackage(Package):
+class CompilePackage(KeptByDynamo, Package):
     """The package of one function, filled in while Dynamo compiles it (Dynamo's package
     protocol). Dynamo, the background saver and the first call reach it from several
-    threads: every change happens under ``lock`` and bumps ``version``."""
+    threads: every change happens under ``lock`` and bumps ``version``. Copies of a compiled
+    module share it, pickles drop it (see ``recorder_hook.py``)."""
 
-    # The CLI validates manifests through this name.
+    # tests/test_fuzz.py and bench/fuzz_format.py validate manifests through this name.
     from_manifest = staticmethod(from_manifest)
 
     def __init__(self, main_code: types.CodeType, module: str, key: str,
@@ -107,24 +77,11 @@ class CompilePackage(Package):
         self.lock = threading.RLock()
         self._by_code: dict[types.CodeType, FrameRecord] = {}
         self._resume_names: dict[str, str] = {}  # dynamo's global name -> stored name
-        self._pending: list[_Pending] = []
+        self._pending: list[PendingEntry] = []
         self._context = PrecompileContext.get()
         self._artifact_generation = -1  # the context's generation last compared with
         self.add_frame(FrameRecord(ROLE_MAIN, module, main_code.co_qualname,
                                    code_fingerprint(main_code), main_code))
-
-    # ------------------------------------------------ copies of the user's objects
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> CompilePackage:
-        """Dynamo keeps the recorder on the compiled module's context, so ``copy.deepcopy``
-        of a compiled module reaches it: the copy compiles into the same record (one package
-        per function, whichever instance runs it)."""
-        return self
-
-    def __reduce__(self) -> tuple[Any, tuple[()]]:
-        """``pickle`` / ``torch.save`` of a compiled module reach the recorder too: it
-        unpickles as no recorder, so the loaded module is plain ``torch.compile``'s."""
-        return _no_recorder, ()
 
     # --------------------------------------------------------------- frames
 
@@ -162,7 +119,7 @@ class CompilePackage(Package):
                 self.on_guard_fail(reason, code)
         mod = sys.modules.get(frame.module)
         before = frozenset(mod.__dict__) if mod is not None else frozenset()
-        pending = _Pending(frame, before)
+        pending = PendingEntry(frame, before)
         self._pending.append(pending)
         libs: list[str] = []
         started = time.perf_counter()
@@ -201,7 +158,7 @@ class CompilePackage(Package):
             stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
             yield
 
-    def _note_outcome(self, pending: _Pending, error: BaseException | None) -> None:
+    def _note_outcome(self, pending: PendingEntry, error: BaseException | None) -> None:
         """A frame compiled without an entry: if Dynamo will run it eagerly from now on
         (nothing to compile, or a failure it answers by skipping the frame), record that, so
         a loading process skips it too instead of tracing it again."""
@@ -238,15 +195,16 @@ class CompilePackage(Package):
         return self.add_frame(frame, code)
 
     @property
-    def _current(self) -> _Pending | None:
+    def current_entry(self) -> PendingEntry | None:
+        """The entry of the innermost frame Dynamo is compiling for this package, if any."""
         return self._pending[-1] if self._pending else None
 
-    @_never_raises(None)
+    @never_raises(None)
     def add_import_source(self, alias: str, module_name: str) -> None:
-        if self._current is not None:
-            self._current.import_sources[alias] = module_name
+        if self.current_entry is not None:
+            self.current_entry.import_sources[alias] = module_name
 
-    @_never_raises(None)
+    @never_raises(None)
     def add_resume_function(self, python_code: types.CodeType, python_module: str,
                             function_name: str) -> None:
         stored = f"{function_name}_pc{uuid.uuid4().hex[:12]}"
@@ -257,28 +215,28 @@ class CompilePackage(Package):
                             skipped=python_code in _DYNAMO_SKIPS)
         self.add_frame(frame, python_code)
 
-    @_never_raises(None)
+    @never_raises(None)
     def add_backend_id(self, backend_id: str, backend: Any | None = None) -> None:
-        if self._current is not None:
-            self._current.backend_ids.append(backend_id)
+        if self.current_entry is not None:
+            self.current_entry.backend_ids.append(backend_id)
         if backend is not None:
             self._context.record_compiled_fn(backend_id, backend)
 
-    @_never_raises(None)
+    @never_raises(None)
     def bypass_current_entry(self) -> None:
         """Dynamo will not let this compile be stored. Reported now: torch 2.15 drops the
         recorder from the compile right after (no ``add_guarded_code`` follows)."""
         reason = _torch.take_guard_failure()
-        if self._current is not None:
-            self._current.bypass_reason = (
+        if self.current_entry is not None:
+            self.current_entry.bypass_reason = (
                 f"Dynamo could not serialize this frame's guards ({reason})" if reason else
                 "Dynamo declined to package this compile (its log says why: "
                 "'Detected a package bypass')")
-            self._bypass(self._current)
+            report_bypass(self, self.current_entry)
 
     bypass_current_compile = bypass_current_entry  # the protocol's name from torch 2.15 on
 
-    @_never_raises(None)
+    @never_raises(None)
     def update_device_type(self, graph: Any) -> None:
         for node in getattr(graph, "nodes", ()):
             val = node.meta.get("example_value") if hasattr(node, "meta") else None
@@ -286,7 +244,7 @@ class CompilePackage(Package):
             if device is not None:
                 self.device_types.add(device.type)
 
-    @_never_raises(None)
+    @never_raises(None)
     def add_inlined_source(self, sources: Sequence[types.CodeType]) -> None:
         resume_codes = {f.code for f in self.frames if f.role == ROLE_RESUME}
         for code in sources:
@@ -297,15 +255,15 @@ class CompilePackage(Package):
                 with self.lock:
                     self.sources[(rng.module, rng.qualname, rng.first_line)] = rng
 
-    @_never_raises(None)
+    @never_raises(None)
     def add_guarded_code(self, guards_state: bytes, dynamo_code: types.CodeType) -> None:
-        pending = self._current
+        pending = self.current_entry
         if pending is None:
             return
         if pending.bypass_reason is None:
             pending.bypass_reason = self._unstorable_reason(pending, dynamo_code)
         if pending.bypass_reason is not None:
-            self._bypass(pending)
+            report_bypass(self, pending)
             return
         sha = hashlib.sha256(guards_state).hexdigest()
         with self.lock:
@@ -315,7 +273,7 @@ class CompilePackage(Package):
         stored_code = _code_with_refs(dynamo_code)
         if isinstance(stored_code, str):
             pending.bypass_reason = stored_code
-            self._bypass(pending)
+            report_bypass(self, pending)
             return
         dynamo_code = stored_code
         entry = GuardedEntry(sha, dynamo_code, list(pending.backend_ids),
@@ -328,40 +286,7 @@ class CompilePackage(Package):
             pending.added.append(entry)
             self.touch()
 
-    def _recording_failed(self, step: str, error: Exception) -> None:
-        """A recorder step raised: never store the entry it belongs to, and say why."""
-        reason = f"recording failed in {step} ({type(error).__name__}: {error})"
-        log.debug("precompile: %s", reason, exc_info=True)
-        pending = self._current
-        if pending is None:
-            STATS.bypasses += 1
-            STATS.note_miss(f"not stored: {reason}")
-            return
-        first = pending.bypass_reason is None
-        if first:
-            pending.bypass_reason = reason
-        if pending.added:  # stored before a later step failed (recording its inlined sources)
-            with self.lock:
-                pending.frame.entries = [e for e in pending.frame.entries
-                                         if e not in pending.added]
-                pending.added.clear()
-            self._bypass(pending)
-        elif step == "add_guarded_code" and first:
-            self._bypass(pending)
-        # otherwise add_guarded_code reports the reason when Dynamo gets there
-
-    def _bypass(self, pending: _Pending) -> None:
-        if pending.reported:
-            return
-        pending.reported = True
-        reason = f"{pending.frame.qualname}: {pending.bypass_reason}"
-        log.info("precompile: not storing an entry of %s", reason)
-        STATS.bypasses += 1
-        STATS.note_miss(f"not stored: {reason}")
-        with self.lock:
-            self.bypasses.append(reason)
-
-    def _unstorable_reason(self, pending: _Pending, dynamo_code: types.CodeType) -> str | None:
+    def _unstorable_reason(self, pending: PendingEntry, dynamo_code: types.CodeType) -> str | None:
         """Why this entry could not run in another process, or None if it can (adding the
         globals Dynamo placed for it to its import sources)."""
         why = storable.artifact_problem(self._context, pending.backend_ids,
@@ -373,7 +298,7 @@ class CompilePackage(Package):
                  | self.resume_names() | pending.globals_before)
         return storable.placed_globals(dynamo_code, mod, known, pending.import_sources)
 
-    @_never_raises(None)
+    @never_raises(None)
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:
         """An entry's guards failed, so Dynamo recompiles: keep the failing guard."""
         frame = self._by_code.get(code)
@@ -383,11 +308,11 @@ class CompilePackage(Package):
 
     # -------------------------------------------------------- guard filtering
 
-    @_never_raises(_keep_all)
+    @never_raises(_keep_all)
     def guard_filter(self, entries: Sequence[Any]) -> list[bool]:
         """Keep every guard. Identity guards stay in this process's entry (as under plain
         torch.compile) but are stored as fingerprint checks instead (see identity.py)."""
-        pending = self._current
+        pending = self.current_entry
         checks: list[tuple[str, str, Any]] = []  # (source, guard type, guarded object)
         for e in entries:
             types_ = {e.guard_type, *e.derived_guard_types}
@@ -447,32 +372,6 @@ class CompilePackage(Package):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _no_recorder() -> None:
-    """What a pickled CompilePackage or RecorderHook unpickles as: nothing (see
-    ``CompilePackage.__reduce__``)."""
-    return None
-
-
-class RecorderHook:
-    """A recorder method handed to Dynamo as a callback (guard filter, guard failures).
-    Copies share it, like the recorder; pickled, it is no callback at all, as the recorder
-    is no recorder."""
-
-    __slots__ = ("method",)
-
-    def __init__(self, method: Callable[..., Any]) -> None:
-        self.method = method
-
-    def __call__(self, *args: Any) -> Any:
-        return self.method(*args)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> RecorderHook:
-        return self
-
-    def __reduce__(self) -> tuple[Any, tuple[()]]:
-        return _no_recorder, ()
 
 
 def _differs(live: BackendArtifact | None, kept: BackendArtifact | None) -> bool:
