@@ -32,9 +32,13 @@ from .manifest import from_manifest
 from .model import ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry, Package, merge
 from .names import _code_with_refs, _rename_globals, code_fingerprint
 from .pending_entry import PendingEntry, never_raises, report_bypass
-from .recorder_hook import KeptByDynamo
+from .recorder_hook import KeptByDynamo, _no_recorder
 
 log = logging.getLogger("precompile")
+
+# ``_no_recorder``: pickles of compiled modules written before recorder_hook.py existed name
+# it here.
+__all__ = ["CompilePackage", "_no_recorder"]
 
 
 def _keep_all(entries: Sequence[Any]) -> list[bool]:
