@@ -76,7 +76,7 @@ def main() -> int:
 
     from precompile import format as fmt
     from precompile.errors import PackageError
-    from precompile.package import CompilePackage
+    from precompile.recorder import CompilePackage
 
     workdir = tempfile.mkdtemp(prefix="precompile-fuzz-")
     data = real_package(workdir)

@@ -92,7 +92,7 @@ def test_objects_in_code_are_stored_by_name_and_resolved() -> None:
     import types
 
     from precompile.install import _resolve_refs
-    from precompile.package import _code_with_refs, importable_name
+    from precompile.names import _code_with_refs, importable_name
 
     Pair = collections.namedtuple("Pair", "a b")
     globals()["_PairForTest"] = Pair
@@ -126,7 +126,7 @@ def test_torch_values_in_code_round_trip():
     import torch
 
     from precompile.install import _resolve_refs
-    from precompile.package import _code_with_refs
+    from precompile.names import _code_with_refs
 
     values = (torch.device("cpu"), torch.device("cuda", 1), torch.float16, torch.bfloat16,
               torch.Size([2, 3]), torch.Size([]), torch.strided, torch.channels_last,

@@ -3,7 +3,6 @@ never executes package content. (A longer run: bench/fuzz_format.py.)"""
 from __future__ import annotations
 
 import pickle
-import types
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +10,7 @@ from hypothesis import strategies as st
 
 from precompile import format as fmt
 from precompile.errors import PackageError
-from precompile.package import CompilePackage
+from precompile.recorder import CompilePackage
 
 
 def _real_package() -> bytes:

@@ -7,9 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
 
 from conftest import DRIVER, Scenario
 from redis_server import RedisServer, redis_server  # noqa: F401 - the session fixture
@@ -24,7 +21,7 @@ def f(x):
 if os.environ.get("SLOW_COMPILE"):
     # Make this process's compile slow (and optionally die in the middle of it), so the
     # others are certain to find it compiling.
-    from precompile import package as _pkg
+    from precompile import recorder as _pkg
     _orig = _pkg.CompilePackage.add_guarded_code
     def _slow(self, *a, **k):
         print("COMPILING", flush=True)
