@@ -124,7 +124,8 @@ def _parents_problem(real: str) -> str | None:
         except OSError as e:
             return f"has a parent {parent} that cannot be checked ({e.strerror})"
         if st.st_uid not in (os.getuid(), 0):
-            return f"has a parent {parent} owned by another user (uid {st.st_uid}), who can replace it"
+            return (f"has a parent {parent} owned by another user (uid {st.st_uid}), "
+                    "who can replace it")
         if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
             return (f"has a parent {parent} that others can write (mode "
                     f"{stat.S_IMODE(st.st_mode):o}, not sticky), so they can replace {child}")

@@ -74,8 +74,8 @@ def _wrap(fn: Any, backend: Any, compile_kwargs: dict[str, Any], policy: Policy,
         fullgraph = bool(compile_kwargs.get("fullgraph", False))
         backend_obj = _torch.make_backend(backend, compile_kwargs.get("mode"),
                                           compile_kwargs.get("options"), dynamic)
-    impl = CachedFunction(target, backend_obj=backend_obj, fullgraph=fullgraph, dynamic=dynamic,
-                  policy=policy, preloaded=preloaded)
+    impl = CachedFunction(target, backend_obj=backend_obj, fullgraph=fullgraph,
+                          dynamic=dynamic, policy=policy, preloaded=preloaded)
     return _front(impl)
 
 

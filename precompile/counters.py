@@ -58,7 +58,8 @@ class Stats:
     def reset(self) -> None:
         for f in dataclasses.fields(self):
             if not f.name.startswith("_"):
-                setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
+                fresh = f.default_factory() if callable(f.default_factory) else f.default
+                setattr(self, f.name, fresh)
 
 
 STATS = Stats()
@@ -72,6 +73,7 @@ def warn_once(topic: str, message: str) -> None:
     if topic not in _WARNED:
         _WARNED.add(topic)
         log.warning("precompile: %s", message)
+
 
 # ------------------------------------------------------------------- stats file
 

@@ -51,7 +51,8 @@ class SourceRange:
 
     @property
     def where(self) -> str:
-        return f"{module_file_label(self.module)} lines {self.first_line}-{self.last_line - 1} ({self.qualname})"
+        lines = f"lines {self.first_line}-{self.last_line - 1}"
+        return f"{module_file_label(self.module)} {lines} ({self.qualname})"
 
 
 def module_file_label(module_name: str) -> str:

@@ -79,4 +79,3 @@ class Policy:
         return cls(store=the_store, strict=strict, eager_backward=eager_backward,
                    single_flight=single_flight, wait_timeout=wait_timeout,
                    signing_key=resolve_signing_key(signing_key))
-

@@ -90,10 +90,12 @@ from .guard_recording import (
 from .kernels import inductor_cache_dir, no_precompiled_headers, recording_kernel_libraries
 from .light_loads import light_inductor_imports
 
+
 # Where pickles written by earlier precompile releases look these up (functions in guard
 # state; a ``torch.save``d compiled module's guard-fail hook).
 from .compile import guard_fail_adapter as _guard_fail_adapter  # noqa: E402
 from .guard_recording import rebuild_function  # noqa: E402
+
 
 __all__ = [
     "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",

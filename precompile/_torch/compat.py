@@ -12,6 +12,7 @@ import re
 
 import torch
 
+
 # Releases whose internals tests/test_light_loads.py checked the light-load stand-ins against
 # (import graph, extern-kernel registry, WrapBackendDebug, cpp_extension paths). CI runs those
 # tests on each of them (.ci/run).

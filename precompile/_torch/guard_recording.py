@@ -11,7 +11,6 @@ import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-
 from ..names import shadowed_function as _shadowed_function
 
 
@@ -76,7 +75,7 @@ def rebuild_function(code: types.CodeType, module: str, name: str, qualname: str
 
 
 def _hook_guard_serialization() -> None:
-    """Two repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
+    """Repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
 
     * ``serialize_guards`` leaves out the identity guards kept live (``keep_guard_live_only``),
       and turns any error into a bypass of this entry (its reason kept for

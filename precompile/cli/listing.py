@@ -150,8 +150,8 @@ def inspect_dict(pkg: Pkg, *, guards: bool = True) -> dict[str, Any]:
     out["frames"] = [_frame_dict(pkg, fd, guards) for fd in manifest.get("frames", [])]
     out["artifacts"] = [_artifact_dict(bid, ad, blobs)
                         for bid, ad in sorted((manifest.get("artifacts") or {}).items())]
-    out["sources"] = [{k: s.get(k) for k in ("module", "qualname", "first_line", "last_line",
-                                              "sha256")} for s in manifest.get("sources", [])]
+    fields = ("module", "qualname", "first_line", "last_line", "sha256")
+    out["sources"] = [{k: s.get(k) for k in fields} for s in manifest.get("sources", [])]
     out["devices"] = manifest.get("devices", [])
     out["bypasses"] = manifest.get("bypasses", [])
     out["factors"] = pkg.meta.get("factors", {})
