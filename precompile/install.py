@@ -22,9 +22,8 @@ from typing import Any
 
 from cache_backends.local import write_atomically
 
-from . import _torch, identity, keys
+from . import _torch, identity
 from .context import PrecompileContext
-from .errors import SourceChangedError
 from .names import (_resolve_refs, _retarget_filename, module_dict, resolve_code,
                     resolve_importable)
 from .model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
@@ -67,15 +66,6 @@ class Installation:
         self._codes.clear()
         self._globals.clear()
         self.installed_entries = 0
-
-
-def check_sources(ranges: list[keys.SourceRange]) -> None:
-    """Raise SourceChangedError (naming files, lines and a diff) if any source a package
-    was compiled from has changed."""
-    changes = keys.changed_sources(ranges)
-    if changes:
-        raise SourceChangedError("source changed since the package was written: "
-                                 + "\n".join(changes), changes)
 
 
 def install(pkg: Package,

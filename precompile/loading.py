@@ -12,10 +12,9 @@ import types
 
 from cache_backends import CacheBackend
 
-from . import _torch, format
+from . import _torch, format, keys
 from .counters import warn_once
 from .errors import FormatError, IncompatibleError, PackageError, SourceChangedError, StoreError
-from .install import check_sources
 from .manifest import from_manifest
 from .model import Package
 
@@ -67,7 +66,7 @@ def verify(env: format.Envelope, main_code: types.CodeType, module: str,
         raise SourceChangedError(f"the source of {stored.get('function', 'the function')} "
                                  "changed since the package was written")
     pkg = from_manifest(main_code, module, stored, env.manifest, env.blobs)
-    check_sources(list(pkg.sources.values()))
+    _check_sources(list(pkg.sources.values()))
     created = env.meta.get("created", 0.0)
     pkg.created = float(created) if isinstance(created, (int, float)) else 0.0
     pkg.cpu_isa = env.meta.get("cpu_isa")
@@ -87,3 +86,12 @@ def _check_system(stored: dict[str, str], current: dict[str, str],
             raise IncompatibleError(
                 f"package was compiled for {device} {recorded}, this machine has "
                 f"{here or 'none'}; it will be recompiled here")
+
+
+def _check_sources(ranges: list[keys.SourceRange]) -> None:
+    """Raise SourceChangedError (naming files, lines and a diff) if any source a package
+    was compiled from has changed."""
+    changes = keys.changed_sources(ranges)
+    if changes:
+        raise SourceChangedError("source changed since the package was written: "
+                                 + "\n".join(changes), changes)
