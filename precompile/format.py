@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import struct
 import types
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -108,78 +109,121 @@ def sha256_hex(data: bytes) -> str:
 # ---------------------------------------------------------------------------- values
 
 
+def _encode_code(code: types.CodeType) -> bytes:
+    """Field by field, never pickled: decoding a code object then only calls
+    ``CodeType.replace`` and runs nothing."""
+    return _pack([getattr(code, name) for name in CODE_FIELDS])
+
+
+def _encode_frozenset(value: frozenset[Any]) -> bytes:
+    """Sorted by ``repr``: the same set always gives the same bytes, hence the same digest."""
+    return _pack(sorted(value, key=repr))
+
+
+# Exact type -> (ext code, payload). Exact: with ``strict_types`` a subclass (an IntEnum, a
+# namedtuple) reaches ``_default`` too and must be refused, not stored as its base type.
+# ``int`` only gets here when it does not fit in 64 bits.
+_ENCODERS: dict[type, tuple[int, Callable[[Any], bytes]]] = {
+    types.CodeType: (EXT_CODE, _encode_code),
+    tuple: (EXT_TUPLE, lambda value: _pack(list(value))),
+    frozenset: (EXT_FROZENSET, _encode_frozenset),
+    complex: (EXT_COMPLEX, lambda value: _pack([value.real, value.imag])),
+    type(Ellipsis): (EXT_ELLIPSIS, lambda value: b""),
+    int: (EXT_BIGINT, lambda value: str(value).encode()),
+    slice: (EXT_SLICE, lambda value: _pack([value.start, value.stop, value.step])),
+    ObjectRef: (EXT_REF, lambda value: value.name.encode()),
+    ValueRef: (EXT_VALUE, lambda value: _pack([value.kind, list(value.args)])),
+}
+
+
 def _default(obj: Any) -> msgpack.ExtType:
-    if isinstance(obj, types.CodeType):
-        fields = [getattr(obj, name) for name in CODE_FIELDS]
-        return msgpack.ExtType(EXT_CODE, _pack(fields))
-    if type(obj) is tuple:
-        return msgpack.ExtType(EXT_TUPLE, _pack(list(obj)))
-    if type(obj) is frozenset:
-        return msgpack.ExtType(EXT_FROZENSET, _pack(sorted(obj, key=repr)))
-    if type(obj) is complex:
-        return msgpack.ExtType(EXT_COMPLEX, _pack([obj.real, obj.imag]))
-    if obj is Ellipsis:
-        return msgpack.ExtType(EXT_ELLIPSIS, b"")
-    if type(obj) is int:  # only reached when it does not fit in 64 bits
-        return msgpack.ExtType(EXT_BIGINT, str(obj).encode())
-    if type(obj) is slice:
-        return msgpack.ExtType(EXT_SLICE, _pack([obj.start, obj.stop, obj.step]))
-    if type(obj) is ObjectRef:
-        return msgpack.ExtType(EXT_REF, obj.name.encode())
-    if type(obj) is ValueRef:
-        return msgpack.ExtType(EXT_VALUE, _pack([obj.kind, list(obj.args)]))
-    raise TypeError(f"precompile cannot store a value of type {type(obj).__name__}: {obj!r}")
+    """msgpack's hook for a value it has no type of its own for: an explicit ext tag, so a
+    reader knows exactly what it may build (see the module docstring)."""
+    try:
+        code, payload = _ENCODERS[type(obj)]
+    except KeyError:
+        raise TypeError(f"precompile cannot store a value of type {type(obj).__name__}: "
+                        f"{obj!r}") from None
+    return msgpack.ExtType(code, payload(obj))
+
+
+def _malformed(what: str) -> FormatError:
+    """A value that passed the checksum but has the wrong shape: written by a broken
+    precompile, or tampered with and re-checksummed. Nothing to repair, only to rewrite."""
+    return FormatError(f"malformed {what} in package; delete it and let precompile "
+                       "rewrite it")
+
+
+def _decode_code(data: bytes) -> types.CodeType:
+    """Rebuilt from the template with ``replace``, which validates the fields: a bad one is
+    a FormatError, never a crash or a half-built code object."""
+    fields = _unpack(data)
+    if not isinstance(fields, list) or len(fields) != len(CODE_FIELDS):
+        raise _malformed("code object")
+    try:
+        return _CODE_TEMPLATE.replace(**dict(zip(CODE_FIELDS, fields)))
+    except (TypeError, ValueError, OverflowError, SystemError) as e:
+        raise _malformed(f"code object ({e})") from None
+
+
+def _decode_bigint(data: bytes) -> int:
+    """Decimal text: Python's own parser bounds the digits (``sys.set_int_max_str_digits``)."""
+    try:
+        return int(data.decode())
+    except (UnicodeDecodeError, ValueError):
+        raise _malformed("integer") from None
+
+
+def _decode_ref(data: bytes) -> ObjectRef:
+    """Only the name: the format never imports; the installer resolves it."""
+    try:
+        return ObjectRef(data.decode())
+    except UnicodeDecodeError:
+        raise _malformed("object reference") from None
+
+
+def _decode_value(data: bytes) -> ValueRef:
+    """Only the kind and plain arguments: the installer decides whether it rebuilds them."""
+    kind, args = _pair(_unpack(data), 2)
+    if not isinstance(kind, str):
+        raise _malformed("value")
+    return ValueRef(kind, tuple(_as_list(args)))
+
+
+# Ext code -> what builds the value. Codes are never renumbered (see EXT_CODE).
+_DECODERS: dict[int, Callable[[bytes], Any]] = {
+    EXT_CODE: _decode_code,
+    EXT_TUPLE: lambda data: tuple(_as_list(_unpack(data))),
+    EXT_FROZENSET: lambda data: frozenset(_as_list(_unpack(data))),
+    EXT_COMPLEX: lambda data: complex(*_pair(_unpack(data), 2)),
+    EXT_ELLIPSIS: lambda data: Ellipsis,
+    EXT_BIGINT: _decode_bigint,
+    EXT_SLICE: lambda data: slice(*_pair(_unpack(data), 3)),
+    EXT_REF: _decode_ref,
+    EXT_VALUE: _decode_value,
+}
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
-    if code == EXT_CODE:
-        fields = _unpack(data)
-        if not isinstance(fields, list) or len(fields) != len(CODE_FIELDS):
-            raise FormatError("malformed code object in package")
-        try:
-            return _CODE_TEMPLATE.replace(**dict(zip(CODE_FIELDS, fields)))
-        except (TypeError, ValueError, OverflowError, SystemError) as e:
-            raise FormatError(f"malformed code object in package: {e}") from None
-    if code == EXT_TUPLE:
-        return tuple(_as_list(_unpack(data)))
-    if code == EXT_FROZENSET:
-        return frozenset(_as_list(_unpack(data)))
-    if code == EXT_COMPLEX:
-        real, imag = _pair(_unpack(data), 2)
-        return complex(real, imag)
-    if code == EXT_ELLIPSIS:
-        return Ellipsis
-    if code == EXT_BIGINT:
-        try:
-            return int(data.decode())
-        except (UnicodeDecodeError, ValueError):
-            raise FormatError("malformed integer in package") from None
-    if code == EXT_SLICE:
-        start, stop, step = _pair(_unpack(data), 3)
-        return slice(start, stop, step)
-    if code == EXT_REF:
-        try:
-            return ObjectRef(data.decode())
-        except UnicodeDecodeError:
-            raise FormatError("malformed object reference in package") from None
-    if code == EXT_VALUE:
-        kind, args = _pair(_unpack(data), 2)
-        if not isinstance(kind, str):
-            raise FormatError("malformed value in package")
-        return ValueRef(kind, tuple(_as_list(args)))
-    raise FormatError(f"unknown value type {code} in package (written by a newer precompile?)")
+    """msgpack's hook for an ext value: only the tags above build anything; an unknown one
+    is refused rather than guessed at."""
+    decoder = _DECODERS.get(code)
+    if decoder is None:
+        raise FormatError(f"unknown value type {code} in package (written by a newer "
+                          "precompile?); upgrade precompile or delete the package")
+    return decoder(data)
 
 
 def _pair(value: Any, n: int) -> list[Any]:
     items = _as_list(value)
     if len(items) != n:
-        raise FormatError("malformed value in package")
+        raise _malformed("value")
     return items
 
 
 def _as_list(value: Any) -> list[Any]:
     if not isinstance(value, list):
-        raise FormatError("malformed container in package")
+        raise _malformed("container")
     return value
 
 
@@ -240,28 +284,54 @@ def read_header(data: bytes) -> tuple[int, int, int]:
 
 
 def decode(data: bytes, signing_key: bytes | None = None) -> Envelope:
-    """Verify and decode a package. Raises FormatError / IntegrityError, nothing else."""
+    """Verify and decode a package. Raises FormatError / IntegrityError, nothing else.
+
+    Length, checksum and signature are all checked before a single byte of the body is
+    decoded; each blob is checked against its own digest after."""
     data = bytes(data)
     _, flags, body_len = read_header(data)
     end = _HEADER.size + body_len
+    _check_length(data, flags, end)
+    _check_digest(data, end)
+    _check_signature(data, flags, end + _DIGEST_LEN, signing_key)
+    meta, manifest, blobs = _split_body(_unpack(data[_HEADER.size:end]))
+    _check_blobs(blobs)
+    return Envelope(meta=meta, manifest=manifest, blobs=blobs)
+
+
+def _check_length(data: bytes, flags: int, end: int) -> None:
+    """The file is exactly header + body + digest (+ signature): a cut or padded file is
+    refused before its digest is even looked for in the wrong place."""
     expected = end + _DIGEST_LEN + (_DIGEST_LEN if flags & FLAG_SIGNED else 0)
     if len(data) != expected:
         raise FormatError(f"package is {len(data)} bytes but its header says {expected}: "
-                          "truncated or padded")
+                          "truncated or padded; delete it and let precompile rewrite it")
+
+
+def _check_digest(data: bytes, end: int) -> None:
+    """The trailing sha256 covers header and body: any flipped bit is caught here."""
     if hashlib.sha256(data[:end]).digest() != data[end:end + _DIGEST_LEN]:
         raise IntegrityError("package checksum mismatch: the file was changed or corrupted "
                              "after it was written; delete it and let precompile rewrite it")
-    _check_signature(data, flags, end + _DIGEST_LEN, signing_key)
-    body = _unpack(data[_HEADER.size:end])
+
+
+def _split_body(body: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, bytes]]:
+    """``meta``, ``manifest`` and ``blobs`` of a decoded body, each checked to be a map: the
+    readers after this index into them without checking again."""
     if not isinstance(body, dict) or not {"meta", "manifest", "blobs"} <= body.keys():
-        raise FormatError("package body lacks meta/manifest/blobs")
-    meta, manifest, blobs = body["meta"], body["manifest"], body["blobs"]
-    if not isinstance(meta, dict) or not isinstance(manifest, dict) or not isinstance(blobs, dict):
-        raise FormatError("package body has the wrong shape")
+        raise _malformed("body (no meta/manifest/blobs)")
+    parts = body["meta"], body["manifest"], body["blobs"]
+    if not all(isinstance(part, dict) for part in parts):
+        raise _malformed("body (meta/manifest/blobs of the wrong shape)")
+    return parts
+
+
+def _check_blobs(blobs: dict[Any, Any]) -> None:
+    """Each blob is addressed by its own sha256, so one can never be swapped for another."""
     for digest, blob in blobs.items():
         if not isinstance(blob, bytes) or sha256_hex(blob) != digest:
-            raise IntegrityError(f"blob {str(digest)[:12]}... does not match its sha256")
-    return Envelope(meta=meta, manifest=manifest, blobs=blobs)
+            raise IntegrityError(f"blob {str(digest)[:12]}... does not match its sha256; "
+                                 "delete the package and let precompile rewrite it")
 
 
 def _check_signature(data: bytes, flags: int, signed_end: int, key: bytes | None) -> None:

@@ -271,18 +271,29 @@ def _parse_node(node: ast.AST, source: str) -> GuardPath:
 
 
 def _as_root(node: ast.AST, source: str) -> tuple[str, str] | None:
+    """``(root, name)`` if ``node`` is where a path starts, None if it is a step."""
     if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
             and node.value.id in _ROOTS):
-        if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
-            raise _refuse(source, node)
-        return node.value.id, node.slice.value
+        return _scope_root(node, node.value.id, source)
     if isinstance(node, ast.Call) and _func_name(node) == "__import__":
-        args = _call_args(node, 1, source)
-        name = args[0].value if isinstance(args[0], ast.Constant) else None
-        if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
-            raise _refuse(source, node)
-        return "import", name
+        return _import_root(node, source)
     return None
+
+
+def _scope_root(node: ast.Subscript, scope: str, source: str) -> tuple[str, str]:
+    """``L['x']`` or ``G['x']``: the name is a string constant, never a computed key."""
+    if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
+        raise _refuse(source, node)
+    return scope, node.slice.value
+
+
+def _import_root(node: ast.Call, source: str) -> tuple[str, str]:
+    """``__import__('pkg.mod')``: a dotted name only (looked up, never imported)."""
+    (arg,) = _call_args(node, 1, source)
+    name = arg.value if isinstance(arg, ast.Constant) else None
+    if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+        raise _refuse(source, node)
+    return "import", name
 
 
 def _outer_step(node: ast.AST, source: str, steps: list[Step]) -> ast.AST:
@@ -350,12 +361,24 @@ _LITERAL_TYPES = (str, int, float, bytes, bool, type(None), slice)
 def _literal(node: ast.AST, source: str) -> Any:
     """A constant key: what ``repr`` of a str/int/float/bytes/bool/None/tuple/slice gives."""
     if isinstance(node, ast.Call) and _func_name(node) == "slice" and not node.keywords:
-        parts = [_literal(a, source) for a in node.args]
-        if len(parts) > 3 or not all(p is None or type(p) is int for p in parts):
-            raise _refuse(source, node)
-        return slice(*parts)
+        return _slice_literal(node, source)
     if isinstance(node, ast.Tuple):
         return tuple(_literal(e, source) for e in node.elts)
+    return _constant(node, source)
+
+
+def _slice_literal(node: ast.Call, source: str) -> slice:
+    """``slice(start, stop, step)``, as ``repr`` spells a slice key: ``literal_eval`` reads
+    no calls, so this one call is read here, with int or None bounds only."""
+    parts = [_literal(a, source) for a in node.args]
+    if len(parts) > 3 or not all(p is None or type(p) is int for p in parts):
+        raise _refuse(source, node)
+    return slice(*parts)
+
+
+def _constant(node: ast.AST, source: str) -> Any:
+    """One literal, read by ``ast.literal_eval`` (which evaluates nothing) and limited to
+    the types a key can have: ``literal_eval`` also builds lists, dicts and sets."""
     try:
         value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):

@@ -162,25 +162,18 @@ def _target_code(frame: FrameRecord, pkg: Package,
 def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
                    target: types.CodeType, scope: dict[str, Any], inst: Installation,
                    backends: dict[str, Callable[..., Any]]) -> str | None:
-    for alias, ref in entry.import_sources.items():
-        if not _place_global(scope, alias, resolve_importable(ref), inst):
-            return f"global {alias} names something else"
-    at_call: list[tuple[str, str]] = []
-    for check in entry.identity_checks:
-        ok, detail = identity.check_before_call(check.source, check.fingerprint, scope)
-        if ok is None:
-            at_call.append((check.source, check.fingerprint))
-        elif not ok:
-            return f"{check.source} is no longer the object it was compiled for ({detail})"
-    for backend_id in entry.backend_ids:
-        if backend_id not in backends:
-            art = pkg.artifacts.get(backend_id)
-            if art is None:
-                return f"compiled graph {backend_id[:24]} is missing from the package"
-            with _torch.no_precompiled_headers():
-                backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
-        if not _place_global(scope, backend_id, backends[backend_id], inst):
-            return f"global {backend_id} is taken"
+    """Attach one stored entry to ``target``, or return why it is skipped. The globals it
+    places are recorded in ``inst`` as they go, so a skipped entry leaves nothing behind
+    that ``uninstall`` does not remove."""
+    why = _place_import_aliases(entry, scope, inst)
+    if why is not None:
+        return why
+    at_call, why = _check_identities(entry, scope)
+    if why is not None:
+        return why
+    why = _place_backends(pkg, entry, scope, inst, backends)
+    if why is not None:
+        return why
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
         lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail)
@@ -192,6 +185,48 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)
     inst.installed_entries += 1
+    return None
+
+
+def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any],
+                          inst: Installation) -> str | None:
+    """The objects Dynamo placed in the module for the bytecode, found again by name; why
+    not when an alias is already taken by something else (the bytecode would call that)."""
+    for alias, ref in entry.import_sources.items():
+        if not _place_global(scope, alias, resolve_importable(ref), inst):
+            return f"global {alias} names something else"
+    return None
+
+
+def _check_identities(entry: GuardedEntry,
+                      scope: dict[str, Any]) -> tuple[list[tuple[str, str]], str | None]:
+    """Check now what the module's globals can tell (a stale global skips the entry before
+    anything is attached); the (source, fingerprint) checks that read the call's locals
+    come back to run at every call instead."""
+    at_call: list[tuple[str, str]] = []
+    for check in entry.identity_checks:
+        ok, detail = identity.check_before_call(check.source, check.fingerprint, scope)
+        if ok is None:
+            at_call.append((check.source, check.fingerprint))
+        elif not ok:
+            return [], f"{check.source} is no longer the object it was compiled for ({detail})"
+    return at_call, None
+
+
+def _place_backends(pkg: Package, entry: GuardedEntry, scope: dict[str, Any],
+                    inst: Installation, backends: dict[str, Callable[..., Any]]) -> str | None:
+    """Put each compiled graph the bytecode calls under its global name. ``backends`` holds
+    the graphs already loaded for this install: entries share graphs, and loading one is
+    the expensive part."""
+    for backend_id in entry.backend_ids:
+        if backend_id not in backends:
+            art = pkg.artifacts.get(backend_id)
+            if art is None:
+                return f"compiled graph {backend_id[:24]} is missing from the package"
+            with _torch.no_precompiled_headers():
+                backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
+        if not _place_global(scope, backend_id, backends[backend_id], inst):
+            return f"global {backend_id} is taken"
     return None
 
 

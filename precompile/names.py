@@ -206,12 +206,32 @@ def importable_name(value: Any) -> str | None:
     """How another process finds ``value`` by name: ``"pkg.mod"`` for a module,
     ``"pkg.mod:Qual.name"`` for an object importing that name gives back; else None."""
     if isinstance(value, types.ModuleType):
-        return value.__name__ if sys.modules.get(value.__name__) is value else None
+        return _module_name(value)
     if isinstance(value, types.MethodType):  # e.g. a namedtuple class's bound ``_make``
         return _method_name(value)
     if isinstance(value, enum.Enum):
-        owner = importable_name(type(value))
-        return f"{owner}.{value.name}" if owner and getattr(type(value), value.name, None) is value else None
+        return _enum_member_name(value)
+    return _qualified_name(value)
+
+
+def _module_name(module: types.ModuleType) -> str | None:
+    """A module's name, if importing it gives this very module (not one built by hand or
+    since replaced in ``sys.modules``)."""
+    return module.__name__ if sys.modules.get(module.__name__) is module else None
+
+
+def _enum_member_name(member: enum.Enum) -> str | None:
+    """``"pkg.mod:Cls.NAME"``: a member has no ``__qualname__`` of its own, so it is found
+    through its class, and only if that attribute is this member."""
+    owner = importable_name(type(member))
+    if not owner or getattr(type(member), member.name, None) is not member:
+        return None
+    return f"{owner}.{member.name}"
+
+
+def _qualified_name(value: Any) -> str | None:
+    """``"module:qualname"`` if walking that name gives ``value`` back: a function made
+    inside another (``<locals>``) or a global since rebound has no name that finds it."""
     module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None

@@ -194,18 +194,24 @@ class _Saver:
     def flush(self, timeout: float | None = None) -> None:
         """Save everything pending in the calling thread, then wait for in-flight saves."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        for item in self._take_dirty():
+            _save_logged(item, deadline, "save")
+        self._wait_idle(deadline)
+
+    def _take_dirty(self) -> set[PackageWriter]:
+        """The writers queued for the thread, plus every live one with unsaved changes: at
+        exit the thread may never get to them, and a lazy backward may have arrived since."""
         with self._cond:
-            items = list(self._pending)
+            items = set(self._pending)
             self._pending.clear()
-        items += [w for w in list(_LIVE) if w.needs_save()]
-        for item in set(items):
-            try:
-                item.save_now(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001
-                log.warning("precompile: save failed", exc_info=True)
+        return items | {w for w in list(_LIVE) if w.needs_save()}
+
+    def _wait_idle(self, deadline: float | None) -> None:
+        """Wait until no background save is running (or ``deadline`` passes): a save the
+        thread started must not be cut off by the exit that called ``flush``."""
         with self._cond:
             while self._busy:
-                left = None if deadline is None else deadline - time.monotonic()
+                left = _seconds_left(deadline)
                 if left is not None and left <= 0:
                     break
                 self._cond.wait(timeout=left)
@@ -226,14 +232,26 @@ class _Saver:
             for item in list(_LIVE):
                 if item._saving_in == interrupted or not item.needs_save():
                     continue
-                try:
-                    item.save_now(timeout=max(0.0, deadline - time.monotonic()))
-                except Exception:  # noqa: BLE001
-                    log.warning("precompile: save on SIGTERM failed", exc_info=True)
+                _save_logged(item, deadline, "save on SIGTERM")
 
         helper = threading.Thread(target=save_all, name="precompile-sigterm-save", daemon=True)
         helper.start()
         helper.join(timeout)
+
+
+def _seconds_left(deadline: float | None) -> float | None:
+    """What is left of ``deadline`` (a ``time.monotonic`` value) as a timeout: never below
+    zero, and None (wait as long as it takes) when there is no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _save_logged(writer: PackageWriter, deadline: float | None, what: str) -> None:
+    """One save by ``deadline`` that never raises: a failed save is logged and the other
+    packages still get theirs (this runs at exit and from the SIGTERM handler)."""
+    try:
+        writer.save_now(_seconds_left(deadline))
+    except Exception:  # noqa: BLE001 - one failed save must not stop the others
+        log.warning("precompile: %s failed", what, exc_info=True)
 
 
 _SAVER = _Saver()

@@ -42,26 +42,41 @@ def placed_globals(code: types.CodeType, mod: types.ModuleType, known: set[str],
     """Add to ``import_sources`` every global Dynamo placed in ``mod`` for this entry (not
     in ``known``: the module's own names and the entry's graphs, aliases and resume
     functions); returns why not when one cannot be found again by name."""
-    scope = mod.__dict__
+    why = _bytecode_globals(code, mod.__dict__, known, import_sources)
+    if why is None:
+        _guard_only_globals(mod, known, import_sources)
+    return why
+
+
+def _bytecode_globals(code: types.CodeType, scope: dict[str, Any], known: set[str],
+                      import_sources: dict[str, str]) -> str | None:
+    """Globals the entry's bytecode reads that Dynamo put into the module
+    (``install_global_by_id``: a module, or a class to rebuild an output with). The
+    bytecode cannot run without them, so one with no name makes the entry unstorable."""
     for name in global_names(code):
         if name in known or name.startswith("__builtins_dict__") or name not in scope:
             continue
-        # Dynamo put an object into the module's globals for its bytecode
-        # (install_global_by_id: a module, or a class to rebuild an output with).
         ref = importable_name(scope[name])
         if ref is None:
             return f"its bytecode needs the runtime-only global {name!r}"
         import_sources[name] = ref
-    for name in scope.keys() - known:
-        # Globals only guards read, which Dynamo installs by id: a module it reaches an
-        # attribute through (torch 2.15 guards ``G['_<id>_c0'].Tensor``), or a namedtuple's
-        # ``__new__`` scope, where what it looks up is guarded. Stored by name when they
-        # have one; otherwise the guards that read them fail the install (never a guess).
-        if _DYNAMO_BY_ID.match(name) and name not in import_sources:
-            ref = importable_name(scope[name]) or _namedtuple_scope_ref(scope[name], mod)
-            if ref is not None:
-                import_sources[name] = ref
     return None
+
+
+def _guard_only_globals(mod: types.ModuleType, known: set[str],
+                        import_sources: dict[str, str]) -> None:
+    """Globals only guards read, which Dynamo installs by id: a module it reaches an
+    attribute through (torch 2.15 guards ``G['_<id>_c0'].Tensor``), or a namedtuple's
+    ``__new__`` scope, where what it looks up is guarded. Stored by name when they have one;
+    otherwise the guards that read them fail the install (never a guess), so a missing name
+    is no reason to refuse the entry here."""
+    scope = mod.__dict__
+    for name in scope.keys() - known:
+        if not _DYNAMO_BY_ID.match(name) or name in import_sources:
+            continue
+        ref = importable_name(scope[name]) or _namedtuple_scope_ref(scope[name], mod)
+        if ref is not None:
+            import_sources[name] = ref
 
 
 def identity_checks(checks: list[tuple[str, str, Any]]) -> list[IdentityCheck]:
