@@ -24,8 +24,8 @@ from cache_backends.local import write_atomically
 
 from . import _torch, identity
 from .context import PrecompileContext
-from .names import (_resolve_refs, _retarget_filename, module_dict, resolve_code,
-                    resolve_importable)
+from .bytecode import resolve_refs, retarget_filename
+from .names import module_dict, resolve_code, resolve_importable
 from .model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
 
 log = logging.getLogger("precompile")
@@ -143,7 +143,7 @@ def _target_code(frame: FrameRecord, pkg: Package,
         return pkg.main_code
     if frame.role == ROLE_RESUME:
         code = inst._resume_codes.setdefault(
-            (frame.module, frame.fingerprint), _retarget_filename(frame.code, frame.module))
+            (frame.module, frame.fingerprint), retarget_filename(frame.code, frame.module))
         scope = module_dict(frame.module)
         if scope is None or not frame.global_name:
             inst.skipped.append(f"{frame.qualname}: cannot place resume function")
@@ -180,7 +180,7 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
-    code = _retarget_filename(_resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
+    code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _skip_namedtuple_make(code)
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)

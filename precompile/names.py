@@ -6,8 +6,9 @@ objects (``resolve_code``, ``resolve_importable``). Every walk of a ``__wrapped_
 (``layers``) and of a dotted qualified name (``walk_qualname``) is here, so the recorder, the
 installer, the keys and the CLI agree on what "the same function" means.
 
-``_torch`` imports this module (to pickle functions by name), so the few helpers here that
-need a torch entry point import ``_torch`` when called.
+``_torch`` imports this module (to pickle functions by name), so the one helper here that
+needs a torch entry point imports ``_torch`` when called. Rewriting the bytecode itself for
+storage is ``bytecode.py``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-from . import format
 
 # Wrapper chains longer than this are treated as loops (a ``__wrapped__`` that makes a new
 # object on every read would otherwise never end).
@@ -313,86 +313,3 @@ def closure_fingerprint(target: Any) -> str | None:
         except ValueError:  # an empty cell
             parts.append("empty")
     return ";".join(parts) or None
-
-
-# ------------------------------------------------------------ bytecode rewriting
-
-
-def global_names(code: types.CodeType) -> Iterator[str]:
-    """Every name ``code`` and its nested code objects read or write."""
-    yield from code.co_names
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from global_names(const)
-
-
-def _rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:
-    """Replace global names (resume functions) in ``code`` and its nested code objects."""
-    if not rename:
-        return code
-    names = tuple(rename.get(n, n) for n in code.co_names)
-    consts = tuple(_rename_globals(c, rename) if isinstance(c, types.CodeType) else c
-                   for c in code.co_consts)
-    if names == code.co_names and consts == code.co_consts:
-        return code
-    return code.replace(co_names=names, co_consts=consts)
-
-
-def _code_with_refs(code: types.CodeType) -> types.CodeType | str:
-    """``code`` with every constant the format cannot hold replaced by a reference it can:
-    a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes), an ``ObjectRef``
-    for objects found by name (a namedtuple's ``_make``, a class, an enum member). Returns
-    why not (naming the constant's type) when a constant is neither."""
-    from . import _torch
-
-    consts = []
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            c = _code_with_refs(c)
-            if isinstance(c, str):
-                return c
-        elif not format.storable(c):
-            ref = _torch.value_ref(c)
-            if ref is None:
-                name = importable_name(c)
-                if name is None:
-                    return (f"its bytecode holds a constant of type {type(c).__qualname__} "
-                            f"({_short_repr(c)}) that is neither plain data nor importable "
-                            "by name")
-                ref = format.ObjectRef(name)
-            c = ref
-        consts.append(c)
-    return code.replace(co_consts=tuple(consts))
-
-
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not stop a save
-        text = object.__repr__(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _resolve_refs(code: types.CodeType) -> types.CodeType:
-    """Stored code with its ``ObjectRef`` and ``ValueRef`` constants replaced by the objects
-    they name (raises if one is gone: the entry is then not installed)."""
-    from . import _torch
-
-    consts = tuple(_resolve_refs(c) if isinstance(c, types.CodeType)
-                   else resolve_importable(c.name) if isinstance(c, format.ObjectRef)
-                   else _torch.rebuild_value(c) if isinstance(c, format.ValueRef) else c
-                   for c in code.co_consts)
-    return code if consts == code.co_consts else code.replace(co_consts=consts)
-
-
-def _retarget_filename(code: types.CodeType, module_name: str,
-                       filename: str | None = None) -> types.CodeType:
-    """Point stored code at this machine's copy of the source file (for tracebacks)."""
-    if filename is None:
-        mod = sys.modules.get(module_name)
-        filename = getattr(mod, "__file__", None)
-    if not filename or code.co_filename == filename:
-        return code
-    consts = tuple(_retarget_filename(c, module_name, filename)
-                   if isinstance(c, types.CodeType) else c for c in code.co_consts)
-    return code.replace(co_filename=filename, co_consts=consts)

@@ -30,7 +30,8 @@ from .context import BackendArtifact, PrecompileContext
 from .counters import STATS
 from .manifest import from_manifest
 from .model import ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry, Package, merge
-from .names import _code_with_refs, _rename_globals, code_fingerprint
+from .bytecode import code_with_refs, rename_globals
+from .names import code_fingerprint
 from .pending_entry import PendingEntry, never_raises, report_bypass
 from .recorder_hook import KeptByDynamo, _no_recorder
 
@@ -273,8 +274,8 @@ class CompilePackage(KeptByDynamo, Package):
         with self.lock:
             # Dynamo numbers resume functions per process; give them unique stored names so a
             # later process's own resume functions can never shadow ours.
-            dynamo_code = _rename_globals(dynamo_code, self._resume_names)
-        stored_code = _code_with_refs(dynamo_code)
+            dynamo_code = rename_globals(dynamo_code, self._resume_names)
+        stored_code = code_with_refs(dynamo_code)
         if isinstance(stored_code, str):
             pending.bypass_reason = stored_code
             report_bypass(self, pending)

@@ -15,7 +15,8 @@ from typing import Any
 
 from .context import PrecompileContext
 from .model import IdentityCheck
-from .names import global_names, importable_name, object_fingerprint
+from .bytecode import global_names
+from .names import importable_name, object_fingerprint
 
 _NO_ARTIFACT = ("the backend produced no storable artifact (precompile stores backends that go "
                 "through AOTAutograd, such as inductor and aot_eager, and backend='eager')")

@@ -91,8 +91,8 @@ def test_objects_in_code_are_stored_by_name_and_resolved() -> None:
     import collections
     import types
 
-    from precompile.install import _resolve_refs
-    from precompile.names import _code_with_refs, importable_name
+    from precompile.bytecode import code_with_refs, resolve_refs
+    from precompile.names import importable_name
 
     Pair = collections.namedtuple("Pair", "a b")
     globals()["_PairForTest"] = Pair
@@ -107,13 +107,13 @@ def test_objects_in_code_are_stored_by_name_and_resolved() -> None:
         def make_pair():
             return 0
         code = make_pair.__code__.replace(co_consts=(None, Pair._make))
-        stored = _code_with_refs(code)
+        stored = code_with_refs(code)
         assert stored is not None and fmt.ObjectRef(f"{__name__}:_PairForTest._make") in stored.co_consts
-        why = _code_with_refs(code.replace(co_consts=(None, object())))
+        why = code_with_refs(code.replace(co_consts=(None, object())))
         assert isinstance(why, str) and "of type object" in why
 
         data = fmt.encode({}, {"code": stored}, {})
-        back = _resolve_refs(fmt.decode(data).manifest["code"])
+        back = resolve_refs(fmt.decode(data).manifest["code"])
         assert back.co_consts == (None, Pair._make)
         assert isinstance(back, types.CodeType)
     finally:
@@ -125,17 +125,16 @@ def test_torch_values_in_code_round_trip():
     transformed bytecode; they are stored as plain data or by name and rebuilt exactly."""
     import torch
 
-    from precompile.install import _resolve_refs
-    from precompile.names import _code_with_refs
+    from precompile.bytecode import code_with_refs, resolve_refs
 
     values = (torch.device("cpu"), torch.device("cuda", 1), torch.float16, torch.bfloat16,
               torch.Size([2, 3]), torch.Size([]), torch.strided, torch.channels_last,
               _ColorForTest.RED)
     code = (lambda: None).__code__.replace(co_consts=(None, *values))
-    stored = _code_with_refs(code)
+    stored = code_with_refs(code)
     assert isinstance(stored, types.CodeType)
     assert all(fmt.storable(c) for c in stored.co_consts)
-    back = _resolve_refs(fmt.decode(fmt.encode({}, {"code": stored}, {})).manifest["code"])
+    back = resolve_refs(fmt.decode(fmt.encode({}, {"code": stored}, {})).manifest["code"])
     assert back.co_consts == (None, *values)
     assert [type(c) for c in back.co_consts[1:]] == [type(v) for v in values]
     assert back.co_consts[-1] is _ColorForTest.RED
