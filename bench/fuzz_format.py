@@ -76,7 +76,7 @@ def main() -> int:
 
     from precompile import format as fmt
     from precompile.errors import PackageError
-    from precompile.recorder import CompilePackage
+    from precompile.manifest import from_manifest
 
     workdir = tempfile.mkdtemp(prefix="precompile-fuzz-")
     data = real_package(workdir)
@@ -92,7 +92,7 @@ def main() -> int:
 
     def read(blob: bytes) -> None:
         env = fmt.decode(blob)
-        CompilePackage.from_manifest(main_code, "m", {}, env.manifest, env.blobs)
+        from_manifest(main_code, "m", {}, env.manifest, env.blobs)
 
     def bytes_mode() -> None:
         b = bytearray(data)

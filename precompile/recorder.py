@@ -26,11 +26,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _torch, keys, storable
+from .bytecode import code_with_refs, rename_globals
 from .context import BackendArtifact, PrecompileContext
 from .counters import STATS
-from .manifest import from_manifest
 from .model import ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry, Package, merge
-from .bytecode import code_with_refs, rename_globals
 from .names import code_fingerprint
 from .pending_entry import PendingEntry, never_raises, report_bypass
 from .recorder_hook import KeptByDynamo, _no_recorder
@@ -59,9 +58,6 @@ class CompilePackage(KeptByDynamo, Package):
     protocol). Dynamo, the background saver and the first call reach it from several
     threads: every change happens under ``lock`` and bumps ``version``. Copies of a compiled
     module share it, pickles drop it (see ``recorder_hook.py``)."""
-
-    # tests/test_fuzz.py and bench/fuzz_format.py validate manifests through this name.
-    from_manifest = staticmethod(from_manifest)
 
     def __init__(self, main_code: types.CodeType, module: str, key: str,
                  factors: dict[str, str], *, eager_backward: bool = True,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from precompile import format as fmt
 from precompile.errors import PackageError
-from precompile.recorder import CompilePackage
+from precompile.manifest import from_manifest
 
 
 def _real_package() -> bytes:
@@ -51,7 +51,7 @@ def _no_unpickling(monkeypatch):
 
 def _read(data: bytes) -> None:
     env = fmt.decode(data)
-    CompilePackage.from_manifest(_MAIN, "m", {}, env.manifest, env.blobs)
+    from_manifest(_MAIN, "m", {}, env.manifest, env.blobs)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
