@@ -92,12 +92,19 @@ def _hook_guard_serialization() -> None:
     """
     from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
 
-    original = CheckFunctionManager.__dict__["serialize_guards"]
-    if getattr(original, "_precompile_hooked", False):
+    if getattr(CheckFunctionManager.__dict__["serialize_guards"], "_precompile_hooked", False):
         return
-    original_reduce = GuardsStatePickler.__dict__["reducer_override"]
+    GuardsStatePickler.reducer_override = _pickling_functions_by_code(  # type: ignore
+        GuardsStatePickler.__dict__["reducer_override"])
+    CheckFunctionManager.serialize_guards = _serializing_for_a_package(  # type: ignore
+        CheckFunctionManager.__dict__["serialize_guards"])
 
-    @functools.wraps(original_reduce)
+
+def _pickling_functions_by_code(original: Any) -> Any:
+    """``GuardsStatePickler.reducer_override`` that pickles nested and decorator-shadowed
+    functions through ``rebuild_function`` while recording (not precompile's own front
+    functions, which keep Dynamo's placeholder)."""
+    @functools.wraps(original)
     def reducer_override(self: Any, obj: Any) -> Any:
         if getattr(_RECORDING, "depth", 0) and inspect.isfunction(obj) and (
                 "<locals>" in obj.__qualname__ or _shadowed_function(obj)) and not hasattr(
@@ -105,10 +112,14 @@ def _hook_guard_serialization() -> None:
             return rebuild_function, (
                 obj.__code__, obj.__module__, obj.__name__, obj.__qualname__, obj.__defaults__,
                 obj.__kwdefaults__, obj.__closure__)
-        return original_reduce(self, obj)
+        return original(self, obj)
 
-    GuardsStatePickler.reducer_override = reducer_override  # type: ignore[method-assign]
+    return reducer_override
 
+
+def _serializing_for_a_package(original: Any) -> Any:
+    """``CheckFunctionManager.serialize_guards`` that, while recording, leaves out the
+    live-only guards and turns any failure into a bypass of the entry."""
     @functools.wraps(original)
     def serialize_guards(self: Any, builder: Any, sorted_guards: list[Any],
                          output_graph: Any) -> bytes:
@@ -127,7 +138,7 @@ def _hook_guard_serialization() -> None:
             return b""
 
     serialize_guards._precompile_hooked = True  # type: ignore[attr-defined]
-    CheckFunctionManager.serialize_guards = serialize_guards  # type: ignore[method-assign]
+    return serialize_guards
 
 
 def take_guard_failure() -> str | None:
