@@ -200,9 +200,9 @@ def _namedtuple_fields(value: Any, _: Any, roots: Roots) -> Any:
 
 
 def _dataclass_fields(value: Any, _: Any, roots: Roots) -> Any:
-    from torch._dynamo.guards import dataclass_fields
+    from . import _torch  # only a path through a dataclass needs torch
 
-    return dataclass_fields(value)
+    return _torch.dataclass_fields(value)
 
 
 # Dynamo helper called as ``helper(path, key)``: which step, and whether the key may be a path.

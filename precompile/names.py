@@ -91,13 +91,17 @@ def _inner(obj: Any, wrapped_only: bool) -> Any:
             return obj.func
     if hasattr(obj, "__wrapped__"):
         return obj.__wrapped__
-    return None if wrapped_only else getattr(obj, "_torchdynamo_orig_callable", None)
+    if wrapped_only:
+        return None
+    from . import _torch  # imported here: _torch imports this module
+
+    return _torch.compiled_original(obj)
 
 
 def layers(obj: Any, *, wrapped_only: bool = False) -> Iterator[Any]:
     """``obj``, then each object it wraps, outermost first: through descriptors, bound
     methods, partials, ``functools.wraps`` (``__wrapped__``) and ``torch.compile``
-    (``_torchdynamo_orig_callable``); with ``wrapped_only``, through ``__wrapped__`` alone
+    (``_torch.compiled_original``); with ``wrapped_only``, through ``__wrapped__`` alone
     (``inspect.unwrap``'s rule). Raises ValueError when the chain loops."""
     seen: list[Any] = []  # the objects themselves: a freed layer's id could come back
     while obj is not None:

@@ -8,7 +8,9 @@ the measurement itself would change what it measures. ``count_engine_work`` wrap
 function when its module is first imported (an import hook), or at once if it already is.
 
 No torch import here, and nothing from the rest of precompile: ``bench/`` loads this file by
-path so that PyTorch-only benchmark modes are measured without importing precompile.
+path so that PyTorch-only benchmark modes are measured without importing precompile. That is
+why the probed torch internals are named here and not in ``_torch`` (the one exception,
+allowed by name in tests/test_engine_layer.py); the library never imports this module.
 """
 from __future__ import annotations
 

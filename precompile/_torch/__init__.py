@@ -51,6 +51,7 @@ from .compile import (
     CompiledParts,
     bundle_lazy_backwards,
     cacheable_graph_calls,
+    compiled_original,
     describe_backend,
     dynamo_skips_frame_after,
     functorch_patch,
@@ -78,7 +79,7 @@ from .environment import (
     system_info,
     tensor_device_types,
 )
-from .guard_loading import load_guard_manager, unpickle_guards_state
+from .guard_loading import dataclass_fields, load_guard_manager, unpickle_guards_state
 from .guard_recording import (
     IDENTITY_GUARD_TYPES,
     forget_live_only,
@@ -100,7 +101,7 @@ from .guard_recording import rebuild_function  # noqa: E402
 __all__ = [
     "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
     "add_call_guard", "bundle_lazy_backwards", "cacheable_graph_calls", "codegen_env",
-    "config_diffs", "cpu_isa_record", "describe_backend", "deserialize_backend",
+    "compiled_original", "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend", "deserialize_backend",
     "dynamo_skips_frame_after", "failed_precompiled_guards", "forget_live_only",
     "functorch_patch", "global_numerics", "gpu_info", "guard_source_name", "inductor_cache_dir",
     "innermost_fn", "install_entry", "keep_guard_live_only", "light_inductor_imports",

@@ -176,6 +176,11 @@ class CompiledParts:
     dynamic: bool | None
 
 
+def compiled_original(obj: Any) -> Any:
+    """The callable a ``torch.compile``d function wraps, or None for anything else."""
+    return getattr(obj, "_torchdynamo_orig_callable", None)
+
+
 def _compiled_function_parts(obj: Any) -> tuple[Any, Any]:
     """(context, original) of a function ``torch.compile`` returned: the context is the
     ``self`` its closure holds; a compiled bound method gives back a bound original."""

@@ -1,5 +1,6 @@
 """Loading Dynamo's serialized guard state and rebuilding its C++ guard manager, with the
-repairs stored state needs (torch/_dynamo/package.py: load_guards_state + load_guard_manager)."""
+repairs stored state needs (torch/_dynamo/package.py: load_guards_state + load_guard_manager),
+and the helpers stored guard sources call by name."""
 from __future__ import annotations
 
 import io
@@ -152,3 +153,11 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
         runtime_global_scope=f_globals,
         guard_fail_fn=guard_fail_adapter(guard_fail_fn),
     ).guard_manager
+
+
+def dataclass_fields(value: Any) -> Any:
+    """What Dynamo's guard sources call as ``___dataclass_fields(path)`` (guards.py), for
+    identity checks that walk the same sources (``guard_path``)."""
+    from torch._dynamo.guards import dataclass_fields as fields
+
+    return fields(value)
