@@ -76,6 +76,16 @@ def causal_lm_logits(model: Any, batch: int, length: int, padded: int = 0) -> tu
     return compare("logits", got, want)
 
 
+def tiny_decoder(config_cls: Any, model_cls: Any) -> Any:
+    """A two-layer decoder of a transformers family with grouped-query attention, in eval
+    mode: small enough to compile in seconds, with every layer type the family has."""
+    torch.manual_seed(0)
+    cfg = config_cls(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
+                     num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
+                     max_position_embeddings=128)
+    return model_cls(cfg).eval()
+
+
 def current_stance() -> str:
     """The stance the driver set (``fail_on_recompile`` in a warm run), for child processes."""
     return getattr(getattr(torch._dynamo.eval_frame, "_stance", None), "stance", "default")
