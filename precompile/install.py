@@ -174,9 +174,14 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     why = _place_backends(pkg, entry, scope, inst, backends)
     if why is not None:
         return why
+    if not entry.guard_tree:
+        return "stored without its guard tree (an earlier precompile): recompiles"
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
         lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail)
+    why = _torch.tree_changes(guard_manager, entry.guard_tree)
+    if why is not None:
+        return why
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())

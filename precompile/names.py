@@ -72,6 +72,8 @@ def object_fingerprint(value: Any) -> str:
         owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
         return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
     t = type(value)
+    if isinstance(value, enum.Enum):  # members of one enum share a type: name the member
+        return f"enum:{t.__module__}.{t.__qualname__}.{value.name}"
     if isinstance(value, (int, float, str, bytes, bool, type(None))):
         return f"value:{t.__name__}:{value!r}"
     return f"instance:{t.__module__}.{t.__qualname__}"

@@ -278,7 +278,8 @@ class CompilePackage(KeptByDynamo, Package):
             return
         dynamo_code = stored_code
         entry = GuardedEntry(sha, dynamo_code, list(pending.backend_ids),
-                             dict(pending.import_sources), list(pending.identity_checks))
+                             dict(pending.import_sources), list(pending.identity_checks),
+                             _torch.take_guard_tree())
         with self.lock:
             self._take_artifacts(entry.backend_ids)
             self.guard_blobs[sha] = guards_state

@@ -12,6 +12,7 @@ One module per engine concern:
     constants        torch values Dynamo bakes into bytecode, as plain data and back
     guard_recording  guard serialization while one of precompile's frames compiles
     guard_loading    serialized guard state -> Dynamo's C++ guard manager
+    guard_parity     the rebuilt guard tree checks what Dynamo's tree checked when compiling
     entries          Dynamo's per-code cache of precompiled entries (eval_frame)
     environment      versions, GPUs, configs and variables compiled code depends on
     cpu_isa          Inductor's CPU vector-ISA probe, recorded and reused
@@ -80,6 +81,7 @@ from .environment import (
     tensor_device_types,
 )
 from .guard_loading import dataclass_fields, load_guard_manager, unpickle_guards_state
+from .guard_parity import tree_changes
 from .guard_recording import (
     IDENTITY_GUARD_TYPES,
     forget_live_only,
@@ -87,6 +89,7 @@ from .guard_recording import (
     keep_guard_live_only,
     recording_guards,
     take_guard_failure,
+    take_guard_tree,
 )
 from .kernels import inductor_cache_dir, no_precompiled_headers, recording_kernel_libraries
 from .light_loads import light_inductor_imports
@@ -109,7 +112,7 @@ __all__ = [
     "optimizer_state_as_inputs", "rebuild_value", "recording_guards",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",
     "serialize_backend", "skip_code", "subscribe_backend_artifacts", "system_info",
-    "take_guard_failure", "tensor_device_types", "unpickle_guards_state", "unwrap_compiled",
+    "take_guard_failure", "take_guard_tree", "tensor_device_types", "tree_changes", "unpickle_guards_state", "unwrap_compiled",
     "use_recorded_cpu_isa", "value_ref",
     "_guard_fail_adapter", "rebuild_function",  # for earlier releases' pickles, above
 ]

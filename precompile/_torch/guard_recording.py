@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..names import shadowed_function as _shadowed_function
+from .guard_parity import rebuild_for_parity, recorded_tree
 
 
 # Guard kinds that hold a process-specific identity (an id() or a dict version). Dynamo
@@ -78,7 +79,9 @@ def _hook_guard_serialization() -> None:
     """Repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
 
     * ``serialize_guards`` leaves out the identity guards kept live (``keep_guard_live_only``),
-      and turns any error into a bypass of this entry (its reason kept for
+      rebuilds the guard tree from the state it wrote and compares it with the tree Dynamo
+      built (``guard_parity.recorded_tree``, kept for ``take_guard_tree``), and turns any
+      error or difference into a bypass of this entry (its reason kept for
       ``take_guard_failure``): torch 2.13 lets a ``TypeError`` from pickling an object in
       the guarded scope escape into the user's call;
     * precompile's own front functions (``_precompile`` attribute; one replaces
@@ -119,16 +122,22 @@ def _pickling_functions_by_code(original: Any) -> Any:
 
 def _serializing_for_a_package(original: Any) -> Any:
     """``CheckFunctionManager.serialize_guards`` that, while recording, leaves out the
-    live-only guards and turns any failure into a bypass of the entry."""
+    live-only guards, checks that the stored state rebuilds the same guards, and turns any
+    failure into a bypass of the entry."""
     @functools.wraps(original)
     def serialize_guards(self: Any, builder: Any, sorted_guards: list[Any],
                          output_graph: Any) -> bytes:
         if not getattr(_RECORDING, "depth", 0):
             return original(self, builder, sorted_guards, output_graph)
-        if _LIVE_ONLY_GUARDS:
-            sorted_guards = [g for g in sorted_guards if id(g) not in _LIVE_ONLY_GUARDS]
+        live_only = {str(g.name) for g in sorted_guards if id(g) in _LIVE_ONLY_GUARDS}
+        stored = [g for g in sorted_guards if id(g) not in _LIVE_ONLY_GUARDS]
         try:
-            return original(self, builder, sorted_guards, output_graph)
+            state = original(self, builder, stored, output_graph)
+            rebuilt = rebuild_for_parity(state, builder.f_code, builder.runtime_global_scope)
+            _RECORDING.guard_tree, problem = recorded_tree(self.guard_manager, rebuilt, live_only)
+            if problem is None:
+                return state
+            raise ValueError(problem)
         except Exception as e:  # noqa: BLE001 - any failure here is a bypass, never a crash
             # Not re-raised as Dynamo's PackageError: torch 2.13 turns that into a bypass but
             # then asserts that guard state exists (convert_frame._compile_inner), which
@@ -139,6 +148,14 @@ def _serializing_for_a_package(original: Any) -> Any:
 
     serialize_guards._precompile_hooked = True  # type: ignore[attr-defined]
     return serialize_guards
+
+
+def take_guard_tree() -> list[str]:
+    """The stored form (``guard_parity.digests``) of the guard tree of the entry whose guards
+    were just serialized on this thread, once."""
+    tree = getattr(_RECORDING, "guard_tree", None) or []
+    _RECORDING.guard_tree = None
+    return tree
 
 
 def take_guard_failure() -> str | None:

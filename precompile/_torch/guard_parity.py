@@ -1,0 +1,176 @@
+"""Guard parity: an installed entry checks the guards Dynamo built when it compiled, with the
+expected values it compiled for.
+
+Dynamo rebuilds a stored entry's guards by running its guard builders again over the scope
+saved in the guard state (``CheckFunctionManager`` on ``GuardsState``). Values saved by value
+come back as recorded, but objects pickled by reference (modules, classes, functions) come back
+as the *live* objects of the loading process, so every guard read through one of them takes its
+expected value from that process: ``EQUALS_MATCH: G['helper'].VALUE == 7`` is rebuilt as
+``== 99`` once ``helper.py`` says 99, and the stale entry passes (ENGINE-FACTS, "Guards on values
+read through another module"). The same holds for TYPE_MATCH, TENSOR_MATCH, LENGTH_CHECK and
+every other guard whose builder reads the scope.
+
+Two checks close that, both on the *leaf guards* of the C++ guard tree (each leaf's class and
+verbose code parts, under the source of the manager that holds it), which is exactly what an
+entry checks at every call:
+
+* when an entry is recorded, the tree is rebuilt from the stored state in the recording process
+  and compared with the tree Dynamo built: a guard that would be lost (other than the identity
+  guards precompile checks by fingerprint instead), or rebuilt with another expected value,
+  makes the entry a bypass (``recorded_tree``);
+* the rebuilt tree's leaves are stored as short digests; when a later process rebuilds the
+  entry, any leaf whose digest is not stored (a guard now comparing against another value,
+  type or shape) means the entry is not installed (``tree_changes``).
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import re
+import types
+from collections.abc import Iterator
+from typing import Any
+
+# Leaf guards that an identity guard builds: an id() or a dict version, and the type check
+# that comes with some. precompile keeps the identity guards that make them alive only in the
+# recording process (guard_recording.keep_guard_live_only) and checks the guarded objects by
+# fingerprint instead (identity.py; a fingerprint names the type too); they are never stored.
+_IDENTITY_LEAVES = ("ID_MATCH", "DICT_VERSION", "WEAKREF_ALIVE", "NOT_NONE", "NN_MODULE",
+                    "CLOSURE_MATCH", "FUNCTION_MATCH", "CLASS_MATCH", "MODULE_MATCH",
+                    "TYPE_MATCH")
+
+# Numbers that mean something only in one process: the id() in ``___check_type_id(x, 94...)``
+# / ``___check_obj_id(x, 94...)`` (TYPE_MATCH also names the type: ``type=<class 'm.C'>``)
+# and object addresses in reprs (``<X object at 0x7f...>``).
+_PROCESS_IDS = re.compile(r"(___check_(?:type|obj)_id\(.*?, )\d+\)|(?<= at )0x[0-9a-fA-F]+")
+# A rebuilt tree's aliasing guard may relate more tensors than Dynamo's (parameters that the
+# module's identity guard let Dynamo leave out): a stronger check, not a lost one.
+_NO_ALIASING = "NO_TENSOR_ALIASING: check_no_aliasing("
+_DIGEST_CHARS = 16
+# How many changed guards a refusal names.
+_SHOWN = 3
+
+
+def _normalized(text: str) -> str:
+    return _PROCESS_IDS.sub(lambda m: f"{m.group(1)}#)" if m.group(1) else "0x#", text)
+
+
+def leaf_guards(guard_manager: Any) -> list[tuple[str, str]]:
+    """(source of the holding manager, ``CLASS: verbose code part``) of every leaf guard of a
+    ``GuardManagerWrapper``, process-specific ids normalized, in tree order."""
+    out: dict[tuple[str, str], None] = {}  # ordered, relational guards once
+    root = guard_manager.root
+    out.update(dict.fromkeys(_leaves_of(root, "<root>")))
+    for guard in getattr(root, "get_epilogue_lambda_guards", lambda: [])():
+        out.update(dict.fromkeys(("<epilogue>", line) for line in _lines(guard)))
+    return list(out)
+
+
+def _leaves_of(mgr: Any, source: str) -> Iterator[tuple[str, str]]:
+    from torch._C._dynamo.guards import RelationalGuard
+
+    for guard in mgr.get_leaf_guards():
+        # A relational guard (NO_TENSOR_ALIASING...) hangs under each manager whose value it
+        # relates and names all of them; how many managers carry it depends on how the tree
+        # was reached, so it counts once.
+        where = "<relational>" if isinstance(guard, RelationalGuard) else source
+        for line in _lines(guard):
+            yield where, line
+    if hasattr(mgr, "get_key_value_managers"):  # DictGuardManager
+        for idx, (key_mgr, val_mgr) in sorted(mgr.get_key_value_managers().items()):
+            for kind, child in (("key", key_mgr), ("value", val_mgr)):
+                if child is not None:
+                    yield from _leaves_of(child, f"{source}<{kind} {idx}>")
+    for child in mgr.get_child_managers():
+        yield from _leaves_of(child, child.get_source())
+
+
+def _lines(guard: Any) -> list[str]:
+    name = type(guard).__name__
+    return [f"{name}: {_normalized(part)}" for part in guard.verbose_code_parts()]
+
+
+def digests(leaves: list[tuple[str, str]]) -> list[str]:
+    """What a package stores of a tree: one short digest per leaf, sorted."""
+    return sorted(_digest(leaf) for leaf in leaves)
+
+
+def _digest(leaf: tuple[str, str]) -> str:
+    return hashlib.sha256(f"{leaf[0]}\0{leaf[1]}".encode()).hexdigest()[:_DIGEST_CHARS]
+
+
+def _shown(line: str) -> str:
+    """A leaf's line without Dynamo's trailing user-stack comment
+    (``  # y = x * helper.VALUE  # work.py:4 in fn``)."""
+    return line.split("  # ", 1)[0].rstrip()
+
+
+def recorded_tree(dynamo_manager: Any, rebuilt_manager: Any,
+                  live_only_sources: set[str]) -> tuple[list[str], str | None]:
+    """Compare the tree Dynamo built for an entry with the one rebuilt from its stored state
+    in the same process. Returns (the digests to store, None) or ([], why the stored state
+    would check something else)."""
+    # Compared without Dynamo's user-stack comments: a guard's stack is not always stored
+    # (the ambient guards are rebuilt with ``# <unknown>``).
+    built = [(src, _shown(leaf)) for src, leaf in leaf_guards(dynamo_manager)]
+    rebuilt = leaf_guards(rebuilt_manager)
+    missing = (collections.Counter(built)
+               - collections.Counter((src, _shown(leaf)) for src, leaf in rebuilt))
+    aliasing = [_aliasing_set(text) for _, text in rebuilt if text.startswith(_NO_ALIASING)]
+    lost = [leaf for leaf in missing.elements()
+            if not (leaf[1].startswith(_IDENTITY_LEAVES)
+                    and _under_any(leaf[0], live_only_sources))
+            and not (leaf[1].startswith(_NO_ALIASING)
+                     and any(_aliasing_set(leaf[1]) <= other for other in aliasing))]
+    if lost:
+        changed = "; ".join(text for _, text in lost[:_SHOWN])
+        return [], (f"{len(lost)} guard(s) would not be checked as compiled after a reload "
+                    f"(e.g. {changed})")
+    return digests(rebuilt), None
+
+
+def _aliasing_set(text: str) -> frozenset[str]:
+    """The tensors a NO_TENSOR_ALIASING line checks, split at top-level commas."""
+    inner = _shown(text)[len(_NO_ALIASING):].removesuffix(")")
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == "," and depth == 0:
+            parts.append(inner[start:i].strip())
+            start = i + 1
+    parts.append(inner[start:].strip())
+    return frozenset(parts)
+
+
+def _under_any(source: str, roots: set[str]) -> bool:
+    """Whether ``source`` is one of ``roots`` or reached from one (FUNCTION_MATCH on
+    ``G['m'].fn`` checks the id of ``G['m'].fn.__code__``)."""
+    return source in roots or any(
+        source.startswith(root) and source[len(root)] in ".[" for root in roots
+        if len(source) > len(root))
+
+
+def tree_changes(rebuilt_manager: Any, stored: list[str]) -> str | None:
+    """Why a tree rebuilt in this process does not check what the entry was compiled for
+    (leaves that are not among the ``stored`` digests, or stored leaves now missing), or None
+    when every leaf matches."""
+    leaves = leaf_guards(rebuilt_manager)
+    have = collections.Counter(stored)
+    now = collections.Counter(_digest(leaf) for leaf in leaves)
+    new = [leaf for leaf in leaves if now[_digest(leaf)] > have[_digest(leaf)]]
+    gone = sum((have - now).values())
+    if not new and not gone:
+        return None
+    if not new:
+        return f"{gone} guard(s) it was compiled with are no longer built"
+    shown = "; ".join(_shown(line) for _, line in new[:_SHOWN])
+    return (f"{len(new)} guard(s) now compare against other values than when it was compiled "
+            f"(now: {shown})")
+
+
+def rebuild_for_parity(guards_state: bytes, code: types.CodeType,
+                       f_globals: dict[str, Any]) -> Any:
+    """The guard manager a later process would build from ``guards_state``, built here."""
+    from .guard_loading import load_guard_manager
+
+    return load_guard_manager(guards_state, code, f_globals, lambda name, value: None)
