@@ -65,7 +65,17 @@ class CachedFunction:
         self._preloaded = preloaded
         self._ready = False
         self._first_lock = threading.Lock()
+        if not _LIVE:  # the first one: torch._dynamo is imported by now (optimize)
+            _torch.on_dynamo_reset(_after_dynamo_reset)
         _LIVE.add(self)
+
+    def forget_installed(self) -> None:
+        """Uninstall what the warm path installed; the next call takes it again."""
+        with self._first_lock:
+            if self.installation is not None:
+                self.installation.uninstall()
+                self.installation = None
+            self._ready = False
 
     # ------------------------------------------------------------- calling
 
@@ -231,3 +241,12 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _after_dynamo_reset() -> None:
+    """``torch._dynamo.reset()`` makes a process compile as if it had just started: every
+    decorated function's next call takes the warm path again (key, fetch, verify, install),
+    instead of running entries installed before the reset."""
+    for cached in list(_LIVE):
+        cached.forget_installed()
+

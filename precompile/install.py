@@ -60,12 +60,16 @@ class Installation:
     def uninstall(self) -> None:
         for code in self._codes:
             _torch.reset_entries(code)
-        for scope, name, value in reversed(self._globals):
+        self._remove_globals_after(0)
+        self._codes.clear()
+        self.installed_entries = 0
+
+    def _remove_globals_after(self, mark: int) -> None:
+        """Take back the globals placed since ``len(self._globals)`` was ``mark``."""
+        for scope, name, value in reversed(self._globals[mark:]):
             if scope.get(name) is value:
                 del scope[name]
-        self._codes.clear()
-        self._globals.clear()
-        self.installed_entries = 0
+        del self._globals[mark:]
 
 
 def install(pkg: Package,
@@ -96,12 +100,17 @@ def install(pkg: Package,
             _torch.skip_code(target)
             continue
         for entry in frame.entries:
+            mark = len(inst._globals)
             try:
                 reason = _install_entry(pkg, frame, entry, target, scope, inst, backends)
             except Exception as e:  # noqa: BLE001 - one broken entry must not stop the rest
                 log.debug("precompile: entry install failed", exc_info=True)
                 reason = f"could not be installed ({type(e).__name__}: {e})"
             if reason is not None:
+                # Nothing of a skipped entry stays in the module: Dynamo asserts that an
+                # import alias it places is free or already its module, so a leftover alias
+                # would break the compile that replaces the entry.
+                inst._remove_globals_after(mark)
                 inst.skipped.append(f"{frame.qualname}: {reason}")
     return inst
 

@@ -25,7 +25,7 @@ from typing import Any
 from . import _torch
 from .names import code_fingerprint
 
-KEY_SCHEMA = "2"  # 2: identity checks name sources unstripped (L[...])
+KEY_SCHEMA = "3"  # 2: identity checks name sources unstripped (L[...]); 3: guard trees
 
 
 # --------------------------------------------------------------- inlined sources

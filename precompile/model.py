@@ -49,7 +49,7 @@ class GuardedEntry:
     backend_ids: list[str]
     import_sources: dict[str, str]  # global name -> importable_name() of its value
     identity_checks: list[IdentityCheck]
-    # Digests of every leaf guard the entry checks, as Dynamo built them when compiling
+    # Every leaf guard the entry checks, as Dynamo built them when compiling (digest + text)
     # (_torch/guard_parity.py): a later process installs the entry only if its rebuilt
     # guards have exactly these, i.e. compare against the values it was compiled for.
     guard_tree: list[str] = dataclasses.field(default_factory=list)

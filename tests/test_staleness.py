@@ -261,3 +261,38 @@ def test_generated_programs_match_eager_after_mutation(scenario: Scenario, seed:
             lines[i] = f"{names[i][0]} = {_random_value(rng, names[i][1])}"
         helper.write_text("\n".join(lines) + "\n")
         scenario.run("cold").assert_ok()
+
+
+RESET_USER = """
+import torch, precompile
+from torch._dynamo.utils import counters
+
+def f(x):
+    return x.sin() + 1
+
+cf = precompile.cached(backend="eager")(f)
+EXTRA = {}
+
+def run():
+    x = torch.ones(3)
+    out = [("cached", cf(x), f(x))]
+    torch._dynamo.reset()
+    before = counters["frames"]["total"]
+    plain = torch.compile(f, backend="eager")
+    out.append(("plain", plain(x), f(x)))
+    EXTRA["plain_traced"] = counters["frames"]["total"] - before
+    out.append(("cached_after_reset", cf(x), f(x)))
+    return out
+"""
+
+
+def test_dynamo_reset_forgets_installed_entries(scenario: Scenario) -> None:
+    """After ``torch._dynamo.reset()`` a process compiles as if it had just started: a plain
+    ``torch.compile`` of the function traces it, and the decorated function takes the
+    warm path again."""
+    scenario.write(RESET_USER)
+    cold = scenario.run("cold").assert_ok()
+    assert cold.result["extra"]["plain_traced"] == 1, cold.result
+    again = scenario.run("cold").assert_ok()
+    assert again.stats["hits"] == 2, again.stats  # before and after the reset
+    assert again.result["extra"]["plain_traced"] == 1, again.result

@@ -30,7 +30,8 @@ Every change precompile makes to torch's state, and how long it lasts:
   (compile.bundle_lazy_backwards, only for lazily compiled backwards); Dynamo's global-name
   counter moved past the numbers an installed package uses (entries.reserve_global_names);
   ``cpu_vec_isa.valid_vec_isa_list`` answered from a package's record when this CPU's
-  features match exactly (cpu_isa.use_recorded_cpu_isa);
+  features match exactly (cpu_isa.use_recorded_cpu_isa); ``torch._dynamo.reset_code_caches``
+  also tells precompile, which uninstalls its entries (entries.on_dynamo_reset);
 * while one of precompile's frames compiles: ``torch._dynamo.decorators.mark_static_address``
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
   ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls) and
@@ -68,6 +69,7 @@ from .entries import (
     add_call_guard,
     failed_precompiled_guards,
     install_entry,
+    on_dynamo_reset,
     reserve_global_names,
     reset_entries,
     skip_code,
@@ -107,7 +109,7 @@ __all__ = [
     "compiled_original", "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend", "deserialize_backend",
     "dynamo_skips_frame_after", "failed_precompiled_guards", "forget_live_only",
     "functorch_patch", "global_numerics", "gpu_info", "guard_source_name", "inductor_cache_dir",
-    "innermost_fn", "install_entry", "keep_guard_live_only", "light_inductor_imports",
+    "innermost_fn", "install_entry", "keep_guard_live_only", "light_inductor_imports", "on_dynamo_reset",
     "load_guard_manager", "make_backend", "no_precompiled_headers", "optimize",
     "optimizer_state_as_inputs", "rebuild_value", "recording_guards",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",

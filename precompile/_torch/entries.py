@@ -2,12 +2,16 @@
 and asking installed entries why they rejected a frame."""
 from __future__ import annotations
 
+import logging
 import sys
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+log = logging.getLogger("precompile")
+_RESET_LISTENERS: list[Callable[[], None]] = []
 
 
 def failed_precompiled_guards(code: types.CodeType) -> list[str]:
@@ -85,3 +89,26 @@ def reserve_global_names(names: Sequence[str]) -> None:
         return
     current = next(bt._unique_id_counter)
     bt._unique_id_counter = itertools.count(max(current, max(numbers) + 1))
+
+
+def on_dynamo_reset(listener: Callable[[], None]) -> None:
+    """Call ``listener`` whenever ``torch._dynamo.reset()`` (or ``torch.compiler.reset()``)
+    clears Dynamo's code caches. Dynamo's reset leaves precompiled entries on their code
+    objects, so without this a reset process would keep running stored code that a new
+    process (which reset is meant to imitate) would have checked against its key first."""
+    import torch._dynamo as dynamo
+
+    if not _RESET_LISTENERS:
+        original = dynamo.reset_code_caches
+
+        def reset_code_caches() -> None:
+            original()
+            for notify in list(_RESET_LISTENERS):
+                try:
+                    notify()
+                except Exception:  # noqa: BLE001 - reset is the user's call: never fail it
+                    log.debug("precompile: reset listener failed", exc_info=True)
+
+        dynamo.reset_code_caches = reset_code_caches  # reset() looks it up at call time
+    if listener not in _RESET_LISTENERS:
+        _RESET_LISTENERS.append(listener)

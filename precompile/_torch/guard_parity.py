@@ -18,9 +18,10 @@ entry checks at every call:
   and compared with the tree Dynamo built: a guard that would be lost (other than the identity
   guards precompile checks by fingerprint instead), or rebuilt with another expected value,
   makes the entry a bypass (``recorded_tree``);
-* the rebuilt tree's leaves are stored as short digests; when a later process rebuilds the
-  entry, any leaf whose digest is not stored (a guard now comparing against another value,
-  type or shape) means the entry is not installed (``tree_changes``).
+* the rebuilt tree's leaves are stored as short digests (with their text, which
+  ``precompile inspect`` lists); when a later process rebuilds the entry, any leaf whose
+  digest is not stored (a guard now comparing against another value, type or shape) means
+  the entry is not installed (``tree_changes``).
 """
 from __future__ import annotations
 
@@ -90,9 +91,14 @@ def _lines(guard: Any) -> list[str]:
     return [f"{name}: {_normalized(part)}" for part in guard.verbose_code_parts()]
 
 
-def digests(leaves: list[tuple[str, str]]) -> list[str]:
-    """What a package stores of a tree: one short digest per leaf, sorted."""
-    return sorted(_digest(leaf) for leaf in leaves)
+def stored_form(leaves: list[tuple[str, str]]) -> list[str]:
+    """What a package stores of a tree: per leaf, its digest (over the whole line, user-stack
+    comment included) then the line as ``precompile inspect`` shows it; sorted."""
+    return sorted(f"{_digest(leaf)} {_shown(leaf[1])}" for leaf in leaves)
+
+
+def _stored_digests(stored: list[str]) -> collections.Counter[str]:
+    return collections.Counter(item[:_DIGEST_CHARS] for item in stored)
 
 
 def _digest(leaf: tuple[str, str]) -> str:
@@ -108,7 +114,7 @@ def _shown(line: str) -> str:
 def recorded_tree(dynamo_manager: Any, rebuilt_manager: Any,
                   live_only_sources: set[str]) -> tuple[list[str], str | None]:
     """Compare the tree Dynamo built for an entry with the one rebuilt from its stored state
-    in the same process. Returns (the digests to store, None) or ([], why the stored state
+    in the same process. Returns (its stored form, None) or ([], why the stored state
     would check something else)."""
     # Compared without Dynamo's user-stack comments: a guard's stack is not always stored
     # (the ambient guards are rebuilt with ``# <unknown>``).
@@ -126,7 +132,7 @@ def recorded_tree(dynamo_manager: Any, rebuilt_manager: Any,
         changed = "; ".join(text for _, text in lost[:_SHOWN])
         return [], (f"{len(lost)} guard(s) would not be checked as compiled after a reload "
                     f"(e.g. {changed})")
-    return digests(rebuilt), None
+    return stored_form(rebuilt), None
 
 
 def _aliasing_set(text: str) -> frozenset[str]:
@@ -152,10 +158,10 @@ def _under_any(source: str, roots: set[str]) -> bool:
 
 def tree_changes(rebuilt_manager: Any, stored: list[str]) -> str | None:
     """Why a tree rebuilt in this process does not check what the entry was compiled for
-    (leaves that are not among the ``stored`` digests, or stored leaves now missing), or None
-    when every leaf matches."""
+    (leaves whose digests are not among the ``stored`` ones, or stored leaves now missing),
+    or None when every leaf matches."""
     leaves = leaf_guards(rebuilt_manager)
-    have = collections.Counter(stored)
+    have = _stored_digests(stored)
     now = collections.Counter(_digest(leaf) for leaf in leaves)
     new = [leaf for leaf in leaves if now[_digest(leaf)] > have[_digest(leaf)]]
     gone = sum((have - now).values())

@@ -151,7 +151,7 @@ def _serializing_for_a_package(original: Any) -> Any:
 
 
 def take_guard_tree() -> list[str]:
-    """The stored form (``guard_parity.digests``) of the guard tree of the entry whose guards
+    """The stored form (``guard_parity.stored_form``) of the guard tree of the entry whose guards
     were just serialized on this thread, once."""
     tree = getattr(_RECORDING, "guard_tree", None) or []
     _RECORDING.guard_tree = None
