@@ -29,6 +29,8 @@ from typing import Any
 
 import msgpack
 
+from .code_check import check_code_fields
+from .decode_limits import BoundedUnpacker, ExtDecoder
 from .errors import FormatError, IntegrityError
 
 MAGIC = b"PCPKG\x00\r\n"
@@ -57,6 +59,7 @@ CODE_FIELDS = (
     "co_exceptiontable", "co_freevars", "co_cellvars",
 )
 _CODE_TEMPLATE = (lambda: None).__code__
+Unpack = Callable[[bytes], Any]  # the bounded unpacker an ext decoder gets for its payload
 _MAX_BODY = 1 << 34  # 16 GiB: anything larger is a corrupt length field
 
 
@@ -154,19 +157,24 @@ def _malformed(what: str) -> FormatError:
                        "rewrite it")
 
 
-def _decode_code(data: bytes) -> types.CodeType:
-    """Rebuilt from the template with ``replace``, which validates the fields: a bad one is
-    a FormatError, never a crash or a half-built code object."""
-    fields = _unpack(data)
+def _decode_code(unpack: Unpack, data: bytes) -> types.CodeType:
+    """Rebuilt from the template with ``replace`` once ``code_check`` has checked every
+    field (``replace`` itself trusts the bytecode and can crash on crafted bytes): a bad
+    one is a FormatError, never a crash or a half-built code object."""
+    fields = unpack(data)
     if not isinstance(fields, list) or len(fields) != len(CODE_FIELDS):
         raise _malformed("code object")
+    named = dict(zip(CODE_FIELDS, fields))
     try:
-        return _CODE_TEMPLATE.replace(**dict(zip(CODE_FIELDS, fields)))
+        check_code_fields(named)
+        if not all(storable(c) for c in named["co_consts"]):
+            raise ValueError("a constant of a type this format never writes")
+        return _CODE_TEMPLATE.replace(**named)
     except (TypeError, ValueError, OverflowError, SystemError) as e:
         raise _malformed(f"code object ({e})") from None
 
 
-def _decode_bigint(data: bytes) -> int:
+def _decode_bigint(unpack: Unpack, data: bytes) -> int:
     """Decimal text: Python's own parser bounds the digits (``sys.set_int_max_str_digits``)."""
     try:
         return int(data.decode())
@@ -174,7 +182,7 @@ def _decode_bigint(data: bytes) -> int:
         raise _malformed("integer") from None
 
 
-def _decode_ref(data: bytes) -> ObjectRef:
+def _decode_ref(unpack: Unpack, data: bytes) -> ObjectRef:
     """Only the name: the format never imports; the installer resolves it."""
     try:
         return ObjectRef(data.decode())
@@ -182,42 +190,45 @@ def _decode_ref(data: bytes) -> ObjectRef:
         raise _malformed("object reference") from None
 
 
-def _decode_value(data: bytes) -> ValueRef:
+def _decode_value(unpack: Unpack, data: bytes) -> ValueRef:
     """Only the kind and plain arguments: the installer decides whether it rebuilds them."""
-    kind, args = _pair(_unpack(data), 2)
+    kind, args = _pair(unpack(data), 2)
     if not isinstance(kind, str):
         raise _malformed("value")
     return ValueRef(kind, tuple(_as_list(args)))
 
 
-# Ext code -> what builds the value. Codes are never renumbered (see EXT_CODE).
-_DECODERS: dict[int, Callable[[bytes], Any]] = {
+# Ext code -> what builds the value, given the bounded unpacker for nested payloads.
+# Codes are never renumbered (see EXT_CODE).
+_DECODERS: dict[int, ExtDecoder] = {
     EXT_CODE: _decode_code,
-    EXT_TUPLE: lambda data: tuple(_as_list(_unpack(data))),
-    EXT_FROZENSET: lambda data: frozenset(_as_list(_unpack(data))),
-    EXT_COMPLEX: lambda data: complex(*_pair(_unpack(data), 2)),
-    EXT_ELLIPSIS: lambda data: Ellipsis,
+    EXT_TUPLE: lambda unpack, data: tuple(_as_list(unpack(data))),
+    EXT_FROZENSET: lambda unpack, data: frozenset(_as_list(unpack(data))),
+    EXT_COMPLEX: lambda unpack, data: complex(*_numbers(_pair(unpack(data), 2))),
+    EXT_ELLIPSIS: lambda unpack, data: Ellipsis,
     EXT_BIGINT: _decode_bigint,
-    EXT_SLICE: lambda data: slice(*_pair(_unpack(data), 3)),
+    EXT_SLICE: lambda unpack, data: slice(*_pair(unpack(data), 3)),
     EXT_REF: _decode_ref,
     EXT_VALUE: _decode_value,
 }
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    """msgpack's hook for an ext value: only the tags above build anything; an unknown one
-    is refused rather than guessed at."""
-    decoder = _DECODERS.get(code)
-    if decoder is None:
-        raise FormatError(f"unknown value type {code} in package (written by a newer "
-                          "precompile?); upgrade precompile or delete the package")
-    return decoder(data)
+def _unknown_ext(code: int) -> FormatError:
+    """Only the tags above build anything; an unknown one is refused rather than guessed at."""
+    return FormatError(f"unknown value type {code} in package (written by a newer "
+                       "precompile?); upgrade precompile or delete the package")
 
 
 def _pair(value: Any, n: int) -> list[Any]:
     items = _as_list(value)
     if len(items) != n:
         raise _malformed("value")
+    return items
+
+
+def _numbers(items: list[Any]) -> list[float]:
+    if not all(type(x) in (int, float) for x in items):
+        raise _malformed("complex number")
     return items
 
 
@@ -232,14 +243,8 @@ def _pack(obj: Any) -> bytes:
 
 
 def _unpack(data: bytes) -> Any:
-    try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
-    except FormatError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError,
-            MemoryError,
-            msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
-        raise FormatError(f"package body is not valid msgpack: {type(e).__name__}: {e}") from None
+    """One body, with every decoding bound of ``decode_limits`` applied."""
+    return BoundedUnpacker(_DECODERS, len(data), _unknown_ext).unpack(data)
 
 
 # -------------------------------------------------------------------------- envelope
@@ -323,7 +328,32 @@ def _split_body(body: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, by
     parts = body["meta"], body["manifest"], body["blobs"]
     if not all(isinstance(part, dict) for part in parts):
         raise _malformed("body (meta/manifest/blobs of the wrong shape)")
+    _check_meta(parts[0])
     return parts
+
+
+_TIME_FIELDS = ("created", "saved")
+_MAX_TIME = 253402300799  # 9999-12-31: any later "time" would overflow date formatting
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "factors": (dict,), "system": (dict,), "gpus": (dict,), "function": (str,),
+    "backend_name": (str, type(None)), "entries": (int,),
+}
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    """Fields a reader formats or compares (times, counts, names) have their written type
+    and a sane range, so ``precompile ls`` or ``import`` never trips over a crafted value
+    (a 400-digit ``saved`` overflows float conversion)."""
+    for name in _TIME_FIELDS:
+        value = meta.get(name)
+        if value is not None and (type(value) not in (int, float)
+                                  or not 0 <= value <= _MAX_TIME):
+            raise _malformed(f"metadata ({name} is not a time)")
+    for name, types_ in _META_TYPES.items():
+        if name in meta and type(meta[name]) not in types_:
+            raise _malformed(f"metadata ({name} is not a {types_[0].__name__})")
+    if not 0 <= meta.get("entries", 0) < 1 << 31:
+        raise _malformed("metadata (entries is out of range)")
 
 
 def _check_blobs(blobs: dict[Any, Any]) -> None:
