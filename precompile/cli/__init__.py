@@ -39,7 +39,9 @@ import os
 import sys
 
 from precompile.counters import write_stats_file
+from precompile.errors import SettingError
 
+from . import text
 from .common import EXIT_ERROR, EXIT_OK, CliError
 from .parser import build_parser, parse_age, parse_size
 
@@ -55,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         return int(args.func(args))
-    except CliError as e:
-        print(f"precompile {args.command}: {e}", file=sys.stderr)
+    except (CliError, SettingError) as e:  # SettingError: a PRECOMPILE_* variable is unusable
+        text.emit(f"precompile {args.command}: {e}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # `precompile ls | head`
         with contextlib.suppress(Exception):
