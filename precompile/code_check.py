@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dis
 import opcode
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -39,12 +40,8 @@ VALID_OPCODES = frozenset(
     op for name, op in opcode.opmap.items()
     if op < min(_MIN_INSTRUMENTED, 256) and name not in _NOT_INSTRUCTIONS
     and not name.startswith("INSTRUMENTED_"))
-_CACHE = opcode.opmap["CACHE"]
 _EXTENDED_ARG = opcode.EXTENDED_ARG
 _JUMPS = frozenset(getattr(dis, "hasjump", None) or dis.hasjrel) | frozenset(dis.hasjabs)
-_CONSTS = frozenset(dis.hasconst)
-_NAMES = frozenset(dis.hasname)
-_LOCALS = frozenset(dis.haslocal) | frozenset(dis.hasfree)
 # Name indexes that carry flag bits below them (as dis decodes them on this interpreter).
 _NAME_SHIFT = {"LOAD_GLOBAL": 1, "LOAD_SUPER_ATTR": 2,
                "LOAD_ATTR": 1 if sys.version_info >= (3, 12) else 0}
@@ -58,6 +55,25 @@ def cache_entries(op: int) -> int:
     if isinstance(table, dict):
         return int(table.get(opcode.opname[op], 0))
     return int(table[op]) if op < len(table) else 0
+
+
+# What the walk checks per opcode, tabulated once (the walk runs on every decode).
+_VALID, _CONST, _NAME, _LOCAL, _PAIR, _JUMP = 1, 2, 4, 8, 16, 32
+
+
+def _opcode_kind(op: int) -> int:
+    if op not in VALID_OPCODES:
+        return 0
+    name = opcode.opname[op]
+    kind = _VALID | (_CONST if op in dis.hasconst else 0) | (_NAME if op in dis.hasname else 0)
+    if op in dis.haslocal or op in dis.hasfree:
+        kind |= _PAIR if name in _LOCAL_PAIRS else _LOCAL
+    return kind | (_JUMP if op in _JUMPS else 0)
+
+
+_KIND = tuple(_opcode_kind(op) for op in range(256))
+_CACHES = tuple(cache_entries(op) if _KIND[op] else 0 for op in range(256))
+_SHIFT = tuple(_NAME_SHIFT.get(opcode.opname[op], 0) for op in range(256))
 
 
 def check_code_fields(fields: dict[str, Any]) -> None:
@@ -97,53 +113,50 @@ def _check_types(fields: dict[str, Any]) -> None:
         raise ValueError("co_code has an impossible length")
 
 
-def _instructions(code: bytes) -> Iterator[tuple[int, int, int]]:
-    """(offset, opcode, argument with EXTENDED_ARG prefixes applied) of each instruction,
-    EXTENDED_ARG prefixes included (jumps land on them), skipping inline cache entries
-    (checked to be there and to be cache slots)."""
-    i, ext = 0, 0
-    while i < len(code):
-        op, arg = code[i], code[i + 1] | ext
-        if op not in VALID_OPCODES:
+def _check_instructions(code: bytes, fields: dict[str, Any]) -> set[int]:
+    """Every instruction a real opcode followed by its inline caches, its operand in range;
+    returns the instruction offsets (EXTENDED_ARG prefixes included: jumps land on them)."""
+    n_consts, n_names = len(fields["co_consts"]), len(fields["co_names"])
+    n_locals = sum(len(fields[f]) for f in ("co_varnames", "co_cellvars", "co_freevars"))
+    starts: set[int] = set()
+    jumps = []
+    i, ext, size = 0, 0, len(code)
+    while i < size:
+        op = code[i]
+        arg, kind = code[i + 1] | ext, _KIND[op]
+        if not kind:
             raise ValueError(f"opcode {op} at offset {i} is not an instruction of this "
                              f"Python ({sys.version.split()[0]})")
-        ext = (arg << 8) if op == _EXTENDED_ARG else 0
+        starts.add(i)
+        ext = arg << 8 if op == _EXTENDED_ARG else 0
         if ext >= 1 << 32:
-            raise ValueError("argument too large (EXTENDED_ARG chain)")
-        caches = cache_entries(op)
-        end = i + 2 + 2 * caches
-        if end > len(code) or any(code[j] != _CACHE for j in range(i + 2, end, 2)):
+            raise ValueError(f"EXTENDED_ARG chain at offset {i} is too long")
+        end = i + 2 + 2 * _CACHES[op]
+        if end > size or code[i + 2:end:2].strip(b"\0"):  # cache slots are opcode 0
             raise ValueError(f"{opcode.opname[op]} at offset {i} lacks its inline caches")
-        yield i, op, arg
+        if kind > _VALID:
+            _check_operand(op, arg, kind, n_consts, n_names, n_locals, i)
+            if kind & _JUMP:
+                jumps.append((i, op, arg))
         i = end
     if ext:
         raise ValueError("co_code ends in EXTENDED_ARG")
-
-
-def _check_instructions(code: bytes, fields: dict[str, Any]) -> set[int]:
-    """Every instruction valid, its operand in range; returns the instruction offsets."""
-    n_consts, n_names = len(fields["co_consts"]), len(fields["co_names"])
-    n_locals = sum(len(fields[f]) for f in ("co_varnames", "co_cellvars", "co_freevars"))
-    starts, jumps = set(), []
-    for offset, op, arg in _instructions(code):
-        starts.add(offset)
-        if op == _EXTENDED_ARG:
-            continue
-        name = opcode.opname[op]
-        if op in _CONSTS and arg >= n_consts:
-            raise ValueError(f"{name} at offset {offset}: constant {arg} out of range")
-        if op in _NAMES and arg >> _NAME_SHIFT.get(name, 0) >= n_names:
-            raise ValueError(f"{name} at offset {offset}: name {arg} out of range")
-        if op in _LOCALS:
-            indexes = (arg >> 4, arg & 15) if name in _LOCAL_PAIRS else (arg,)
-            if max(indexes) >= n_locals:
-                raise ValueError(f"{name} at offset {offset}: local {arg} out of range")
-        if op in _JUMPS:
-            jumps.append((offset, op, arg))
     for offset, op, arg in jumps:
         if _jump_target(offset, op, arg) not in starts:
             raise ValueError(f"{opcode.opname[op]} at offset {offset} jumps outside the code")
     return starts
+
+
+def _check_operand(op: int, arg: int, kind: int, n_consts: int, n_names: int, n_locals: int,
+                   offset: int) -> None:
+    where = f"{opcode.opname[op]} at offset {offset}"
+    if kind & _CONST and arg >= n_consts:
+        raise ValueError(f"{where}: constant {arg} out of range")
+    if kind & _NAME and arg >> _SHIFT[op] >= n_names:
+        raise ValueError(f"{where}: name {arg} out of range")
+    if (kind & _LOCAL and arg >= n_locals) or (kind & _PAIR and max(arg >> 4, arg & 15)
+                                              >= n_locals):
+        raise ValueError(f"{where}: local {arg} out of range")
 
 
 def _jump_target(offset: int, op: int, arg: int) -> int:
@@ -155,41 +168,24 @@ def _jump_target(offset: int, op: int, arg: int) -> int:
     return after - 2 * arg if "JUMP_BACKWARD" in opcode.opname[op] else after + 2 * arg
 
 
-def _varint(table: bytes, i: int, end: int) -> tuple[int, int]:
-    """(value, next index) of a 6-bit-chunk varint (bit 6: more follows) in table[i:end]."""
-    value = 0
-    for chunk in range(_MAX_VARINT_CHUNKS):
-        if i >= end:
-            raise ValueError("truncated varint")
-        b = table[i]
-        value |= (b & 63) << (6 * chunk)
-        i += 1
-        if not b & 64:
-            return value, i
-    raise ValueError("varint too long")
+# The location table's grammar (Objects/locations.md, unchanged 3.11-3.13): an entry is a
+# byte with bit 7 set (kind in bits 3-6, code units - 1 in bits 0-2), then by kind: 0-9 one
+# column byte, 10-12 two, 13 one varint, 14 four varints, 15 nothing. Payload bytes never
+# have bit 7 set; a varint is 6-bit chunks, bit 6 meaning "more" (at most 5: 30 bits, as
+# CPython's C readers shift an int).
+_VARINT = rb"[\x40-\x7f]{0,4}[\x00-\x3f]"
+_LINE_TABLE = re.compile(rb"(?:[\x80-\xcf][\x00-\x7f]|[\xd0-\xe7][\x00-\x7f]{2}"
+                         rb"|[\xe8-\xef]" + _VARINT + rb"|[\xf0-\xf7](?:" + _VARINT + rb"){4}"
+                         rb"|[\xf8-\xff])*")
+_UNITS = bytes(((b & 7) + 1) if b & 0x80 else 0 for b in range(256))  # per entry head
 
 
 def _check_line_table(table: bytes, units: int) -> None:
-    """The location table (Objects/locations.md, unchanged 3.11-3.13) parses to its end and
-    covers exactly the code: each entry starts with bit 7 set, its payload bytes do not."""
-    i, covered = 0, 0
-    while i < len(table):
-        head = table[i]
-        if not head & 0x80:
-            raise ValueError("co_linetable entry does not start an entry")
-        kind, covered = (head >> 3) & 15, covered + (head & 7) + 1
-        end = i + 1
-        while end < len(table) and not table[end] & 0x80:
-            end += 1
-        i += 1
-        if kind <= 12:
-            i += 1 if kind <= 9 else 2
-        else:
-            for _ in range({13: 1, 14: 4, 15: 0}[kind]):
-                _, i = _varint(table, i, end)
-        if i != end:
-            raise ValueError("co_linetable entry has the wrong length")
-    if covered != units and table:
+    """The location table parses to its end (``_LINE_TABLE``) and covers exactly the code:
+    CPython's readers trust it, so a cut or garbled one could be read past its end."""
+    if not _LINE_TABLE.fullmatch(table):
+        raise ValueError("co_linetable is malformed")
+    if table and sum(table.translate(_UNITS)) != units:
         raise ValueError("co_linetable does not cover co_code")
 
 

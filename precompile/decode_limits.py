@@ -1,14 +1,19 @@
 """What decoding one package body may cost, whatever its bytes: msgpack with every bound set.
 
-msgpack decodes plain arrays and maps with a fixed internal stack, but each ext value (a
-tuple, a code object...) is decoded by a hook that calls msgpack again on its payload: a
-few hundred nested tuples (1.3 KB) overflow the C stack and kill the process, and every
-level holds its own copy of the rest of the payload (memory grows depth x size). Map keys
-that are arbitrary values (tuples, big ints) can all hash alike, which makes building a map
-quadratic. So one :class:`BoundedUnpacker` per body counts, across all nested payloads:
+msgpack decodes plain arrays and maps with a fixed internal stack, but an ext value (a
+tuple, a code object...) carries its contents as a nested msgpack payload. Decoding that
+payload from msgpack's ext hook nests one C unpacker (~35 KiB of C stack) per level: a few
+hundred nested tuples (1.3 KB) overflowed the stack and killed the process, and every level
+held its own copy of the rest (memory grew depth x size). Map keys that are arbitrary
+values (tuples, big ints) can all hash alike, which makes building a map quadratic.
+
+So :class:`BoundedUnpacker` never decodes from inside the hook. The hook only records an
+ext value as :class:`_Pending`; payloads are then decoded one at a time from an explicit
+work stack (no recursion, in C or Python), innermost first, so a tuple is built from
+finished members. One unpacker per body counts, across all nested payloads:
 
 * ext nesting depth (``MAX_EXT_DEPTH``: code -> constants tuple -> code ... 16 functions
-  deep, far beyond Python source, and a small fraction of the C stack);
+  deep, far beyond what Python source nests);
 * bytes unpacked in total (``EXPANSION`` x the body, so nesting cannot multiply memory);
 * containers built in total (``MAX_CONTAINERS``: every list and map, the objects that cost
   memory beyond their bytes);
@@ -18,7 +23,8 @@ Anything over a bound is a :class:`FormatError`, like any other malformed packag
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import msgpack
@@ -31,7 +37,25 @@ SLACK = 1 << 20
 MAX_CONTAINERS = 1 << 20  # ~10 per stored code object: 100,000 of them
 _KEY_INT_MIN, _KEY_INT_END = -(1 << 63), 1 << 64
 
-ExtDecoder = Callable[[Callable[[bytes], Any], bytes], Any]
+
+@dataclasses.dataclass(frozen=True)
+class ExtDecoder:
+    """How one ext type is built: from its payload decoded as msgpack (``nested``) or from
+    the raw payload bytes (a big int's digits, a name)."""
+
+    build: Callable[[Any], Any]
+    nested: bool = True
+
+
+@dataclasses.dataclass(eq=False)
+class _Pending:
+    """An ext value seen by msgpack's hook, decoded later from the work stack."""
+
+    code: int
+    data: bytes
+
+
+_Step = Generator[tuple[Any, int], Any, Any]  # yields (child, depth), is sent its result
 
 
 def _too_costly(what: str) -> FormatError:
@@ -40,10 +64,7 @@ def _too_costly(what: str) -> FormatError:
 
 
 class BoundedUnpacker:
-    """Decodes one body and every ext payload nested in it, sharing one set of budgets.
-
-    ``decoders`` maps an ext code to ``decoder(unpack, payload)``; a decoder unpacks nested
-    payloads with the ``unpack`` it is given, so they count against the same budgets."""
+    """Decodes one body and every ext payload nested in it, sharing one set of budgets."""
 
     def __init__(self, decoders: Mapping[int, ExtDecoder], body_len: int,
                  unknown: Callable[[int], FormatError]) -> None:
@@ -51,17 +72,13 @@ class BoundedUnpacker:
         self._unknown = unknown
         self._bytes_left = EXPANSION * body_len + SLACK
         self._containers_left = MAX_CONTAINERS
-        self._depth = 0
+        self._pending = 0  # ext values recorded by the last flat unpack
 
-    def unpack(self, data: bytes) -> Any:
-        """One msgpack value filling ``data``; raises FormatError on anything else."""
-        self._bytes_left -= len(data)
-        if self._bytes_left < 0:
-            raise _too_costly("total size of nested values")
+    def decode(self, data: bytes) -> Any:
+        """The value ``data`` holds, ext values built; raises FormatError on anything else."""
         try:
-            return msgpack.unpackb(data, ext_hook=self._ext_hook, list_hook=self._list_hook,
-                                   object_pairs_hook=self._map_hook, raw=False,
-                                   strict_map_key=False)
+            value = self._flat(data)
+            return self._run(value) if self._pending else value
         except FormatError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError,
@@ -69,17 +86,58 @@ class BoundedUnpacker:
             raise FormatError(f"package body is not valid msgpack: {type(e).__name__}: "
                               f"{e}") from None
 
-    def _ext_hook(self, code: int, data: bytes) -> Any:
-        decoder = self._decoders.get(code)
-        if decoder is None:
+    def _run(self, root: Any) -> Any:
+        """Resolve every ``_Pending`` in ``root``, depth first, with an explicit stack of
+        steps: each step yields a child to resolve and is sent the finished child."""
+        stack: list[_Step] = [self._step(root, 0)]
+        result: Any = None
+        while stack:
+            try:
+                child, depth = stack[-1].send(result)
+            except StopIteration as done:
+                stack.pop()
+                result = done.value
+                continue
+            stack.append(self._step(child, depth))
+            result = None
+        return result
+
+    def _step(self, value: Any, depth: int) -> _Step:
+        if isinstance(value, _Pending):
+            if depth >= MAX_EXT_DEPTH:
+                raise _too_costly(f"values nested more than {MAX_EXT_DEPTH} deep")
+            decoder = self._decoders[value.code]
+            if not decoder.nested:
+                return decoder.build(value.data)
+            payload = self._flat(value.data)
+            if self._pending:
+                payload = yield payload, depth + 1
+            return decoder.build(payload)
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, (_Pending, list, dict)):
+                    value[i] = yield item, depth
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, (_Pending, list, dict)):
+                    value[key] = yield item, depth
+        return value
+
+    def _flat(self, data: bytes) -> Any:
+        """One msgpack value filling ``data``; ext values left as ``_Pending``."""
+        self._bytes_left -= len(data)
+        if self._bytes_left < 0:
+            raise _too_costly("total size of nested values")
+        self._pending = 0
+        return msgpack.unpackb(data, ext_hook=self._ext_hook, list_hook=self._list_hook,
+                               object_pairs_hook=self._map_hook, raw=False,
+                               strict_map_key=False)
+
+    def _ext_hook(self, code: int, data: bytes) -> _Pending:
+        if code not in self._decoders:
             raise self._unknown(code)
-        if self._depth >= MAX_EXT_DEPTH:
-            raise _too_costly(f"values nested more than {MAX_EXT_DEPTH} deep")
-        self._depth += 1
-        try:
-            return decoder(self.unpack, data)
-        finally:
-            self._depth -= 1
+        self._pending += 1
+        return _Pending(code, data)
 
     def _count_container(self) -> None:
         self._containers_left -= 1
@@ -97,7 +155,8 @@ class BoundedUnpacker:
         for key, _ in pairs:
             if not (type(key) is str
                     or (type(key) is int and _KEY_INT_MIN <= key < _KEY_INT_END)):
-                raise FormatError(f"malformed package: a map key of type {type(key).__name__} "
+                kind = "ext value" if isinstance(key, _Pending) else type(key).__name__
+                raise FormatError(f"malformed package: a map key of type {kind} "
                                   "that is not a string or a 64-bit integer (the only keys "
                                   "precompile writes); delete it and let precompile "
                                   "rewrite it")

@@ -59,7 +59,6 @@ CODE_FIELDS = (
     "co_exceptiontable", "co_freevars", "co_cellvars",
 )
 _CODE_TEMPLATE = (lambda: None).__code__
-Unpack = Callable[[bytes], Any]  # the bounded unpacker an ext decoder gets for its payload
 _MAX_BODY = 1 << 34  # 16 GiB: anything larger is a corrupt length field
 
 
@@ -157,24 +156,31 @@ def _malformed(what: str) -> FormatError:
                        "rewrite it")
 
 
-def _decode_code(unpack: Unpack, data: bytes) -> types.CodeType:
+def _decode_code(fields: Any) -> types.CodeType:
     """Rebuilt from the template with ``replace`` once ``code_check`` has checked every
     field (``replace`` itself trusts the bytecode and can crash on crafted bytes): a bad
     one is a FormatError, never a crash or a half-built code object."""
-    fields = unpack(data)
     if not isinstance(fields, list) or len(fields) != len(CODE_FIELDS):
         raise _malformed("code object")
     named = dict(zip(CODE_FIELDS, fields))
     try:
         check_code_fields(named)
-        if not all(storable(c) for c in named["co_consts"]):
+        if not all(_plain_constant(c) for c in named["co_consts"]):
             raise ValueError("a constant of a type this format never writes")
         return _CODE_TEMPLATE.replace(**named)
     except (TypeError, ValueError, OverflowError, SystemError) as e:
         raise _malformed(f"code object ({e})") from None
 
 
-def _decode_bigint(unpack: Unpack, data: bytes) -> int:
+def _plain_constant(value: Any) -> bool:
+    """A constant the encoder could have written (nested code objects were checked when
+    they were built): never a list or a map, which only msgpack itself produces."""
+    if type(value) in (tuple, frozenset):
+        return all(_plain_constant(v) for v in value)
+    return type(value) in _SCALARS or type(value) is types.CodeType
+
+
+def _decode_bigint(data: bytes) -> int:
     """Decimal text: Python's own parser bounds the digits (``sys.set_int_max_str_digits``)."""
     try:
         return int(data.decode())
@@ -182,7 +188,7 @@ def _decode_bigint(unpack: Unpack, data: bytes) -> int:
         raise _malformed("integer") from None
 
 
-def _decode_ref(unpack: Unpack, data: bytes) -> ObjectRef:
+def _decode_ref(data: bytes) -> ObjectRef:
     """Only the name: the format never imports; the installer resolves it."""
     try:
         return ObjectRef(data.decode())
@@ -190,26 +196,26 @@ def _decode_ref(unpack: Unpack, data: bytes) -> ObjectRef:
         raise _malformed("object reference") from None
 
 
-def _decode_value(unpack: Unpack, data: bytes) -> ValueRef:
+def _decode_value(payload: Any) -> ValueRef:
     """Only the kind and plain arguments: the installer decides whether it rebuilds them."""
-    kind, args = _pair(unpack(data), 2)
+    kind, args = _pair(payload, 2)
     if not isinstance(kind, str):
         raise _malformed("value")
     return ValueRef(kind, tuple(_as_list(args)))
 
 
-# Ext code -> what builds the value, given the bounded unpacker for nested payloads.
+# Ext code -> what builds the value (from its decoded payload, or its raw bytes).
 # Codes are never renumbered (see EXT_CODE).
 _DECODERS: dict[int, ExtDecoder] = {
-    EXT_CODE: _decode_code,
-    EXT_TUPLE: lambda unpack, data: tuple(_as_list(unpack(data))),
-    EXT_FROZENSET: lambda unpack, data: frozenset(_as_list(unpack(data))),
-    EXT_COMPLEX: lambda unpack, data: complex(*_numbers(_pair(unpack(data), 2))),
-    EXT_ELLIPSIS: lambda unpack, data: Ellipsis,
-    EXT_BIGINT: _decode_bigint,
-    EXT_SLICE: lambda unpack, data: slice(*_pair(unpack(data), 3)),
-    EXT_REF: _decode_ref,
-    EXT_VALUE: _decode_value,
+    EXT_CODE: ExtDecoder(_decode_code),
+    EXT_TUPLE: ExtDecoder(lambda payload: tuple(_as_list(payload))),
+    EXT_FROZENSET: ExtDecoder(lambda payload: frozenset(_as_list(payload))),
+    EXT_COMPLEX: ExtDecoder(lambda payload: complex(*_numbers(_pair(payload, 2)))),
+    EXT_ELLIPSIS: ExtDecoder(lambda data: Ellipsis, nested=False),
+    EXT_BIGINT: ExtDecoder(_decode_bigint, nested=False),
+    EXT_SLICE: ExtDecoder(lambda payload: slice(*_pair(payload, 3))),
+    EXT_REF: ExtDecoder(_decode_ref, nested=False),
+    EXT_VALUE: ExtDecoder(_decode_value),
 }
 
 
@@ -244,7 +250,7 @@ def _pack(obj: Any) -> bytes:
 
 def _unpack(data: bytes) -> Any:
     """One body, with every decoding bound of ``decode_limits`` applied."""
-    return BoundedUnpacker(_DECODERS, len(data), _unknown_ext).unpack(data)
+    return BoundedUnpacker(_DECODERS, len(data), _unknown_ext).decode(data)
 
 
 # -------------------------------------------------------------------------- envelope

@@ -226,7 +226,7 @@ BAD_CODE = {
                                 "EXTENDED_ARG"),
     "odd co_code length": ({"co_code": RETURN_NONE + b"\x53"}, "impossible length"),
     "empty co_code": ({"co_code": b""}, "impossible length"),
-    "line table truncated": ({"co_linetable": b"\xf0"}, "varint"),
+    "line table truncated": ({"co_linetable": b"\xf0\x41"}, "co_linetable"),
     "line table garbage": ({"co_linetable": b"\x01\x02"}, "co_linetable"),
     "line table too short": ({"co_linetable": b"\xf8"}, "does not cover"),
     "exception table truncated": ({"co_exceptiontable": b"\x80\x41"}, "co_exceptiontable"),
