@@ -22,7 +22,6 @@ import dis
 import opcode
 import re
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 _COUNT_FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_nlocals",
@@ -164,7 +163,7 @@ def _jump_target(offset: int, op: int, arg: int) -> int:
     instruction's inline caches, backward ones subtract."""
     if op in dis.hasjabs:
         return 2 * arg
-    after = offset + 2 + 2 * cache_entries(op)
+    after = offset + 2 + 2 * _CACHES[op]
     return after - 2 * arg if "JUMP_BACKWARD" in opcode.opname[op] else after + 2 * arg
 
 
@@ -198,8 +197,8 @@ def _check_exception_table(table: bytes, starts: set[int], units: int,
         if not table[i] & 0x80:
             raise ValueError("co_exceptiontable entry does not start an entry")
         values = []
-        for _ in range(4):
-            value, i = _exception_varint(table, i)
+        for n in range(4):
+            value, i = _exception_varint(table, i, entry_start=n == 0)
             values.append(value)
         start, length, target, depth_lasti = values
         if start < last_end or start + length > units or 2 * target not in starts:
@@ -209,11 +208,12 @@ def _check_exception_table(table: bytes, starts: set[int], units: int,
         last_end = start + length
 
 
-def _exception_varint(table: bytes, i: int) -> tuple[int, int]:
-    """A big-endian 6-bit-chunk varint, as ``dis._parse_varint`` reads it."""
+def _exception_varint(table: bytes, i: int, entry_start: bool) -> tuple[int, int]:
+    """A big-endian 6-bit-chunk varint, as ``dis._parse_varint`` reads it. Only an entry's
+    first byte has bit 7 set: CPython finds entries by scanning back to that bit."""
     value = 0
     for chunk in range(_MAX_VARINT_CHUNKS):
-        if i >= len(table) or (chunk and table[i] & 0x80):
+        if i >= len(table) or (table[i] & 0x80 and not (entry_start and chunk == 0)):
             raise ValueError("truncated co_exceptiontable entry")
         b = table[i]
         value = (value << 6) | (b & 63)

@@ -169,18 +169,24 @@ RETURN_NONE = _ins("RESUME") + _ins("LOAD_CONST") + _ins("RETURN_VALUE")
 
 
 def _invalid_opcode() -> int:
-    """An instrumented opcode where this Python has them (3.12+: these crashed
-    ``CodeType.replace``), else the highest opcode number it does not define."""
-    instrumented = getattr(opcode, "MIN_INSTRUMENTED_OPCODE", None)
+    """An instrumented opcode where this Python has them (on 3.12 and 3.13,
+    ``INSTRUMENTED_LINE`` in ``co_code`` made ``CodeType.replace`` segfault), else the
+    highest opcode number it does not define."""
+    instrumented = opcode.opmap.get("INSTRUMENTED_LINE",
+                                    getattr(opcode, "MIN_INSTRUMENTED_OPCODE", None))
     if instrumented is not None:
         return int(instrumented)
     return max(op for op in range(256) if opcode.opname[op].startswith("<"))
 
 
 def _specialized_opcode() -> int | None:
-    known = getattr(dis, "_all_opmap", {})
-    return next((op for op in sorted(known.values()) if op < 256 and op not in VALID_OPCODES
-                 and not opcode.opname[op].startswith("<")), None)
+    """A specialized (quickened) form such as ``LOAD_ATTR_INSTANCE_VALUE``: never in stored
+    bytecode (3.13 maps them by name, 3.11/3.12 list their names)."""
+    by_name = dict(getattr(dis, "_all_opmap", {}))
+    by_name.update(getattr(opcode, "_specialized_opmap", {}))
+    names = list(getattr(opcode, "_specialized_opmap", {})) or list(
+        getattr(opcode, "_specialized_instructions", []))
+    return next((by_name[n] for n in names if n in by_name and by_name[n] < 256), None)
 
 
 def _op_with_caches() -> str:
@@ -231,6 +237,8 @@ BAD_CODE = {
     "line table too short": ({"co_linetable": b"\xf8"}, "does not cover"),
     "exception table truncated": ({"co_exceptiontable": b"\x80\x41"}, "co_exceptiontable"),
     "exception handler outside": ({"co_exceptiontable": b"\x80\x32\x00\x00"}, "outside"),
+    "exception entry marker mid-entry": ({"co_exceptiontable": b"\x80\x01\x80\x00"},
+                                         "co_exceptiontable"),
     "exception depth": ({"co_exceptiontable": b"\x80\x01\x00\x3e"}, "deeper"),
     "co_nlocals mismatch": ({"co_nlocals": 7}, "co_nlocals"),
     "negative count": ({"co_stacksize": -1}, "co_stacksize"),
