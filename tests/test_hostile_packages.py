@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dis
 import hashlib
+import io
 import json
 import logging
 import opcode
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import msgpack
@@ -345,6 +347,18 @@ def test_ls_survives_a_huge_time(clean_env: Path, field: str,
     cache = _cache_with(clean_env, {field: 10 ** 400, "function": "umod:f"})
     assert cli.main(["ls", str(cache)]) == 0
     assert "umod.f-0" in capsys.readouterr().out
+
+
+def test_import_refuses_a_huge_time_without_a_traceback(
+        clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = clean_env / "cache.tar.gz"
+    data = fmt.encode({"saved": 10 ** 400, "function": "umod:f"}, *_manifest("umod:f"))
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("umod.f-0.pcpkg")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    assert cli.main(["import", str(archive), "--cache", str(clean_env / "dest")]) == 2
+    assert "saved is not a time" in capsys.readouterr().err
 
 
 # ------------------------------------------- finding 18: nothing printed raw
