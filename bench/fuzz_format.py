@@ -293,8 +293,10 @@ def _code_pool() -> list:
     import json.decoder as j
     import types
 
-    todo = [compile(open(m.__file__, encoding="utf-8").read(), m.__file__, "exec")
-            for m in (a, t, j)]
+    todo = []
+    for module in (a, t, j):
+        with open(module.__file__, encoding="utf-8") as fh:
+            todo.append(compile(fh.read(), module.__file__, "exec"))
     out = []
     while todo:
         code = todo.pop()
