@@ -11,7 +11,10 @@ sha256 and re-checked after decoding, so a blob can never be swapped for another
 
 Torch's own pickled pieces (guard state, compiled graphs) live only inside blobs and are
 unpickled by the installer after these checks. Code objects are stored field by field as a
-msgpack ext type (never pickled), so decoding a manifest cannot execute anything.
+msgpack ext type (never pickled), so decoding a manifest cannot execute anything; each is
+checked (``code_check``) before ``CodeType.replace`` builds it, and what a decode may cost
+(nesting, size, containers, map keys) is bounded by ``decode_limits``, because ``precompile
+ls``/``verify`` decode packages nobody trusts.
 
 Why msgpack ext types: they give every non-JSON value (code, tuple, frozenset, complex,
 Ellipsis, big int, a reference by name to an importable object) an explicit type tag, so a reader knows exactly what it may build, and an
