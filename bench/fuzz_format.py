@@ -20,6 +20,16 @@ Two more modes attack what reads packages outside the loader:
   and resolver: only GuardPathError or a lookup error, and nothing may be called that runs
   a command or evaluates code (os.system, eval, exec... are tripwires).
 
+Three more craft inputs by hand (no real package needed, so ``--modes nested,keys,code``
+starts at once; tests/test_fuzz.py runs them for a few seconds):
+
+* ``nested``: ext values (tuples, frozensets, code, unknown types...) nested up to
+  thousands deep, branching, truncated: decoding must stay within its bounds;
+* ``keys``: maps with keys of every msgpack type, including big ints that all hash alike:
+  accepted exactly when every key is a string or a 64-bit integer;
+* ``code``: real code objects with mutated bytecode, line and exception tables and counts:
+  a FormatError or a code object whose tables CPython can read, never a crash.
+
 Prints iterations and findings per mode; exit status 1 if anything was found.
 """
 from __future__ import annotations
@@ -71,9 +81,20 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--modes", default="", help="comma-separated modes to run (default: all): "
-                    "bytes, body, structure, cli, cli_trusted, guard_path")
+                    "bytes, body, structure, cli, cli_trusted, guard_path, nested, keys, code")
     args = ap.parse_args()
+    rng = random.Random(args.seed)
+    crafted = {"nested": _nested_mode(rng), "keys": _keys_mode(rng), "code": _code_mode(rng)}
+    wanted = args.modes.split(",") if args.modes else None
+    modes = crafted if wanted and set(wanted) <= set(crafted) else {**_package_modes(rng),
+                                                                     **crafted}
+    if wanted:
+        modes = {m: modes[m] for m in wanted}
+    return _run(modes, args.seconds)
 
+
+def _package_modes(rng: random.Random) -> dict:
+    """The modes that mutate a real package (written by a compile in a subprocess)."""
     from precompile import format as fmt
     from precompile.errors import PackageError
     from precompile.manifest import from_manifest
@@ -88,7 +109,6 @@ def main() -> int:
 
     pickle.loads = forbid  # type: ignore[assignment]
     pickle.load = forbid  # type: ignore[assignment]
-    rng = random.Random(args.seed)
 
     def read(blob: bytes) -> None:
         env = fmt.decode(blob)
@@ -138,13 +158,15 @@ def main() -> int:
             pass
 
     cli_modes = _cli_modes(workdir, data, env0, rng)
-    modes = {"bytes": bytes_mode, "body": body_mode, "structure": structure_mode,
-             **cli_modes, "guard_path": _guard_path_mode(rng)}
-    if args.modes:
-        modes = {m: modes[m] for m in args.modes.split(",")}
+    return {"bytes": bytes_mode, "body": body_mode, "structure": structure_mode,
+            **cli_modes, "guard_path": _guard_path_mode(rng)}
+
+
+def _run(modes: dict, seconds: float) -> int:
+    """Round-robin over ``modes`` for ``seconds``; print iterations and findings."""
     counts = {m: 0 for m in modes}
     findings: dict[str, list[str]] = {m: [] for m in modes}
-    deadline = time.monotonic() + args.seconds
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for name, fn in modes.items():
             counts[name] += 1
@@ -160,6 +182,175 @@ def main() -> int:
         for text in findings[name]:
             print("    " + text.replace("\n", "\n    "))
     return 1 if total else 0
+
+
+# ------------------------------------------------------------ crafted bodies
+
+_LEAVES = [None, 0, -1, 2 ** 63, 2 ** 64 - 1, "s", b"b", 1.5, True, [], {}]
+
+
+def _body(meta: bytes) -> bytes:
+    """A package (valid checksum) whose meta is raw msgpack ``meta``."""
+    import hashlib
+
+    import msgpack
+
+    from precompile import format as fmt
+
+    body = (b"\x83" + msgpack.packb("meta") + meta + msgpack.packb("manifest") + b"\x80"
+            + msgpack.packb("blobs") + b"\x80")
+    head = fmt._HEADER.pack(fmt.MAGIC, fmt.FORMAT_VERSION, 0, len(body)) + body
+    return head + hashlib.sha256(head).digest()
+
+
+def _array(items: list[bytes]) -> bytes:
+    return b"\xdd" + len(items).to_bytes(4, "big") + b"".join(items)
+
+
+def _raw_value(rng: random.Random, depth: int) -> bytes:
+    """Random raw msgpack: ext values (known and unknown types, cut payloads), arrays and
+    maps, nested ``depth`` deep, branching near the leaves."""
+    import msgpack
+
+    value = msgpack.packb(rng.choice(_LEAVES), use_bin_type=True)
+    for level in range(depth):
+        items = [value] + [msgpack.packb(rng.choice(_LEAVES), use_bin_type=True)
+                           for _ in range(rng.randint(0, 2 if level < 4 else 0))]
+        rng.shuffle(items)
+        payload = _array(items)
+        r = rng.random()
+        if r < 0.1:
+            value = payload
+        elif r < 0.15:
+            value = b"\xdf\x00\x00\x00\x01" + msgpack.packb("k") + value
+        else:
+            if rng.random() < 0.02:
+                payload = payload[:rng.randrange(len(payload) + 1)]
+            code = rng.choice([2, 2, 2, 3, 4, 7, 9, 1, 6, 8, 99])
+            value = msgpack.packb(msgpack.ExtType(code, payload))
+    return value
+
+
+def _nested_mode(rng: random.Random):
+    from precompile import format as fmt
+    from precompile.errors import PackageError
+
+    def mode() -> None:
+        depth = rng.choice([1, 3, 8, 20, 31, 33, 64, 300, 3000])
+        meta = b"\x81" + b"\xa1x" + _raw_value(rng, depth)
+        try:
+            fmt.decode(_body(meta))
+        except PackageError:
+            pass
+
+    return mode
+
+
+def _raw_key(rng: random.Random) -> tuple[bytes, bool]:
+    """(packed key, whether the decoder must accept it)."""
+    import msgpack
+
+    modulus = (1 << 61) - 1
+    kind = rng.randrange(9)
+    if kind == 0:
+        return msgpack.packb(rng.choice(["a", "", "k" * 40, "é"])), True
+    if kind == 1:
+        return msgpack.packb(rng.choice([0, -1, 2 ** 63 - 1, -(2 ** 63), 2 ** 64 - 1])), True
+    if kind == 2:  # big ints that all hash to 0: a quadratic map if accepted
+        big = str(modulus * rng.randint(1, 1 << 20) << 64).encode()
+        return msgpack.packb(msgpack.ExtType(6, big)), False
+    if kind == 3:
+        return msgpack.packb(msgpack.ExtType(2, b"\x91\x01")), False
+    others = [1.5, b"b", None, True, [1], {}]
+    return msgpack.packb(rng.choice(others), use_bin_type=True), False
+
+
+def _keys_mode(rng: random.Random):
+    from precompile import format as fmt
+    from precompile.errors import PackageError
+
+    def mode() -> None:
+        keys = [_raw_key(rng) for _ in range(rng.choice([1, 2, 10, 3000]))]
+        if rng.random() < 0.5:  # mostly valid, so acceptance is exercised too
+            keys = [k for k in keys if k[1]] or keys
+        meta = b"\xdf" + len(keys).to_bytes(4, "big") + b"".join(k + b"\xc0" for k, _ in keys)
+        try:
+            fmt.decode(_body(meta))
+            accepted = True
+        except PackageError:
+            accepted = False
+        if accepted != all(ok for _, ok in keys):
+            raise AssertionError(f"map keys {'accepted' if accepted else 'refused'} wrongly")
+
+    return mode
+
+
+def _code_pool() -> list:
+    """Code objects to mutate: every function of a few stdlib modules (loops, try/except,
+    comprehensions, closures, async)."""
+    import argparse as a
+    import asyncio.tasks as t
+    import json.decoder as j
+    import types
+
+    todo = []
+    for module in (a, t, j):
+        with open(module.__file__, encoding="utf-8") as fh:
+            todo.append(compile(fh.read(), module.__file__, "exec"))
+    out = []
+    while todo:
+        code = todo.pop()
+        out.append(code)
+        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return out
+
+
+def _mutate_code_fields(fields: dict, rng: random.Random) -> dict:
+    """One to four random changes to a code object's stored fields."""
+    table_ops = list(range(256))
+    for _ in range(rng.randint(1, 4)):
+        name = rng.choice(["co_code"] * 4 + ["co_linetable", "co_exceptiontable"] * 2
+                          + ["co_stacksize", "co_nlocals", "co_argcount", "co_consts",
+                             "co_names"])
+        value = fields[name]
+        if isinstance(value, bytes):
+            b = bytearray(value)
+            pos = rng.randrange(len(b) + 1)
+            r = rng.random()
+            if r < 0.5 and b:
+                b[min(pos, len(b) - 1)] = rng.choice(table_ops)
+            elif r < 0.7:
+                del b[pos:pos + rng.randint(1, 6)]
+            else:
+                b[pos:pos] = bytes(rng.choice(table_ops) for _ in range(rng.choice([1, 2, 4])))
+            fields[name] = bytes(b)
+        elif isinstance(value, int):
+            fields[name] = rng.choice([0, 1, value + 1, max(value - 1, 0), -1, 2 ** 31, 2 ** 70])
+        else:
+            fields[name] = value[:rng.randrange(len(value) + 1)]
+    return fields
+
+
+def _code_mode(rng: random.Random):
+    import msgpack
+
+    from precompile import format as fmt
+    from precompile.errors import PackageError
+
+    pool = _code_pool()
+
+    def mode() -> None:
+        code = rng.choice(pool)
+        fields = _mutate_code_fields({n: getattr(code, n) for n in fmt.CODE_FIELDS}, rng)
+        ext = msgpack.ExtType(fmt.EXT_CODE, fmt._pack([fields[n] for n in fmt.CODE_FIELDS]))
+        try:
+            built = fmt.decode(fmt.encode({}, {"code": ext}, {})).manifest["code"]
+        except PackageError:
+            return
+        list(built.co_lines())  # CPython's own table readers on what was accepted
+        list(built.co_positions())
+
+    return mode
 
 
 # --------------------------------------------------------------------- tripwires

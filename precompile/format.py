@@ -11,7 +11,10 @@ sha256 and re-checked after decoding, so a blob can never be swapped for another
 
 Torch's own pickled pieces (guard state, compiled graphs) live only inside blobs and are
 unpickled by the installer after these checks. Code objects are stored field by field as a
-msgpack ext type (never pickled), so decoding a manifest cannot execute anything.
+msgpack ext type (never pickled), so decoding a manifest cannot execute anything; each is
+checked (``code_check``) before ``CodeType.replace`` builds it, and what a decode may cost
+(nesting, size, containers, map keys) is bounded by ``decode_limits``, because ``precompile
+ls``/``verify`` decode packages nobody trusts.
 
 Why msgpack ext types: they give every non-JSON value (code, tuple, frozenset, complex,
 Ellipsis, big int, a reference by name to an importable object) an explicit type tag, so a reader knows exactly what it may build, and an
@@ -29,6 +32,8 @@ from typing import Any
 
 import msgpack
 
+from .code_check import check_code_fields
+from .decode_limits import BoundedUnpacker, ExtDecoder
 from .errors import FormatError, IntegrityError
 
 MAGIC = b"PCPKG\x00\r\n"
@@ -154,16 +159,28 @@ def _malformed(what: str) -> FormatError:
                        "rewrite it")
 
 
-def _decode_code(data: bytes) -> types.CodeType:
-    """Rebuilt from the template with ``replace``, which validates the fields: a bad one is
-    a FormatError, never a crash or a half-built code object."""
-    fields = _unpack(data)
+def _decode_code(fields: Any) -> types.CodeType:
+    """Rebuilt from the template with ``replace`` once ``code_check`` has checked every
+    field (``replace`` itself trusts the bytecode and can crash on crafted bytes): a bad
+    one is a FormatError, never a crash or a half-built code object."""
     if not isinstance(fields, list) or len(fields) != len(CODE_FIELDS):
         raise _malformed("code object")
+    named = dict(zip(CODE_FIELDS, fields))
     try:
-        return _CODE_TEMPLATE.replace(**dict(zip(CODE_FIELDS, fields)))
+        check_code_fields(named)
+        if not all(_plain_constant(c) for c in named["co_consts"]):
+            raise ValueError("a constant of a type this format never writes")
+        return _CODE_TEMPLATE.replace(**named)
     except (TypeError, ValueError, OverflowError, SystemError) as e:
         raise _malformed(f"code object ({e})") from None
+
+
+def _plain_constant(value: Any) -> bool:
+    """A constant the encoder could have written (nested code objects were checked when
+    they were built): never a list or a map, which only msgpack itself produces."""
+    if type(value) in (tuple, frozenset):
+        return all(_plain_constant(v) for v in value)
+    return type(value) in _SCALARS or type(value) is types.CodeType
 
 
 def _decode_bigint(data: bytes) -> int:
@@ -182,42 +199,45 @@ def _decode_ref(data: bytes) -> ObjectRef:
         raise _malformed("object reference") from None
 
 
-def _decode_value(data: bytes) -> ValueRef:
+def _decode_value(payload: Any) -> ValueRef:
     """Only the kind and plain arguments: the installer decides whether it rebuilds them."""
-    kind, args = _pair(_unpack(data), 2)
+    kind, args = _pair(payload, 2)
     if not isinstance(kind, str):
         raise _malformed("value")
     return ValueRef(kind, tuple(_as_list(args)))
 
 
-# Ext code -> what builds the value. Codes are never renumbered (see EXT_CODE).
-_DECODERS: dict[int, Callable[[bytes], Any]] = {
-    EXT_CODE: _decode_code,
-    EXT_TUPLE: lambda data: tuple(_as_list(_unpack(data))),
-    EXT_FROZENSET: lambda data: frozenset(_as_list(_unpack(data))),
-    EXT_COMPLEX: lambda data: complex(*_pair(_unpack(data), 2)),
-    EXT_ELLIPSIS: lambda data: Ellipsis,
-    EXT_BIGINT: _decode_bigint,
-    EXT_SLICE: lambda data: slice(*_pair(_unpack(data), 3)),
-    EXT_REF: _decode_ref,
-    EXT_VALUE: _decode_value,
+# Ext code -> what builds the value (from its decoded payload, or its raw bytes).
+# Codes are never renumbered (see EXT_CODE).
+_DECODERS: dict[int, ExtDecoder] = {
+    EXT_CODE: ExtDecoder(_decode_code),
+    EXT_TUPLE: ExtDecoder(lambda payload: tuple(_as_list(payload))),
+    EXT_FROZENSET: ExtDecoder(lambda payload: frozenset(_as_list(payload))),
+    EXT_COMPLEX: ExtDecoder(lambda payload: complex(*_numbers(_pair(payload, 2)))),
+    EXT_ELLIPSIS: ExtDecoder(lambda data: Ellipsis, nested=False),
+    EXT_BIGINT: ExtDecoder(_decode_bigint, nested=False),
+    EXT_SLICE: ExtDecoder(lambda payload: slice(*_pair(payload, 3))),
+    EXT_REF: ExtDecoder(_decode_ref, nested=False),
+    EXT_VALUE: ExtDecoder(_decode_value),
 }
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    """msgpack's hook for an ext value: only the tags above build anything; an unknown one
-    is refused rather than guessed at."""
-    decoder = _DECODERS.get(code)
-    if decoder is None:
-        raise FormatError(f"unknown value type {code} in package (written by a newer "
-                          "precompile?); upgrade precompile or delete the package")
-    return decoder(data)
+def _unknown_ext(code: int) -> FormatError:
+    """Only the tags above build anything; an unknown one is refused rather than guessed at."""
+    return FormatError(f"unknown value type {code} in package (written by a newer "
+                       "precompile?); upgrade precompile or delete the package")
 
 
 def _pair(value: Any, n: int) -> list[Any]:
     items = _as_list(value)
     if len(items) != n:
         raise _malformed("value")
+    return items
+
+
+def _numbers(items: list[Any]) -> list[float]:
+    if not all(type(x) in (int, float) for x in items):
+        raise _malformed("complex number")
     return items
 
 
@@ -232,14 +252,8 @@ def _pack(obj: Any) -> bytes:
 
 
 def _unpack(data: bytes) -> Any:
-    try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
-    except FormatError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError,
-            MemoryError,
-            msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
-        raise FormatError(f"package body is not valid msgpack: {type(e).__name__}: {e}") from None
+    """One body, with every decoding bound of ``decode_limits`` applied."""
+    return BoundedUnpacker(_DECODERS, len(data), _unknown_ext).decode(data)
 
 
 # -------------------------------------------------------------------------- envelope
@@ -323,7 +337,32 @@ def _split_body(body: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, by
     parts = body["meta"], body["manifest"], body["blobs"]
     if not all(isinstance(part, dict) for part in parts):
         raise _malformed("body (meta/manifest/blobs of the wrong shape)")
+    _check_meta(parts[0])
     return parts
+
+
+_TIME_FIELDS = ("created", "saved")
+_MAX_TIME = 253402300799  # 9999-12-31: any later "time" would overflow date formatting
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "factors": (dict,), "system": (dict,), "gpus": (dict,), "function": (str,),
+    "backend_name": (str, type(None)), "entries": (int,),
+}
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    """Fields a reader formats or compares (times, counts, names) have their written type
+    and a sane range, so ``precompile ls`` or ``import`` never trips over a crafted value
+    (a 400-digit ``saved`` overflows float conversion)."""
+    for name in _TIME_FIELDS:
+        value = meta.get(name)
+        if value is not None and (type(value) not in (int, float)
+                                  or not 0 <= value <= _MAX_TIME):
+            raise _malformed(f"metadata ({name} is not a time)")
+    for name, types_ in _META_TYPES.items():
+        if name in meta and type(meta[name]) not in types_:
+            raise _malformed(f"metadata ({name} is not a {types_[0].__name__})")
+    if not 0 <= meta.get("entries", 0) < 1 << 31:
+        raise _malformed("metadata (entries is out of range)")
 
 
 def _check_blobs(blobs: dict[Any, Any]) -> None:

@@ -61,14 +61,18 @@ def module_file_label(module_name: str) -> str:
     return str(path or module_name)
 
 
-def find_module_file(name: str) -> str | None:
+def find_module_file(name: str, fallback_dirs: tuple[str, ...] = ()) -> str | None:
     """The ``.py`` file of module ``name`` on sys.path, found *without importing* it or its
-    parent packages (so checking a cache from the shell never runs user code)."""
+    parent packages (so checking a cache from the shell never runs user code). A top-level
+    module not on sys.path is looked for in ``fallback_dirs`` (the CLI's working directory),
+    which therefore never shadows an installed module."""
     parts = name.split(".")
     search: list[str] | None = None
     spec = None
     for i in range(len(parts)):
         spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        if spec is None and i == 0 and fallback_dirs:
+            spec = importlib.machinery.PathFinder.find_spec(parts[0], list(fallback_dirs))
         if spec is None:
             return None
         search = list(spec.submodule_search_locations or [])
@@ -95,12 +99,14 @@ def is_engine_module(name: str) -> bool:
     return name == "torch" or name.startswith(("torch.", "precompile.", "functorch."))
 
 
-def current_text(rng: SourceRange, *, import_module: bool = True) -> str | None:
+def current_text(rng: SourceRange, *, import_module: bool = True,
+                 fallback_dirs: tuple[str, ...] = ()) -> str | None:
     """The text now at ``rng``'s lines in the module's file, or None if unreadable. Without
-    ``import_module`` a module not imported yet is read from its file on sys.path."""
+    ``import_module`` a module not imported yet is read from its file on sys.path (or in
+    ``fallback_dirs``, see ``find_module_file``)."""
     mod = sys.modules.get(rng.module)
     if mod is None and not import_module:
-        path = find_module_file(rng.module)
+        path = find_module_file(rng.module, fallback_dirs)
         return _lines(path, rng, None) if path else None
     if mod is None:
         try:
@@ -121,13 +127,14 @@ def _lines(path: str, rng: SourceRange, module_globals: dict[str, Any] | None) -
     return "".join(lines[rng.first_line - 1:rng.last_line - 1])
 
 
-def changed_sources(ranges: list[SourceRange], *, import_modules: bool = True) -> list[str]:
+def changed_sources(ranges: list[SourceRange], *, import_modules: bool = True,
+                    fallback_dirs: tuple[str, ...] = ()) -> list[str]:
     """Human-readable descriptions of every stored range whose text changed, with a diff.
     ``import_modules=False`` reads modules not imported yet from their files instead, for
     checks that must not run user code (``precompile verify``)."""
     out = []
     for rng in ranges:
-        now = current_text(rng, import_module=import_modules)
+        now = current_text(rng, import_module=import_modules, fallback_dirs=fallback_dirs)
         if now is None:
             out.append(f"{rng.where}: source is no longer readable")
         elif _sha(now) != rng.sha256:

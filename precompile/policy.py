@@ -35,7 +35,8 @@ def resolve_signing_key(explicit: str | bytes | None = None) -> bytes | None:
     """The HMAC key: an explicit argument, else $PRECOMPILE_SIGNING_KEY, else None.
 
     An explicit empty key is an error, not "no signing": a package written or accepted
-    unsigned by mistake is exactly what signing is there to prevent.
+    unsigned by mistake is exactly what signing is there to prevent. So is an empty
+    $PRECOMPILE_SIGNING_KEY (``settings.signing_key``).
     """
     if explicit is None:
         return settings.signing_key()
@@ -45,6 +46,9 @@ def resolve_signing_key(explicit: str | bytes | None = None) -> bytes | None:
                            "environment's. To run without signing, unset "
                            "PRECOMPILE_SIGNING_KEY")
     return explicit.encode() if isinstance(explicit, str) else bytes(explicit)
+
+
+_UNUSABLE_KEY: Any = object()  # $PRECOMPILE_SIGNING_KEY set but empty, outside strict mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +73,17 @@ class Policy:
         if strict is None:
             strict = settings.or_default(lambda: settings.flag(settings.STRICT), False,
                                          strict=False)
+        key = resolve_signing_key(signing_key) if signing_key is not None else (
+            settings.or_default(settings.signing_key, _UNUSABLE_KEY, strict=strict,
+                                instead="running without a cache"))
         the_store = None
-        if env_store or cache_dir is not None or store is not None:
+        if key is _UNUSABLE_KEY:  # neither signed nor unsigned packages may be trusted
+            key = None
+        elif env_store or cache_dir is not None or store is not None:
             the_store = settings.or_default(lambda: default_store(cache_dir, store), None,
                                             strict=strict, instead="running without a cache")
         if wait_timeout is None:
             wait_timeout = settings.or_default(
                 lambda: settings.seconds(settings.WAIT_TIMEOUT, 600.0), 600.0, strict=strict)
         return cls(store=the_store, strict=strict, eager_backward=eager_backward,
-                   single_flight=single_flight, wait_timeout=wait_timeout,
-                   signing_key=resolve_signing_key(signing_key))
+                   single_flight=single_flight, wait_timeout=wait_timeout, signing_key=key)

@@ -78,8 +78,17 @@ def cache_spec() -> tuple[str, str] | None:
 
 
 def signing_key() -> bytes | None:
-    value = text(SIGNING_KEY)
-    return value.encode() if value else None
+    """The HMAC key; None when unset. Set but empty (or blank) is a SettingError, exactly
+    like ``signing_key=""``: ``PRECOMPILE_SIGNING_KEY=$(cat missing-file)`` must not
+    quietly turn signing off and accept unsigned packages."""
+    raw = os.environ.get(SIGNING_KEY)
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise SettingError(f"{SIGNING_KEY} is set but empty, which would turn package signing "
+                           f"off; set it to the key, or unset {SIGNING_KEY} to run without "
+                           "signing")
+    return raw.encode()
 
 
 def log_level() -> str | None:

@@ -3,6 +3,9 @@ never executes package content. (A longer run: bench/fuzz_format.py.)"""
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -119,3 +122,16 @@ def test_body_level_fuzz_of_msgpack_decoding() -> None:
             fmt._unpack(bytes(b))
         except PackageError:
             pass
+
+
+def test_crafted_nesting_keys_and_code_objects() -> None:
+    """The long fuzzer's hand-crafted modes, briefly: ext values nested thousands deep,
+    colliding and odd map keys, mutated code objects. In a child process, so a crash
+    (the C stack, ``CodeType.replace``) fails this test instead of killing pytest."""
+    fuzzer = Path(__file__).resolve().parents[1] / "bench" / "fuzz_format.py"
+    proc = subprocess.run([sys.executable, str(fuzzer), "--modes", "nested,keys,code",
+                           "--seconds", "3", "--seed", "1"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, (f"exit {proc.returncode}\n{proc.stdout[-3000:]}"
+                                  f"\n{proc.stderr[-3000:]}")
+    assert "0 findings" in proc.stdout

@@ -9,6 +9,8 @@
     precompile import FILE [--cache CACHE]      an archive's packages into a cache
     precompile stats [--file FILE]              counters a run wrote to $PRECOMPILE_STATS_FILE
 
+``python -m precompile ...`` runs the same commands.
+
 CACHE is a directory or a store URL and defaults the way the library does
 ($PRECOMPILE_CACHE_URL, $PRECOMPILE_CACHE_DIR, ~/.cache/precompile). PACKAGE is a key in
 the cache (a unique prefix is enough) or the path of a ``.pcpkg`` file. Every read command
@@ -18,8 +20,10 @@ Exit status: 0 fine, 1 problems found (``verify``) or a miss (``explain``), 2 th
 itself could not run (no such package, unreadable store, bad arguments).
 
 Reading is side-effect free: package files are read without refreshing their "last used"
-time, and ``verify`` locates user modules on ``sys.path`` without importing them. Only
-``explain`` imports the module it is asked about (it needs the live function).
+time, and ``verify`` locates user modules (on ``sys.path``, then in the current directory)
+without importing them. Only ``explain`` imports the module it is asked about (it needs the
+live function). The CLI never changes ``sys.path``, and everything it prints for people goes
+through ``text.emit``, which escapes what packages and stores say.
 
 Trust is the library's, exactly: a package is *trusted* only if the library would load it
 (its store's owner/permission checks pass, and with ``PRECOMPILE_SIGNING_KEY`` set, its
@@ -39,7 +43,9 @@ import os
 import sys
 
 from precompile.counters import write_stats_file
+from precompile.errors import SettingError
 
+from . import text
 from .common import EXIT_ERROR, EXIT_OK, CliError
 from .parser import build_parser, parse_age, parse_size
 
@@ -55,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         return int(args.func(args))
-    except CliError as e:
-        print(f"precompile {args.command}: {e}", file=sys.stderr)
+    except (CliError, SettingError) as e:  # SettingError: a PRECOMPILE_* variable is unusable
+        text.emit(f"precompile {args.command}: {e}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # `precompile ls | head`
         with contextlib.suppress(Exception):

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from . import _library as lib
+from .common import user_module_dirs
 from .inventory import Pkg
 
 
@@ -36,7 +37,9 @@ def source_changes(ranges: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
             unchecked.append(why_not)
         else:
             checkable.append(rng)
-    return keys.changed_sources(checkable, import_modules=False), unchecked
+    changed = keys.changed_sources(checkable, import_modules=False,
+                                   fallback_dirs=user_module_dirs())
+    return changed, unchecked
 
 
 def _why_unchecked(rng: Any) -> str | None:
@@ -44,7 +47,8 @@ def _why_unchecked(rng: Any) -> str | None:
     if rng.module == "__main__":
         return (f"{rng.qualname} lines {rng.first_line}-{rng.last_line - 1} in a script run "
                 "as __main__ (only the script itself can check them)")
-    if rng.module not in sys.modules and lib.keys.find_module_file(rng.module) is None:
+    if (rng.module not in sys.modules
+            and lib.keys.find_module_file(rng.module, user_module_dirs()) is None):
         return (f"module {rng.module} is not on sys.path here (run from the project directory "
                 "or set PYTHONPATH)")
     return None

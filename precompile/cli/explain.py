@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import sys
 from typing import Any
 
 from . import _library as lib
 from . import text
 from .checks import source_changes
-from .common import EXIT_OK, EXIT_PROBLEMS, CliError, add_cwd_to_path
+from .common import EXIT_OK, EXIT_PROBLEMS, CliError, import_user_module
 from .inventory import Pkg, iter_store, open_store
 
 # -------------------------------------------------------------- the live target
@@ -23,12 +22,11 @@ from .inventory import Pkg, iter_store, open_store
 
 def resolve_ref(ref: str) -> tuple[Any, Any]:
     """``module:qualname`` (or ``module.qualname``) -> (object, precompile impl or None)."""
-    add_cwd_to_path()
     last_error: Exception | None = None
     for mod_name, qualname in _candidates(ref):
         try:
             with contextlib.redirect_stdout(sys.stderr):  # keep --json output clean
-                module = importlib.import_module(mod_name)
+                module = import_user_module(mod_name)
         except ImportError as e:
             last_error = e
             continue

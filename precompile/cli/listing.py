@@ -14,7 +14,7 @@ from typing import Any
 from . import _library as lib
 from . import text
 from .checks import compat_problems, source_changes
-from .common import EXIT_OK, EXIT_PROBLEMS, add_cwd_to_path
+from .common import EXIT_OK, EXIT_PROBLEMS
 from .inventory import Pkg, find_package, iter_store, load_file, looks_like_store, open_store
 
 # ------------------------------------------------------------------------- ls
@@ -209,7 +209,6 @@ def _verify_targets(ref: str | None) -> tuple[str, list[Pkg]]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    add_cwd_to_path()
     where, pkgs = _verify_targets(args.target)
     results = [verify_pkg(p) for p in pkgs]
     if args.json:

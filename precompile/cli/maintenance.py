@@ -199,7 +199,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         text.print_json({"file": args.file, "packages": count})
     else:
-        print(f"exported {count} packages to {args.file}")
+        text.emit(f"exported {count} packages to {args.file}")
     return EXIT_OK
 
 
@@ -235,7 +235,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.json:
         text.print_json({"file": args.file, "imported": imported, "skipped": skipped})
     else:
-        print(f"imported {imported} packages into {store.url}")
+        text.emit(f"imported {imported} packages into {store.url}")
         for line in skipped:
-            print(f"  skipped {line}")
+            text.emit(f"  skipped {line}")
     return EXIT_OK if imported or not skipped else EXIT_PROBLEMS

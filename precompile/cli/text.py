@@ -1,14 +1,52 @@
 """How the CLI's documents read to people. Every command builds the document ``--json``
-prints and hands it here, so the text and JSON outputs say the same thing."""
+prints and hands it here, so the text and JSON outputs say the same thing.
+
+Everything the CLI prints goes through :func:`emit` (JSON through ``json.dumps``, which
+escapes control characters): function names, keys, reasons and diffs come from packages
+and stores anyone may have written, and a raw escape sequence in one would drive the
+user's terminal (set its title, move the cursor, hide lines)."""
 from __future__ import annotations
 
 import json
+import math
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from precompile.counters import stats_summary_lines
 
 # ------------------------------------------------------------------ values
+
+
+def clean(value: Any) -> str:
+    """``str(value)`` with every non-printable character (controls, escapes, bidi and
+    other format characters, line breaks) written as its backslash escape."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
+def emit(text: str = "", *, file: TextIO | None = None) -> None:
+    """Print ``text`` line by line, each line :func:`clean`: the one way the CLI writes
+    text for people."""
+    for line in text.split("\n"):
+        print(clean(line), file=file)
+
+
+_MULTILINE_FIELDS = frozenset({"problems", "reasons", "source_changes"})  # diffs
+
+
+def one_line(doc: Any, multiline: bool = False) -> Any:
+    """``doc`` with the line breaks in its strings escaped, except in the fields that hold
+    diffs: a name from a package must not print a line of its own ("FAKE: ok")."""
+    if isinstance(doc, str):
+        return doc if multiline else doc.replace("\n", "\\n")
+    if isinstance(doc, dict):
+        return {k: one_line(v, multiline or k in _MULTILINE_FIELDS) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [one_line(v, multiline) for v in doc]
+    return doc
 
 
 def fmt_size(n: int | None) -> str:
@@ -25,12 +63,17 @@ def fmt_size(n: int | None) -> str:
 def fmt_time(t: float | None) -> str:
     if not t:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    except (OverflowError, OSError, ValueError, TypeError):  # a time no clock can show
+        return "?"
 
 
 def fmt_age(t: float | None, now: float | None = None) -> str:
     if not t:
         return "-"
+    if not isinstance(t, (int, float)) or not math.isfinite(t):
+        return "?"
     delta = max(0.0, (now or time.time()) - t)
     for limit, div, unit in ((60, 1, "s"), (3600, 60, "m"), (86400, 3600, "h")):
         if delta < limit:
@@ -43,39 +86,40 @@ def print_json(obj: Any) -> None:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-                     for r in [header, *rows])
+    rows = [[clean(c) for c in r] for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def _print_multiline(text: str, first: str, rest: str) -> None:
     """A reason that may carry a diff: its first line after ``first``, the others after
     ``rest``."""
     head, *tail = text.splitlines() or [""]
-    print(f"{first}{head}")
+    emit(f"{first}{head}")
     for ln in tail:
-        print(f"{rest}{ln}")
+        emit(f"{rest}{ln}")
 
 
 # ---------------------------------------------------------------------- ls
 
 
 def print_ls(rows: list[dict[str, Any]], url: str) -> None:
+    rows = one_line(rows)
     if not rows:
-        print(f"no packages in {url}")
+        emit(f"no packages in {url}")
         return
     now = time.time()
-    print(table([[r["function"] or "(unreadable)",
+    emit(table([[r["function"] or "(unreadable)",
                   str(r["entries"] if r["entries"] is not None else "-"), fmt_size(r["size"]),
                   fmt_time(r["created"]), fmt_age(r["last_used"], now), r["key"]]
                  for r in rows],
                 ["FUNCTION", "ENTRIES", "SIZE", "CREATED", "LAST USED", "KEY"]))
     for r in rows:
         if r["error"]:
-            print(f"{r['key']}: {r['error']}")
+            emit(f"{r['key']}: {r['error']}")
         elif not r["trusted"]:
-            print(f"{r['key']}: UNTRUSTED, the library will not load it: {r['untrusted_reason']}")
-    print(f"\n{len(rows)} packages, {fmt_size(sum(r['size'] or 0 for r in rows))} in {url}")
+            emit(f"{r['key']}: UNTRUSTED, the library will not load it: {r['untrusted_reason']}")
+    emit(f"\n{len(rows)} packages, {fmt_size(sum(r['size'] or 0 for r in rows))} in {url}")
 
 
 # ----------------------------------------------------------------- inspect
@@ -85,13 +129,14 @@ _ROLE_LABEL = {"main": "function", "user": "user function (own frame)",
 
 
 def print_inspect(d: dict[str, Any]) -> None:
-    print(f"package    {d['key']}")
-    print(f"file       {d['path'] or '(store without files)'}  ({fmt_size(d['size'])})")
+    d = one_line(d)
+    emit(f"package    {d['key']}")
+    emit(f"file       {d['path'] or '(store without files)'}  ({fmt_size(d['size'])})")
     if not d["ok"]:
-        print(f"UNREADABLE {d['error']}")
+        emit(f"UNREADABLE {d['error']}")
         return
     _print_inspect_head(d)
-    print(f"\nframes ({len(d['frames'])}):")
+    emit(f"\nframes ({len(d['frames'])}):")
     for fr in d["frames"]:
         _print_frame(fr)
     _print_inspect_tail(d)
@@ -99,74 +144,75 @@ def print_inspect(d: dict[str, Any]) -> None:
 
 def _print_inspect_tail(d: dict[str, Any]) -> None:
     """Artifacts, sources, bypasses and key factors: the package beyond its frames."""
-    print(f"\nbackend artifacts ({len(d['artifacts'])}):")
+    emit(f"\nbackend artifacts ({len(d['artifacts'])}):")
     for a in d["artifacts"]:
-        print(f"  {a['id']}  {a['kind']}  {a['parts']}  {fmt_size(a['size'])}")
-    print(f"\ninlined sources ({len(d['sources'])}):")
+        emit(f"  {a['id']}  {a['kind']}  {a['parts']}  {fmt_size(a['size'])}")
+    emit(f"\ninlined sources ({len(d['sources'])}):")
     for s in d["sources"]:
-        print(f"  {s['module']}:{s['qualname']}  lines {s['first_line']}-"
+        emit(f"  {s['module']}:{s['qualname']}  lines {s['first_line']}-"
               f"{(s['last_line'] or 1) - 1}  sha256 {str(s['sha256'])[:12]}")
     if d["bypasses"]:
-        print("\nentries not stored:")
+        emit("\nentries not stored:")
         for b in d["bypasses"]:
-            print(f"  {b}")
+            emit(f"  {b}")
     for title, values in (("key factors", d["factors"]), ("written on", d["system"])):
-        print(f"\n{title}:")
+        emit(f"\n{title}:")
         for k, v in sorted(values.items()):
-            print(f"  {k:<17} {v}")
+            emit(f"  {k:<17} {v}")
 
 
 def _print_inspect_head(d: dict[str, Any]) -> None:
-    print(f"function   {d['function']}")
-    print(f"backend    {d['backend']}   entries {d['entries']}   frames {len(d['frames'])}   "
+    emit(f"function   {d['function']}")
+    emit(f"backend    {d['backend']}   entries {d['entries']}   frames {len(d['frames'])}   "
           f"devices {','.join(d['devices']) or '-'}")
-    print(f"created    {fmt_time(d['created'])}   saved {fmt_time(d['saved'])}   "
+    emit(f"created    {fmt_time(d['created'])}   saved {fmt_time(d['saved'])}   "
           f"last used {fmt_time(d['last_used'])}")
-    print(f"signature  {d['signature']['status']}")
+    emit(f"signature  {d['signature']['status']}")
     if not d["trust"]["trusted"]:
-        print(f"UNTRUSTED  {d['trust']['reason']}")
+        emit(f"UNTRUSTED  {d['trust']['reason']}")
 
 
 def _print_frame(fr: dict[str, Any]) -> None:
-    print(f"  {fr['module']}:{fr['qualname']}  [{_ROLE_LABEL.get(fr['role'], fr['role'])}]")
+    emit(f"  {fr['module']}:{fr['qualname']}  [{_ROLE_LABEL.get(fr['role'], fr['role'])}]")
     if fr["global_name"]:
-        print(f"    installed as global {fr['global_name']}")
+        emit(f"    installed as global {fr['global_name']}")
     if fr["skipped"] and not fr["entries"]:
-        print("    skipped: nothing to compile here; it runs eagerly")
+        emit("    skipped: nothing to compile here; it runs eagerly")
     for e in fr["entries"]:
         _print_entry(e)
 
 
 def _print_entry(e: dict[str, Any]) -> None:
     n_guards = len(e.get("guards", [])) + len(e.get("shape_guards", []))
-    print(f"    entry {e['index']}: guards {str(e['guards_blob'])[:12]} ({n_guards} guards, "
+    emit(f"    entry {e['index']}: guards {str(e['guards_blob'])[:12]} ({n_guards} guards, "
           f"{len(e['identity_checks'])} identity checks)")
     if "guards_error" in e:
-        print(f"      guards: {e['guards_error']}")
+        emit(f"      guards: {e['guards_error']}")
     for g in e.get("guards", []):
         detail = f" {g['detail']}" if g["detail"] else ""
-        print(f"      guard    {g['name'] or '(global state)'}: {g['type']}{detail}")
+        emit(f"      guard    {g['name'] or '(global state)'}: {g['type']}{detail}")
     for s in e.get("shape_guards", []):
-        print(f"      guard    shape: {s}")
+        emit(f"      guard    shape: {s}")
     for c in e["identity_checks"]:
-        print(f"      identity {c.get('source')}: {c.get('guard_type')} -> {c.get('fingerprint')}")
+        emit(f"      identity {c.get('source')}: {c.get('guard_type')} -> {c.get('fingerprint')}")
     for b in e["backends"]:
-        print(f"      calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})")
+        emit(f"      calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})")
     for alias, mod in sorted(e["imports"].items()):
-        print(f"      imports  {mod} as {alias}")
+        emit(f"      imports  {mod} as {alias}")
 
 
 # ------------------------------------------------------------------ verify
 
 
 def print_verify(results: list[dict[str, Any]], where: str, *, verbose: bool) -> None:
+    results = one_line(results)
     for r in results:
         _print_verdict(r, verbose)
     if not results:
-        print(f"no packages in {where}")
+        emit(f"no packages in {where}")
         return
     bad = sum(not r["ok"] for r in results)
-    print(f"{len(results) - bad} ok, {bad} with problems"
+    emit(f"{len(results) - bad} ok, {bad} with problems"
           + ("" if verbose or not bad else "  (-v for details)"))
 
 
@@ -177,43 +223,44 @@ def _print_verdict(r: dict[str, Any], verbose: bool) -> None:
     if first:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         line += f": {first}{more}"
-    print(line)
+    emit(line)
     if verbose:
         for prob in problems:
             for ln in prob.splitlines()[1:]:
-                print(f"    {ln}")
+                emit(f"    {ln}")
         for n in r["notes"]:
-            print(f"    note: {n}")
+            emit(f"    note: {n}")
 
 
 # ----------------------------------------------------------------- explain
 
 
 def print_explain(doc: dict[str, Any], *, looked_at: int) -> None:
+    doc = one_line(doc)
     function, results = doc["function"], doc["packages"]
-    print(f"{function}  (cache {doc['cache']})")
+    emit(f"{function}  (cache {doc['cache']})")
     if not results:
-        print(f"would MISS: no package for {function} in the cache ({looked_at} packages "
+        emit(f"would MISS: no package for {function} in the cache ({looked_at} packages "
               "looked at); the first call compiles and stores one")
         if doc["unreadable_packages"]:
-            print(f"  {len(doc['unreadable_packages'])} packages could not be read: "
+            emit(f"  {len(doc['unreadable_packages'])} packages could not be read: "
                   "see `precompile verify`")
     elif doc["would_hit"]:
         _print_hit(results[0])
     else:
-        print(f"would MISS: {len(results)} stored package(s) for {function}, none applies")
+        emit(f"would MISS: {len(results)} stored package(s) for {function}, none applies")
         for r in results:
-            print(f"  package {r['key']} (saved {fmt_time(r['saved'])}):")
+            emit(f"  package {r['key']} (saved {fmt_time(r['saved'])}):")
             for reason in r["reasons"] + r["source_changes"]:
                 _print_multiline(reason, "    - ", "      ")
             _print_notes(r, indent="    ")
 
 
 def _print_hit(best: dict[str, Any]) -> None:
-    print(f"would HIT: package {best['key']} ({best['entries']} entries, saved "
+    emit(f"would HIT: package {best['key']} ({best['entries']} entries, saved "
           f"{fmt_time(best['saved'])})")
     if not best["options_known"]:
-        print("  (backend/dynamic/fullgraph compared as stored: the object named is not a "
+        emit("  (backend/dynamic/fullgraph compared as stored: the object named is not a "
               "precompile.cached wrapper)")
     _print_notes(best)
 
@@ -221,22 +268,23 @@ def _print_hit(best: dict[str, Any]) -> None:
 def _print_notes(r: dict[str, Any], indent: str = "  ") -> None:
     if r["would_hit"]:
         for f in r["identity_failures"]:
-            print(f"{indent}note: entry will not install: {f}")
+            emit(f"{indent}note: entry will not install: {f}")
     for u in r["unchecked_sources"]:
-        print(f"{indent}note: not checked: {u}")
+        emit(f"{indent}note: not checked: {u}")
 
 
 # ------------------------------------------------------------------- prune
 
 
 def print_prune(doc: dict[str, Any], url: str) -> None:
+    doc = one_line(doc)
     dry = doc["dry_run"]
     verb = "would remove" if dry else "removed"
     for r in doc["removed"]:
-        print(f"{verb} {r['key']} ({fmt_size(r['size'])}): {r['reason']}")
+        emit(f"{verb} {r['key']} ({fmt_size(r['size'])}): {r['reason']}")
     for k in doc["kept"]:
-        print(f"kept    {k['key']}: {k['kept_because']}")
-    print(f"{verb} {len(doc['removed'])} packages, {fmt_size(doc['freed'])}; "
+        emit(f"kept    {k['key']}: {k['kept_because']}")
+    emit(f"{verb} {len(doc['removed'])} packages, {fmt_size(doc['freed'])}; "
           f"{fmt_size(doc['remaining'])} {'would be ' if dry else ''}left in {url}")
 
 
@@ -244,20 +292,21 @@ def print_prune(doc: dict[str, Any], url: str) -> None:
 
 
 def print_stats_help(env_name: str, fields: dict[str, str]) -> None:
-    print("precompile counts hits and misses per process: call precompile.stats() in your "
+    emit("precompile counts hits and misses per process: call precompile.stats() in your "
           "program,\nor let a run write them to a file and read it here:\n\n"
           f"  {env_name}=stats.json pytest -p precompile.pytest_plugin ...\n"
           f"  precompile stats --file stats.json   (or with {env_name} set)\n\n"
           "A program can write one itself: json.dump(precompile.stats(), open(path, 'w')).\n"
           "\nprecompile.stats() fields:")
     for name, what in fields.items():
-        print(f"  {name:<14} {what}")
+        emit(f"  {name:<14} {what}")
 
 
 def print_stats(path: str, doc: dict[str, Any]) -> None:
-    print(f"{path}  (from {doc.get('source', '?')}, written {fmt_time(doc.get('written'))})")
+    doc = one_line(doc)
+    emit(f"{path}  (from {doc.get('source', '?')}, written {fmt_time(doc.get('written'))})")
     for line in stats_summary_lines(doc["stats"]):
-        print(line)
+        emit(line)
     secs = doc["stats"].get("load_seconds")
     if isinstance(secs, (int, float)):
-        print(f"  load time {secs:.3f}s")
+        emit(f"  load time {secs:.3f}s")

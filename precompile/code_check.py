@@ -1,0 +1,223 @@
+"""Is a stored code object safe to *build* on this interpreter?
+
+``CodeType.replace`` trusts its bytes: CPython 3.12+ walks ``co_code`` while creating the
+object (an instrumented opcode, or an instruction whose inline caches run past the end,
+crashes the process), and the line and exception tables are parsed in C without bounds
+checks. A package that passed its checksum can still be crafted, and ``precompile ls``/
+``verify`` decode packages nobody trusts, so every field is checked here first, from the
+running interpreter's own ``opcode``/``dis`` tables (right on 3.11, 3.12 and 3.13 alike):
+
+* counts and sizes are ints in range, names are tuples of ``str``;
+* every instruction is a real opcode of this interpreter (not a cache slot, not specialized,
+  not instrumented), followed by all its inline cache entries;
+* constant, name and local indexes are in range, jumps land on an instruction;
+* the line table and exception table parse to their ends and cover only this code.
+
+A failed check is a ``ValueError`` naming it; the caller turns it into a FormatError.
+This makes *building* the object safe; running it stays reserved for trusted packages.
+"""
+from __future__ import annotations
+
+import dis
+import opcode
+import re
+import sys
+from typing import Any
+
+_COUNT_FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_nlocals",
+                 "co_stacksize", "co_firstlineno")
+_NAME_FIELDS = ("co_names", "co_varnames", "co_freevars", "co_cellvars")
+_MAX_COUNT = 1 << 24  # far beyond any real function; keeps C int arithmetic exact
+_MAX_FLAGS = 1 << 31
+_MAX_VARINT_CHUNKS = 5  # 30 bits: CPython's readers shift a C int by 6 per chunk
+
+_MIN_INSTRUMENTED = getattr(opcode, "MIN_INSTRUMENTED_OPCODE", 256)
+_NOT_INSTRUCTIONS = {"CACHE", "RESERVED", "ENTER_EXECUTOR"}
+# Real opcodes of this interpreter: the public map (specialized forms are not in it; 3.12
+# lists pseudo-ops >= 256 there, which never appear in bytecode).
+VALID_OPCODES = frozenset(
+    op for name, op in opcode.opmap.items()
+    if op < min(_MIN_INSTRUMENTED, 256) and name not in _NOT_INSTRUCTIONS
+    and not name.startswith("INSTRUMENTED_"))
+_EXTENDED_ARG = opcode.EXTENDED_ARG
+_JUMPS = frozenset(getattr(dis, "hasjump", None) or dis.hasjrel) | frozenset(dis.hasjabs)
+# Name indexes that carry flag bits below them (as dis decodes them on this interpreter).
+_NAME_SHIFT = {"LOAD_GLOBAL": 1, "LOAD_SUPER_ATTR": 2,
+               "LOAD_ATTR": 1 if sys.version_info >= (3, 12) else 0}
+_LOCAL_PAIRS = {"LOAD_FAST_LOAD_FAST", "STORE_FAST_LOAD_FAST", "STORE_FAST_STORE_FAST"}
+
+
+def cache_entries(op: int) -> int:
+    """Inline cache code units after ``op`` (a list by opcode up to 3.12, a dict by name
+    from 3.13)."""
+    table = opcode._inline_cache_entries
+    if isinstance(table, dict):
+        return int(table.get(opcode.opname[op], 0))
+    return int(table[op]) if op < len(table) else 0
+
+
+# What the walk checks per opcode, tabulated once (the walk runs on every decode).
+_VALID, _CONST, _NAME, _LOCAL, _PAIR, _JUMP = 1, 2, 4, 8, 16, 32
+
+
+def _opcode_kind(op: int) -> int:
+    if op not in VALID_OPCODES:
+        return 0
+    name = opcode.opname[op]
+    kind = _VALID | (_CONST if op in dis.hasconst else 0) | (_NAME if op in dis.hasname else 0)
+    if op in dis.haslocal or op in dis.hasfree:
+        kind |= _PAIR if name in _LOCAL_PAIRS else _LOCAL
+    return kind | (_JUMP if op in _JUMPS else 0)
+
+
+_KIND = tuple(_opcode_kind(op) for op in range(256))
+_CACHES = tuple(cache_entries(op) if _KIND[op] else 0 for op in range(256))
+_SHIFT = tuple(_NAME_SHIFT.get(opcode.opname[op], 0) for op in range(256))
+
+
+def check_code_fields(fields: dict[str, Any]) -> None:
+    """Raise ValueError unless ``fields`` (``CodeType.replace`` keyword arguments) can build
+    a code object without crashing this interpreter."""
+    _check_types(fields)
+    code = fields["co_code"]
+    starts = _check_instructions(code, fields)
+    _check_line_table(fields["co_linetable"], len(code) // 2)
+    _check_exception_table(fields["co_exceptiontable"], starts, len(code) // 2,
+                           fields["co_stacksize"])
+
+
+def _check_types(fields: dict[str, Any]) -> None:
+    for name in _COUNT_FIELDS:
+        value = fields[name]
+        if type(value) is not int or not 0 <= value < _MAX_COUNT:
+            raise ValueError(f"{name} is not a count")
+    if type(fields["co_flags"]) is not int or not 0 <= fields["co_flags"] < _MAX_FLAGS:
+        raise ValueError("co_flags is out of range")
+    for name in _NAME_FIELDS:
+        value = fields[name]
+        if type(value) is not tuple or not all(type(n) is str for n in value):
+            raise ValueError(f"{name} is not a tuple of names")
+    for name in ("co_filename", "co_name", "co_qualname"):
+        if type(fields[name]) is not str:
+            raise ValueError(f"{name} is not a string")
+    for name in ("co_code", "co_linetable", "co_exceptiontable"):
+        if type(fields[name]) is not bytes:
+            raise ValueError(f"{name} is not bytes")
+    if type(fields["co_consts"]) is not tuple:
+        raise ValueError("co_consts is not a tuple")
+    if fields["co_nlocals"] != len(fields["co_varnames"]):
+        raise ValueError("co_nlocals does not match co_varnames")
+    code = fields["co_code"]
+    if not code or len(code) % 2 or len(code) >= 2 * _MAX_COUNT:
+        raise ValueError("co_code has an impossible length")
+
+
+def _check_instructions(code: bytes, fields: dict[str, Any]) -> set[int]:
+    """Every instruction a real opcode followed by its inline caches, its operand in range;
+    returns the instruction offsets (EXTENDED_ARG prefixes included: jumps land on them)."""
+    n_consts, n_names = len(fields["co_consts"]), len(fields["co_names"])
+    n_locals = sum(len(fields[f]) for f in ("co_varnames", "co_cellvars", "co_freevars"))
+    starts: set[int] = set()
+    jumps = []
+    i, ext, size = 0, 0, len(code)
+    while i < size:
+        op = code[i]
+        arg, kind = code[i + 1] | ext, _KIND[op]
+        if not kind:
+            raise ValueError(f"opcode {op} at offset {i} is not an instruction of this "
+                             f"Python ({sys.version.split()[0]})")
+        starts.add(i)
+        ext = arg << 8 if op == _EXTENDED_ARG else 0
+        if ext >= 1 << 32:
+            raise ValueError(f"EXTENDED_ARG chain at offset {i} is too long")
+        end = i + 2 + 2 * _CACHES[op]
+        if end > size or code[i + 2:end:2].strip(b"\0"):  # cache slots are opcode 0
+            raise ValueError(f"{opcode.opname[op]} at offset {i} lacks its inline caches")
+        if kind > _VALID:
+            _check_operand(op, arg, kind, n_consts, n_names, n_locals, i)
+            if kind & _JUMP:
+                jumps.append((i, op, arg))
+        i = end
+    if ext:
+        raise ValueError("co_code ends in EXTENDED_ARG")
+    for offset, op, arg in jumps:
+        if _jump_target(offset, op, arg) not in starts:
+            raise ValueError(f"{opcode.opname[op]} at offset {offset} jumps outside the code")
+    return starts
+
+
+def _check_operand(op: int, arg: int, kind: int, n_consts: int, n_names: int, n_locals: int,
+                   offset: int) -> None:
+    where = f"{opcode.opname[op]} at offset {offset}"
+    if kind & _CONST and arg >= n_consts:
+        raise ValueError(f"{where}: constant {arg} out of range")
+    if kind & _NAME and arg >> _SHIFT[op] >= n_names:
+        raise ValueError(f"{where}: name {arg} out of range")
+    if (kind & _LOCAL and arg >= n_locals) or (kind & _PAIR and max(arg >> 4, arg & 15)
+                                              >= n_locals):
+        raise ValueError(f"{where}: local {arg} out of range")
+
+
+def _jump_target(offset: int, op: int, arg: int) -> int:
+    """Where a jump lands, as ``dis`` computes it: relative jumps count from the end of the
+    instruction's inline caches, backward ones subtract."""
+    if op in dis.hasjabs:
+        return 2 * arg
+    after = offset + 2 + 2 * _CACHES[op]
+    return after - 2 * arg if "JUMP_BACKWARD" in opcode.opname[op] else after + 2 * arg
+
+
+# The location table's grammar (Objects/locations.md, unchanged 3.11-3.13): an entry is a
+# byte with bit 7 set (kind in bits 3-6, code units - 1 in bits 0-2), then by kind: 0-9 one
+# column byte, 10-12 two, 13 one varint, 14 four varints, 15 nothing. Payload bytes never
+# have bit 7 set; a varint is 6-bit chunks, bit 6 meaning "more" (at most 5: 30 bits, as
+# CPython's C readers shift an int).
+_VARINT = rb"[\x40-\x7f]{0,4}[\x00-\x3f]"
+_LINE_TABLE = re.compile(rb"(?:[\x80-\xcf][\x00-\x7f]|[\xd0-\xe7][\x00-\x7f]{2}"
+                         rb"|[\xe8-\xef]" + _VARINT + rb"|[\xf0-\xf7](?:" + _VARINT + rb"){4}"
+                         rb"|[\xf8-\xff])*")
+_UNITS = bytes(((b & 7) + 1) if b & 0x80 else 0 for b in range(256))  # per entry head
+
+
+def _check_line_table(table: bytes, units: int) -> None:
+    """The location table parses to its end (``_LINE_TABLE``) and covers exactly the code:
+    CPython's readers trust it, so a cut or garbled one could be read past its end."""
+    if not _LINE_TABLE.fullmatch(table):
+        raise ValueError("co_linetable is malformed")
+    if table and sum(table.translate(_UNITS)) != units:
+        raise ValueError("co_linetable does not cover co_code")
+
+
+def _check_exception_table(table: bytes, starts: set[int], units: int,
+                           stacksize: int) -> None:
+    """Each entry (start, length, target, depth/lasti; the first byte flagged with bit 7)
+    names code inside ``co_code`` and a handler at an instruction."""
+    i, last_end = 0, 0
+    while i < len(table):
+        if not table[i] & 0x80:
+            raise ValueError("co_exceptiontable entry does not start an entry")
+        values = []
+        for n in range(4):
+            value, i = _exception_varint(table, i, entry_start=n == 0)
+            values.append(value)
+        start, length, target, depth_lasti = values
+        if start < last_end or start + length > units or 2 * target not in starts:
+            raise ValueError("co_exceptiontable entry points outside the code")
+        if depth_lasti >> 1 > stacksize:
+            raise ValueError("co_exceptiontable entry is deeper than co_stacksize")
+        last_end = start + length
+
+
+def _exception_varint(table: bytes, i: int, entry_start: bool) -> tuple[int, int]:
+    """A big-endian 6-bit-chunk varint, as ``dis._parse_varint`` reads it. Only an entry's
+    first byte has bit 7 set: CPython finds entries by scanning back to that bit."""
+    value = 0
+    for chunk in range(_MAX_VARINT_CHUNKS):
+        if i >= len(table) or (table[i] & 0x80 and not (entry_start and chunk == 0)):
+            raise ValueError("truncated co_exceptiontable entry")
+        b = table[i]
+        value = (value << 6) | (b & 63)
+        i += 1
+        if not b & 64:
+            return value, i
+    raise ValueError("co_exceptiontable varint too long")
