@@ -93,8 +93,8 @@ def _lines(guard: Any) -> list[str]:
 
 def stored_form(leaves: list[tuple[str, str]]) -> list[str]:
     """What a package stores of a tree: per leaf, its digest (over the whole line, user-stack
-    comment included) then the line as ``precompile inspect`` shows it; sorted."""
-    return sorted(f"{_digest(leaf)} {_shown(leaf[1])}" for leaf in leaves)
+    comment included) then the line as ``precompile inspect`` shows it; in tree order."""
+    return [f"{_digest(leaf)} {_shown(leaf[1])}" for leaf in leaves]
 
 
 def _stored_digests(stored: list[str]) -> collections.Counter[str]:

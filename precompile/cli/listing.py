@@ -97,6 +97,8 @@ def _entry_dict(pkg: Pkg, index: int, ed: dict[str, Any], guards: bool) -> dict[
         "index": index,
         "guards_blob": ed.get("guards"),
         "identity_checks": ed.get("identity", []),
+        # every leaf guard the entry checks when installed, read without unpickling
+        "guard_tree": [str(item)[17:] for item in ed.get("guard_tree", [])],
         "backends": [{"id": b, "kind": artifacts.get(b, {}).get("kind"),
                       "size": len(blobs.get(artifacts.get(b, {}).get("blob"), b""))}
                      for b in ed.get("backends", [])],

@@ -195,6 +195,10 @@ def _print_entry(e: dict[str, Any]) -> None:
         emit(f"      guard    shape: {s}")
     for c in e["identity_checks"]:
         emit(f"      identity {c.get('source')}: {c.get('guard_type')} -> {c.get('fingerprint')}")
+    if not e.get("guard_tree"):
+        emit("      checks   none recorded (written by an earlier precompile: not installed)")
+    for line in e.get("guard_tree", []):
+        emit(f"      checks   {line}")
     for b in e["backends"]:
         emit(f"      calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})")
     for alias, mod in sorted(e["imports"].items()):
