@@ -48,3 +48,13 @@ class SettingError(PackageError, ValueError):
     """A ``PRECOMPILE_*`` environment variable or an argument holds a value precompile cannot
     use (e.g. an empty signing key, which would silently turn signing off); the message
     names the setting and the values it takes."""
+
+
+class SpecError(PackageError, ValueError):
+    """A signature spec (``warmup``/``coverage``) is malformed; the message names the field
+    and the values it takes."""
+
+
+class WarmupError(PackageError):
+    """``warmup``/``coverage`` cannot work on what it was given (a factory that fails, a
+    callable precompile cannot wrap); the message says what to pass instead."""

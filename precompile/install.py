@@ -176,7 +176,8 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
         return why
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
-        lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail)
+        lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail,
+        inference_mode=entry.inference_mode)
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())

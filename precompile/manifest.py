@@ -63,6 +63,7 @@ def _frame_dict(f: FrameRecord, pkg: Package, blobs: dict[str, bytes]) -> dict[s
             "backends": e.backend_ids,
             "imports": e.import_sources,
             "identity": [c.to_dict() for c in e.identity_checks],
+            "inference_mode": e.inference_mode,
         })
     return {
         "role": f.role, "module": f.module, "qualname": f.qualname,
@@ -140,7 +141,8 @@ def _entry(ed: dict[str, Any]) -> GuardedEntry:
         [_expect(b, str) for b in ed["backends"]],
         {_expect(k, str): _expect(v, str) for k, v in ed["imports"].items()},
         [IdentityCheck(_expect(c["source"], str), _expect(c["guard_type"], str),
-                       _expect(c["fingerprint"], str)) for c in ed["identity"]])
+                       _expect(c["fingerprint"], str)) for c in ed["identity"]],
+        _expect(ed.get("inference_mode", False), bool))
 
 
 def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:

@@ -49,6 +49,9 @@ class GuardedEntry:
     backend_ids: list[str]
     import_sources: dict[str, str]  # global name -> importable_name() of its value
     identity_checks: list[IdentityCheck]
+    # Compiled under torch.inference_mode(): Dynamo's tensor guards expect dispatch keys
+    # as seen under the thread's dispatch state then, so they are rebuilt under it too.
+    inference_mode: bool = False
 
     @property
     def entry_id(self) -> str:
