@@ -35,6 +35,11 @@ class StoreError(PackageError):
     """A cache store could not be read or written (permissions, full disk, server down)."""
 
 
+class ReadOnlyStoreError(StoreError):
+    """A store can be read but not written (a read-only filesystem, a directory without
+    write permission): a baked cache under a writable overlay is meant to be one."""
+
+
 class LockTimeout(StoreError):
     """Another process holds a store lock past the wait (the store itself is fine)."""
 
