@@ -149,10 +149,9 @@ def later_frames(target: FleetTarget) -> list[str]:
                    if f.role != ROLE_MAIN and f.entries})
 
 
-def _clip(reason: str) -> str:
-    """A failing guard without Dynamo's trailing source comment, bounded."""
-    parts = [p.split("  # ")[0].strip() for p in reason.split("; ")]
-    text = "; ".join(p for p in parts if p)
+def _clip(parts: list[str]) -> str:
+    """An entry's failing guards without Dynamo's trailing source comments, bounded."""
+    text = "; ".join(kept for p in parts if (kept := p.split("  # ")[0].strip()))
     return text if len(text) <= _MAX_PART else text[:_MAX_PART - 3] + "..."
 
 

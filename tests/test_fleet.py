@@ -37,6 +37,14 @@ class Net(torch.nn.Module):
 def make_step():
     return precompile.cached(step, backend="aot_eager")
 
+def broken(x):
+    y = x.sin()
+    torch._dynamo.graph_break()
+    return y.cos()
+
+def make_broken():
+    return precompile.cached(broken, backend="aot_eager")
+
 def make_net(meta=True):
     if meta:
         with torch.device("meta"):
@@ -223,6 +231,22 @@ def test_baked_read_only_cache_under_a_writable_overlay(scenario: Scenario) -> N
         assert "failed to" not in first.stderr and "writable directory" not in first.stderr
         assert [p.name for p in overlay.glob("*.pcpkg")], "the new bucket went nowhere"
         replica.run("warm").assert_warm()
+
+
+def test_frames_after_a_graph_break_are_reported_unchecked(scenario: Scenario) -> None:
+    _fleet(scenario)
+    root = scenario.root
+    (root / "one.json").write_text(json.dumps({"signatures": [{"inputs": [{"shape": [3]}]}]}))
+    warm = _cli(root, "warmup", "models:make_broken", "--spec", "one.json", "--json")
+    assert json.loads(warm.stdout)["counts"]["compiled"] == 1, warm.stdout + warm.stderr
+    cov = _cli(root, "coverage", "models:make_broken", "--spec", "one.json")
+    assert cov.returncode == 0, cov.stdout + cov.stderr
+    assert "UNCHECKED" in cov.stdout and "after graph breaks" in cov.stdout, cov.stdout
+    assert "broken" in cov.stdout.split("after graph breaks")[1], cov.stdout  # names it
+    strict = _cli(root, "coverage", "models:make_broken", "--spec", "one.json", "--strict")
+    assert strict.returncode == 1, strict.stdout
+    again = _cli(root, "warmup", "models:make_broken", "--spec", "one.json", "--json")
+    assert json.loads(again.stdout)["counts"] == {"compiled": 0, "covered": 1, "failed": 0}
 
 
 def test_spec_errors_name_the_field() -> None:

@@ -40,12 +40,16 @@ def _compiling_frame_locals(code: types.CodeType) -> dict[str, Any] | None:
 def _rejection(entry: Any, f_locals: dict[str, Any]) -> str | None:
     """The failing guard code parts of one entry, or None if asking failed (diagnostics only:
     a guard manager that cannot explain itself is left out)."""
+    parts = _failing_parts(entry, f_locals)
+    return None if parts is None else "; ".join(parts) or "guards failed"
+
+
+def _failing_parts(entry: Any, f_locals: dict[str, Any]) -> list[str] | None:
     try:
         info = entry.guard_manager.check_verbose(f_locals)
     except Exception:  # noqa: BLE001 - diagnostics only
         return None
-    parts = [p.strip() for p in getattr(info, "verbose_code_parts", []) if p.strip()]
-    return "; ".join(parts) or "guards failed"
+    return [p.strip() for p in getattr(info, "verbose_code_parts", []) if p.strip()]
 
 
 @dataclasses.dataclass
@@ -54,7 +58,7 @@ class EntryVerdict:
 
     accepted: bool
     entries: int  # entries asked: precompiled ones and Dynamo's own
-    rejections: list[str]  # one per rejecting entry: its failing guard code parts
+    rejections: list[list[str]]  # per rejecting entry: its failing guard code parts
 
 
 def check_entries(code: types.CodeType, f_locals: dict[str, Any]) -> EntryVerdict:
@@ -72,7 +76,7 @@ def check_entries(code: types.CodeType, f_locals: dict[str, Any]) -> EntryVerdic
     for entry in entries:
         if entry.guard_manager.check(f_locals):
             return EntryVerdict(True, len(entries), [])
-        rejections.append(_rejection(entry, f_locals) or "guards failed (no details)")
+        rejections.append(_failing_parts(entry, f_locals) or ["guards failed (no details)"])
     return EntryVerdict(False, len(entries), rejections)
 
 
