@@ -170,10 +170,13 @@ def _signature(doc: Any, index: int, where: str) -> Signature:
     _expect(isinstance(inputs, list), f"{where}.inputs", "must be a list")
     kwargs = doc.get("kwargs", {})
     _expect(isinstance(kwargs, dict), f"{where}.kwargs", "must be an object")
-    return Signature(
+    sig = Signature(
         name=name, mode=mode,
         inputs=tuple(_input(x, f"{where}.inputs[{i}]") for i, x in enumerate(inputs)),
         kwargs=tuple((str(k), _input(v, f"{where}.kwargs.{k}")) for k, v in kwargs.items()))
+    _expect(mode != "inference" or not any(x.requires_grad for _, x in tensor_inputs(sig)),
+            f"{where}.mode", "inference mode tensors cannot require grad; use \"no_grad\"")
+    return sig
 
 
 def _input(doc: Any, where: str) -> InputSpec:

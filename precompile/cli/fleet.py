@@ -65,6 +65,8 @@ def cmd_warmup(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from e
     if args.json:
         text.print_json(report.to_dict())
+    elif args.quiet:  # otherwise the summary followed the progress bar on stderr
+        print(report.summary())
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
