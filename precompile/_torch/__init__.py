@@ -34,6 +34,8 @@ Every change precompile makes to torch's state, and how long it lasts:
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
   ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls) and
   ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers);
+* while a stored entry's guards are rebuilt: the thread's ``torch.inference_mode`` set to the
+  mode the entry was compiled in (guard_loading.load_guard_manager);
 * while a graph loads or ``optimize`` runs: stand-in modules in ``sys.modules`` for modules
   not imported yet, removed afterwards (light_loads; off with ``PRECOMPILE_FULL_IMPORTS=1``
   and on releases ``compat`` has not checked).
