@@ -28,7 +28,7 @@ from typing import BinaryIO
 import filelock
 
 from precompile import settings
-from precompile.errors import LockTimeout, StoreError
+from precompile.errors import LockTimeout, ReadOnlyStoreError, StoreError
 
 from .base import CacheBackend, Stat, check_key
 
@@ -77,6 +77,18 @@ def _refusal(what: str, problem: str) -> str:
     return (f"refusing {what}: it {problem}, and anyone who can write it can run code in your "
             "process. Fix its ownership/permissions (chmod go-w, owner-only parents), or opt in "
             "with PRECOMPILE_TRUST_SHARED_CACHE=1 (LocalDirBackend(trust_shared=True))")
+
+
+# A directory this process may read but not write: a read-only filesystem, no write
+# permission, or (for root) an immutable directory.
+_READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _read_only(what: str, e: OSError) -> ReadOnlyStoreError:
+    return ReadOnlyStoreError(
+        f"{what}: {e.strerror}: the cache directory is read-only. To use a read-only (baked) "
+        "cache, list a writable directory in front of it, which takes the writes: "
+        "store=[overlay_dir, baked_dir] or PRECOMPILE_CACHE_URL=overlay_dir,baked_dir")
 
 
 def writable_by_others(st: os.stat_result) -> str | None:
@@ -256,6 +268,8 @@ class LocalDirBackend(CacheBackend):
             os.makedirs(self.root, mode=0o700, exist_ok=True)
             os.makedirs(os.path.join(self.root, ".locks"), mode=0o700, exist_ok=True)
         except OSError as e:
+            if e.errno in _READ_ONLY_ERRNOS:
+                raise _read_only(f"cannot create {os.path.join(self.root, '.locks')}", e) from e
             raise StoreError(f"cannot create cache directory {self.root}: {e.strerror}. "
                              "Point PRECOMPILE_CACHE_DIR (or cache_dir=) at a writable "
                              "directory") from e
@@ -288,6 +302,8 @@ class LocalDirBackend(CacheBackend):
         try:
             write_atomically(self.root, path, data)
         except OSError as e:
+            if e.errno in _READ_ONLY_ERRNOS:
+                raise _read_only(f"cannot write {path}", e) from e
             hint = " (disk full)" if e.errno == errno.ENOSPC else ""
             raise StoreError(f"cannot write {path}: {e.strerror}{hint}. The program goes on "
                              "without saving; free space or fix permissions") from e
@@ -342,8 +358,9 @@ class LocalDirBackend(CacheBackend):
                               "process holds it. Delete the lock file if that process is "
                               "gone") from e
         except OSError as e:
-            hint = (" (read-only filesystem)" if e.errno == errno.EROFS
-                    else " (disk full)" if e.errno == errno.ENOSPC else "")
+            if e.errno in _READ_ONLY_ERRNOS:
+                raise _read_only(f"cannot lock {lock_path}", e) from e
+            hint = " (disk full)" if e.errno == errno.ENOSPC else ""
             raise StoreError(f"cannot lock {lock_path}: {e.strerror}{hint}. Point "
                              "PRECOMPILE_CACHE_DIR at a writable directory") from e
         try:

@@ -13,6 +13,11 @@
 A tier that fails (server down, disk full) is logged once as a warning and the others carry
 on; for ``retry_after`` seconds it is then skipped, so a dead remote costs one timeout, not
 one per call. Only when no tier could do what was asked does the call raise StoreError.
+
+A tier that turns out to be read-only (``ReadOnlyStoreError``: a baked cache in an image
+under a writable overlay, ``[overlay_dir, baked_dir]``) is not a failure: it keeps serving
+reads, writes and locks leave it out from then on, and one warning says so ("tier 2 is
+read-only: writes go to tier 1"). Tiers are numbered from 1 in messages, in list order.
 """
 from __future__ import annotations
 
@@ -23,12 +28,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from precompile.errors import LockTimeout, StoreError
+from precompile.errors import LockTimeout, ReadOnlyStoreError, StoreError
 
 from .base import CacheBackend, Stat, check_key
 
 log = logging.getLogger("precompile")
 T = TypeVar("T")
+_WRITES = ("write", "write back", "delete")
 
 
 class TieredBackend(CacheBackend):
@@ -43,6 +49,7 @@ class TieredBackend(CacheBackend):
         self._mutex = threading.Lock()
         self._skip_until: dict[int, float] = {}
         self._warned: set[int] = set()
+        self._read_only: set[int] = set()
 
     # ------------------------------------------------------------ failures
 
@@ -59,12 +66,25 @@ class TieredBackend(CacheBackend):
         tier = self.tiers[i]
         if first:
             log.warning("precompile: cache tier %d (%s) failed to %s: %s; carrying on with the "
-                        "other tiers%s", i, tier.url, what, error,
+                        "other tiers%s", i + 1, tier.url, what, error,
                         f" (trying it again every {self.retry_after:g}s)"
                         if self.retry_after > 0 else "")
         else:
-            log.debug("precompile: cache tier %d (%s) failed to %s: %s", i, tier.url, what,
+            log.debug("precompile: cache tier %d (%s) failed to %s: %s", i + 1, tier.url, what,
                       error)
+
+    def _became_read_only(self, i: int, error: ReadOnlyStoreError) -> None:
+        """Leave tier ``i`` out of writes and locks from now on; say once where writes go."""
+        with self._mutex:
+            if i in self._read_only:
+                return
+            self._read_only.add(i)
+            writable = [j for j in range(len(self.tiers)) if j not in self._read_only]
+        where = (", ".join(f"tier {j + 1} ({self.tiers[j].url})" for j in writable)
+                 if writable else "no tier: nothing compiled here will be saved")
+        log.warning("precompile: cache tier %d (%s) is read-only: writes go to %s",
+                    i + 1, self.tiers[i].url, where)
+        log.debug("precompile: tier %d read-only because: %s", i + 1, error)
 
     def _each(self, what: str, fn: Callable[[CacheBackend], T],
               tiers: Sequence[int] | None = None) -> tuple[list[tuple[int, T]], list[str]]:
@@ -72,11 +92,17 @@ class TieredBackend(CacheBackend):
         done: list[tuple[int, T]] = []
         errors: list[str] = []
         for i in (range(len(self.tiers)) if tiers is None else tiers):
+            if what in _WRITES and i in self._read_only:
+                errors.append(f"{self.tiers[i].url}: read-only")
+                continue
             if not self._usable(i):
                 errors.append(f"{self.tiers[i].url}: skipped after an earlier failure")
                 continue
             try:
                 done.append((i, fn(self.tiers[i])))
+            except ReadOnlyStoreError as e:
+                self._became_read_only(i, e)
+                errors.append(f"{self.tiers[i].url}: {e}")
             except StoreError as e:
                 self._failed(i, what, e)
                 errors.append(f"{self.tiers[i].url}: {e}")
@@ -151,6 +177,9 @@ class TieredBackend(CacheBackend):
         held = 0
         with contextlib.ExitStack() as stack:
             for i, tier in enumerate(self.tiers):
+                if i in self._read_only:  # nothing is written there: nothing to coordinate
+                    errors.append(f"{tier.url}: read-only")
+                    continue
                 if not self._usable(i):
                     errors.append(f"{tier.url}: skipped after an earlier failure")
                     continue
@@ -159,6 +188,9 @@ class TieredBackend(CacheBackend):
                     held += 1
                 except LockTimeout:
                     raise  # another process holds it: no reason to go on without it
+                except ReadOnlyStoreError as e:
+                    self._became_read_only(i, e)
+                    errors.append(f"{tier.url}: {e}")
                 except StoreError as e:
                     self._failed(i, "lock", e)
                     errors.append(f"{tier.url}: {e}")

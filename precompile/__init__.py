@@ -18,12 +18,13 @@ import importlib
 import logging
 from typing import Any
 
-__all__ = ["cached", "save", "load", "flush", "stats", "errors", "PrecompileContext",
-           "CompilePackage"]
+__all__ = ["cached", "save", "load", "flush", "stats", "warmup", "coverage", "errors",
+           "PrecompileContext", "CompilePackage"]
 __version__ = "0.1.0"
 
 _LAZY = {
     "cached": "api", "save": "api", "load": "api", "flush": "api", "stats": "api",
+    "warmup": "fleet_warmup", "coverage": "fleet_coverage",
     "PrecompileContext": "context", "CompilePackage": "package", "errors": None,
 }
 

@@ -62,6 +62,7 @@ class CachedFunction:
                                         guard_fail_fn=RecorderHook(self.package.on_guard_fail))
         self.writer = PackageWriter(self.package, self.store, self.backend_name, self.signing_key)
         self.installation: Installation | None = None
+        self.last_miss: str | None = None  # why the first call found nothing to install
         self._preloaded = preloaded
         self._ready = False
         self._first_lock = threading.Lock()
@@ -96,18 +97,25 @@ class CachedFunction:
             elif self.writer.needs_save():
                 _SAVER.schedule(self.writer)
         except Exception as e:  # noqa: BLE001 - a cache must never break the user's call
-            STATS.note_miss(f"{self._label()}: could not save: {e!r}")
+            STATS.note_miss(f"{self.label()}: could not save: {e!r}")
             warn_once(f"after-call:{type(e).__name__}", f"could not save the compiled code "
-                      f"of {self._label()} ({e!r}); the program goes on without saving it")
+                      f"of {self.label()} ({e!r}); the program goes on without saving it")
             log.debug("precompile: save failed", exc_info=True)
 
-    def _first_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Run the first call's warm path (key, fetch, verify, install) for these arguments
+        without calling the function, and without taking the single-flight lease: ``warmup``
+        and ``coverage`` ask what is installed before (or instead of) compiling."""
+        self._first_call(args, kwargs, lead=False)
+
+    def _first_call(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    lead: bool = True) -> None:
         with self._first_lock:
             if self._ready:
                 return
             t0 = time.perf_counter()
             try:
-                self._load_guarded(args, kwargs)
+                self._load_guarded(args, kwargs, lead)
             except BaseException:
                 self._drop_lease()  # a strict miss or ^C: let the waiters in now
                 raise
@@ -118,17 +126,17 @@ class CachedFunction:
                     STATS.seconds_saved -= spent
                 self._ready = True
 
-    def _load_guarded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _load_guarded(self, args: tuple[Any, ...], kwargs: dict[str, Any], lead: bool) -> None:
         """Key, fetch, verify, install. Anything unexpected (a key factor that cannot be
         computed, a store that raises the wrong thing) is one warning and a normal compile;
         in strict mode a PackageError."""
         try:
-            self._load_and_install(self._key_factors(args, kwargs))
+            self._load_and_install(self._key_factors(args, kwargs), lead)
         except Exception as e:  # noqa: BLE001 - a cache must never break the user's call
             if self.strict and isinstance(e, PackageError):
                 raise
             log.debug("precompile: unexpected error in the cache path", exc_info=True)
-            reason = f"{self._label()}: could not use the cache ({e!r}); compiling normally"
+            reason = f"{self.label()}: could not use the cache ({e!r}); compiling normally"
             self._miss(Miss(reason, PackageError(reason)))
 
     def _key_factors(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, str]:
@@ -144,15 +152,15 @@ class CachedFunction:
         self.package.factors = factors
         return factors
 
-    def _label(self) -> str:
+    def label(self) -> str:
         """The function's name for messages, also before its key factors exist."""
         return (self.package.factors.get("function")
                 or f"{self.module}:{self.main_code.co_qualname}")
 
     # ---------------------------------------------------------- the warm path
 
-    def _load_and_install(self, factors: dict[str, str]) -> None:
-        found = self._find(factors)
+    def _load_and_install(self, factors: dict[str, str], lead: bool) -> None:
+        found = self._find(factors, lead)
         if found is None:
             return
         loaded = found if isinstance(found, Miss) else loading.load(
@@ -162,14 +170,16 @@ class CachedFunction:
             return
         self._install(loaded, factors)
 
-    def _find(self, factors: dict[str, str]) -> bytes | format.Envelope | Miss | None:
-        """The package given to ``load``, else the stored one (waiting for another process
-        to compile it, or taking the lease to compile it here); None without a store."""
+    def _find(self, factors: dict[str, str],
+              lead: bool) -> bytes | format.Envelope | Miss | None:
+        """The package given to ``load``, else the stored one (unless ``lead`` is off:
+        waiting for another process to compile it, or taking the lease to compile it here);
+        None without a store."""
         if self._preloaded is not None or self.store is None:
             return self._preloaded
         key = self.package.key
         data = loading.fetch(self.store, key)
-        if data is None and self.policy.single_flight:
+        if data is None and lead and self.policy.single_flight:
             data, self._lease = wait_or_lead(self.store, key, self.policy.wait_timeout)
         return data if data is not None else Miss(explain_absent(self.store, key, factors))
 
@@ -199,6 +209,7 @@ class CachedFunction:
                  self.store.url if self.store else "package file")
 
     def _miss(self, miss: Miss) -> None:
+        self.last_miss = miss.reason
         STATS.misses += 1
         STATS.note_miss(miss.reason)
         if miss.error is not None:

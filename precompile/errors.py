@@ -35,6 +35,11 @@ class StoreError(PackageError):
     """A cache store could not be read or written (permissions, full disk, server down)."""
 
 
+class ReadOnlyStoreError(StoreError):
+    """A store can be read but not written (a read-only filesystem, a directory without
+    write permission): a baked cache under a writable overlay is meant to be one."""
+
+
 class LockTimeout(StoreError):
     """Another process holds a store lock past the wait (the store itself is fine)."""
 
@@ -48,3 +53,13 @@ class SettingError(PackageError, ValueError):
     """A ``PRECOMPILE_*`` environment variable or an argument holds a value precompile cannot
     use (e.g. an empty signing key, which would silently turn signing off); the message
     names the setting and the values it takes."""
+
+
+class SpecError(PackageError, ValueError):
+    """A signature spec (``warmup``/``coverage``) is malformed; the message names the field
+    and the values it takes."""
+
+
+class WarmupError(PackageError):
+    """``warmup``/``coverage`` cannot work on what it was given (a factory that fails, a
+    callable precompile cannot wrap); the message says what to pass instead."""

@@ -187,7 +187,8 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
         return "stored without its guard tree (an earlier precompile): recompiles"
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
-        lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail)
+        lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail,
+        inference_mode=entry.inference_mode)
     why = _torch.tree_changes(guard_manager, entry.guard_tree)
     if why is not None:
         return why

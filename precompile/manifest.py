@@ -64,6 +64,7 @@ def _frame_dict(f: FrameRecord, pkg: Package, blobs: dict[str, bytes]) -> dict[s
             "imports": e.import_sources,
             "identity": [c.to_dict() for c in e.identity_checks],
             "guard_tree": e.guard_tree,
+            "inference_mode": e.inference_mode,
         })
     return {
         "role": f.role, "module": f.module, "qualname": f.qualname,
@@ -143,7 +144,8 @@ def _entry(ed: dict[str, Any]) -> GuardedEntry:
         [IdentityCheck(_expect(c["source"], str), _expect(c["guard_type"], str),
                        _expect(c["fingerprint"], str)) for c in ed["identity"]],
         # written before guard parity: empty, so the installer refuses the entry
-        [_expect(d, str) for d in ed.get("guard_tree", [])])
+        [_expect(d, str) for d in ed.get("guard_tree", [])],
+        _expect(ed.get("inference_mode", False), bool))
 
 
 def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:

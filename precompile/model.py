@@ -53,6 +53,9 @@ class GuardedEntry:
     # (_torch/guard_parity.py): a later process installs the entry only if its rebuilt
     # guards have exactly these, i.e. compare against the values it was compiled for.
     guard_tree: list[str] = dataclasses.field(default_factory=list)
+    # Compiled under torch.inference_mode(): Dynamo's tensor guards expect dispatch keys
+    # as seen under the thread's dispatch state then, so they are rebuilt under it too.
+    inference_mode: bool = False
 
     @property
     def entry_id(self) -> str:

@@ -25,6 +25,8 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import torch
+
 from . import _torch, keys, storable
 from .bytecode import code_with_refs, rename_globals
 from .context import BackendArtifact, PrecompileContext
@@ -279,7 +281,8 @@ class CompilePackage(KeptByDynamo, Package):
         dynamo_code = stored_code
         entry = GuardedEntry(sha, dynamo_code, list(pending.backend_ids),
                              dict(pending.import_sources), list(pending.identity_checks),
-                             _torch.take_guard_tree())
+                             _torch.take_guard_tree(),
+                             inference_mode=torch.is_inference_mode_enabled())
         with self.lock:
             self._take_artifacts(entry.backend_ids)
             self.guard_blobs[sha] = guards_state

@@ -68,10 +68,14 @@ def seconds(name: str, default: float) -> float:
     return value
 
 
-def cache_spec() -> tuple[str, str] | None:
-    """(variable, value) of the store the environment names, URL first; None if neither."""
+def cache_spec() -> tuple[str, str | list[str]] | None:
+    """(variable, value) of the store the environment names, URL first; None if neither.
+    ``PRECOMPILE_CACHE_URL`` may list tiers, fastest first, separated by commas
+    (``/var/cache/overlay,/opt/baked``: a writable overlay over a read-only baked cache)."""
     for name in (CACHE_URL, CACHE_DIR):
         value = text(name)
+        if value and name == CACHE_URL and "," in value:
+            return name, [tier.strip() for tier in value.split(",") if tier.strip()]
         if value:
             return name, value
     return None

@@ -731,7 +731,7 @@ def test_tiered_remote_down_warns_once(tmp_path: Path, caplog: pytest.LogCapture
         assert time.monotonic() - t0 < 10
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == LOG]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
-    assert "tier 1" in warnings[0].getMessage() and remote.url in warnings[0].getMessage()
+    assert "tier 2" in warnings[0].getMessage() and remote.url in warnings[0].getMessage()
     assert sorted(near.list()) == [f"k{i}" for i in range(3)]
 
 

@@ -36,6 +36,8 @@ Every change precompile makes to torch's state, and how long it lasts:
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
   ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls) and
   ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers);
+* while a stored entry's guards are rebuilt: the thread's ``torch.inference_mode`` set to the
+  mode the entry was compiled in (guard_loading.load_guard_manager);
 * while a graph loads or ``optimize`` runs: stand-in modules in ``sys.modules`` for modules
   not imported yet, removed afterwards (light_loads; off with ``PRECOMPILE_FULL_IMPORTS=1``
   and on releases ``compat`` has not checked).
@@ -59,6 +61,7 @@ from .compile import (
     functorch_patch,
     innermost_fn,
     make_backend,
+    mark_dynamic,
     optimize,
     optimizer_state_as_inputs,
     unwrap_compiled,
@@ -66,7 +69,9 @@ from .compile import (
 from .constants import rebuild_value, value_ref
 from .cpu_isa import cpu_isa_record, use_recorded_cpu_isa
 from .entries import (
+    EntryVerdict,
     add_call_guard,
+    check_entries,
     failed_precompiled_guards,
     install_entry,
     on_dynamo_reset,
@@ -105,12 +110,14 @@ from .guard_recording import rebuild_function  # noqa: E402
 
 __all__ = [
     "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
-    "add_call_guard", "bundle_lazy_backwards", "cacheable_graph_calls", "codegen_env",
+    "EntryVerdict", "add_call_guard", "bundle_lazy_backwards", "cacheable_graph_calls",
+    "check_entries", "codegen_env",
     "compiled_original", "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend", "deserialize_backend",
     "dynamo_skips_frame_after", "failed_precompiled_guards", "forget_live_only",
     "functorch_patch", "global_numerics", "gpu_info", "guard_source_name", "inductor_cache_dir",
-    "innermost_fn", "install_entry", "keep_guard_live_only", "light_inductor_imports", "on_dynamo_reset",
-    "load_guard_manager", "make_backend", "no_precompiled_headers", "optimize",
+    "innermost_fn", "install_entry", "keep_guard_live_only", "light_inductor_imports",
+    "load_guard_manager", "make_backend", "mark_dynamic", "no_precompiled_headers",
+    "on_dynamo_reset", "optimize",
     "optimizer_state_as_inputs", "rebuild_value", "recording_guards",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",
     "serialize_backend", "skip_code", "subscribe_backend_artifacts", "system_info",

@@ -234,3 +234,9 @@ def innermost_fn(fn: Any) -> Any:
     from torch._dynamo.eval_frame import innermost_fn as _innermost
 
     return _innermost(fn)
+
+
+def mark_dynamic(t: torch.Tensor, dim: int, min: int | None = None,  # noqa: A002
+                 max: int | None = None) -> None:  # noqa: A002
+    """Compile ``dim`` of ``t`` as a symbolic size in ``[min, max]`` (``mark_dynamic``)."""
+    torch._dynamo.mark_dynamic(t, dim, min=min, max=max)

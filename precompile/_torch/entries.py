@@ -1,7 +1,8 @@
 """Dynamo's per-code cache of precompiled entries (eval_frame): installing, resetting, skipping,
-and asking installed entries why they rejected a frame."""
+asking installed entries why they rejected a frame, and whether any entry would accept one."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import types
@@ -43,12 +44,44 @@ def _compiling_frame_locals(code: types.CodeType) -> dict[str, Any] | None:
 def _rejection(entry: Any, f_locals: dict[str, Any]) -> str | None:
     """The failing guard code parts of one entry, or None if asking failed (diagnostics only:
     a guard manager that cannot explain itself is left out)."""
+    parts = _failing_parts(entry, f_locals)
+    return None if parts is None else "; ".join(parts) or "guards failed"
+
+
+def _failing_parts(entry: Any, f_locals: dict[str, Any]) -> list[str] | None:
     try:
         info = entry.guard_manager.check_verbose(f_locals)
     except Exception:  # noqa: BLE001 - diagnostics only
         return None
-    parts = [p.strip() for p in getattr(info, "verbose_code_parts", []) if p.strip()]
-    return "; ".join(parts) or "guards failed"
+    return [p.strip() for p in getattr(info, "verbose_code_parts", []) if p.strip()]
+
+
+@dataclasses.dataclass
+class EntryVerdict:
+    """Whether an entry on a code object accepts a frame's locals, without running it."""
+
+    accepted: bool
+    entries: int  # entries asked: precompiled ones and Dynamo's own
+    rejections: list[list[str]]  # per rejecting entry: its failing guard code parts
+
+
+def check_entries(code: types.CodeType, f_locals: dict[str, Any]) -> EntryVerdict:
+    """Ask every guarded entry on ``code`` (installed precompiled entries, then Dynamo's own
+    cache entries compiled in this process) whether it accepts ``f_locals``, as Dynamo's frame
+    hook would before running the frame. Runs guards only (the C++ guard manager's
+    ``check``), never the function: the caller sets up the global state (grad mode)."""
+    from torch._C._dynamo.eval_frame import (
+        _debug_get_cache_entry_list,
+        _debug_get_precompile_entries,
+    )
+
+    entries = [*_debug_get_precompile_entries(code), *_debug_get_cache_entry_list(code)]
+    rejections = []
+    for entry in entries:
+        if entry.guard_manager.check(f_locals):
+            return EntryVerdict(True, len(entries), [])
+        rejections.append(_failing_parts(entry, f_locals) or ["guards failed (no details)"])
+    return EntryVerdict(False, len(entries), rejections)
 
 
 def add_call_guard(guard_manager: Any, check: Callable[[Any], bool],

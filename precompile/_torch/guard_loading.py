@@ -10,6 +10,8 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
+import torch
+
 from . import compat
 from .compile import guard_fail_adapter
 from .entries import reserve_global_names
@@ -124,9 +126,15 @@ class _RepairedGuardsStatePickler(metaclass=_RepairedGuardsStatePicklerMeta):
 
 def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dict[str, Any],
                        place_global: Callable[[str, Any], Any],
-                       guard_fail_fn: Callable[[str, types.CodeType], None] | None = None) -> Any:
+                       guard_fail_fn: Callable[[str, types.CodeType], None] | None = None,
+                       inference_mode: bool = False) -> Any:
     """Rebuild Dynamo's C++ guard manager from serialized guard state
     (torch/_dynamo/package.py: load_guards_state + load_guard_manager).
+
+    Tensor guards store the dispatch keys they expect as seen under the thread's dispatch
+    state when they are built (C++ ``TensorCheck`` applies ``LocalState``), which
+    ``torch.inference_mode`` changes; so they are rebuilt under the mode the entry was
+    compiled in (``inference_mode``), not the mode of whichever call installs the package.
 
     Guards read builtins through a dict Dynamo keeps in the module's globals;
     ``place_global(name, value)`` puts it there the way the installer tracks globals.
@@ -148,11 +156,12 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
     if name:
         reserve_global_names([name])
         place_global(name, get_builtins_dict(f_globals))
-    return CheckFunctionManager(
-        code, OutputGraphCommon(state.output_graph), shape_code_parts=state.shape_code_parts,
-        runtime_global_scope=f_globals,
-        guard_fail_fn=guard_fail_adapter(guard_fail_fn),
-    ).guard_manager
+    with torch.inference_mode(inference_mode):
+        return CheckFunctionManager(
+            code, OutputGraphCommon(state.output_graph), shape_code_parts=state.shape_code_parts,
+            runtime_global_scope=f_globals,
+            guard_fail_fn=guard_fail_adapter(guard_fail_fn),
+        ).guard_manager
 
 
 def dataclass_fields(value: Any) -> Any:

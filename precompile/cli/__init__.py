@@ -4,6 +4,8 @@
     precompile inspect PACKAGE                  frames, guards, resume functions, artifacts
     precompile verify [CACHE|PACKAGE]           hashes, signatures, torch/python, sources
     precompile explain MODULE:QUALNAME [CACHE]  would the next call hit? if not, why not
+    precompile warmup MODULE:FACTORY --spec S   compile every signature of a spec, save
+    precompile coverage MODULE:FACTORY --spec S would every signature hit? exit 1 if not
     precompile prune [CACHE] --max-size 2G | --older-than 7d | --stale
     precompile export CACHE FILE                a cache's packages in one archive
     precompile import FILE [--cache CACHE]      an archive's packages into a cache
@@ -16,14 +18,16 @@ CACHE is a directory or a store URL and defaults the way the library does
 the cache (a unique prefix is enough) or the path of a ``.pcpkg`` file. Every read command
 takes ``--json``.
 
-Exit status: 0 fine, 1 problems found (``verify``) or a miss (``explain``), 2 the command
+Exit status: 0 fine, 1 problems found (``verify``), a miss (``explain``, ``coverage``) or a
+signature that failed to compile (``warmup``), 2 the command
 itself could not run (no such package, unreadable store, bad arguments).
 
 Reading is side-effect free: package files are read without refreshing their "last used"
 time, and ``verify`` locates user modules (on ``sys.path``, then in the current directory)
-without importing them. Only ``explain`` imports the module it is asked about (it needs the
-live function). The CLI never changes ``sys.path``, and everything it prints for people goes
-through ``text.emit``, which escapes what packages and stores say.
+without importing them. Only ``explain``, ``warmup`` and ``coverage`` import the module they
+are asked about (they need the live function). The CLI never changes ``sys.path``, and
+everything it prints for people goes through ``text.emit``, which escapes what packages and
+stores say.
 
 Trust is the library's, exactly: a package is *trusted* only if the library would load it
 (its store's owner/permission checks pass, and with ``PRECOMPILE_SIGNING_KEY`` set, its
@@ -32,7 +36,8 @@ identity checks resolved (``explain``); the others are still listed and checksum
 UNTRUSTED with the reason.
 
 Layout: ``parser`` (arguments), ``inventory`` (reading and trusting packages), ``checks``
-(would this machine use one), ``listing`` (ls/inspect/verify), ``explain``, ``maintenance``
+(would this machine use one), ``listing`` (ls/inspect/verify), ``explain``, ``fleet``
+(warmup/coverage), ``maintenance``
 (prune/export/import), ``stats``, ``text`` (the human-readable output) and ``_library``
 (the library internals the CLI relies on).
 """

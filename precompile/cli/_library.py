@@ -27,10 +27,13 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     # Whole modules.
     "archive": ("precompile.archive", None),
     "errors": ("precompile.errors", None),
+    "fleet_coverage": ("precompile.fleet_coverage", None),
+    "fleet_warmup": ("precompile.fleet_warmup", None),
     "format": ("precompile.format", None),
     "identity": ("precompile.identity", None),
     "keys": ("precompile.keys", None),
     "settings": ("precompile.settings", None),
+    "signatures": ("precompile.signatures", None),
     "torch": ("torch", None),
 }
 

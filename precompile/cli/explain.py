@@ -22,6 +22,12 @@ from .inventory import Pkg, iter_store, open_store
 
 def resolve_ref(ref: str) -> tuple[Any, Any]:
     """``module:qualname`` (or ``module.qualname``) -> (object, precompile impl or None)."""
+    return unwrap_target(import_ref(ref))
+
+
+def import_ref(ref: str) -> Any:
+    """The object ``module:qualname`` (or ``module.qualname``) names, its module imported
+    from PYTHONPATH or the current directory (``common.import_user_module``)."""
     last_error: Exception | None = None
     for mod_name, qualname in _candidates(ref):
         try:
@@ -32,7 +38,7 @@ def resolve_ref(ref: str) -> tuple[Any, Any]:
             continue
         except Exception as e:
             raise CliError(f"importing {mod_name} failed: {type(e).__name__}: {e}") from e
-        return unwrap_target(_attribute_path(ref, module, mod_name, qualname))
+        return _attribute_path(ref, module, mod_name, qualname)
     raise CliError(f"cannot import a module for {ref!r}: {last_error}. Use module:qualname "
                    "and run from the project directory (or set PYTHONPATH)")
 

@@ -5,6 +5,7 @@ import argparse
 import re
 
 from .explain import cmd_explain
+from .fleet import add_commands as add_fleet_commands
 from .listing import cmd_inspect, cmd_ls, cmd_verify
 from .maintenance import RECENT_SECONDS, cmd_export, cmd_import, cmd_prune
 from .stats import cmd_stats
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "mypkg.model:Net or mypkg.train:step")
     p.add_argument("cache", nargs="?", metavar="CACHE")
     p.set_defaults(func=cmd_explain)
+
+    add_fleet_commands(add)
 
     p = add("prune", "delete packages (safe while other processes use the cache)")
     p.add_argument("cache", nargs="?", metavar="CACHE")
