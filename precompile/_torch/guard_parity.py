@@ -92,8 +92,8 @@ def _lines(guard: Any) -> list[str]:
 
 
 def stored_form(leaves: list[tuple[str, str]]) -> list[str]:
-    """What a package stores of a tree: per leaf, its digest (over the whole line, user-stack
-    comment included) then the line as ``precompile inspect`` shows it; in tree order."""
+    """What a package stores of a tree: per leaf, its digest then its line as ``precompile
+    inspect`` shows it; in tree order."""
     return [f"{_digest(leaf)} {_shown(leaf[1])}" for leaf in leaves]
 
 
@@ -102,7 +102,9 @@ def _stored_digests(stored: list[str]) -> collections.Counter[str]:
 
 
 def _digest(leaf: tuple[str, str]) -> str:
-    return hashlib.sha256(f"{leaf[0]}\0{leaf[1]}".encode()).hexdigest()[:_DIGEST_CHARS]
+    """Over the source and the line without its user-stack comment, which Dynamo renders
+    from the user's file as it is now (an edit elsewhere in the file shifts it)."""
+    return hashlib.sha256(f"{leaf[0]}\0{_shown(leaf[1])}".encode()).hexdigest()[:_DIGEST_CHARS]
 
 
 def _shown(line: str) -> str:
@@ -177,6 +179,9 @@ def tree_changes(rebuilt_manager: Any, stored: list[str]) -> str | None:
 def rebuild_for_parity(guards_state: bytes, code: types.CodeType,
                        f_globals: dict[str, Any]) -> Any:
     """The guard manager a later process would build from ``guards_state``, built here."""
+    import torch
+
     from .guard_loading import load_guard_manager
 
-    return load_guard_manager(guards_state, code, f_globals, lambda name, value: None)
+    return load_guard_manager(guards_state, code, f_globals, lambda name, value: None,
+                              inference_mode=torch.is_inference_mode_enabled())

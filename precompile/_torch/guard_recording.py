@@ -75,6 +75,32 @@ def rebuild_function(code: types.CodeType, module: str, name: str, qualname: str
     return fn
 
 
+# What ``torch._dynamo.mark_dynamic`` and friends leave on a tensor; Dynamo's tensor guards
+# compare the call's tensors with them (DIMENSION_DYNAMIC_MARKING_GUARD).
+_DIMENSION_MARKS = ("_dynamo_dynamic_indices", "_dynamo_weak_dynamic_indices",
+                    "_dynamo_unbacked_indices", "_dynamo_strict_unbacked_indices",
+                    "_dynamo_static_indices", "_dynamo_shape_ids", "_dynamo_unbacked_bounds")
+
+
+def _dimension_marks(obj: Any) -> dict[str, Any] | None:
+    import torch
+
+    if not isinstance(obj, torch.Tensor):
+        return None
+    marks = {name: getattr(obj, name) for name in _DIMENSION_MARKS if hasattr(obj, name)}
+    return marks or None
+
+
+def rebuild_marked_tensor(unpickle: Any, args: tuple[Any, ...], marks: dict[str, Any]) -> Any:
+    """Unpickle a guarded tensor with the dimension marks it had. Dynamo's guard pickler
+    rebuilds tensors without them, so a guard on an input marked dynamic was rebuilt as
+    ``hasattr(L['x'], '_dynamo_dynamic_indices') == False`` and refused every marked input."""
+    tensor = unpickle(*args)
+    for name, value in marks.items():
+        setattr(tensor, name, value)
+    return tensor
+
+
 def _hook_guard_serialization() -> None:
     """Repairs to Dynamo's guard serialization (torch/_dynamo/guards.py):
 
@@ -91,7 +117,9 @@ def _hook_guard_serialization() -> None:
       (``_shadowed_function``, e.g. the ``forward`` that transformers' ``can_return_tuple``
       wraps) as an unresolvable placeholder, and the guards on its ``__defaults__`` then fail
       to load; it rebuilds nested functions with the wrong ``__name__``. Both are pickled as
-      code, module, names, defaults and closure (``rebuild_function``).
+      code, module, names, defaults and closure (``rebuild_function``). It also drops the
+      dimension marks of guarded tensors (``mark_dynamic``): they are kept
+      (``rebuild_marked_tensor``).
     """
     from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
 
@@ -109,13 +137,17 @@ def _pickling_functions_by_code(original: Any) -> Any:
     functions, which keep Dynamo's placeholder)."""
     @functools.wraps(original)
     def reducer_override(self: Any, obj: Any) -> Any:
-        if getattr(_RECORDING, "depth", 0) and inspect.isfunction(obj) and (
+        if not getattr(_RECORDING, "depth", 0):
+            return original(self, obj)
+        if inspect.isfunction(obj) and (
                 "<locals>" in obj.__qualname__ or _shadowed_function(obj)) and not hasattr(
                 obj, "_precompile"):
             return rebuild_function, (
                 obj.__code__, obj.__module__, obj.__name__, obj.__qualname__, obj.__defaults__,
                 obj.__kwdefaults__, obj.__closure__)
-        return original(self, obj)
+        reduced = original(self, obj)
+        marks = _dimension_marks(obj) if isinstance(reduced, tuple) else None
+        return (rebuild_marked_tensor, (*reduced[:2], marks)) if marks else reduced
 
     return reducer_override
 
