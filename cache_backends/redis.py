@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from precompile.errors import StoreError
+from .errors import StoreError
 
 from .base import CacheBackend, Stat, check_key
 from .redis_client import callers_client, describe_client, redact, shared_client

@@ -25,7 +25,7 @@ import redis as _redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from precompile.errors import StoreError
+from .errors import StoreError
 
 T = TypeVar("T")
 

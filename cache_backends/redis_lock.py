@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from precompile.errors import LockTimeout
+from .errors import LockTimeout
 
 from .redis_client import SharedClient
 
