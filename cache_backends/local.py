@@ -63,8 +63,8 @@ def atomic_output(path: str, mode: int = 0o600, directory: str | None = None,
             fd = -1
             yield fh
             fh.flush()
+            os.fchmod(fh.fileno(), mode)  # the file written, not whatever the name is now
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = ""
     finally:

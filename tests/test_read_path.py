@@ -283,3 +283,59 @@ def test_stores_read_no_environment_variable(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("PRECOMPILE_TRUST_SHARED_CACHE", "1")
     assert not LocalDirBackend(tmp_path).trust_shared
     assert default_store(cache_dir=tmp_path).trust_shared
+
+
+# ------------------------------------------------------ finding 4: kernel files
+
+
+def _kernel_package(blobs: dict[str, bytes]) -> object:
+    from precompile.model import Package
+
+    pkg = Package(target.__code__, __name__, "k", {})
+    pkg.kernel_blobs = dict(blobs)
+    return pkg
+
+
+@pytest.fixture
+def inductor_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from precompile import _torch
+
+    root = _private(tmp_path / "inductor")
+    monkeypatch.setattr(_torch, "inductor_cache_dir", lambda: str(root))
+    monkeypatch.delenv("PRECOMPILE_TRUST_SHARED_CACHE", raising=False)
+    return root
+
+
+def test_a_file_planted_at_a_kernels_path_is_replaced(inductor_dir: Path,
+                                                      tmp_path: Path) -> None:
+    from precompile.install import install
+
+    good = b"\x7fELF the package's kernel"
+    (inductor_dir / "ab").mkdir(mode=0o700)
+    planted = inductor_dir / "ab" / "k.so"
+    planted.write_bytes(b"\x7fELF someone else's library")
+    assert install(_kernel_package({"ab/k.so": good})).kernels_restored == 1
+    assert planted.read_bytes() == good and (planted.stat().st_mode & 0o777) == 0o755
+    assert install(_kernel_package({"ab/k.so": good})).kernels_restored == 0  # same: kept
+    planted.chmod(0o777)  # the right bytes, but anyone could have swapped them meanwhile
+    assert install(_kernel_package({"ab/k.so": good})).kernels_restored == 1
+    victim = tmp_path / "victim.so"
+    victim.write_bytes(b"not a kernel")
+    planted.unlink()
+    planted.symlink_to(victim)
+    assert install(_kernel_package({"ab/k.so": good})).kernels_restored == 1
+    assert not planted.is_symlink() and planted.read_bytes() == good
+    assert victim.read_bytes() == b"not a kernel"
+
+
+def test_kernels_are_not_restored_into_a_directory_others_can_write(
+        inductor_dir: Path) -> None:
+    from precompile.install import install
+
+    inductor_dir.chmod(0o777)
+    try:
+        with pytest.raises(StoreError, match="Inductor's cache directory"):
+            install(_kernel_package({"k.so": b"lib"}))
+        assert not (inductor_dir / "k.so").exists()
+    finally:
+        inductor_dir.chmod(0o700)
