@@ -152,7 +152,9 @@ def load_file(path: str, store: Any, *, trust: bool) -> Pkg:
     package (its checks, its key). Elsewhere it is trusted only with ``trust``, and then as
     ``precompile.load`` trusts a file: the owner/permission checks of a cache directory
     applied to it and its directory, and no key binding (it is under no key)."""
-    real = os.path.realpath(path)
+    # The directory resolved, the file itself not: a symlink there is refused, not followed.
+    real = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
+                        os.path.basename(path))
     key = os.path.basename(path).removesuffix(".pcpkg")
     local = _local_store_for(store, os.path.dirname(real))
     try:
@@ -160,7 +162,7 @@ def load_file(path: str, store: Any, *, trust: bool) -> Pkg:
             data, problem = local.peek(key)
         else:
             data, problem = lib.peek_file(real, trust_shared=lib.trust_shared())
-        st = os.stat(real)
+        st = os.lstat(real)
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
     except lib.errors.StoreError as e:
@@ -264,7 +266,10 @@ def iter_raw(store: Any) -> Iterator[tuple[str, bytes]]:
     """(key, bytes) of every package, fetched as the library fetches them (for copying
     packages out unchanged: nothing is decoded)."""
     for key in store_keys(store):
-        data = store.get(key)
+        try:
+            data = store.get(key)
+        except lib.errors.StoreError as e:  # e.g. a FIFO under a package's name
+            raise CliError(str(e)) from e
         if data is not None:
             yield key, data
 
