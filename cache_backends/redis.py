@@ -184,7 +184,8 @@ class RedisBackend(CacheBackend):
         self._expect(data, bytes, f"the package {key}")
         # Recording the use is best effort: a read-only replica or a hiccup only costs recency.
         try:
-            self._touch(keys=[pkg, meta], args=[repr(time.time()), self._ttl_ms])
+            self._run("record a use in", lambda: self._touch(
+                keys=[pkg, meta], args=[repr(time.time()), self._ttl_ms]))
         except Exception as e:  # noqa: BLE001
             log.debug("precompile: cannot record use of %s in %s: %s", key, self.url, e)
         return data

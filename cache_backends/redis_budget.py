@@ -67,7 +67,8 @@ class BudgetedSocket:
 
     def _within_deadline(self) -> _Budget | None:
         current: _Budget | None = getattr(_CURRENT, "budget", None)
-        if current is None:
+        if current is None:  # a call outside any budget gets the socket's own timeout back
+            self._sock.settimeout(self._timeout)
             return None
         left = current.deadline - time.monotonic()
         if left <= 0:

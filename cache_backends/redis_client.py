@@ -15,6 +15,7 @@ tiered store fails over instead of crashing.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -88,6 +89,12 @@ class SharedClient:
         self.down_until = 0.0
         self.down_reason = ""
 
+    def bounded(self) -> contextlib.AbstractContextManager[None]:
+        """The block's redis calls bounded by this client's limits (``redis_budget``)."""
+        if self.limits is None:
+            return contextlib.nullcontext()
+        return budget(self.limits.max_reply_bytes, self.limits.call_timeout)
+
     def _trip(self, reason: str) -> None:
         self.down_reason = f"({reason.rstrip('.')})"
         self.down_until = time.monotonic() + self.retry_after
@@ -101,11 +108,8 @@ class SharedClient:
                              f"not trying again for {left:.0f}s. Is redis-server running "
                              "there, and is the URL right?")
         try:
-            if self.limits is None:
+            with self.bounded():
                 result = fn()
-            else:
-                with budget(self.limits.max_reply_bytes, self.limits.call_timeout):
-                    result = fn()
         except StoreError:
             raise
         except ReplyTooLarge as e:
