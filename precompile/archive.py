@@ -32,7 +32,7 @@ from typing import Any
 from cache_backends.base import check_key
 from cache_backends.safe_read import read_file
 
-from . import keys, read_path
+from . import read_path
 from .archive_stream import PackageStream
 from .errors import PackageError
 
