@@ -5,9 +5,10 @@ Every network wait is bounded: ``socket_timeout`` for connecting and for each re
 one quick retry only after a dropped connection (a restarted server), never after a
 timeout. A whole call is bounded too (``redis_budget.py``): at most ``max_reply_bytes``
 received and ``call_timeout`` seconds, so neither a huge reply nor a server that trickles
-bytes can hold a process (clients precompile makes; a client passed in keeps its own). A server that cannot be reached turns into StoreError with a message that says
-what to check, and for ``retry_after`` seconds afterwards calls fail at once instead of
-waiting on the network again. Every store opened from the same URL (one per compiled
+bytes can hold a process (clients precompile makes; a client passed in keeps its own). A
+server that cannot be reached turns into StoreError with a message that says what to check,
+and for ``retry_after`` seconds afterwards calls fail at once instead of waiting on the
+network again. Every store opened from the same URL (one per compiled
 function) shares one client and that one timer, so a program with many compiled functions
 opens one connection pool and pays the timeout once, not once per function. A reply that is
 not what redis sends (a garbage reply from a non-redis service) is a StoreError too, so a
