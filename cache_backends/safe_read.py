@@ -59,7 +59,7 @@ def read_file(path: str, *, max_bytes: int = MAX_PACKAGE_BYTES, check_owner: boo
         if st.st_size > max_bytes:
             raise StoreError(_too_big(path, max_bytes))
         problem = writable_by_others(st) if check_owner else None
-        data = _read_at_most(fd, max_bytes + 1)
+        data = _read_at_most(fd, max_bytes + 1, st.st_size)
     finally:
         os.close(fd)
     if len(data) > max_bytes:
@@ -86,19 +86,23 @@ def _open(path: str, keep_atime: bool) -> int:
         raise StoreError(f"cannot read {path}: {e.strerror}") from e
 
 
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks = []
+def _read_at_most(fd: int, limit: int, expected: int) -> bytes:
+    """Up to ``limit`` bytes. The file's size (``expected``) plus one byte is asked for at
+    once, so a file that does not grow is read into one buffer, never joined from chunks
+    (which would hold it twice)."""
+    chunks: list[bytes] = []
     left = limit
+    want = min(limit, expected + 1)
     while left > 0:
         try:
-            chunk = os.read(fd, min(_CHUNK, left))
+            chunk = os.read(fd, min(want if not chunks else _CHUNK, left))
         except BlockingIOError:  # O_NONBLOCK on something that is not a file after all
             break
         if not chunk:
             break
         chunks.append(chunk)
         left -= len(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_big(path: str, max_bytes: int) -> str:
