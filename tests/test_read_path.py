@@ -343,3 +343,22 @@ def test_kernels_are_not_restored_into_a_directory_others_can_write(
         assert not (inductor_dir / "k.so").exists()
     finally:
         inductor_dir.chmod(0o700)
+
+
+# ------------------------------------ explain on a miss reads through the same path
+
+
+def test_a_miss_explains_only_with_neighbours_that_pass_the_signing_policy() -> None:
+    from cache_backends import MemoryBackend
+    from precompile.explain import explain_absent
+
+    store = MemoryBackend()
+    old, old_key = _bound_package(backend="eager")  # unsigned, same function
+    store.put(old_key, old)
+    factors = {**fmt.decode(old).meta["factors"], "backend": "inductor"}
+    key = keys.package_key(factors)
+    assert "backend changed" in explain_absent(store, key, factors)
+    assert explain_absent(store, key, factors, b"k").endswith("(first compile)")
+    store.delete(old_key)
+    store.put(key.rsplit("-", 1)[0] + "-renamed", old)  # not under the key it was written for
+    assert explain_absent(store, key, factors).endswith("(first compile)")
