@@ -362,3 +362,17 @@ def test_a_miss_explains_only_with_neighbours_that_pass_the_signing_policy() -> 
     store.delete(old_key)
     store.put(key.rsplit("-", 1)[0] + "-renamed", old)  # not under the key it was written for
     assert explain_absent(store, key, factors).endswith("(first compile)")
+
+
+def test_prune_stale_removes_a_package_stored_under_another_key(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = _private(env / "cache")
+    data, key = _bound_package()  # for this machine: only the key can make it stale
+    (cache / "target-renamed.pcpkg").write_bytes(data)
+    (cache / f"{key}.pcpkg").write_bytes(data)
+    for p in cache.iterdir():
+        p.chmod(0o600)
+    assert cli.main(["verify", str(cache)]) == 1
+    assert "was written for key" in capsys.readouterr().out
+    assert cli.main(["prune", str(cache), "--stale", "--force"]) == 0
+    assert sorted(p.name for p in cache.glob("*.pcpkg")) == [f"{key}.pcpkg"]

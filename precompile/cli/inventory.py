@@ -39,6 +39,7 @@ class Pkg:
     signature: str = "unsigned"
     signature_ok: bool = True
     trust_problem: str | None = None  # why the store's checks refuse it (owner, permissions)
+    key_problem: str | None = None  # not written for the key it is stored under
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -70,7 +71,8 @@ class Pkg:
     def trusted(self) -> bool:
         """Whether the library would load it: decoded, from a store it accepts, and accepted
         by the signing policy in force. Only then may its pickles be loaded."""
-        return self.env is not None and self.signature_ok and self.trust_problem is None
+        return (self.env is not None and self.signature_ok and self.trust_problem is None
+                and self.key_problem is None)
 
     @property
     def untrusted_reason(self) -> str | None:
@@ -79,7 +81,7 @@ class Pkg:
             return f"does not decode: {self.error}"
         if not self.signature_ok:
             return self.signature
-        return self.trust_problem
+        return self.trust_problem or self.key_problem
 
 
 # ------------------------------------------------------------------- decoding
@@ -99,11 +101,11 @@ def decode_pkg(pkg: Pkg, *, bound: bool = True) -> Pkg:
         pkg.env, pkg.error = None, str(e)
         pkg.signature, pkg.signature_ok = "unknown (package does not decode)", False
         return pkg
-    if bound and pkg.trust_problem is None:
+    if bound:
         try:
             lib.read_path.check_bound(pkg.env, pkg.key)
         except lib.errors.PackageError as e:
-            pkg.trust_problem = str(e)
+            pkg.key_problem = str(e)
     return pkg
 
 

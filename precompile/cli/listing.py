@@ -186,8 +186,8 @@ def _verdict(pkg: Pkg) -> tuple[str, list[str], list[str]]:
         return "corrupt", [pkg.error or "does not decode"], []
     if not pkg.signature_ok:
         return "bad-signature", [pkg.signature], []
-    if pkg.trust_problem:
-        return "untrusted", [pkg.trust_problem], []
+    if pkg.trust_problem or pkg.key_problem:
+        return "untrusted", [pkg.trust_problem or pkg.key_problem], []
     notes = []
     if pkg.signed and lib.settings.signing_key() is None:
         notes.append("signature not verified (PRECOMPILE_SIGNING_KEY not set)")
