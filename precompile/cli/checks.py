@@ -58,7 +58,5 @@ def stale_reason(pkg: Pkg) -> str | None:
         return f"corrupt: {pkg.error}"
     if not pkg.signature_ok:
         return pkg.signature
-    if pkg.key_problem:
-        return pkg.key_problem
     compat = compat_problems(pkg)
-    return "; ".join(compat) if compat else None
+    return "; ".join(compat) if compat else pkg.key_problem
