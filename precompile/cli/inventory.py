@@ -69,8 +69,9 @@ class Pkg:
 
     @property
     def trusted(self) -> bool:
-        """Whether the library would load it: decoded, from a store it accepts, and accepted
-        by the signing policy in force. Only then may its pickles be loaded."""
+        """Whether the library would load it: decoded, from a store it accepts, accepted by
+        the signing policy in force, and stored under the key it was written for. Only then
+        may its pickles be loaded."""
         return (self.env is not None and self.signature_ok and self.trust_problem is None
                 and self.key_problem is None)
 
@@ -158,7 +159,7 @@ def load_file(path: str, store: Any, *, trust: bool) -> Pkg:
     real = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
                         os.path.basename(path))
     key = os.path.basename(path).removesuffix(".pcpkg")
-    local = _local_store_for(store, os.path.dirname(real))
+    local = _local_store_for(store, os.path.dirname(real)) if path.endswith(".pcpkg") else None
     try:
         if local is not None:
             data, problem = local.peek(key)
