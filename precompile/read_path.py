@@ -86,7 +86,7 @@ def load_file(path: str, *, signing_key: bytes | None,
     except OSError as e:
         raise StoreError(f"cannot read package file {path}: {e.strerror}") from e
     if problem:
-        raise StoreError(f"refusing {path}: {problem}, and anyone who can write it can "
+        raise StoreError(f"not loading {path}: {problem}, and whoever can write there can "
                          "run code in your process. Fix its ownership/permissions "
                          "(chmod go-w, owner-only parents), or opt in with "
                          "PRECOMPILE_TRUST_SHARED_CACHE=1")
