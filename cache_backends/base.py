@@ -40,7 +40,7 @@ class Stat:
 
 
 class CacheBackend(abc.ABC):
-    """Bytes by key. Implementations raise ``precompile.errors.StoreError`` on failure."""
+    """Bytes by key. Implementations raise ``errors.StoreError`` on failure."""
 
     #: Human-readable location, for messages (``/home/u/.cache/precompile``, ``memory://``).
     url: str = ""
