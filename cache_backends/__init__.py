@@ -16,6 +16,12 @@ a directory path, ``file:///path``                ``LocalDirBackend`` (the defau
 a list or tuple of the above                      ``TieredBackend``, first tier first
 ===============================================  ==========================================
 
+Stores import nothing from precompile: what they trust comes through their constructors.
+``open_store(spec, trust_shared=..., accept=...)`` passes ``trust_shared`` (accept local
+directories and files other users could write) to every local store it opens, and
+``accept(key, data) -> bool`` to a tiered store (it writes a later tier's hit back into the
+earlier tiers only when ``accept`` verifies it; without one, nothing is written back).
+
 The Redis and fsspec stores need their client packages (``pip install 'precompile[redis]'``,
 ``'precompile[s3]'``, ``'precompile[gcs]'``); they are imported only when such a store is
 opened. Where one is missing, open_store gives an ``UnavailableBackend`` whose every call
@@ -28,6 +34,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import CacheBackend, Stat
+from .errors import StoreError
+from .local import LocalDirBackend
+from .memory import MemoryBackend
+from .tiered import TieredBackend
+from .unavailable import UnavailableBackend
 
 # RedisBackend and FsspecBackend load on first use (optional dependencies), so they are
 # importable by name but left out of ``import *``.
@@ -37,12 +48,18 @@ __all__ = ["CacheBackend", "LocalDirBackend", "MemoryBackend", "Stat", "TieredBa
 _MEMORY_STORES: dict[str, CacheBackend] = {}
 
 
-def open_store(spec: Any) -> CacheBackend:
-    """A store from a path, URL, store object, or a list of those (tiers, fastest first)."""
+Accept = Callable[[str, bytes], bool]
+
+
+def open_store(spec: Any, *, trust_shared: bool = False,
+               accept: Accept | None = None) -> CacheBackend:
+    """A store from a path, URL, store object, or a list of those (tiers, fastest first).
+    ``trust_shared`` and ``accept``: see the module docstring (a store object is returned
+    as it is, with its own settings)."""
     if isinstance(spec, CacheBackend):
         return spec
     if isinstance(spec, (list, tuple)):
-        return _open_tiers(spec)
+        return _open_tiers(spec, trust_shared, accept)
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec:
@@ -51,33 +68,35 @@ def open_store(spec: Any) -> CacheBackend:
                          "those, or a CacheBackend")
     scheme, sep, _ = spec.partition("://")
     if not sep:
-        return LocalDirBackend(spec)
-    return _OPENERS.get(scheme.lower(), _open_fsspec)(spec)
+        return LocalDirBackend(spec, trust_shared=trust_shared)
+    return _OPENERS.get(scheme.lower(), _open_fsspec)(spec, trust_shared)
 
 
-def _open_tiers(specs: list[Any] | tuple[Any, ...]) -> CacheBackend:
+def _open_tiers(specs: list[Any] | tuple[Any, ...], trust_shared: bool,
+                accept: Accept | None) -> CacheBackend:
     if not specs:
         raise ValueError("cannot make a cache store from an empty list; list the tiers, "
                          "fastest first, e.g. ['~/.cache/precompile', 'redis://host:6379/0']")
     if len(specs) == 1:
-        return open_store(specs[0])
-    return TieredBackend(list(specs))
+        return open_store(specs[0], trust_shared=trust_shared)
+    return TieredBackend([open_store(s, trust_shared=trust_shared) for s in specs],
+                         accept=accept)
 
 
-def _open_memory(url: str) -> CacheBackend:
+def _open_memory(url: str, trust_shared: bool) -> CacheBackend:
     return _MEMORY_STORES.setdefault(url, MemoryBackend())
 
 
-def _open_file(url: str) -> CacheBackend:
-    return LocalDirBackend(url[len("file://"):])
+def _open_file(url: str, trust_shared: bool) -> CacheBackend:
+    return LocalDirBackend(url[len("file://"):], trust_shared=trust_shared)
 
 
-def _open_redis_socket(url: str) -> CacheBackend:
+def _open_redis_socket(url: str, trust_shared: bool) -> CacheBackend:
     """``redis+unix:///path`` (the spelling that names the store) is redis-py's ``unix://``."""
-    return _open_redis("unix://" + url[len("redis+unix://"):])
+    return _open_redis("unix://" + url[len("redis+unix://"):], trust_shared)
 
 
-def _open_redis(url: str) -> CacheBackend:
+def _open_redis(url: str, trust_shared: bool) -> CacheBackend:
     try:
         from .redis import RedisBackend as cls
     except ImportError as e:
@@ -87,9 +106,7 @@ def _open_redis(url: str) -> CacheBackend:
     return cls(url)
 
 
-def _open_fsspec(url: str) -> CacheBackend:
-    from precompile.errors import StoreError
-
+def _open_fsspec(url: str, trust_shared: bool) -> CacheBackend:
     try:
         from .objectstore import FsspecBackend as cls
     except ImportError as e:
@@ -98,13 +115,13 @@ def _open_fsspec(url: str) -> CacheBackend:
                                        "install 'precompile[s3]' (s3://) or 'precompile[gcs]' "
                                        "(gs://)")
     try:
-        return cls(url)
+        return cls(url, trust_shared=trust_shared)
     except StoreError as e:  # the filesystem's own package (s3fs, gcsfs...) is missing
         return UnavailableBackend(url, str(e))
 
 
 #: URL schemes with a store of their own; any other ``scheme://`` goes to fsspec.
-_OPENERS: dict[str, Callable[[str], CacheBackend]] = {
+_OPENERS: dict[str, Callable[[str, bool], CacheBackend]] = {
     "memory": _open_memory,
     "file": _open_file,
     "redis": _open_redis,
@@ -123,10 +140,3 @@ def __getattr__(name: str) -> Any:
         return FsspecBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-# Imported last, on purpose: these modules import precompile.errors, whose package imports
-# precompile.api, which imports ``open_store`` from here; it must exist by then.
-from .local import LocalDirBackend  # noqa: E402
-from .memory import MemoryBackend  # noqa: E402
-from .tiered import TieredBackend  # noqa: E402
-from .unavailable import UnavailableBackend  # noqa: E402

@@ -12,14 +12,20 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 
+from .errors import StoreError
+
+MAX_KEY_LENGTH = 200  # with ".pcpkg" or ".compile.lock", well inside a 255-byte file name
+
 
 def check_key(key: str) -> None:
-    """One key rule for every store, so a key that works in one works in all: non-empty, no
-    path separators, no leading dot (those name temp and lock files)."""
-    if not isinstance(key, str) or not key or "/" in key or "\\" in key or key.startswith("."):
-        from precompile.errors import StoreError
-
-        raise StoreError(f"invalid cache key {key!r}")
+    """One key rule for every store (and ``precompile import``), so a key that works in one
+    works in all: non-empty, at most MAX_KEY_LENGTH characters, printable (no NUL or other
+    control character, which would cut a C string or a terminal line), no path separator,
+    no leading dot (those name temp and lock files)."""
+    if not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()
+            and "/" not in key and "\\" not in key and not key.startswith(".")):
+        raise StoreError(f"invalid cache key {key!r}: keys are 1-{MAX_KEY_LENGTH} printable "
+                         "characters without path separators or a leading dot")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +40,7 @@ class Stat:
 
 
 class CacheBackend(abc.ABC):
-    """Bytes by key. Implementations raise ``precompile.errors.StoreError`` on failure."""
+    """Bytes by key. Implementations raise ``errors.StoreError`` on failure."""
 
     #: Human-readable location, for messages (``/home/u/.cache/precompile``, ``memory://``).
     url: str = ""

@@ -2,13 +2,17 @@
 
 Layout: ``<root>/<key>.pcpkg`` plus ``<root>/.locks/<key>.lock``. Writes go to a temp file
 in the same directory and are renamed into place, so readers never see a partial file and a
-crash mid-write leaves the previous package intact. ``filelock`` serializes read-modify-write
-(merging entries) between processes. Directories precompile creates are owner-only (0700):
+crash mid-write leaves the previous package intact. A lock file (``file_lock.py``: never a
+followed symlink, never truncated) serializes read-modify-write (merging entries) between
+processes. Directories precompile creates are owner-only (0700):
 packages hold code that will be executed.
 
 Trust: packages hold code that will run, so a root or ``.locks`` directory another user
 owns or anyone can write is refused, for locks as for reads (a lock in such a store would
-let its owner stall every process), and no symbolic link under the root is followed.
+let its owner stall every process), and no symbolic link under the root is followed. A
+package file is read through ``safe_read.read_file`` (a regular file, owner-checked on the
+open file, size-capped). The store's trust settings come through its constructor
+(``trust_shared``, ``max_package_bytes``); it reads no environment variable.
 
 Reads refresh a file's access time, which is what ``max_bytes`` eviction (least recently
 used first) and ``precompile ls`` report as "last used".
@@ -25,12 +29,10 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from typing import BinaryIO
 
-import filelock
-
-from precompile import settings
-from precompile.errors import LockTimeout, ReadOnlyStoreError, StoreError
-
 from .base import CacheBackend, Stat, check_key
+from .errors import READ_ONLY_ERRNOS, StoreError, read_only_error
+from .file_lock import file_lock
+from .safe_read import MAX_PACKAGE_BYTES, read_file, writable_by_others
 
 log = logging.getLogger("precompile")
 
@@ -61,8 +63,8 @@ def atomic_output(path: str, mode: int = 0o600, directory: str | None = None,
             fd = -1
             yield fh
             fh.flush()
+            os.fchmod(fh.fileno(), mode)  # the file written, not whatever the name is now
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = ""
     finally:
@@ -77,32 +79,6 @@ def _refusal(what: str, problem: str) -> str:
     return (f"refusing {what}: it {problem}, and anyone who can write it can run code in your "
             "process. Fix its ownership/permissions (chmod go-w, owner-only parents), or opt in "
             "with PRECOMPILE_TRUST_SHARED_CACHE=1 (LocalDirBackend(trust_shared=True))")
-
-
-# A directory this process may read but not write: a read-only filesystem, no write
-# permission, or (for root) an immutable directory.
-_READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def _read_only(what: str, e: OSError) -> ReadOnlyStoreError:
-    return ReadOnlyStoreError(
-        f"{what}: {e.strerror}: the cache directory is read-only. To use a read-only (baked) "
-        "cache, list a writable directory in front of it, which takes the writes: "
-        "store=[overlay_dir, baked_dir] or PRECOMPILE_CACHE_URL=overlay_dir,baked_dir")
-
-
-def writable_by_others(st: os.stat_result) -> str | None:
-    """Why a cache file or directory with this stat could have been written by another user
-    (owned by someone else, or group/world-writable), or None."""
-    if not hasattr(os, "getuid"):
-        return None
-    if st.st_uid != os.getuid():
-        return f"is owned by another user (uid {st.st_uid})"
-    if st.st_mode & 0o002:
-        return "is world-writable"
-    if st.st_mode & 0o020:
-        return "is group-writable"
-    return None
 
 
 def directory_problem(root: str) -> str | None:
@@ -158,20 +134,18 @@ def _symlinks_problem(path: str) -> str | None:
     return None
 
 
-def peek_file(path: str, store: LocalDirBackend | None = None) -> tuple[bytes, str | None]:
+def peek_file(path: str, store: LocalDirBackend | None = None, *,
+              trust_shared: bool = False) -> tuple[bytes, str | None]:
     """A package file's bytes, read without refreshing its access time where the OS allows
     (the store uses atime as "last used", and looking at a package is not using it), and why
     the library would refuse it: the checks ``LocalDirBackend.get`` applies, against
-    ``store`` or else the file's own directory. Raises OSError."""
+    ``store`` or else the file's own directory (trusted as a store with ``trust_shared``
+    would be). Raises FileNotFoundError, and StoreError for what is no package file at all
+    (a FIFO, a symlink, a file over the size cap)."""
     if store is None:
-        store = LocalDirBackend(os.path.dirname(os.path.abspath(path)))
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
-    except PermissionError:  # O_NOATIME needs ownership; fall back to a plain open
-        fd = os.open(path, os.O_RDONLY)
-    with os.fdopen(fd, "rb") as fh:
-        problem = None if store.trust_shared else writable_by_others(os.fstat(fh.fileno()))
-        data = fh.read()
+        store = LocalDirBackend(os.path.dirname(os.path.abspath(path)), trust_shared=trust_shared)
+    data, problem = read_file(path, max_bytes=store.max_package_bytes,
+                              check_owner=not store.trust_shared, keep_atime=True)
     if problem:
         return data, f"package file {path} {problem}"
     dir_problem = store.untrusted_reason()
@@ -200,14 +174,17 @@ class LocalDirBackend(CacheBackend):
     cheap_listing = True
 
     def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None,
-                 trust_shared: bool | None = None) -> None:
+                 trust_shared: bool = False, *,
+                 max_package_bytes: int = MAX_PACKAGE_BYTES) -> None:
+        """``max_bytes``: evict least recently used packages above this total.
+        ``trust_shared``: accept a directory and files other users could write
+        (precompile passes ``PRECOMPILE_TRUST_SHARED_CACHE``). ``max_package_bytes``: the
+        largest file ``get`` reads."""
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self.url = self.root
         self.max_bytes = max_bytes
-        if trust_shared is None:
-            trust_shared = settings.or_default(
-                lambda: settings.flag(settings.TRUST_SHARED_CACHE), False, strict=False)
-        self.trust_shared = trust_shared
+        self.trust_shared = bool(trust_shared)
+        self.max_package_bytes = max_package_bytes
         self._root_checked = False
 
     # -------------------------------------------------------------- trust
@@ -238,7 +215,8 @@ class LocalDirBackend(CacheBackend):
     def peek(self, key: str) -> tuple[bytes, str | None] | None:
         """A package's bytes for looking at (``precompile ls/inspect/verify``), without
         refreshing its "last used" time, plus why the library would refuse it (None if it
-        would not). Returns None if there is no such package. Raises OSError."""
+        would not). Raises FileNotFoundError if there is no such package, StoreError for
+        what is no package file (see ``peek_file``)."""
         return peek_file(self.path_for(key), self)
 
     def _locks_dir(self) -> str:
@@ -268,8 +246,9 @@ class LocalDirBackend(CacheBackend):
             os.makedirs(self.root, mode=0o700, exist_ok=True)
             os.makedirs(os.path.join(self.root, ".locks"), mode=0o700, exist_ok=True)
         except OSError as e:
-            if e.errno in _READ_ONLY_ERRNOS:
-                raise _read_only(f"cannot create {os.path.join(self.root, '.locks')}", e) from e
+            if e.errno in READ_ONLY_ERRNOS:
+                raise read_only_error(
+                    f"cannot create {os.path.join(self.root, '.locks')}", e) from e
             raise StoreError(f"cannot create cache directory {self.root}: {e.strerror}. "
                              "Point PRECOMPILE_CACHE_DIR (or cache_dir=) at a writable "
                              "directory") from e
@@ -280,16 +259,12 @@ class LocalDirBackend(CacheBackend):
         path = self.path_for(key)
         self._check_root()
         try:
-            with open(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as fh:
-                self._check_trusted(os.fstat(fh.fileno()), f"file {path}")
-                data = fh.read()
+            data, problem = read_file(path, max_bytes=self.max_package_bytes,
+                                      check_owner=not self.trust_shared)
         except FileNotFoundError:
             return None
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise StoreError(f"refusing {path}: it is a symbolic link, and precompile "
-                                 "follows none inside its cache. Remove it") from e
-            raise StoreError(f"cannot read {path}: {e.strerror}") from e
+        if problem:
+            raise StoreError(_refusal(f"cache file {path}", problem))
         with contextlib.suppress(OSError):
             st = os.stat(path)
             os.utime(path, (time.time(), st.st_mtime))
@@ -302,8 +277,8 @@ class LocalDirBackend(CacheBackend):
         try:
             write_atomically(self.root, path, data)
         except OSError as e:
-            if e.errno in _READ_ONLY_ERRNOS:
-                raise _read_only(f"cannot write {path}", e) from e
+            if e.errno in READ_ONLY_ERRNOS:
+                raise read_only_error(f"cannot write {path}", e) from e
             hint = " (disk full)" if e.errno == errno.ENOSPC else ""
             raise StoreError(f"cannot write {path}: {e.strerror}{hint}. The program goes on "
                              "without saving; free space or fix permissions") from e
@@ -349,24 +324,8 @@ class LocalDirBackend(CacheBackend):
         store cannot lock at all (untrusted, read-only, unwritable), so callers stop
         coordinating through it rather than wait."""
         check_key(key)
-        lock_path = os.path.join(self._locks_dir(), key + ".lock")
-        lock = filelock.FileLock(lock_path, timeout=timeout)
-        try:
-            lock.acquire()
-        except filelock.Timeout as e:
-            raise LockTimeout(f"timed out after {timeout:g}s waiting for {lock_path}; another "
-                              "process holds it. Delete the lock file if that process is "
-                              "gone") from e
-        except OSError as e:
-            if e.errno in _READ_ONLY_ERRNOS:
-                raise _read_only(f"cannot lock {lock_path}", e) from e
-            hint = " (disk full)" if e.errno == errno.ENOSPC else ""
-            raise StoreError(f"cannot lock {lock_path}: {e.strerror}{hint}. Point "
-                             "PRECOMPILE_CACHE_DIR at a writable directory") from e
-        try:
+        with file_lock(os.path.join(self._locks_dir(), key + ".lock"), timeout):
             yield
-        finally:
-            lock.release()
 
     # ------------------------------------------------------------ upkeep
 

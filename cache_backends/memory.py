@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from precompile.errors import LockTimeout
+from .errors import LockTimeout
 
 from .base import CacheBackend, Stat, check_key
 

@@ -34,10 +34,11 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from precompile.errors import StoreError
+from .errors import StoreError
 
 from .base import CacheBackend, Stat, check_key
 from .local import SUFFIX, TMP_PREFIX, LocalDirBackend
+from .safe_read import MAX_PACKAGE_BYTES
 
 T = TypeVar("T")
 
@@ -133,14 +134,19 @@ class FsspecBackend(CacheBackend):
     implementation that is not installed (s3fs, gcsfs...) is reported here, though.
     """
 
-    def __init__(self, url: str, **storage_options: Any) -> None:
+    def __init__(self, url: str, *, trust_shared: bool = False,
+                 max_package_bytes: int = MAX_PACKAGE_BYTES, **storage_options: Any) -> None:
+        """``trust_shared`` goes to the local store a local URL is served by;
+        ``max_package_bytes`` is the largest object ``get`` reads."""
         if not isinstance(url, str) or not url:
             raise ValueError(f"FsspecBackend needs a URL such as s3://bucket/prefix, not {url!r}")
         self.url = _without_trailing_slash(url)
         self.protocol = protocol_of(url)
         self.storage_options = _bounded_waits(self.protocol, dict(storage_options))
         cls = _filesystem_class(url, self.protocol)
-        self._local = (LocalDirBackend(cls._strip_protocol(url))
+        self.max_package_bytes = max_package_bytes
+        self._local = (LocalDirBackend(cls._strip_protocol(url), trust_shared=trust_shared,
+                                       max_package_bytes=max_package_bytes)
                        if issubclass(cls, LocalFileSystem) else None)
         self._atomic_put = self.protocol in OBJECT_STORE_PROTOCOLS
         self._fs: Any = None
@@ -185,10 +191,15 @@ class FsspecBackend(CacheBackend):
 
         def read() -> bytes | None:
             fs, _ = self._filesystem()
-            try:
-                return bytes(fs.cat_file(self._path(key)))
+            try:  # one byte over the cap is enough to refuse it
+                data = bytes(fs.cat_file(self._path(key), start=0,
+                                         end=self.max_package_bytes + 1))
             except FileNotFoundError:
                 return None
+            if len(data) > self.max_package_bytes:
+                raise StoreError(f"refusing {key} in {self.url}: it is larger than "
+                                 f"{self.max_package_bytes} bytes, the most a package may be")
+            return data
 
         return self._run("read from", read)
 

@@ -25,15 +25,17 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from precompile.errors import StoreError
+from .errors import StoreError
 
 from .base import CacheBackend, Stat, check_key
-from .redis_client import callers_client, describe_client, redact, shared_client
+from .redis_client import CallLimits, callers_client, describe_client, redact, shared_client
 from .redis_lock import LeaseLock
+from .safe_read import MAX_PACKAGE_BYTES
 
 log = logging.getLogger("precompile")
 
 LAYOUT_VERSION = "v1"
+_PROTOCOL_SLACK = 1 << 20  # reply framing, metadata and key names around one package
 T = TypeVar("T")
 
 # A read counts as a use: record it, and with a TTL push the expiry back.
@@ -106,11 +108,16 @@ class RedisBackend(CacheBackend):
     ``lock_lease``: seconds a lock outlives a process that died holding it.
     ``retry_after``: after the server could not be reached, seconds during which calls fail
     at once rather than waiting on the network again.
+    ``call_timeout`` and ``max_package_bytes``: no call takes longer or receives more than a
+    package of that size (plus the protocol's few bytes), whatever the server does
+    (``redis_budget.py``; for a client passed in, only its own timeouts apply).
     """
 
     def __init__(self, url_or_client: str | Any, namespace: str = "precompile",
                  ttl: float | None = None, socket_timeout: float = 5, *,
-                 lock_lease: float = 30.0, retry_after: float = 30.0) -> None:
+                 lock_lease: float = 30.0, retry_after: float = 30.0,
+                 call_timeout: float = 60.0,
+                 max_package_bytes: int = MAX_PACKAGE_BYTES) -> None:
         if isinstance(url_or_client, str):
             url, opts = split_url_options(url_or_client)
             namespace = opts.get("namespace", namespace)
@@ -119,6 +126,7 @@ class RedisBackend(CacheBackend):
         _check_seconds("socket_timeout", socket_timeout)
         _check_seconds("lock_lease", lock_lease)
         _check_seconds("retry_after", retry_after, allow_zero=True)
+        _check_seconds("call_timeout", call_timeout)
         if not namespace or any(c in namespace for c in " \t\r\n"):
             raise ValueError(f"invalid redis namespace {namespace!r}")
         self.namespace = namespace
@@ -129,7 +137,8 @@ class RedisBackend(CacheBackend):
         self._owns_client = isinstance(url_or_client, str)
         if isinstance(url_or_client, str):
             try:
-                self._shared = shared_client(url, socket_timeout, retry_after)
+                limits = CallLimits(max_package_bytes + _PROTOCOL_SLACK, call_timeout)
+                self._shared = shared_client(url, socket_timeout, retry_after, limits)
             except ValueError as e:
                 raise ValueError(f"bad redis URL {redact(url_or_client)!r}: {e}. Expected "
                                  "redis://[user:password@]host:port/db or rediss://...") from e
@@ -175,7 +184,8 @@ class RedisBackend(CacheBackend):
         self._expect(data, bytes, f"the package {key}")
         # Recording the use is best effort: a read-only replica or a hiccup only costs recency.
         try:
-            self._touch(keys=[pkg, meta], args=[repr(time.time()), self._ttl_ms])
+            self._run("record a use in", lambda: self._touch(
+                keys=[pkg, meta], args=[repr(time.time()), self._ttl_ms]))
         except Exception as e:  # noqa: BLE001
             log.debug("precompile: cannot record use of %s in %s: %s", key, self.url, e)
         return data

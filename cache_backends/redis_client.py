@@ -3,9 +3,12 @@ translation of every redis failure into :class:`StoreError`.
 
 Every network wait is bounded: ``socket_timeout`` for connecting and for each reply, and
 one quick retry only after a dropped connection (a restarted server), never after a
-timeout. A server that cannot be reached turns into StoreError with a message that says
-what to check, and for ``retry_after`` seconds afterwards calls fail at once instead of
-waiting on the network again. Every store opened from the same URL (one per compiled
+timeout. A whole call is bounded too (``redis_budget.py``): at most ``max_reply_bytes``
+received and ``call_timeout`` seconds, so neither a huge reply nor a server that trickles
+bytes can hold a process (clients precompile makes; a client passed in keeps its own). A
+server that cannot be reached turns into StoreError with a message that says what to check,
+and for ``retry_after`` seconds afterwards calls fail at once instead of waiting on the
+network again. Every store opened from the same URL (one per compiled
 function) shares one client and that one timer, so a program with many compiled functions
 opens one connection pool and pays the timeout once, not once per function. A reply that is
 not what redis sends (a garbage reply from a non-redis service) is a StoreError too, so a
@@ -13,6 +16,8 @@ tiered store fails over instead of crashing.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import inspect
 import os
 import threading
@@ -23,9 +28,11 @@ from typing import Any, TypeVar
 
 import redis as _redis
 from redis.backoff import ExponentialBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
-from precompile.errors import StoreError
+from .errors import StoreError
+from .redis_budget import ReplyTooLarge, budget, budgeted_connection_class
 
 T = TypeVar("T")
 
@@ -74,12 +81,20 @@ class SharedClient:
     same URL with the same timeouts. redis-py's client is thread-safe and its pool opens
     fresh connections in a forked child, so one per URL serves the whole process."""
 
-    def __init__(self, client: Any, socket_timeout: float, retry_after: float) -> None:
+    def __init__(self, client: Any, socket_timeout: float, retry_after: float,
+                 limits: CallLimits | None = None) -> None:
         self.client = client
         self.socket_timeout = socket_timeout
         self.retry_after = retry_after
+        self.limits = limits
         self.down_until = 0.0
         self.down_reason = ""
+
+    def bounded(self) -> contextlib.AbstractContextManager[None]:
+        """The block's redis calls bounded by this client's limits (``redis_budget``)."""
+        if self.limits is None:
+            return contextlib.nullcontext()
+        return budget(self.limits.max_reply_bytes, self.limits.call_timeout)
 
     def _trip(self, reason: str) -> None:
         self.down_reason = f"({reason.rstrip('.')})"
@@ -94,9 +109,14 @@ class SharedClient:
                              f"not trying again for {left:.0f}s. Is redis-server running "
                              "there, and is the URL right?")
         try:
-            result = fn()
+            with self.bounded():
+                result = fn()
         except StoreError:
             raise
+        except ReplyTooLarge as e:
+            raise StoreError(f"redis at {url} sent a reply over the {self.limits.max_reply_bytes}"
+                             f"-byte cap while trying to {what} it ({e}); no package is that "
+                             "large. Is the URL that of this cache's redis server?") from e
         except _redis.exceptions.AuthenticationError as e:
             self._trip(str(e))
             raise StoreError(f"redis at {url} refused the credentials ({e}); put the right "
@@ -119,7 +139,15 @@ class SharedClient:
         return result
 
 
-_SHARED: dict[tuple[str, float, float], SharedClient] = {}
+@dataclasses.dataclass(frozen=True)
+class CallLimits:
+    """What one call may cost (``redis_budget.py``)."""
+
+    max_reply_bytes: int
+    call_timeout: float
+
+
+_SHARED: dict[tuple[str, float, float, CallLimits], SharedClient] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -131,14 +159,17 @@ def _reset_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
-def shared_client(url: str, socket_timeout: float, retry_after: float) -> SharedClient:
-    """The one SharedClient for this URL and these timeouts, made on first use. Raises
-    ValueError for a URL redis-py cannot parse."""
+def shared_client(url: str, socket_timeout: float, retry_after: float,
+                  limits: CallLimits) -> SharedClient:
+    """The one SharedClient for this URL, these timeouts and limits, made on first use.
+    Raises ValueError for a URL redis-py cannot parse."""
     with _SHARED_LOCK:
-        shared = _SHARED.get((url, socket_timeout, retry_after))
+        shared = _SHARED.get((url, socket_timeout, retry_after, limits))
         if shared is None:
+            base = parse_url(url).get("connection_class", _redis.connection.Connection)
             client = _redis.Redis.from_url(
-                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+                url, connection_class=budgeted_connection_class(base),
+                socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
                 # One quick retry for a dropped connection (a server restart, an idle
                 # connection cut); none after a timeout, which would only double the wait
                 # on a server that hangs. So a call waits at most ~socket_timeout.
@@ -146,8 +177,8 @@ def shared_client(url: str, socket_timeout: float, retry_after: float) -> Shared
                             supported_errors=(_redis.exceptions.ConnectionError,)),
                 retry_on_error=[_redis.exceptions.ConnectionError],
                 health_check_interval=30, **_NO_SETINFO)
-            shared = SharedClient(client, socket_timeout, retry_after)
-            _SHARED[(url, socket_timeout, retry_after)] = shared
+            shared = SharedClient(client, socket_timeout, retry_after, limits)
+            _SHARED[(url, socket_timeout, retry_after, limits)] = shared
         return shared
 
 

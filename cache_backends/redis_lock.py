@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from precompile.errors import LockTimeout
+from .errors import LockTimeout
 
 from .redis_client import SharedClient
 
@@ -91,7 +91,9 @@ class LeaseLock:
         renew = self.shared.client.register_script(_RENEW)
         while not stop.wait(self.lease / 3):
             try:
-                if not renew(keys=[self.name], args=[self.token, self._lease_ms]):
+                with self.shared.bounded():
+                    renewed = renew(keys=[self.name], args=[self.token, self._lease_ms])
+                if not renewed:
                     log.warning("precompile: lost the redis lock on %s in %s (lease of %gs ran "
                                 "out); another process may write at the same time",
                                 self.key, self.url, self.lease)
@@ -101,7 +103,9 @@ class LeaseLock:
 
     def _release(self) -> None:
         try:
-            self.shared.client.register_script(_RELEASE)(keys=[self.name], args=[self.token])
+            with self.shared.bounded():
+                self.shared.client.register_script(_RELEASE)(keys=[self.name],
+                                                             args=[self.token])
         except Exception as e:  # noqa: BLE001
             # The section itself is done; the lease frees the lock on its own.
             log.warning("precompile: cannot release the redis lock on %s in %s (%s); it "

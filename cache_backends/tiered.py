@@ -3,7 +3,11 @@
 ``TieredBackend([LocalDirBackend("~/.cache/precompile"), RedisBackend("redis://cache:6379")])``
 
 * ``get`` asks each tier in order; a hit in a later tier is written back to the earlier ones
-  (so the next process on this machine reads it locally).
+  (so the next process on this machine reads it locally), but only once ``accept(key,
+  data)`` (given to the constructor; precompile passes its package verification: checksum,
+  signature when a key is set, and the key the package is bound to) says the bytes are
+  sound: a forged package in a shared remote never lands in an owner-only local cache.
+  Without ``accept`` nothing is written back.
 * ``put`` and ``delete`` go to every tier; ``list`` is the union; ``stat`` the first tier
   that has the key.
 * ``lock`` takes every tier's lock, in tier order (the same order in every process, so two
@@ -28,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from precompile.errors import LockTimeout, ReadOnlyStoreError, StoreError
+from .errors import LockTimeout, ReadOnlyStoreError, StoreError
 
 from .base import CacheBackend, Stat, check_key
 
@@ -38,13 +42,15 @@ _WRITES = ("write", "write back", "delete")
 
 
 class TieredBackend(CacheBackend):
-    def __init__(self, tiers: Sequence[Any], retry_after: float = 30.0) -> None:
+    def __init__(self, tiers: Sequence[Any], retry_after: float = 30.0, *,
+                 accept: Callable[[str, bytes], bool] | None = None) -> None:
         from . import open_store
 
         if isinstance(tiers, (str, bytes)) or not tiers:
             raise ValueError("TieredBackend needs a non-empty list of stores, fastest first")
         self.tiers: list[CacheBackend] = [open_store(t) for t in tiers]
         self.retry_after = retry_after
+        self.accept = accept
         self.url = "tiered[" + ", ".join(t.url for t in self.tiers) + "]"
         self._mutex = threading.Lock()
         self._skip_until: dict[int, float] = {}
@@ -119,9 +125,19 @@ class TieredBackend(CacheBackend):
         if found is None:
             return None
         i, data = found
-        if i:
+        if i and self._accepted(key, data):
             self._each("write back", lambda t, d=data: t.put(key, d), range(i))
         return data
+
+    def _accepted(self, key: str, data: bytes) -> bool:
+        """Whether a later tier's hit may be written back (see the module docstring)."""
+        if self.accept is None:
+            return False
+        try:
+            return bool(self.accept(key, data))
+        except Exception as e:  # noqa: BLE001 - a verifier that fails accepts nothing
+            log.debug("precompile: not writing back %s: %r", key, e)
+            return False
 
     def _first(self, what: str, ask: Callable[[CacheBackend], T | None]) -> tuple[int, T] | None:
         """(tier index, answer) of the first tier that has an answer; None if the tiers that

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from precompile.errors import StoreError
+from .errors import StoreError
 
 from .base import CacheBackend, Stat
 

@@ -15,13 +15,13 @@ import torch
 
 from cache_backends.local import write_atomically
 
-from . import _torch, format, keys, saving, settings
+from . import _torch, format, keys, read_path, saving, settings
 from .cached_function import CachedFunction
 from .counters import STATS
 from .errors import PackageError, StoreError
 from .loading import verify
 from .names import main_code
-from .policy import Policy, default_store, resolve_signing_key
+from .policy import Policy, default_store, resolve_signing_key, trust_shared
 
 # --------------------------------------------------------------- public API
 
@@ -132,16 +132,16 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
          signing_key: str | bytes | None = None, **compile_kwargs: Any) -> Any:
     """A callable for ``fn_or_module`` whose first call runs the package file's code.
 
-    Raises FormatError/IntegrityError for a bad file, IncompatibleError for another python or
-    torch, SourceChangedError when the code changed. New compiles are saved only if
+    The file gets a cache's checks before a byte of it is decoded (``read_path.load_file``):
+    a regular file of at most 1 GiB, not a symlink, that neither it nor its directory could
+    have been written by another user (``PRECOMPILE_TRUST_SHARED_CACHE=1`` opts out), then
+    checksum and signature. Raises StoreError for a file refused so, FormatError/
+    IntegrityError for a bad file, IncompatibleError for another python or torch,
+    SourceChangedError when the code changed. New compiles are saved only if
     ``cache_dir``/``store`` is given.
     """
-    try:
-        with open(os.fspath(path), "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise StoreError(f"cannot read package file {path}: {e.strerror}") from e
-    env = format.decode(data, signing_key=resolve_signing_key(signing_key))
+    env = read_path.load_file(os.fspath(path), signing_key=resolve_signing_key(signing_key),
+                              trust_shared=trust_shared())
     parts = _torch.unwrap_compiled(fn_or_module)
     code, module = main_code(parts.original if parts else fn_or_module)
     verify(env, code, module, {**keys.system_factors(), "code": keys.code_fingerprint(code)})

@@ -2,12 +2,20 @@
 
 An archive comes from elsewhere (a CI cache, a colleague), so it is read as untrusted input:
 
-* members are streamed to a private staging directory in chunks, each capped in size, so a
-  huge member cannot exhaust memory (only one package at a time is held, to verify it);
-* every package is verified (checksums, signature rule, a valid key) *before* the cache is
-  touched: a corrupt member or a truncated archive imports nothing;
-* while packages go into the cache, a failure (disk full, lock timeout) puts back what was
-  there before, so the cache is never left half-imported.
+* it is streamed once, and bounded before anything is staged: at most ``max_members``
+  members, each package at most ``max_package_bytes``, all packages together at most
+  ``max_total_bytes`` and at most ``MAX_EXPANSION`` times the archive's own size (a 28 KiB
+  archive that would expand to 144 MiB is refused after staging at most a few MiB);
+* each package is checked while it streams to a private staging file (its declared length,
+  its checksum and, with a signing key, its signature), so a bad member is refused without
+  ever being held in memory or decoded; only then is it decoded once, to learn the key it
+  was written for (``keys.package_key`` of its factors: the member's name does not count)
+  and when it was saved;
+* every package is verified *before* the cache is touched: a corrupt member or a truncated
+  archive imports nothing;
+* a package replaces the cache's copy only if that copy, verified the same way, is older;
+* while packages go into the cache, any failure (disk full, lock timeout, a bug, ^C) puts
+  back what was there before, so the cache is never left half-imported.
 
 Errors are :class:`ArchiveError`, whose message says what to do; the CLI exits 2 on them.
 """
@@ -15,26 +23,40 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import lzma
 import os
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from . import format as fmt
+from cache_backends.base import check_key
+from cache_backends.safe_read import read_file
+
+from . import read_path
+from .archive_stream import PackageStream
 from .errors import PackageError
 
 DEFAULT_MAX_PACKAGE_BYTES = 1 << 30  # 1 GiB: far above real packages, far below a machine's RAM
+DEFAULT_MAX_TOTAL_BYTES = 16 << 30  # all packages of one archive together
+DEFAULT_MAX_MEMBERS = 100_000
+MAX_EXPANSION = 100  # staged bytes per archive byte; real package archives expand 2-10x
+_EXPANSION_FLOOR = 16 << 20  # so tiny archives are never refused for their tar padding
 _CHUNK = 1 << 20
 _SUFFIX = ".pcpkg"
-_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 class ArchiveError(PackageError):
-    """An archive cannot be imported as a whole (unreadable, truncated, or holding a bad
-    package); nothing was imported."""
+    """An archive cannot be imported as a whole (unreadable, truncated, too large, or
+    holding a bad package); nothing was imported."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one archive may cost (see the module docstring)."""
+
+    max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    max_members: int = DEFAULT_MAX_MEMBERS
 
 
 @dataclasses.dataclass
@@ -47,105 +69,145 @@ class Staged:
     saved: float
 
 
+@dataclasses.dataclass
+class _Budget:
+    """Bytes and members left for the rest of the archive."""
+
+    bytes_left: int
+    members_left: int
+
+
 def stage(archive: str, staging: str, *, signing_key: bytes | None,
-          max_bytes: int = DEFAULT_MAX_PACKAGE_BYTES) -> tuple[list[Staged], list[str]]:
+          limits: Limits = Limits()) -> tuple[list[Staged], list[str]]:
     """Verify every package of ``archive`` into ``staging``. Returns (packages, skipped
-    members that are not packages). Raises ArchiveError if any package is bad."""
+    members that are not packages). Raises ArchiveError if any package is bad or the
+    archive is over a limit."""
     staged: dict[str, Staged] = {}
     skipped: list[str] = []
     try:
-        with tarfile.open(archive, "r|*") as tar:  # stream mode: one pass, no seeking
-            for member in tar:
-                key = _package_key(member)
-                if key is None:
-                    skipped.append(f"{member.name}: not a package")
-                    continue
-                item = _stage_member(tar, member, key, staging, len(staged), signing_key,
-                                     max_bytes)
-                if key not in staged or staged[key].saved < item.saved:
-                    staged[key] = item
+        with open(archive, "rb") as raw:
+            expansion_cap = max(os.fstat(raw.fileno()).st_size * MAX_EXPANSION,
+                                _EXPANSION_FLOOR)
+            budget = _Budget(min(limits.max_total_bytes, expansion_cap), limits.max_members)
+            with tarfile.open(fileobj=raw, mode="r|*") as tar:  # one pass, no seeking
+                for n, member in enumerate(tar):
+                    item = _take(tar, member, n, staging, signing_key, limits, budget)
+                    if item is None:
+                        skipped.append(f"{member.name}: not a package")
+                    elif item.key not in staged or staged[item.key].saved < item.saved:
+                        staged[item.key] = item
     except ArchiveError:
         raise
-    except _ARCHIVE_ERRORS as e:
+    except Exception as e:  # noqa: BLE001 - tarfile, zlib, lzma, bz2 raise many things
         raise ArchiveError(f"cannot read archive {archive}: {type(e).__name__}: {e}. It is "
                            "truncated or not a tar archive; nothing was imported. Export it "
                            "again (precompile export)") from None
     return list(staged.values()), skipped
 
 
-def _package_key(member: tarfile.TarInfo) -> str | None:
-    from cache_backends.base import check_key
-
+def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, n: int, staging: str,
+          signing_key: bytes | None, limits: Limits, budget: _Budget) -> Staged | None:
+    """Stage one member if it is a package (None if it is not one); within the budget."""
+    budget.members_left -= 1
+    if budget.members_left < 0:
+        raise ArchiveError(f"archive has more than {limits.max_members} members; nothing was "
+                           "imported. Raise --max-packages if it is genuine")
     name = os.path.basename(member.name)
     if not member.isfile() or not name.endswith(_SUFFIX) or name.startswith("."):
         return None
-    key = name[: -len(_SUFFIX)]
-    try:
-        check_key(key)
-    except PackageError:
-        return None
-    return key
-
-
-def _stage_member(tar: tarfile.TarFile, member: tarfile.TarInfo, key: str, staging: str,
-                  n: int, signing_key: bytes | None, max_bytes: int) -> Staged:
-    if member.size > max_bytes:
+    if member.size > limits.max_package_bytes:
         raise ArchiveError(f"archive member {member.name} is {member.size} bytes, over the "
-                           f"{max_bytes}-byte cap; nothing was imported. Raise "
+                           f"{limits.max_package_bytes}-byte cap; nothing was imported. Raise "
                            "--max-package-size if the package is genuine")
-    path = os.path.join(staging, f"{n}{_SUFFIX}")
-    src = tar.extractfile(member)
-    if src is None:
-        raise ArchiveError(f"archive member {member.name} has no data; nothing was imported")
-    with src, open(path, "wb") as out:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
-            out.write(chunk)
-    with open(path, "rb") as fh:
-        data = fh.read(max_bytes + 1)
+    if member.size > budget.bytes_left:
+        raise ArchiveError(f"archive expands to more than {limits.max_total_bytes} bytes or "
+                           f"{MAX_EXPANSION} times its own size; nothing was imported. Raise "
+                           "--max-total-size if it is genuine")
+    budget.bytes_left -= member.size
+    path = os.path.join(staging, f"{n}{_SUFFIX}")  # the member's index: unique
     try:
-        meta = fmt.decode(data, signing_key=signing_key).meta
+        _stream(tar, member, path, signing_key)
+        return _verified(member, path, signing_key, limits.max_package_bytes)
     except PackageError as e:
         raise ArchiveError(f"archive member {member.name} is not a usable package ({e}); "
                            "nothing was imported. Export the cache again, or remove that "
                            "member") from None
+
+
+def _stream(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str,
+            signing_key: bytes | None) -> None:
+    """Copy the member to ``path`` in chunks, checking length, checksum and signature on
+    the way (PackageError when one fails)."""
+    src = tar.extractfile(member)
+    if src is None:
+        raise ArchiveError(f"archive member {member.name} has no data; nothing was imported")
+    check = PackageStream(member.size, signing_key)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with src, os.fdopen(fd, "wb") as out:
+        while chunk := src.read(_CHUNK):
+            check.feed(chunk)
+            out.write(chunk)
+    check.finish()
+
+
+def _verified(member: tarfile.TarInfo, path: str, signing_key: bytes | None,
+              max_bytes: int) -> Staged:
+    """Decode the staged package once: the key it was written for, and when it was saved."""
+    data, _ = read_file(path, max_bytes=max_bytes, check_owner=False)
+    meta = read_path.open_package(data, signing_key=signing_key, key=None).meta
+    key = read_path.bound_key(meta)
+    check_key(key)
+    return Staged(key, member.name, path, _saved_time(meta))
+
+
+def _saved_time(meta: dict[str, Any]) -> float:
     saved = meta.get("saved", 0)
-    return Staged(key, member.name, path, float(saved) if isinstance(saved, (int, float)) else 0.0)
-
-
-def _saved(data: bytes) -> float:
     try:
-        saved = fmt.decode(data).meta.get("saved", 0)
+        return float(saved) if isinstance(saved, (int, float)) else 0.0
+    except OverflowError:  # an integer too large for a float: no genuine save time
+        return 0.0
+
+
+def _cached_saved(data: bytes, key: str, signing_key: bytes | None) -> float:
+    """When the cache's copy was saved, counted only if it passes the same checks as the
+    archive's packages (a forged copy with saved=1e308 must not keep a genuine one out)."""
+    try:
+        env = read_path.open_package(data, signing_key=signing_key, key=key)
     except PackageError:
-        return float("-inf")  # a corrupt copy in the cache: anything replaces it
-    return float(saved) if isinstance(saved, (int, float)) else 0.0
+        return float("-inf")  # a corrupt or forged copy: anything genuine replaces it
+    return _saved_time(env.meta)
 
 
-def commit(store: Any, staged: list[Staged], staging: str) -> tuple[int, list[str]]:
+def commit(store: Any, staged: list[Staged], staging: str, *,
+           signing_key: bytes | None) -> tuple[int, list[str]]:
     """Put staged packages into ``store`` (one already there is replaced only by a newer
-    one). Returns (imported, skipped). On a store failure, restores what it replaced and
-    raises ArchiveError."""
+    one). Returns (imported, skipped). On any failure, restores what it replaced and raises
+    ArchiveError (KeyboardInterrupt and friends are re-raised after the restore)."""
     done: list[tuple[str, str | None]] = []  # (key, staged copy of what was there, or None)
     skipped: list[str] = []
     try:
         for n, item in enumerate(staged):
             with store.lock(item.key):
                 current = store.get(item.key)
-                if current is not None and _saved(current) >= item.saved:
+                if (current is not None
+                        and _cached_saved(current, item.key, signing_key) >= item.saved):
                     skipped.append(f"{item.member}: the cache has a newer or equal copy")
                     continue
                 previous = None
                 if current is not None:
                     previous = os.path.join(staging, f"previous-{n}{_SUFFIX}")
-                    with open(previous, "wb") as fh:
+                    with open(previous, "xb") as fh:
                         fh.write(current)
                 with open(item.path, "rb") as fh:
                     store.put(item.key, fh.read())
                 done.append((item.key, previous))
-    except (PackageError, OSError) as e:
+    except BaseException as e:
         _roll_back(store, done)
-        raise ArchiveError(f"importing into {getattr(store, 'url', store)} failed ({e}); the "
-                           f"{len(done)} package(s) already written were taken back, so the "
-                           "cache is as it was. Fix the cause and import again") from None
+        if not isinstance(e, Exception):
+            raise
+        raise ArchiveError(f"importing into {getattr(store, 'url', store)} failed ({e!r}); "
+                           f"the {len(done)} package(s) already written were taken back, so "
+                           "the cache is as it was. Fix the cause and import again") from None
     return len(done), skipped
 
 

@@ -181,7 +181,8 @@ class CachedFunction:
         data = loading.fetch(self.store, key)
         if data is None and lead and self.policy.single_flight:
             data, self._lease = wait_or_lead(self.store, key, self.policy.wait_timeout)
-        return data if data is not None else Miss(explain_absent(self.store, key, factors))
+        return data if data is not None else Miss(explain_absent(self.store, key, factors,
+                                                             self.signing_key))
 
     def _install(self, loaded: Package, factors: dict[str, str]) -> None:
         self.package.merge(loaded)

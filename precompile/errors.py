@@ -5,9 +5,12 @@ Every error precompile raises on purpose derives from :class:`PackageError`, so 
 """
 from __future__ import annotations
 
+# The store's errors live with the stores (which import nothing from precompile).
+from cache_backends.errors import LockTimeout, PackageError, ReadOnlyStoreError, StoreError
 
-class PackageError(Exception):
-    """Base class: a package could not be written, read, verified or installed."""
+__all__ = ["PackageError", "FormatError", "IntegrityError", "IncompatibleError",
+           "SourceChangedError", "StoreError", "ReadOnlyStoreError", "LockTimeout",
+           "NotCapturableError", "SettingError", "SpecError", "WarmupError"]
 
 
 class FormatError(PackageError):
@@ -29,19 +32,6 @@ class SourceChangedError(PackageError):
     def __init__(self, message: str, changes: list[str] | None = None) -> None:
         super().__init__(message)
         self.changes = list(changes or [])
-
-
-class StoreError(PackageError):
-    """A cache store could not be read or written (permissions, full disk, server down)."""
-
-
-class ReadOnlyStoreError(StoreError):
-    """A store can be read but not written (a read-only filesystem, a directory without
-    write permission): a baked cache under a writable overlay is meant to be one."""
-
-
-class LockTimeout(StoreError):
-    """Another process holds a store lock past the wait (the store itself is fine)."""
 
 
 class NotCapturableError(PackageError):

@@ -3,20 +3,22 @@ from __future__ import annotations
 
 from cache_backends import CacheBackend
 
-from . import format, keys
+from . import keys, read_path
 from .errors import PackageError, StoreError
 
 
-def explain_absent(store: CacheBackend | None, key: str, factors: dict[str, str]) -> str:
+def explain_absent(store: CacheBackend | None, key: str, factors: dict[str, str],
+                   signing_key: bytes | None = None) -> str:
     """Compare with the packages stored for the same function: which key factor changed, or
     that they belong to other functions made by the same code. Reads the store only where
-    listing it is cheap."""
+    listing it is cheap, and only through ``read_path`` (a neighbour that fails the signing
+    policy or is not bound to its own key says nothing)."""
     head = f"{factors['function']}: no package under key {key}"
     if store is None or not store.cheap_listing:
         return head
     try:
         for other in _neighbours(store, key):
-            why = _difference(store, other, factors)
+            why = _difference(store, other, factors, signing_key)
             if why is not None:
                 return f"{head}; {why}"
     except StoreError:
@@ -30,12 +32,13 @@ def _neighbours(store: CacheBackend, key: str) -> list[str]:
     return [k for k in store.list() if k.startswith(prefix) and k != key]
 
 
-def _difference(store: CacheBackend, other: str, factors: dict[str, str]) -> str | None:
+def _difference(store: CacheBackend, other: str, factors: dict[str, str],
+                signing_key: bytes | None) -> str | None:
     data = store.get(other)
     if data is None:
         return None
     try:
-        old = format.decode(data).meta.get("factors", {})
+        old = read_path.open_package(data, signing_key=signing_key, key=other).meta["factors"]
     except PackageError:
         return None
     if old.get("function") != factors["function"]:

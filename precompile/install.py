@@ -15,15 +15,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 import types
 from collections.abc import Callable
 from typing import Any
 
-from cache_backends.local import write_atomically
-
 from . import _torch, identity
 from .context import PrecompileContext
+from .kernel_files import restore_kernels
+from .policy import trust_shared
 from .bytecode import resolve_refs, retarget_filename
 from .names import module_dict, resolve_code, resolve_importable
 from .model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
@@ -74,19 +73,22 @@ class Installation:
 
 def install(pkg: Package,
             on_guard_fail: Callable[[str, types.CodeType], None] | None = None) -> Installation:
-    """Install every entry of ``pkg`` that still applies. Never raises for one bad entry.
+    """Install every entry of ``pkg`` that still applies. Never raises for one bad entry;
+    raises StoreError (a miss) before changing anything when the package's kernels would
+    go into an Inductor cache directory another user could write (``kernel_files``).
 
     Its artifacts are registered with the PrecompileContext, so a later save of any package
     that uses them includes them; ``on_guard_fail(reason, code)`` hears of every failing
     guard of an installed entry (Dynamo then recompiles)."""
     inst = Installation(_on_guard_fail=on_guard_fail)
     backends: dict[str, Callable[..., Any]] = {}
+    # First, before anything changes: StoreError (a miss) if Inductor's cache is untrusted.
+    inst.kernels_restored = restore_kernels(pkg.kernel_blobs, trust_shared=trust_shared())
     _torch.use_recorded_cpu_isa(pkg.cpu_isa)
     context = PrecompileContext.get()
     for art in pkg.artifacts.values():
         context.add(art)
     _torch.reserve_global_names(_dynamo_global_names(pkg))
-    inst.kernels_restored = restore_kernels(pkg)
     for frame in pkg.frames:
         target = _target_code(frame, pkg, inst)
         if target is None:
@@ -113,28 +115,6 @@ def install(pkg: Package,
                 inst._remove_globals_after(mark)
                 inst.skipped.append(f"{frame.qualname}: {reason}")
     return inst
-
-
-def restore_kernels(pkg: Package) -> int:
-    """Put the package's C++ kernel libraries where Inductor looks for them, so loading the
-    compiled code builds nothing. Existing files are left alone (same name = same content
-    hash). Returns how many files were written."""
-    if not pkg.kernel_blobs:
-        return 0
-    root = _torch.inductor_cache_dir()
-    written = 0
-    for rel, data in pkg.kernel_blobs.items():
-        dest = os.path.join(root, rel)
-        if os.path.exists(dest):
-            continue
-        try:
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            write_atomically(os.path.dirname(dest), dest, data, mode=0o755)
-            written += 1
-        except OSError as e:
-            log.info("precompile: cannot restore kernel %s (%s); Inductor will rebuild it",
-                     rel, e.strerror)
-    return written
 
 
 def _dynamo_global_names(pkg: Package) -> list[str]:

@@ -22,10 +22,19 @@ import sys
 import types
 from typing import Any
 
-from . import _torch
 from .names import code_fingerprint
 
 KEY_SCHEMA = "3"  # 2: identity checks name sources unstripped (L[...]); 3: guard trees
+
+
+
+def _engine() -> types.ModuleType:
+    """``precompile._torch``, imported on first use: ``package_key`` and the source checks
+    need no torch, so reading and binding a package (``precompile import``, ``prune``,
+    ``export``) does not pay for importing it."""
+    from . import _torch
+
+    return _torch
 
 
 # --------------------------------------------------------------- inlined sources
@@ -159,7 +168,7 @@ def _sha(text: str) -> str:
 
 def system_factors() -> dict[str, str]:
     """This process's python, torch and platform, as key factors spell them."""
-    info = _torch.system_info()
+    info = _engine().system_info()
     return {"python": f"{info['python_impl']}-{info['python']}", "torch": info["torch"],
             "platform": info["platform"]}
 
@@ -175,7 +184,7 @@ def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
     same for functions made by one decorator (same code, different wrapped function).
     ``label`` names the function in keys and messages when the compiled code is a
     decorator's wrapper (default ``module:qualname`` of ``code``)."""
-    configs = _torch.config_diffs()
+    configs = _engine().config_diffs()
     factors = {
         "schema": KEY_SCHEMA,
         "function": label or f"{module_name}:{code.co_qualname}",
@@ -185,8 +194,8 @@ def key_factors(code: types.CodeType, module_name: str, backend_desc: str, *,
         "backend": backend_desc,
         "dynamic": repr(dynamic),
         "fullgraph": repr(fullgraph),
-        "env": json.dumps(_torch.codegen_env(), sort_keys=True),
-        "numerics": json.dumps(_torch.global_numerics(), sort_keys=True),
+        "env": json.dumps(_engine().codegen_env(), sort_keys=True),
+        "numerics": json.dumps(_engine().global_numerics(), sort_keys=True),
     }
     for name, diff in configs.items():
         factors[f"{name}_config"] = json.dumps(diff, sort_keys=True)

@@ -1,4 +1,5 @@
-"""Loading: fetch -> decode -> verify -> check sources, giving a Package or a Miss.
+"""Loading: fetch -> decode (``read_path``: checksum, signature, key binding) -> verify ->
+check sources, giving a Package or a Miss.
 
 Nothing here changes the process: a loaded package is data until ``install.py`` puts it to
 work, and every way a stored package can be unusable (corrupt, unsigned, written for
@@ -12,7 +13,7 @@ import types
 
 from cache_backends import CacheBackend
 
-from . import _torch, format, keys
+from . import _torch, format, keys, read_path
 from .counters import warn_once
 from .errors import FormatError, IncompatibleError, PackageError, SourceChangedError, StoreError
 from .manifest import from_manifest
@@ -39,11 +40,12 @@ def fetch(store: CacheBackend, key: str) -> bytes | None:
 
 def load(found: bytes | format.Envelope, main_code: types.CodeType, module: str,
          factors: dict[str, str], key: str, signing_key: bytes | None) -> Package | Miss:
-    """Decode (unless already decoded) and verify what was found under ``key``."""
+    """Decode (unless already decoded: a package file given to ``precompile.load``) and
+    verify what was found under ``key``; the package must have been written for ``key``."""
     env = found
     if not isinstance(env, format.Envelope):
         try:
-            env = format.decode(found, signing_key=signing_key)
+            env = read_path.open_package(found, signing_key=signing_key, key=key)
         except PackageError as e:
             return Miss(f"stored package {key} is unusable ({e}); compiling and replacing it", e)
     try:

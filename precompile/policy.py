@@ -10,23 +10,37 @@ from cache_backends import CacheBackend, open_store
 
 from . import settings
 from .errors import SettingError, StoreError
+from .read_path import verifier
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "precompile")
 
 
-def default_store(cache_dir: Any = None, store: Any = None) -> CacheBackend:
+def trust_shared() -> bool:
+    """``PRECOMPILE_TRUST_SHARED_CACHE``: whether local stores may be ones other users can
+    write (a bad value is one warning and "no")."""
+    return settings.or_default(lambda: settings.flag(settings.TRUST_SHARED_CACHE), False,
+                               strict=False)
+
+
+def default_store(cache_dir: Any = None, store: Any = None, *,
+                  signing_key: bytes | None = None) -> CacheBackend:
     """Precedence: explicit argument, then $PRECOMPILE_CACHE_URL / $PRECOMPILE_CACHE_DIR,
     then ~/.cache/precompile. A store the environment names that cannot be opened is a
-    SettingError naming the variable (an explicit argument's ValueError is the caller's)."""
+    SettingError naming the variable (an explicit argument's ValueError is the caller's).
+
+    The stores get their trust settings here: ``PRECOMPILE_TRUST_SHARED_CACHE``, and for
+    tiers a write-back that first verifies the package (``read_path.verifier``: checksum,
+    ``signing_key``'s signature when set, key binding)."""
+    trust = {"trust_shared": trust_shared(), "accept": verifier(signing_key)}
     if store is not None:
-        return open_store(store)
+        return open_store(store, **trust)
     if cache_dir is not None:
-        return open_store(os.fspath(cache_dir))
+        return open_store(os.fspath(cache_dir), **trust)
     named = settings.cache_spec()
     if named is None:
-        return open_store(os.path.expanduser(DEFAULT_CACHE_DIR))
+        return open_store(os.path.expanduser(DEFAULT_CACHE_DIR), **trust)
     try:
-        return open_store(named[1])
+        return open_store(named[1], **trust)
     except (ValueError, TypeError, StoreError) as e:
         raise SettingError(f"{named[0]} does not name a usable cache store: {e}") from e
 
@@ -80,8 +94,9 @@ class Policy:
         if key is _UNUSABLE_KEY:  # neither signed nor unsigned packages may be trusted
             key = None
         elif env_store or cache_dir is not None or store is not None:
-            the_store = settings.or_default(lambda: default_store(cache_dir, store), None,
-                                            strict=strict, instead="running without a cache")
+            the_store = settings.or_default(
+                lambda: default_store(cache_dir, store, signing_key=key), None,
+                strict=strict, instead="running without a cache")
         if wait_timeout is None:
             wait_timeout = settings.or_default(
                 lambda: settings.seconds(settings.WAIT_TIMEOUT, 600.0), 600.0, strict=strict)

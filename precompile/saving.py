@@ -21,7 +21,7 @@ from typing import Any
 
 from cache_backends import CacheBackend
 
-from . import _torch, format
+from . import _torch, format, read_path
 from .counters import STATS, warn_once
 from .errors import PackageError, StoreError
 from .loading import verify
@@ -121,7 +121,7 @@ class PackageWriter:
         if data is None:
             return
         try:
-            env = format.decode(data, signing_key=self.signing_key)
+            env = read_path.open_package(data, signing_key=self.signing_key, key=pkg.key)
             other = verify(env, pkg.main_code, pkg.module, pkg.factors)
         except PackageError as e:
             log.info("precompile: replacing stored package %s: %s", pkg.key, e)

@@ -690,7 +690,7 @@ def test_fsspec_s3_unreachable_endpoint_is_bounded(monkeypatch: pytest.MonkeyPat
 
 def test_tiered_hit_in_later_tier_is_written_back(tmp_path: Path) -> None:
     near, far = LocalDirBackend(tmp_path / "near"), MemoryBackend()
-    st = TieredBackend([near, far])
+    st = TieredBackend([near, far], accept=lambda key, data: True)
     far.put("k", b"from far")
     assert near.get("k") is None
     assert st.get("k") == b"from far"
@@ -705,7 +705,7 @@ def test_tiered_hit_in_later_tier_is_written_back(tmp_path: Path) -> None:
 def test_tiered_with_redis_writes_back(tmp_path: Path, redis_server: RedisServer) -> None:
     remote = _redis_backend(redis_server)
     remote.put("shared", b"compiled elsewhere")
-    st = open_store([str(tmp_path / "near"), remote])
+    st = open_store([str(tmp_path / "near"), remote], accept=lambda key, data: True)
     assert isinstance(st, TieredBackend) and st.tiers[1] is remote
     assert st.get("shared") == b"compiled elsewhere"
     assert LocalDirBackend(tmp_path / "near").get("shared") == b"compiled elsewhere"

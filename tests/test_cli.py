@@ -284,10 +284,18 @@ def _archive(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
-def _pkg(saved: float, filler: bytes = b"") -> bytes:
+def _pkg(saved: float, filler: bytes = b"", fn: str = "f") -> bytes:
+    """A package for ``m:<fn>``, bound to ``_key(fn)``."""
     from precompile import format as fmt
 
-    return fmt.encode({"saved": saved, "function": "m:f"}, {"filler": filler}, {})
+    return fmt.encode({"saved": saved, "function": f"m:{fn}",
+                       "factors": {"function": f"m:{fn}"}}, {"filler": filler}, {})
+
+
+def _key(fn: str = "f") -> str:
+    from precompile.keys import package_key
+
+    return package_key({"function": f"m:{fn}"})
 
 
 @pytest.fixture
@@ -307,8 +315,8 @@ def _import(archive: Path, *extra: str) -> int:
 
 def test_import_of_a_truncated_archive_is_an_error_and_imports_nothing(
         import_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    whole = _archive(import_env / "a.tar.gz", {f"k{i}.pcpkg": _pkg(i, os.urandom(20000))
-                                               for i in range(3)})
+    whole = _archive(import_env / "a.tar.gz",
+                     {f"k{i}.pcpkg": _pkg(i, os.urandom(20000), f"k{i}") for i in range(3)})
     cut = import_env / "cut.tar.gz"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
     assert _import(cut) == 2
@@ -343,16 +351,17 @@ def test_import_puts_back_what_it_replaced_when_the_store_fails(
     from precompile.errors import StoreError
 
     cache = LocalDirBackend(import_env / "cache")
-    cache.put("a", _pkg(1))
-    archive = _archive(import_env / "a.tar.gz", {"a.pcpkg": _pkg(5), "b.pcpkg": _pkg(5)})
+    cache.put(_key("a"), _pkg(1, fn="a"))
+    archive = _archive(import_env / "a.tar.gz", {"a.pcpkg": _pkg(5, fn="a"),
+                                                 "b.pcpkg": _pkg(5, fn="b")})
     real_put = LocalDirBackend.put
 
     def put(self: LocalDirBackend, key: str, data: bytes) -> None:
-        if key == "b":
+        if key == _key("b"):
             raise StoreError("disk full")
         real_put(self, key, data)
 
     monkeypatch.setattr(LocalDirBackend, "put", put)
     assert _import(archive) == 2
     assert "disk full" in capsys.readouterr().err
-    assert cache.get("a") == _pkg(1) and cache.get("b") is None
+    assert cache.get(_key("a")) == _pkg(1, fn="a") and cache.get(_key("b")) is None

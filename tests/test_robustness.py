@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import filelock
@@ -302,10 +303,13 @@ def test_flags_parse_one_way(monkeypatch: pytest.MonkeyPatch, value: str, expect
 
 def test_read_only_store_is_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         caplog: pytest.LogCaptureFixture) -> None:
-    def read_only(self: object, *args: object, **kwargs: object) -> None:
+    from cache_backends import file_lock
+
+    def read_only(path: str, *args: object, **kwargs: object) -> int:
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
+    # The lock file's open, as on a read-only filesystem (only in the lock module).
+    monkeypatch.setattr(file_lock, "os", types.SimpleNamespace(**{**vars(os), "open": read_only}))
     root = tmp_path / "ro"
 
     def three(x: torch.Tensor) -> torch.Tensor:

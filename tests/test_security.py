@@ -19,6 +19,7 @@ from cache_backends.local import LocalDirBackend
 from precompile import cli, identity
 from precompile import format as fmt
 from precompile.errors import SettingError, FormatError, StoreError
+from precompile.keys import package_key
 from precompile.guard_path import GuardPathError, Roots, parse
 
 # ------------------------------------------------------------------ packages by hand
@@ -67,6 +68,9 @@ def make_package(identity_sources: list[str] | None = None, *,
     return data
 
 
+KEY = package_key({"function": "umod:f"})  # the key make_package's packages are bound to
+
+
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project dir (cwd, with umod.py) and a clean precompile environment."""
@@ -83,9 +87,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _store(root: Path, data: bytes, key: str = "umod.f-0") -> Path:
+def _store(root: Path, data: bytes, key: str | None = None) -> Path:
     root.mkdir(mode=0o700, exist_ok=True)
-    path = root / f"{key}.pcpkg"
+    path = root / f"{key or KEY}.pcpkg"
     path.write_bytes(data)
     path.chmod(0o600)
     return path
@@ -207,7 +211,7 @@ def test_inspect_never_unpickles_from_a_directory_the_library_refuses(
         env: Path, mode: int, capsys: pytest.CaptureFixture[str]) -> None:
     path = _store(env / "cache", make_package())
     _shared(env / "cache", mode)
-    for ref in (str(path), "umod.f-0"):
+    for ref in (str(path), KEY):
         assert cli.main(["inspect", ref, "--cache", str(env / "cache")]) == 0
         out = capsys.readouterr().out
         assert "UNTRUSTED" in out and "writable" in out, out
@@ -270,12 +274,12 @@ def test_group_writable_cache_directory_is_refused(tmp_path: Path,
     _store(tmp_path / "c", make_package())
     _shared(tmp_path / "c", 0o770)
     with pytest.raises(StoreError, match="group-writable.*PRECOMPILE_TRUST_SHARED_CACHE"):
-        LocalDirBackend(tmp_path / "c").get("umod.f-0")
-    assert LocalDirBackend(tmp_path / "c", trust_shared=True).get("umod.f-0")
+        LocalDirBackend(tmp_path / "c").get(KEY)
+    assert LocalDirBackend(tmp_path / "c", trust_shared=True).get(KEY)
     _shared(tmp_path / "c", 0o700)
-    (tmp_path / "c" / "umod.f-0.pcpkg").chmod(0o660)
+    (tmp_path / "c" / f"{KEY}.pcpkg").chmod(0o660)
     with pytest.raises(StoreError, match="group-writable"):
-        LocalDirBackend(tmp_path / "c").get("umod.f-0")
+        LocalDirBackend(tmp_path / "c").get(KEY)
 
 
 def test_a_parent_others_can_write_is_refused_unless_sticky(
@@ -284,17 +288,17 @@ def test_a_parent_others_can_write_is_refused_unless_sticky(
     parent = tmp_path / "shared"
     parent.mkdir()
     _store(parent / "c", make_package())
-    assert LocalDirBackend(parent / "c").get("umod.f-0")  # 0755 parent: fine
+    assert LocalDirBackend(parent / "c").get(KEY)  # 0755 parent: fine
     for mode in (0o777, 0o775):  # anyone (in the group) could rename c away and replace it
         parent.chmod(mode)
         with pytest.raises(StoreError, match=f"parent {parent}.*not sticky"):
-            LocalDirBackend(parent / "c").get("umod.f-0")
+            LocalDirBackend(parent / "c").get(KEY)
         with pytest.raises(StoreError, match="parent"):
             LocalDirBackend(parent / "c").put("k", b"x")
     parent.chmod(0o1777)  # sticky, like /tmp: only c's owner can rename it
-    assert LocalDirBackend(parent / "c").get("umod.f-0")
+    assert LocalDirBackend(parent / "c").get(KEY)
     parent.chmod(0o777)
-    assert LocalDirBackend(parent / "c", trust_shared=True).get("umod.f-0")
+    assert LocalDirBackend(parent / "c", trust_shared=True).get(KEY)
     parent.chmod(0o755)
 
 

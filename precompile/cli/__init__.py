@@ -33,7 +33,9 @@ Trust is the library's, exactly: a package is *trusted* only if the library woul
 (its store's owner/permission checks pass, and with ``PRECOMPILE_SIGNING_KEY`` set, its
 signature verifies). Only trusted packages have guard state unpickled (``inspect``) or
 identity checks resolved (``explain``); the others are still listed and checksummed, marked
-UNTRUSTED with the reason.
+UNTRUSTED with the reason. A package must also have been written for the key it is stored
+under, and a ``.pcpkg`` file outside the configured cache is trusted only with
+``inspect --trust`` (then as ``precompile.load`` would trust it).
 
 Layout: ``parser`` (arguments), ``inventory`` (reading and trusting packages), ``checks``
 (would this machine use one), ``listing`` (ls/inspect/verify), ``explain``, ``fleet``

@@ -24,6 +24,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "default_store": ("precompile.policy", "default_store"),
     "from_manifest": ("precompile.manifest", "from_manifest"),
     "peek_file": ("cache_backends.local", "peek_file"),
+    "trust_shared": ("precompile.policy", "trust_shared"),
     # Whole modules.
     "archive": ("precompile.archive", None),
     "errors": ("precompile.errors", None),
@@ -32,6 +33,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "format": ("precompile.format", None),
     "identity": ("precompile.identity", None),
     "keys": ("precompile.keys", None),
+    "read_path": ("precompile.read_path", None),
     "settings": ("precompile.settings", None),
     "signatures": ("precompile.signatures", None),
     "torch": ("torch", None),

@@ -56,10 +56,11 @@ def _why_unchecked(rng: Any) -> str | None:
 
 def stale_reason(pkg: Pkg) -> str | None:
     """Why no process on this machine would ever load ``pkg`` (corrupt, refused by the
-    signing policy, another python/torch/platform), or None."""
+    signing policy, stored under a key it was not written for, another
+    python/torch/platform), or None."""
     if pkg.env is None:
         return f"corrupt: {pkg.error}"
     if not pkg.signature_ok:
         return pkg.signature
     compat = compat_problems(pkg)
-    return "; ".join(compat) if compat else None
+    return "; ".join(compat) if compat else pkg.key_problem

@@ -3,9 +3,12 @@ library's own trust rules.
 
 A package is *trusted* only if the library would load it: its store's owner/permission
 checks pass (local directories are read with ``peek``, which applies them without
-refreshing "last used"), and the signing policy in force accepts it. Commands may unpickle
-or resolve anything only in trusted packages; the others are still listed, marked
-UNTRUSTED with the reason.
+refreshing "last used", through the library's safe reader: no symlink, FIFO or device, a
+size cap), the signing policy in force accepts it, and it was written for the key it is
+stored under (``read_path.check_bound``). A ``.pcpkg`` file outside the configured cache
+is trusted only when the command is asked to (``inspect --trust``), and then as
+``precompile.load`` would trust it. Commands may unpickle or resolve anything only in
+trusted packages; the others are still listed, marked UNTRUSTED with the reason.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ class Pkg:
     signature: str = "unsigned"
     signature_ok: bool = True
     trust_problem: str | None = None  # why the store's checks refuse it (owner, permissions)
+    key_problem: str | None = None  # not written for the key it is stored under
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -65,9 +69,11 @@ class Pkg:
 
     @property
     def trusted(self) -> bool:
-        """Whether the library would load it: decoded, from a store it accepts, and accepted
-        by the signing policy in force. Only then may its pickles be loaded."""
-        return self.env is not None and self.signature_ok and self.trust_problem is None
+        """Whether the library would load it: decoded, from a store it accepts, accepted by
+        the signing policy in force, and stored under the key it was written for. Only then
+        may its pickles be loaded."""
+        return (self.env is not None and self.signature_ok and self.trust_problem is None
+                and self.key_problem is None)
 
     @property
     def untrusted_reason(self) -> str | None:
@@ -76,15 +82,16 @@ class Pkg:
             return f"does not decode: {self.error}"
         if not self.signature_ok:
             return self.signature
-        return self.trust_problem
+        return self.trust_problem or self.key_problem
 
 
 # ------------------------------------------------------------------- decoding
 
 
-def decode_pkg(pkg: Pkg) -> Pkg:
-    """Verify ``pkg.data`` (checksums, blob hashes, manifest shape, signature policy) and
-    decode it, recording in ``pkg`` what the library would conclude."""
+def decode_pkg(pkg: Pkg, *, bound: bool = True) -> Pkg:
+    """Verify ``pkg.data`` (checksums, blob hashes, manifest shape, signature policy, and
+    with ``bound`` that it was written for ``pkg.key``) and decode it, recording in ``pkg``
+    what the library would conclude."""
     assert pkg.data is not None
     key = lib.settings.signing_key()
     try:
@@ -94,6 +101,12 @@ def decode_pkg(pkg: Pkg) -> Pkg:
     except lib.errors.PackageError as e:
         pkg.env, pkg.error = None, str(e)
         pkg.signature, pkg.signature_ok = "unknown (package does not decode)", False
+        return pkg
+    if bound:
+        try:
+            lib.read_path.check_bound(pkg.env, pkg.key)
+        except lib.errors.PackageError as e:
+            pkg.key_problem = str(e)
     return pkg
 
 
@@ -137,17 +150,43 @@ def _check_manifest(env: Any) -> None:
 # ------------------------------------------------------------------- reading
 
 
-def load_file(path: str) -> Pkg:
-    """A ``.pcpkg`` named on the command line, trusted as its directory would be as a
-    cache (the same owner and permission checks)."""
+def load_file(path: str, store: Any, *, trust: bool) -> Pkg:
+    """A ``.pcpkg`` named on the command line. In ``store``'s directory it is that store's
+    package (its checks, its key). Elsewhere it is trusted only with ``trust``, and then as
+    ``precompile.load`` trusts a file: the owner/permission checks of a cache directory
+    applied to it and its directory, and no key binding (it is under no key)."""
+    # The directory resolved, the file itself not: a symlink there is refused, not followed.
+    real = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
+                        os.path.basename(path))
+    key = os.path.basename(path).removesuffix(".pcpkg")
+    local = _local_store_for(store, os.path.dirname(real)) if path.endswith(".pcpkg") else None
     try:
-        data, problem = lib.peek_file(path)
-        st = os.stat(path)
+        if local is not None:
+            data, problem = local.peek(key)
+        else:
+            data, problem = lib.peek_file(real, trust_shared=lib.trust_shared())
+        st = os.lstat(real)
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
-    key = os.path.basename(path).removesuffix(".pcpkg")
-    return decode_pkg(Pkg(key, os.path.abspath(path), len(data), st.st_mtime,
-                          max(st.st_atime, st.st_mtime), data, trust_problem=problem))
+    except lib.errors.StoreError as e:
+        raise CliError(str(e)) from e
+    if local is None and not trust:
+        problem = (f"{path} is outside the configured cache ({store.url}); its pickles are not "
+                   "loaded unless you ask: pass --trust if you trust whoever wrote it")
+    pkg = Pkg(key, os.path.abspath(path), len(data), st.st_mtime,
+              max(st.st_atime, st.st_mtime), data, trust_problem=problem)
+    return decode_pkg(pkg, bound=local is not None)
+
+
+def _local_store_for(store: Any, directory: str) -> Any:
+    """The local directory store (``store`` itself, one of its tiers, or the one an fsspec
+    ``file://`` URL is served by) whose root is ``directory``, or None."""
+    for candidate in [store, *getattr(store, "tiers", [])]:
+        local = getattr(candidate, "_local", None) or candidate
+        root = getattr(local, "root", None)
+        if root is not None and hasattr(local, "peek") and os.path.realpath(root) == directory:
+            return local
+    return None
 
 
 def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
@@ -157,7 +196,12 @@ def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
     path = getattr(st, "path", None)
     if not read and st is not None:
         return Pkg(key, path, st.size, st.created, st.last_used)
-    fetched = _fetch(store, key, path)
+    try:
+        fetched = _fetch(store, key, path)
+    except _Unreadable as e:  # a FIFO, a symlink, a file over the cap: listed, never read
+        return Pkg(key, path, st.size if st else None, st.created if st else None,
+                   st.last_used if st else None, error=str(e), signature_ok=False,
+                   signature="unknown (package not read)")
     if fetched is None:
         return None
     data, problem = fetched
@@ -173,6 +217,10 @@ def _stat(store: Any, key: str) -> Any:
         return None
 
 
+class _Unreadable(Exception):
+    """A local package file the safe reader refuses to read (see ``load_from_store``)."""
+
+
 def _fetch(store: Any, key: str, path: str | None) -> tuple[bytes, str | None] | None:
     """(bytes, why the store's checks refuse them) or None when the package is gone. A
     local directory is peeked (its checks, without touching "last used"); other stores
@@ -183,6 +231,8 @@ def _fetch(store: Any, key: str, path: str | None) -> tuple[bytes, str | None] |
                 return store.peek(key)
             except FileNotFoundError:
                 return None
+            except lib.errors.StoreError as e:
+                raise _Unreadable(str(e)) from e
         data = store.get(key)
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
@@ -193,8 +243,9 @@ def _fetch(store: Any, key: str, path: str | None) -> tuple[bytes, str | None] |
 
 def open_store(spec: str | None) -> Any:
     """The cache named on the command line, or the library's default one."""
+    key = lib.settings.signing_key()
     try:
-        return lib.default_store(cache_dir=spec) if spec else lib.default_store()
+        return lib.default_store(cache_dir=spec, signing_key=key)
     except (lib.errors.StoreError, ValueError) as e:
         raise CliError(f"cannot open cache {spec or '(default)'}: {e}") from e
 
@@ -218,7 +269,10 @@ def iter_raw(store: Any) -> Iterator[tuple[str, bytes]]:
     """(key, bytes) of every package, fetched as the library fetches them (for copying
     packages out unchanged: nothing is decoded)."""
     for key in store_keys(store):
-        data = store.get(key)
+        try:
+            data = store.get(key)
+        except lib.errors.StoreError as e:  # e.g. a FIFO under a package's name
+            raise CliError(str(e)) from e
         if data is not None:
             yield key, data
 
@@ -227,12 +281,13 @@ def looks_like_store(ref: str) -> bool:
     return "://" in ref or os.path.isdir(ref)
 
 
-def find_package(ref: str, cache: str | None) -> Pkg:
-    """PACKAGE: a ``.pcpkg`` path, a key in the cache, a unique prefix of one, or the
-    ``module:qualname`` of the function when one package holds it."""
-    if os.path.isfile(ref):
-        return load_file(ref)
+def find_package(ref: str, cache: str | None, *, trust: bool = False) -> Pkg:
+    """PACKAGE: a ``.pcpkg`` path (see ``load_file`` for ``trust``), a key in the cache, a
+    unique prefix of one, or the ``module:qualname`` of the function when one package
+    holds it."""
     store = open_store(cache)
+    if os.path.isfile(ref):
+        return load_file(ref, store, trust=trust)
     matches = _matching_keys(ref, store_keys(store))
     if not matches and ":" in ref:
         found = [p for p in iter_store(store) if p.function == ref]

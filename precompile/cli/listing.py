@@ -163,7 +163,7 @@ def inspect_dict(pkg: Pkg, *, guards: bool = True) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    pkg = find_package(args.package, args.cache)
+    pkg = find_package(args.package, args.cache, trust=args.trust)
     doc = inspect_dict(pkg, guards=not args.no_guards)
     if args.json:
         text.print_json(doc)
@@ -188,8 +188,8 @@ def _verdict(pkg: Pkg) -> tuple[str, list[str], list[str]]:
         return "corrupt", [pkg.error or "does not decode"], []
     if not pkg.signature_ok:
         return "bad-signature", [pkg.signature], []
-    if pkg.trust_problem:
-        return "untrusted", [pkg.trust_problem], []
+    if pkg.trust_problem or pkg.key_problem:
+        return "untrusted", [pkg.trust_problem or pkg.key_problem], []
     notes = []
     if pkg.signed and lib.settings.signing_key() is None:
         notes.append("signature not verified (PRECOMPILE_SIGNING_KEY not set)")
@@ -202,8 +202,8 @@ def _verdict(pkg: Pkg) -> tuple[str, list[str], list[str]]:
 
 
 def _verify_targets(ref: str | None) -> tuple[str, list[Pkg]]:
-    if ref is not None and os.path.isfile(ref):
-        return ref, [load_file(ref)]
+    if ref is not None and os.path.isfile(ref):  # judged as precompile.load would judge it
+        return ref, [load_file(ref, open_store(None), trust=True)]
     if ref is None or looks_like_store(ref):
         store = open_store(ref)
         return store.url, list(iter_store(store))

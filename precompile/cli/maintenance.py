@@ -221,12 +221,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     package is verified first; one already in the cache is replaced only by a newer one."""
     archive = lib.archive
     store = open_store(args.cache)
+    key = lib.settings.signing_key()
+    limits = archive.Limits(max_package_bytes=args.max_package_size,
+                            max_total_bytes=args.max_total_size, max_members=args.max_packages)
     try:
         with archive.staging_dir() as staging:
-            staged, skipped = archive.stage(args.file, staging,
-                                            signing_key=lib.settings.signing_key(),
-                                            max_bytes=args.max_package_size)
-            imported, not_newer = archive.commit(store, staged, staging)
+            staged, skipped = archive.stage(args.file, staging, signing_key=key, limits=limits)
+            imported, not_newer = archive.commit(store, staged, staging, signing_key=key)
     except archive.ArchiveError as e:
         raise CliError(str(e)) from e
     except OSError as e:  # the staging directory itself (disk full, no /tmp)

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="CACHE", help="where to look the key up")
     p.add_argument("--no-guards", action="store_true",
                    help="do not unpickle guard state (faster; shows counts only)")
+    p.add_argument("--trust", action="store_true",
+                   help="a .pcpkg outside the cache: unpickle its guard state as "
+                        "precompile.load would (owner checks, signature), not nothing")
     p.set_defaults(func=cmd_inspect)
 
     p = add("verify", "check hashes, signatures, torch/python/platform and sources")
@@ -90,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="CACHE", help="destination (default: the default cache)")
     p.add_argument("--max-package-size", type=parse_size, metavar="SIZE",
                    default=1 << 30, help="refuse the archive if a package is larger (1G)")
+    p.add_argument("--max-total-size", type=parse_size, metavar="SIZE", default=16 << 30,
+                   help="refuse the archive if its packages together are larger (16G); an "
+                        "archive is also refused when it expands over 100 times its size")
+    p.add_argument("--max-packages", type=int, metavar="N", default=100_000,
+                   help="refuse the archive if it has more members (100000)")
     p.set_defaults(func=cmd_import)
 
     p = add("stats", "show the counters a run wrote to $PRECOMPILE_STATS_FILE")
