@@ -9,6 +9,8 @@ One module per engine concern:
     compile          the backend as torch.compile builds it; ``torch._dynamo.optimize``
     light_loads      stand-ins for compiler modules a warm start would import for nothing
     artifacts        AOTAutograd / fx backend artifacts: hear them recorded, to bytes and back
+    fx_graphs        backend="eager"'s FX graph node by node, subgraph modules included
+    hops             higher-order operators stored soundly: their subgraphs checked like graphs
     constants        torch values Dynamo bakes into bytecode, as plain data and back
     guard_recording  guard serialization while one of precompile's frames compiles
     guard_loading    serialized guard state -> Dynamo's C++ guard manager
@@ -32,7 +34,9 @@ Every change precompile makes to torch's state, and how long it lasts:
   features match exactly (cpu_isa.use_recorded_cpu_isa);
 * while one of precompile's frames compiles: ``torch._dynamo.decorators.mark_static_address``
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
-  ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls) and
+  ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls: a few graph calls and
+  the HOPs of ``hops.STORABLE_HOPS``), AOTAutograd's ``autograd_cache.check_cacheable``
+  wrapped to check every subgraph too (hops.checking_subgraphs) and
   ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers);
 * while a graph loads or ``optimize`` runs: stand-in modules in ``sys.modules`` for modules
   not imported yet, removed afterwards (light_loads; off with ``PRECOMPILE_FULL_IMPORTS=1``
@@ -79,6 +83,7 @@ from .environment import (
     system_info,
     tensor_device_types,
 )
+from .hops import take_cache_refusal
 from .guard_loading import dataclass_fields, load_guard_manager, unpickle_guards_state
 from .guard_recording import (
     IDENTITY_GUARD_TYPES,
@@ -109,7 +114,8 @@ __all__ = [
     "optimizer_state_as_inputs", "rebuild_value", "recording_guards",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",
     "serialize_backend", "skip_code", "subscribe_backend_artifacts", "system_info",
-    "take_guard_failure", "tensor_device_types", "unpickle_guards_state", "unwrap_compiled",
+    "take_cache_refusal", "take_guard_failure", "tensor_device_types",
+    "unpickle_guards_state", "unwrap_compiled",
     "use_recorded_cpu_isa", "value_ref",
     "_guard_fail_adapter", "rebuild_function",  # for earlier releases' pickles, above
 ]
