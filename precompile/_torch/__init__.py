@@ -24,8 +24,10 @@ Every change precompile makes to torch's state, and how long it lasts:
 
 * process-wide, installed once, behaving as torch's own unless precompile is recording:
   ``PrecompileContext.record_artifact`` (artifacts.subscribe_backend_artifacts: torch's copy
-  is kept only when torch's caching_precompile is on), ``CheckFunctionManager.
-  serialize_guards`` and ``GuardsStatePickler.reducer_override``
+  is kept only when torch's caching_precompile is on), AOTAutograd's
+  ``autograd_cache.check_cacheable`` (hops.checking_subgraphs: also checks every subgraph
+  while precompile records, or when a graph calls one of ``hops.STORABLE_HOPS``),
+  ``CheckFunctionManager.serialize_guards`` and ``GuardsStatePickler.reducer_override``
   (guard_recording.recording_guards), ``CppCodeCache._load_library`` (kernels: only observes);
 * process-wide settings: ``torch._functorch.config.bundled_autograd_cache = True``
   (compile.bundle_lazy_backwards, only for lazily compiled backwards); Dynamo's global-name
@@ -35,8 +37,7 @@ Every change precompile makes to torch's state, and how long it lasts:
 * while one of precompile's frames compiles: ``torch._dynamo.decorators.mark_static_address``
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
   ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls: a few graph calls and
-  the HOPs of ``hops.STORABLE_HOPS``), AOTAutograd's ``autograd_cache.check_cacheable``
-  wrapped to check every subgraph too (hops.checking_subgraphs) and
+  the HOPs of ``hops.STORABLE_HOPS``) and
   ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers);
 * while a graph loads or ``optimize`` runs: stand-in modules in ``sys.modules`` for modules
   not imported yet, removed afterwards (light_loads; off with ``PRECOMPILE_FULL_IMPORTS=1``

@@ -53,7 +53,7 @@ def storable_hop_names() -> tuple[str, ...]:
 
 def _check_subgraphs(gm: torch.fx.GraphModule, check_node_safe: Any, bypass: type) -> None:
     """torch's per-node safety check on every node of every subgraph nested in ``gm``, and
-    no HOP of ours given a callable that is not one of the graph's own subgraphs."""
+    no HOP given a callable that is not one of the graph's own subgraphs."""
     for module in gm.modules():
         if not isinstance(module, torch.fx.GraphModule):
             continue
@@ -76,29 +76,58 @@ def _check_hop_operands(node: torch.fx.Node, bypass: type) -> None:
 def checking_subgraphs() -> Iterator[None]:
     """While one of precompile's frames compiles: AOTAutograd's graph check also checks
     every subgraph (see the module docstring); a refusal's reason is kept for
-    ``take_cache_refusal``."""
+    ``take_cache_refusal``.
+
+    The check is installed once, process-wide, and counts the frames recording now rather
+    than being swapped in and out: with compiles on several threads, one that finishes
+    must not switch the check off under another. Outside a recording it checks subgraphs
+    only of graphs that call one of ``STORABLE_HOPS`` (torch refuses those unless they were
+    marked cacheable, so torch's own behaviour is otherwise unchanged).
+    """
+    global _recording
+    _install_check()
+    with _lock:
+        _recording += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _recording -= 1
+
+
+_lock = threading.Lock()
+_recording = 0
+
+
+def _install_check() -> None:
     from torch._functorch._aot_autograd import autograd_cache
 
     real = autograd_cache.check_cacheable
     if getattr(real, "_precompile_checks_subgraphs", False):
-        yield
         return
 
     def check_cacheable(gm: torch.fx.GraphModule) -> None:
+        recording = _recording > 0
         try:
             real(gm)
-            _check_subgraphs(gm, autograd_cache.check_node_safe,
-                             autograd_cache.BypassAOTAutogradCache)
+            if recording or _calls_storable_hop(gm):
+                _check_subgraphs(gm, autograd_cache.check_node_safe,
+                                 autograd_cache.BypassAOTAutogradCache)
         except autograd_cache.BypassAOTAutogradCache as e:
-            _refusal.reason = " ".join(str(e).split())
+            if recording:
+                _refusal.reason = " ".join(str(e).split())
             raise
 
     check_cacheable._precompile_checks_subgraphs = True  # type: ignore[attr-defined]
     autograd_cache.check_cacheable = check_cacheable
-    try:
-        yield
-    finally:
-        autograd_cache.check_cacheable = real
+
+
+def _calls_storable_hop(gm: torch.fx.GraphModule) -> bool:
+    names = set(STORABLE_HOPS)
+    return any(isinstance(node.target, torch._ops.HigherOrderOperator)
+               and node.target.name() in names
+               for module in gm.modules() if isinstance(module, torch.fx.GraphModule)
+               for node in module.graph.nodes)
 
 
 def take_cache_refusal() -> str | None:
