@@ -1,5 +1,6 @@
 """Higher-order operators, functorch transforms and custom autograd Functions warm-start:
-``torch.cond``, ``while_loop``, a custom ``torch.autograd.Function`` with its own backward,
+``torch.cond``, ``while_loop``, ``map``, ``scan``, ``associative_scan``, nested compile
+regions (``invoke_subgraph``), a custom ``torch.autograd.Function`` with its own backward,
 ``torch.func.vmap`` / ``grad``, activation checkpointing and ``flex_attention`` are stored by
 a cold process and installed by a fresh one with nothing traced, for every backend; a HOP
 whose subgraph calls arbitrary Python is refused with the reason, never stored."""
@@ -15,6 +16,8 @@ from conftest import Scenario
 MANY = """
 import torch, precompile
 from torch._higher_order_ops import while_loop
+from torch._higher_order_ops.associative_scan import associative_scan
+from torch._higher_order_ops.scan import scan
 from torch.utils.checkpoint import checkpoint
 
 BACKEND = "{backend}"
@@ -76,9 +79,45 @@ def checkpointed(x):
     return checkpoint(block, x, use_reentrant=False).sum()
 
 
+def mapped(x):
+    return torch._higher_order_ops.map(lambda r: r.sin() * 2, x)
+
+
+def running(carry, r):
+    total = carry + r
+    return total, total * 2
+
+
+def scanned(x):
+    return scan(running, torch.zeros(4), x)[1]
+
+
+def add(a, b):
+    return a + b
+
+
+def prefix_sums(x):
+    return associative_scan(add, x, dim=0, combine_mode="generic")
+
+
+@torch.compiler.nested_compile_region
+def region(x):
+    return (x.sin() * x).cos()
+
+
+def regions(x):
+    return region(x) + region(x * 2)
+
+
+def regions_ref(x):
+    return (x.sin() * x).cos() + ((x * 2).sin() * (x * 2)).cos()
+
+
 NAMES = {names}
 COMPILED = {{name: precompile.cached(globals()[name], backend=BACKEND) for name in NAMES}}
-FORWARD_ONLY = {{"loop": loop_ref, "vmapped": vmapped, "grad_of": grad_of}}
+FORWARD_ONLY = {{"loop": loop_ref, "vmapped": vmapped, "grad_of": grad_of,
+                "mapped": lambda x: x.sin() * 2, "scanned": lambda x: x.cumsum(0) * 2,
+                "prefix_sums": lambda x: x.cumsum(0), "regions": regions_ref}}
 
 
 def run():
@@ -101,7 +140,8 @@ def run():
     return out
 """
 
-ALL = ["branch", "loop", "custom_fn", "vmapped", "grad_of", "checkpointed"]
+ALL = ["branch", "loop", "custom_fn", "vmapped", "grad_of", "checkpointed", "mapped", "scanned",
+       "prefix_sums", "regions"]
 
 
 @pytest.mark.parametrize("backend", ["eager", "aot_eager"])
