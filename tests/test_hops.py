@@ -241,3 +241,41 @@ def test_flex_attention_score_mod_inductor(scenario: Scenario) -> None:
         if any("_validate_device is no longer the object" in r for r in why):
             pytest.xfail(f"identity check of flex_attention's helper (issue 23 item 2): {why}")
     warm.assert_warm()
+
+
+DYNAMIC = """
+import torch, precompile
+
+
+def on_true(x):
+    return x.sin()[: x.shape[0] // 2]
+
+
+def on_false(x):
+    return (x.cos() + 1)[: x.shape[0] // 2]
+
+
+def branch(x):
+    return torch.cond(x.sum() > 0, on_true, on_false, (x,)) * 2
+
+
+COMPILED = [precompile.cached(branch, backend=b, dynamic=True) for b in ("eager", "aot_eager")]
+
+
+def run():
+    out = []
+    for n in (4, 6, 8):
+        x = torch.randn(n, 3).abs()
+        for i, fn in enumerate(COMPILED):
+            out += [(f"true{i}-{n}", fn(x), on_true(x) * 2),
+                    (f"false{i}-{n}", fn(-x), on_false(-x) * 2)]
+    return out
+"""
+
+
+def test_cond_with_dynamic_shapes(scenario: Scenario) -> None:
+    """Branches that slice by a symbolic size: the stored graphs take the sizes as inputs."""
+    scenario.write(DYNAMIC)
+    cold = scenario.run("cold").assert_ok()
+    assert cold.stats["bypasses"] == 0 and cold.stats["saves"] == 2, cold.stats
+    scenario.run("warm").assert_warm()

@@ -86,6 +86,7 @@ def checking_subgraphs() -> Iterator[None]:
     """
     global _recording
     _install_check()
+    _refusal.reason = None
     with _lock:
         _recording += 1
     try:
