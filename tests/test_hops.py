@@ -279,3 +279,54 @@ def test_cond_with_dynamic_shapes(scenario: Scenario) -> None:
     cold = scenario.run("cold").assert_ok()
     assert cold.stats["bypasses"] == 0 and cold.stats["saves"] == 2, cold.stats
     scenario.run("warm").assert_warm()
+
+
+def _graph_with_cond() -> object:
+    """An FX graph shaped like Dynamo's for ``torch.cond``: the branches are GraphModule
+    attributes, read with ``get_attr``."""
+    import operator
+
+    import torch
+
+    root = torch.nn.Module()
+    root.on_true = torch.fx.symbolic_trace(lambda x: (x.sin(),))
+    root.on_false = torch.fx.symbolic_trace(lambda x: (x.cos() + 1,))
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    pred = g.call_function(operator.gt, (g.call_method("sum", (x,)), 0))
+    cond = g.call_function(torch.ops.higher_order.cond,
+                           (pred, g.get_attr("on_true"), g.get_attr("on_false"), (x,)))
+    g.output((g.call_function(operator.getitem, (cond, 0)),))
+    return torch.fx.GraphModule(root, g)
+
+
+def test_eager_graph_with_subgraphs_round_trips() -> None:
+    """``backend="eager"``'s artifact: pickle re-traces a GraphModule's code on load, which
+    ``torch.cond`` rejects; precompile stores the nodes and rebuilds the graph."""
+    import pickle
+
+    import torch
+
+    from precompile import _torch
+
+    gm = _graph_with_cond()
+    x = torch.randn(3, 3).abs()
+    with pytest.raises(Exception, match="can only be of"):
+        pickle.loads(pickle.dumps(gm))
+    kind, data, _ = _torch.serialize_backend(gm)
+    fn = _torch.deserialize_backend(kind, data, "__compiled_fn_1_test")
+    assert torch.equal(fn(x)[0], x.sin()) and torch.equal(fn(-x)[0], (-x).cos() + 1)
+
+
+def test_eager_graphs_stored_by_earlier_releases_still_load() -> None:
+    """Packages written before graphs were stored node by node hold a plain pickle."""
+    import pickle
+
+    import torch
+
+    from precompile import _torch
+
+    gm = torch.fx.symbolic_trace(lambda x: x.sin() * 2)
+    fn = _torch.deserialize_backend(_torch.KIND_FX_GRAPH, pickle.dumps(gm), "__compiled_fn_1_t")
+    x = torch.randn(4)
+    assert torch.equal(fn(x), x.sin() * 2)
