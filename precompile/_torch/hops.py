@@ -85,9 +85,9 @@ def checking_subgraphs() -> Iterator[None]:
     marked cacheable, so torch's own behaviour is otherwise unchanged).
     """
     global _recording
-    _install_check()
     _refusal.reason = None
     with _lock:
+        _install_check()
         _recording += 1
     try:
         yield
