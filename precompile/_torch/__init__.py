@@ -32,8 +32,9 @@ Every change precompile makes to torch's state, and how long it lasts:
 * process-wide settings: ``torch._functorch.config.bundled_autograd_cache = True``
   (compile.bundle_lazy_backwards, only for lazily compiled backwards); Dynamo's global-name
   counter moved past the numbers an installed package uses (entries.reserve_global_names);
-  ``cpu_vec_isa.valid_vec_isa_list`` answered from a package's record when this CPU's
-  features match exactly (cpu_isa.use_recorded_cpu_isa);
+  ``cpu_vec_isa.valid_vec_isa_list`` answered from a package's record, with the flags the
+  probe set on the ISA objects, when this CPU's features match exactly
+  (cpu_isa.use_recorded_cpu_isa);
 * while one of precompile's frames compiles: ``torch._dynamo.decorators.mark_static_address``
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
   ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls: a few graph calls and
