@@ -93,6 +93,13 @@ class PrecompileContext:
             return
         self._store(BackendArtifact(backend_id, kind, data, has_bw))
 
+    def record_refusal(self, backend_id: str, why: str) -> None:
+        """The backend compiled ``backend_id`` but said why it cannot produce an artifact
+        (AOTAutograd's cache refused the graph); kept unless an artifact arrives anyway."""
+        with self._lock:
+            if backend_id not in self._artifacts:
+                self._failures[backend_id] = why
+
     def add(self, artifact: BackendArtifact) -> None:
         """Register an artifact read from a package, so a later save can include it."""
         with self._lock:

@@ -224,6 +224,9 @@ class CompilePackage(KeptByDynamo, Package):
             self.current_entry.backend_ids.append(backend_id)
         if backend is not None:
             self._context.record_compiled_fn(backend_id, backend)
+        refusal = _torch.take_cache_refusal()
+        if refusal is not None:
+            self._context.record_refusal(backend_id, f"AOTAutograd's cache refused it ({refusal})")
 
     @never_raises(None)
     def bypass_current_entry(self) -> None:

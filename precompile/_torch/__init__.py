@@ -9,6 +9,8 @@ One module per engine concern:
     compile          the backend as torch.compile builds it; ``torch._dynamo.optimize``
     light_loads      stand-ins for compiler modules a warm start would import for nothing
     artifacts        AOTAutograd / fx backend artifacts: hear them recorded, to bytes and back
+    fx_graphs        backend="eager"'s FX graph node by node, subgraph modules included
+    hops             higher-order operators stored soundly: their subgraphs checked like graphs
     constants        torch values Dynamo bakes into bytecode, as plain data and back
     guard_recording  guard serialization while one of precompile's frames compiles
     guard_loading    serialized guard state -> Dynamo's C++ guard manager
@@ -23,18 +25,22 @@ Every change precompile makes to torch's state, and how long it lasts:
 
 * process-wide, installed once, behaving as torch's own unless precompile is recording:
   ``PrecompileContext.record_artifact`` (artifacts.subscribe_backend_artifacts: torch's copy
-  is kept only when torch's caching_precompile is on), ``CheckFunctionManager.
-  serialize_guards`` and ``GuardsStatePickler.reducer_override``
+  is kept only when torch's caching_precompile is on), AOTAutograd's
+  ``autograd_cache.check_cacheable`` (hops.checking_subgraphs: also checks every subgraph
+  while precompile records, or when a graph calls one of ``hops.STORABLE_HOPS``),
+  ``CheckFunctionManager.serialize_guards`` and ``GuardsStatePickler.reducer_override``
   (guard_recording.recording_guards), ``CppCodeCache._load_library`` (kernels: only observes);
 * process-wide settings: ``torch._functorch.config.bundled_autograd_cache = True``
   (compile.bundle_lazy_backwards, only for lazily compiled backwards); Dynamo's global-name
   counter moved past the numbers an installed package uses (entries.reserve_global_names);
-  ``cpu_vec_isa.valid_vec_isa_list`` answered from a package's record when this CPU's
-  features match exactly (cpu_isa.use_recorded_cpu_isa); ``torch._dynamo.reset_code_caches``
-  also tells precompile, which uninstalls its entries (entries.on_dynamo_reset);
+  ``cpu_vec_isa.valid_vec_isa_list`` answered from a package's record, with the flags the
+  probe set on the ISA objects, when this CPU's features match exactly
+  (cpu_isa.use_recorded_cpu_isa); ``torch._dynamo.reset_code_caches`` also tells
+  precompile, which uninstalls its entries (entries.on_dynamo_reset);
 * while one of precompile's frames compiles: ``torch._dynamo.decorators.mark_static_address``
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
-  ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls) and
+  ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls: a few graph calls and
+  the HOPs of ``hops.STORABLE_HOPS``) and
   ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers);
 * while a stored entry's guards are rebuilt: the thread's ``torch.inference_mode`` set to the
   mode the entry was compiled in (guard_loading.load_guard_manager);
@@ -87,6 +93,7 @@ from .environment import (
     system_info,
     tensor_device_types,
 )
+from .hops import take_cache_refusal
 from .guard_loading import dataclass_fields, load_guard_manager, unpickle_guards_state
 from .guard_parity import tree_changes
 from .guard_recording import (
@@ -121,7 +128,8 @@ __all__ = [
     "optimizer_state_as_inputs", "rebuild_value", "recording_guards",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",
     "serialize_backend", "skip_code", "subscribe_backend_artifacts", "system_info",
-    "take_guard_failure", "take_guard_tree", "tensor_device_types", "tree_changes", "unpickle_guards_state", "unwrap_compiled",
+    "take_cache_refusal", "take_guard_failure", "take_guard_tree", "tensor_device_types",
+    "tree_changes", "unpickle_guards_state", "unwrap_compiled",
     "use_recorded_cpu_isa", "value_ref",
     "_guard_fail_adapter", "rebuild_function",  # for earlier releases' pickles, above
 ]

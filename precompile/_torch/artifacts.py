@@ -10,12 +10,13 @@ from typing import Any
 import torch
 
 from ..errors import NotCapturableError
+from .fx_graphs import dumps_graph_module, loads_graph_module
 from .light_loads import ArtifactUnpickler, light_inductor_imports
 
 
 # Backend artifact kinds, stored in the package so the reader knows how to rebuild them.
 KIND_AOT_BUNDLED = "aot_bundled"  # AOTAutograd bundled entry (aot_eager, inductor, ...)
-KIND_FX_GRAPH = "fx_graph"  # a pickled fx.GraphModule (backend="eager")
+KIND_FX_GRAPH = "fx_graph"  # an fx.GraphModule, node by node (backend="eager"; fx_graphs)
 
 
 def subscribe_backend_artifacts(callback: Callable[[str, Any], None]) -> None:
@@ -61,7 +62,7 @@ def serialize_backend(artifact: Any) -> tuple[str, bytes, bool]:
     gm = getattr(artifact, "graph_module", None) or getattr(artifact, "__self__", artifact)
     if isinstance(gm, torch.fx.GraphModule):
         try:
-            return KIND_FX_GRAPH, pickle.dumps(gm, protocol=pickle.HIGHEST_PROTOCOL), True
+            return KIND_FX_GRAPH, dumps_graph_module(gm), True
         except Exception as e:  # noqa: BLE001
             raise NotCapturableError(f"eager graph does not pickle: {e}") from e
     raise NotCapturableError(
@@ -88,7 +89,7 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
         with light_inductor_imports():
             fn = BundledAOTAutogradCacheArtifact(backend_id, entry).after_deserialization()
     elif kind == KIND_FX_GRAPH:
-        fn = pickle.loads(data).forward
+        fn = loads_graph_module(data).forward
     else:
         raise NotCapturableError(f"unknown backend artifact kind {kind!r}")
     return torch._dynamo.disable(fn)

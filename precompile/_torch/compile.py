@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .environment import TORCH_VERSION
+from .hops import checking_subgraphs, storable_hop_names
 from .light_loads import light_optimize_imports
 
 
@@ -36,16 +37,21 @@ CACHEABLE_GRAPH_CALLS = (
 )
 
 
-def cacheable_graph_calls() -> Any:
-    """Mark ``CACHEABLE_GRAPH_CALLS`` cacheable while one of precompile's frames compiles
-    (a context manager; ``torch._inductor.config.unsafe_marked_cacheable_functions``, keyed by
-    the torch version as that option's documentation asks)."""
+@contextlib.contextmanager
+def cacheable_graph_calls() -> Iterator[None]:
+    """Mark ``CACHEABLE_GRAPH_CALLS`` and the higher-order operators of
+    ``hops.STORABLE_HOPS`` cacheable while one of precompile's frames compiles
+    (``torch._inductor.config.unsafe_marked_cacheable_functions``, keyed by the torch version
+    as that option's documentation asks). The HOPs only together with
+    ``hops.checking_subgraphs``: what their subgraphs call is checked like the graph itself.
+    """
     import torch._inductor.config as inductor_config
 
     marked = dict(inductor_config.unsafe_marked_cacheable_functions)
-    for name in CACHEABLE_GRAPH_CALLS:
+    for name in CACHEABLE_GRAPH_CALLS + storable_hop_names():
         marked.setdefault(name, TORCH_VERSION)
-    return inductor_config.patch(unsafe_marked_cacheable_functions=marked)
+    with checking_subgraphs(), inductor_config.patch(unsafe_marked_cacheable_functions=marked):
+        yield
 
 
 @contextlib.contextmanager

@@ -37,19 +37,34 @@ def cpu_isa_record() -> dict[str, Any] | None:
     if not hasattr(probe, "cache_info") or probe.cache_info().currsize == 0:
         return None
     return {"cpu": _cpu_features(),
-            "valid": [[str(isa), isa._arch_flags] for isa in probe()]}
+            "valid": [[str(isa), isa._arch_flags, _probed_flags(isa)] for isa in probe()]}
 
 
-def _recorded_choice(record: Any, supported: Any) -> list[tuple[Any, Any]] | None:
-    """The (ISA, compiler flags) pairs ``record`` names, if it was made on a CPU with exactly
-    this CPU's features and names only ISAs this torch knows; otherwise None."""
+def _probed_flags(isa: Any) -> dict[str, bool]:
+    """What the probe found out beyond the ISA itself and set on it: AVX-512's check also
+    builds a bf16 test program and sets ``_is_avx512_bf16_supported``, which adds
+    ``-mavx512bf16`` to every kernel's flags (torch/_inductor/cpu_vec_isa.py), and so to
+    every kernel library's cache key: restored without it, each stored kernel is rebuilt."""
+    return {name: value for name, value in vars(isa).items()
+            if name.startswith("_is_") and name.endswith("_supported")
+            and isinstance(value, bool)}
+
+
+def _recorded_choice(record: Any, supported: Any) -> list[tuple[Any, Any, Any]] | None:
+    """The (ISA, compiler flags, probed flags) ``record`` names, if it was made on a CPU with
+    exactly this CPU's features and names only ISAs this torch knows; otherwise None (also
+    for records without the probed flags, written before they were kept)."""
     if not isinstance(record, dict) or record.get("cpu") != _cpu_features():
         return None
     by_name = {str(isa): isa for isa in supported}
     try:
-        return [(by_name[name], flags) for name, flags in record["valid"]]
+        chosen = [(by_name[name], flags, probed) for name, flags, probed in record["valid"]]
     except (KeyError, TypeError, ValueError):
         return None
+    if not all(isinstance(p, dict) and all(isinstance(v, bool) and k.startswith("_is_")
+                                             for k, v in p.items()) for _, _, p in chosen):
+        return None
+    return chosen
 
 
 def use_recorded_cpu_isa(record: Any) -> bool:
@@ -69,9 +84,11 @@ def use_recorded_cpu_isa(record: Any) -> bool:
     chosen = _recorded_choice(record, cvi.supported_vec_isa_list)
     if chosen is None:
         return False
-    for isa, flags in chosen:
+    for isa, flags, probed in chosen:
         isa._arch_flags = flags
-    isas = [isa for isa, _ in chosen]
+        for name, value in probed.items():
+            setattr(isa, name, value)
+    isas = [isa for isa, _, _ in chosen]
     cvi.valid_vec_isa_list = lambda: list(isas)
     _RECORDED_ISA = record
     return True

@@ -51,7 +51,27 @@ def _repaired_class(module: str, name: str) -> Any:
             return _RepairedGuardsStatePickler
         if name == "GuardsStatePickler._unpickle_tensor":
             return _repaired_unpickle_tensor
+    if module == "torch._dynamo.source" and name == "ImportSource":
+        return _import_source
     return None
+
+
+def _import_source(*values: Any) -> Any:
+    """An ``ImportSource`` rebuilt without its ``__post_init__``, which installs an
+    ``ID_MATCH`` guard into the current trace (torch/_dynamo/source.py) and so fails outside
+    one: the guard it installed while compiling is part of the stored state already.
+    Dynamo's guards on a HOP's implementation module (``torch.cond``) name it this way."""
+    import dataclasses
+
+    from torch._dynamo.source import ImportSource
+
+    source = ImportSource.__new__(ImportSource)
+    fields = [f for f in dataclasses.fields(ImportSource) if f.init]
+    if len(fields) != len(values):
+        raise pickle.UnpicklingError(f"ImportSource takes {len(fields)} fields, not {len(values)}")
+    for field, value in zip(fields, values):
+        object.__setattr__(source, field.name, value)
+    return source
 
 
 class _LenientGuardsUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
