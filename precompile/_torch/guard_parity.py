@@ -150,9 +150,17 @@ def _aliasing_set(text: str) -> frozenset[str]:
     return frozenset(parts)
 
 
+# A key of a dict, as Dynamo names the manager that guards it: ``list(dict.keys(D))[0]``.
+_DICT_KEY = re.compile(r"^list\(dict\.keys\((.*)\)\)\[\d+\]$")
+
+
 def _under_any(source: str, roots: set[str]) -> bool:
     """Whether ``source`` is one of ``roots`` or reached from one (FUNCTION_MATCH on
-    ``G['m'].fn`` checks the id of ``G['m'].fn.__code__``)."""
+    ``G['m'].fn`` checks the id of ``G['m'].fn.__code__``; a dict's identity guard checks
+    the ids of its keys, ``list(dict.keys(G['d']))[0]``)."""
+    key_of = _DICT_KEY.match(source)
+    if key_of is not None:
+        return _under_any(key_of.group(1), roots)
     return source in roots or any(
         source.startswith(root) and source[len(root)] in ".[" for root in roots
         if len(source) > len(root))
