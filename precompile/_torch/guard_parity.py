@@ -79,9 +79,9 @@ def _leaves_of(mgr: Any, source: str) -> Iterator[tuple[str, str]]:
             yield where, line
     if hasattr(mgr, "get_key_value_managers"):  # DictGuardManager
         for idx, (key_mgr, val_mgr) in sorted(mgr.get_key_value_managers().items()):
-            for kind, child in (("key", key_mgr), ("value", val_mgr)):
+            for child in (key_mgr, val_mgr):
                 if child is not None:
-                    yield from _leaves_of(child, f"{source}<{kind} {idx}>")
+                    yield from _leaves_of(child, child.get_source())
     for child in mgr.get_child_managers():
         yield from _leaves_of(child, child.get_source())
 
