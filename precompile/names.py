@@ -49,11 +49,27 @@ def _feed_code(h: Any, code: types.CodeType) -> None:
                   code.co_flags, code.co_name)):
         h.update(repr(part).encode())
     for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            h.update(b"<code>")
-            _feed_code(h, const)
-        else:
-            h.update(f"{type(const).__name__}:{const!r}".encode())
+        _feed_const(h, const)
+
+
+def _feed_const(h: Any, const: Any) -> None:
+    """One constant, the same in every process: a ``frozenset`` (what ``x in {"a", "b"}``
+    compiles to) is fed in sorted order, because its ``repr`` follows string hashing, which
+    ``PYTHONHASHSEED`` randomizes per process."""
+    if isinstance(const, types.CodeType):
+        h.update(b"<code>")
+        _feed_code(h, const)
+    elif isinstance(const, (tuple, frozenset)):
+        parts = []
+        for item in const:
+            sub = hashlib.sha256()
+            _feed_const(sub, item)
+            parts.append(sub.hexdigest())
+        h.update(f"{type(const).__name__}[{len(parts)}]".encode())
+        for part in sorted(parts) if isinstance(const, frozenset) else parts:
+            h.update(part.encode())
+    else:
+        h.update(f"{type(const).__name__}:{const!r}".encode())
 
 
 def object_fingerprint(value: Any) -> str:

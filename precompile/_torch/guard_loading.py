@@ -49,7 +49,22 @@ def _repaired_class(module: str, name: str) -> Any:
             return _RepairedGuardsStatePickler
         if name == "GuardsStatePickler._unpickle_tensor":
             return _repaired_unpickle_tensor
+    if module == "torch._dynamo.source" and name == "ImportSource":
+        return _import_source
     return None
+
+
+def _import_source(module_name: str) -> Any:
+    """An ``ImportSource`` (``__import__('torch')``: Dynamo's path to a module through pytree
+    or device helpers) built without its constructor. In torch 2.13 its ``__post_init__``
+    installs an ID_MATCH guard into the ongoing trace, so unpickling one outside a trace
+    raises (``TracingContext.get() must be called within an ongoing trace``); that guard is
+    in the stored state already, as an identity check. 2.14 dropped the ``__post_init__``."""
+    from torch._dynamo.source import ImportSource
+
+    source = object.__new__(ImportSource)
+    object.__setattr__(source, "module_name", module_name)
+    return source
 
 
 class _LenientGuardsUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
