@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .guard_path import GuardPath, GuardPathError, Roots, parse
-from .names import object_fingerprint
+from .names import fingerprint_difference, fingerprint_summary, object_fingerprint
 
 # How many distinct tuples of objects one call-time check remembers as verified. Objects
 # are kept alive while remembered, so their ids cannot be reused by other objects.
@@ -55,13 +55,6 @@ class _GlobalsView:
             raise
 
 
-def _describe_change(was: str, now: str) -> str:
-    def head(fp: str) -> str:
-        return " ".join(fp.split(":")[:2])
-
-    return f"was {head(was)}, now {head(now)}"
-
-
 def check_before_call(source: str, fingerprint: str,
                       scope: dict[str, Any]) -> tuple[bool | None, str]:
     """Resolve a check against a module's globals alone.
@@ -82,7 +75,7 @@ def check_before_call(source: str, fingerprint: str,
         return False, f"{source} no longer resolves ({type(e).__name__})"
     now = object_fingerprint(value)
     if now != fingerprint:
-        return False, _describe_change(fingerprint, now)
+        return False, fingerprint_difference(fingerprint, now, value)
     return True, ""
 
 
@@ -109,7 +102,7 @@ class CallTimeCheck:
         self._verified: dict[tuple[int, ...], tuple[Any, ...]] = {}
 
     def description(self) -> list[str]:
-        return [f"precompile identity: {s} is {fp.split(':')[0]} {fp.split(':')[1]}"
+        return [f"precompile identity: {s} is {fingerprint_summary(fp)}"
                 for s, fp in zip(self.sources, self.expected)]
 
     def __call__(self, f_locals: Mapping[str, Any]) -> bool:

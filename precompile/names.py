@@ -72,16 +72,37 @@ def _feed_const(h: Any, const: Any) -> None:
         h.update(f"{type(const).__name__}:{const!r}".encode())
 
 
+# Between the layers of a ``functools.wraps`` chain in a fingerprint, outermost first.
+WRAPS = " > "
+
+
 def object_fingerprint(value: Any) -> str:
     """A process-independent description of an object, precise enough to notice that a
-    global now names a different function, module or class."""
+    global now names a different function, module or class.
+
+    A decorated function is described layer by layer through its ``__wrapped__`` chain
+    (``functools.wraps``, ``lru_cache``, ``torch.compile``'s wrapper...): the wrapper is the
+    object Dynamo's identity guard pinned, and the function it wraps tells apart the many
+    wrappers one decorator makes from one code object.
+    """
+    if isinstance(value, types.ModuleType) or isinstance(value, type) or not callable(value):
+        return _layer_fingerprint(value)
+    try:
+        chain = list(layers(value, wrapped_only=True))
+    except ValueError:  # a chain that loops: describe the object itself
+        chain = [value]
+    return WRAPS.join(_layer_fingerprint(layer) for layer in chain)
+
+
+def _layer_fingerprint(value: Any) -> str:
     if isinstance(value, types.ModuleType):
         return f"module:{value.__name__}"
-    fn = unwrap(value) if callable(value) else value
-    if isinstance(fn, types.MethodType):
-        fn = fn.__func__
+    fn = value.__func__ if isinstance(value, types.MethodType) else value
     if isinstance(fn, types.FunctionType):
-        return f"function:{fn.__module__}.{fn.__qualname__}:{code_fingerprint(fn.__code__)}"
+        # A wrapper made by ``functools.wraps`` carries the wrapped function's name; its
+        # code's own name (``deco.<locals>.wrapper``) says which decorator made it.
+        own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
+        return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
     if isinstance(value, type):
         return f"class:{value.__module__}.{value.__qualname__}"
     if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
@@ -91,6 +112,51 @@ def object_fingerprint(value: Any) -> str:
     if isinstance(value, (int, float, str, bytes, bool, type(None))):
         return f"value:{t.__name__}:{value!r}"
     return f"instance:{t.__module__}.{t.__qualname__}"
+
+
+def fingerprint_summary(fingerprint: str) -> str:
+    """What a fingerprint names, for messages: ``function torch.nn.functional.gelu``,
+    ``instance functools._lru_cache_wrapper around function mod.f``."""
+    kind, _, rest = fingerprint.partition(":")
+    if kind == "value":
+        return f"value {rest}"
+    outer, *inner = fingerprint.split(WRAPS)
+    words = " ".join(outer.split(":")[:2])
+    return f"{words} around {fingerprint_summary(inner[-1])}" if inner else words
+
+
+def fingerprint_difference(was: str, now: str, value: Any = None) -> str:
+    """What differs between two fingerprints of one source, in words. When both name the
+    same thing (a function redefined, another decorator around it), the differing layer's
+    bytecode hashes and, for ``value`` (the object found now), where it is defined."""
+    head = f"was {fingerprint_summary(was)}, now {fingerprint_summary(now)}"
+    was_layers = was.split(WRAPS) if not was.startswith("value:") else [was]
+    now_layers = now.split(WRAPS) if not now.startswith("value:") else [now]
+    if len(was_layers) != len(now_layers):
+        return (f"{head}: wrapped {len(was_layers) - 1} times then, {len(now_layers) - 1} "
+                f"now ({' > '.join(map(fingerprint_summary, was_layers))} -> "
+                f"{' > '.join(map(fingerprint_summary, now_layers))})")
+    for depth, (a, b) in enumerate(zip(was_layers, now_layers)):
+        if a == b:
+            continue
+        where = "" if depth == 0 else f" in the function wrapped {depth} layer(s) down"
+        if fingerprint_summary(a) != fingerprint_summary(b):
+            return f"{head}{where}: {fingerprint_summary(a)} -> {fingerprint_summary(b)}"
+        return (f"{head}: same name, other bytecode{where} (code {a.rpartition(':')[2][:12]} -> "
+                f"{b.rpartition(':')[2][:12]}{_defined_at(value, depth)})")
+    return head
+
+
+def _defined_at(value: Any, depth: int) -> str:
+    """``, now defined at file:line`` for the ``depth``-th layer of ``value``'s chain."""
+    try:
+        layer = list(layers(value, wrapped_only=True))[depth]
+    except (ValueError, IndexError):
+        return ""
+    code = getattr(getattr(layer, "__func__", layer), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return ""
+    return f", now defined at {code.co_filename}:{code.co_firstlineno}"
 
 
 # ------------------------------------------------------------------- unwrapping
