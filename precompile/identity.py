@@ -35,7 +35,7 @@ from .names import fingerprint_difference, fingerprint_summary, object_fingerpri
 _MEMO_SIZE = 16
 
 
-class _GlobalsView:
+class GlobalsView:
     """``G[name]`` over a live module dict (not a copy: globals placed later are seen)."""
 
     __slots__ = ("scope",)
@@ -70,7 +70,7 @@ def check_before_call(source: str, fingerprint: str,
     if path.reads_locals:
         return None, "reads the call's locals"
     try:
-        value = path.resolve(Roots(_GlobalsView(scope)))  # type: ignore[arg-type]
+        value = path.resolve(Roots(GlobalsView(scope)))  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - the path no longer exists
         return False, f"{source} no longer resolves ({type(e).__name__})"
     now = object_fingerprint(value)
@@ -98,7 +98,7 @@ class CallTimeCheck:
         self.sources = [s for s, _ in checks]
         self.expected = [fp for _, fp in checks]
         self.paths: list[GuardPath] = [parse(s) for s in self.sources]
-        self.globals = _GlobalsView(scope)
+        self.globals = GlobalsView(scope)
         self._verified: dict[tuple[int, ...], tuple[Any, ...]] = {}
 
     def description(self) -> list[str]:

@@ -22,7 +22,8 @@ from typing import Any
 
 from cache_backends.local import write_atomically
 
-from . import _torch, identity
+from . import _torch, first_step, identity
+from .guard_path import GuardPathError
 from .context import PrecompileContext
 from .bytecode import resolve_refs, retarget_filename
 from .names import module_dict, resolve_code, resolve_importable
@@ -180,12 +181,27 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
+    _add_state_prologue(entry, scope, guard_manager)
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _skip_namedtuple_make(code)
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)
     inst.installed_entries += 1
     return None
+
+
+def _add_state_prologue(entry: GuardedEntry, scope: dict[str, Any], guard_manager: Any) -> None:
+    """Before the entry's guards read an optimizer's state, make the state its trace made
+    (first_step.py). A source that is not a guard path gets no prologue: the entry then
+    applies once the state exists, as before."""
+    if not entry.state_inits:
+        return
+    try:
+        prologue = first_step.StatePrologue(entry.state_inits, scope)
+    except GuardPathError as e:
+        log.debug("precompile: no optimizer state prologue: %s", e)
+        return
+    _torch.add_call_guard(guard_manager, prologue, prologue.description())
 
 
 def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any],

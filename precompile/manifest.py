@@ -15,7 +15,7 @@ from .errors import FormatError
 from .format import sha256_hex
 from .keys import SourceRange
 from .model import (ROLE_MAIN, ROLE_RESUME, ROLES, FrameRecord, GuardedEntry, IdentityCheck,
-                    Package)
+                    Package, StateInit)
 
 _MAX_BYPASSES = 50  # the most recent reasons an entry was not stored, kept for `inspect`
 
@@ -63,6 +63,7 @@ def _frame_dict(f: FrameRecord, pkg: Package, blobs: dict[str, bytes]) -> dict[s
             "backends": e.backend_ids,
             "imports": e.import_sources,
             "identity": [c.to_dict() for c in e.identity_checks],
+            "state_inits": [i.to_dict() for i in e.state_inits],
         })
     return {
         "role": f.role, "module": f.module, "qualname": f.qualname,
@@ -140,7 +141,27 @@ def _entry(ed: dict[str, Any]) -> GuardedEntry:
         [_expect(b, str) for b in ed["backends"]],
         {_expect(k, str): _expect(v, str) for k, v in ed["imports"].items()},
         [IdentityCheck(_expect(c["source"], str), _expect(c["guard_type"], str),
-                       _expect(c["fingerprint"], str)) for c in ed["identity"]])
+                       _expect(c["fingerprint"], str)) for c in ed["identity"]],
+        [_state_init(d) for d in ed.get("state_inits", [])])
+
+
+def _state_init(d: dict[str, Any]) -> StateInit:
+    calls = [_expect(c, list) for c in _expect(d["calls"], list)]
+    for arg in (a for call in calls for a in call):
+        _state_init_arg(_expect(arg, list))
+    return StateInit(_expect(d["source"], str), calls)
+
+
+def _state_init_arg(arg: list[Any]) -> None:
+    """One ``_init_group`` argument (``_torch.optimizer_state.encode_args``), or ValueError."""
+    kind = arg[0] if arg else None
+    if kind == "list" and len(arg) == 1:
+        return
+    if kind == "group" and len(arg) == 2 and type(arg[1]) is int:
+        return
+    if kind == "const" and len(arg) == 2 and isinstance(arg[1], (type(None), bool, int, float, str)):
+        return
+    raise ValueError(f"malformed optimizer state argument {arg!r}")
 
 
 def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:

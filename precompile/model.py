@@ -41,6 +41,18 @@ class IdentityCheck:
 
 
 @dataclasses.dataclass
+class StateInit:
+    """Optimizer state Dynamo created while it traced the entry (``_init_group`` on the live
+    optimizer), to create again before the entry's guards look at it (first_step.py)."""
+
+    source: str  # the optimizer, as Dynamo's guards name it: "L['self']", "G['opt']"
+    calls: list[list[list[Any]]]  # per call, its arguments: ["group", i] | ["list"] | ["const", v]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
 class GuardedEntry:
     """One compiled version of a frame: guards -> transformed bytecode."""
 
@@ -49,6 +61,7 @@ class GuardedEntry:
     backend_ids: list[str]
     import_sources: dict[str, str]  # global name -> importable_name() of its value
     identity_checks: list[IdentityCheck]
+    state_inits: list[StateInit] = dataclasses.field(default_factory=list)
 
     @property
     def entry_id(self) -> str:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from . import _torch, keys, storable
+from . import _torch, first_step, keys, storable
 from .bytecode import code_with_refs, rename_globals
 from .context import BackendArtifact, PrecompileContext
 from .counters import STATS
@@ -154,10 +154,18 @@ class CompilePackage(KeptByDynamo, Package):
             stack.enter_context(_torch.recording_guards())
             stack.enter_context(_torch.cacheable_graph_calls())
             stack.enter_context(_torch.optimizer_state_as_inputs())
+            stack.enter_context(_torch.recording_state_inits(self._note_state_init))
             if self.capture_kernels:
                 stack.enter_context(_torch.no_precompiled_headers())
             stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
             yield
+
+    @never_raises(None)
+    def _note_state_init(self, optimizer: Any, source: str, args: list[list[Any]]) -> None:
+        """Dynamo is about to create ``optimizer``'s state while tracing (first_step.py)."""
+        if self.current_entry is not None:
+            self.current_entry.optimizer_calls.append(
+                (optimizer, source, args, _torch.optimizer_state_size(optimizer)))
 
     def _note_outcome(self, pending: PendingEntry, error: BaseException | None) -> None:
         """A frame compiled without an entry: if Dynamo will run it eagerly from now on
@@ -278,7 +286,8 @@ class CompilePackage(KeptByDynamo, Package):
             return
         dynamo_code = stored_code
         entry = GuardedEntry(sha, dynamo_code, list(pending.backend_ids),
-                             dict(pending.import_sources), list(pending.identity_checks))
+                             dict(pending.import_sources), list(pending.identity_checks),
+                             first_step.state_inits(pending.optimizer_calls))
         with self.lock:
             self._take_artifacts(entry.backend_ids)
             self.guard_blobs[sha] = guards_state

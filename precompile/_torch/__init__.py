@@ -16,6 +16,7 @@ One module per engine concern:
     environment      versions, GPUs, configs and variables compiled code depends on
     cpu_isa          Inductor's CPU vector-ISA probe, recorded and reused
     kernels          Inductor's C++ kernel libraries
+    optimizer_state  the optimizer state Dynamo creates while tracing: heard, made again
     compat           the differences between torch 2.13, 2.14 and 2.15
 
 Every change precompile makes to torch's state, and how long it lasts:
@@ -33,7 +34,12 @@ Every change precompile makes to torch's state, and how long it lasts:
 * while one of precompile's frames compiles: ``torch._dynamo.decorators.mark_static_address``
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
   ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls) and
-  ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers);
+  ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers),
+  ``OptimizerVariable.get_python_args`` wrapped to hear ``_init_group`` calls
+  (optimizer_state.recording_state_inits);
+* on an installed entry whose trace created optimizer state, before its guards read that
+  state: the optimizer's own ``_init_group`` calls, as Dynamo made them
+  (optimizer_state.init_optimizer_state, from first_step.StatePrologue);
 * while a graph loads or ``optimize`` runs: stand-in modules in ``sys.modules`` for modules
   not imported yet, removed afterwards (light_loads; off with ``PRECOMPILE_FULL_IMPORTS=1``
   and on releases ``compat`` has not checked).
@@ -90,6 +96,13 @@ from .guard_recording import (
 )
 from .kernels import inductor_cache_dir, no_precompiled_headers, recording_kernel_libraries
 from .light_loads import light_inductor_imports
+from .optimizer_state import (
+    init_optimizer_state,
+    is_optimizer,
+    optimizer_param_count,
+    optimizer_state_size,
+    recording_state_inits,
+)
 
 
 # Where pickles written by earlier precompile releases look these up (functions in guard
@@ -104,9 +117,10 @@ __all__ = [
     "compiled_original", "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend", "deserialize_backend",
     "dynamo_skips_frame_after", "failed_precompiled_guards", "forget_live_only",
     "functorch_patch", "global_numerics", "gpu_info", "guard_source_name", "inductor_cache_dir",
-    "innermost_fn", "install_entry", "keep_guard_live_only", "light_inductor_imports",
+    "init_optimizer_state", "innermost_fn", "install_entry", "is_optimizer", "keep_guard_live_only", "light_inductor_imports",
     "load_guard_manager", "make_backend", "no_precompiled_headers", "optimize",
-    "optimizer_state_as_inputs", "rebuild_value", "recording_guards",
+    "optimizer_param_count", "optimizer_state_as_inputs", "optimizer_state_size",
+    "rebuild_value", "recording_guards", "recording_state_inits",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",
     "serialize_backend", "skip_code", "subscribe_backend_artifacts", "system_info",
     "take_guard_failure", "tensor_device_types", "unpickle_guards_state", "unwrap_compiled",
