@@ -24,6 +24,7 @@ uninstallable, a clean miss with a reason.
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,6 +56,16 @@ class GlobalsView:
             raise
 
 
+# An IdentityCheck fingerprint that is not an object's: ``DICT_KEYS + json([source, ...])``
+# says the dict at the check's source has exactly the objects at those sources as keys, in
+# order (storable.dict_keys_check; checked by DictKeysCheck on every call).
+DICT_KEYS = "dict-keys:"
+
+
+def dict_keys_fingerprint(aliases: list[str]) -> str:
+    return DICT_KEYS + json.dumps(aliases)
+
+
 def check_before_call(source: str, fingerprint: str,
                       scope: dict[str, Any]) -> tuple[bool | None, str]:
     """Resolve a check against a module's globals alone.
@@ -67,8 +78,8 @@ def check_before_call(source: str, fingerprint: str,
         path = parse(source)
     except GuardPathError as e:
         return False, str(e)
-    if path.reads_locals:
-        return None, "reads the call's locals"
+    if path.reads_locals or fingerprint.startswith(DICT_KEYS):
+        return None, "checked at every call"
     try:
         value = path.resolve(Roots(GlobalsView(scope)))  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - the path no longer exists
@@ -121,3 +132,36 @@ class CallTimeCheck:
         if len(self._verified) < _MEMO_SIZE:
             self._verified[ids] = values
         return True
+
+
+class DictKeysCheck:
+    """A dict's keys are, in order, the objects at other sources of the same call: what
+    Dynamo's DICT_KEYS_MATCH checks by ``id()`` on a dict keyed by tensors or modules
+    (``storable.dict_keys_check``). Runs after the entry's other guards (an epilogue), so
+    its lookups are paid only by the entry that runs. Raises GuardPathError or ValueError
+    for a fingerprint that is not a list of guard paths."""
+
+    def __init__(self, source: str, fingerprint: str, scope: dict[str, Any]) -> None:
+        aliases = json.loads(fingerprint[len(DICT_KEYS):])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ValueError(f"malformed dict keys check {fingerprint[:80]!r}")
+        self.source = source
+        self.path = parse(source)
+        self.alias_sources = aliases
+        self.aliases = [parse(a) for a in aliases]
+        self.globals = GlobalsView(scope)
+
+    def description(self) -> list[str]:
+        return [f"precompile identity: the keys of {self.source} are "
+                f"{', '.join(self.alias_sources)}"]
+
+    def __call__(self, f_locals: Mapping[str, Any]) -> bool:
+        g = self.globals
+        try:
+            value = self.path.lookup(g, f_locals)  # type: ignore[arg-type]
+            if not isinstance(value, dict) or len(value) != len(self.aliases):
+                return False
+            return all(key is alias.lookup(g, f_locals)  # type: ignore[arg-type]
+                       for key, alias in zip(dict.keys(value), self.aliases))
+        except Exception:  # noqa: BLE001 - a missing attribute means "not this entry"
+            return False

@@ -178,16 +178,27 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
         lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail)
+    at_call, dict_keys = _split_dict_keys_checks(at_call)
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
     _add_state_prologue(entry, scope, guard_manager)
+    for source, fingerprint in dict_keys:
+        keys_check = identity.DictKeysCheck(source, fingerprint, scope)
+        _torch.add_epilogue_guard(guard_manager, keys_check, keys_check.description())
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _skip_namedtuple_make(code)
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)
     inst.installed_entries += 1
     return None
+
+
+def _split_dict_keys_checks(checks: list[tuple[str, str]],
+                            ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(identity checks, dict keys checks): the latter run last (identity.DictKeysCheck)."""
+    keys = [c for c in checks if c[1].startswith(identity.DICT_KEYS)]
+    return [c for c in checks if not c[1].startswith(identity.DICT_KEYS)], keys
 
 
 def _add_state_prologue(entry: GuardedEntry, scope: dict[str, Any], guard_manager: Any) -> None:

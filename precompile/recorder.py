@@ -323,19 +323,38 @@ class CompilePackage(KeptByDynamo, Package):
         """Keep every guard. Identity guards stay in this process's entry (as under plain
         torch.compile) but are stored as fingerprint checks instead (see identity.py)."""
         pending = self.current_entry
+        if pending is None:
+            return [True] * len(entries)
         checks: list[tuple[str, str, Any]] = []  # (source, guard type, guarded object)
         for e in entries:
             types_ = {e.guard_type, *e.derived_guard_types}
             if types_ & _torch.IDENTITY_GUARD_TYPES:
-                if pending is not None:
-                    pending.live_only.append(_torch.keep_guard_live_only(e))
-                if pending is not None and e.has_value:
+                pending.live_only.append(_torch.keep_guard_live_only(e))
+                if e.has_value:
                     # The unstripped name (``L['self'].act``, not ``self.act``) says
                     # unambiguously whether the object is reached from the call's locals.
                     checks.append((_torch.guard_source_name(e), e.guard_type, e.value))
-        if pending is not None:
-            pending.identity_checks.extend(storable.identity_checks(checks))
+        pending.identity_checks.extend(storable.identity_checks(checks))
+        pending.identity_checks.extend(self._dict_keys_checks(pending, entries))
         return [True] * len(entries)
+
+    @staticmethod
+    def _dict_keys_checks(pending: PendingEntry, entries: Sequence[Any]) -> list[Any]:
+        """DICT_KEYS_MATCH guards on dicts keyed by ``id()`` (storable.dict_keys_check),
+        kept live here and stored as checks against the keys' other sources."""
+        by_id: dict[int, str] = {}
+        for e in entries:
+            name = _torch.guard_source_name(e)
+            if e.has_value and "dict.keys(" not in name:
+                by_id.setdefault(id(e.value), name)
+        found = []
+        for e in entries:
+            if e.guard_type == "DICT_KEYS_MATCH" and e.has_value:
+                check = storable.dict_keys_check(_torch.guard_source_name(e), e.value, by_id)
+                if check is not None:
+                    pending.live_only.append(_torch.keep_guard_live_only(e))
+                    found.append(check)
+        return found
 
     # ------------------------------------------------------------------ saving
 

@@ -71,6 +71,7 @@ from .constants import rebuild_value, value_ref
 from .cpu_isa import cpu_isa_record, use_recorded_cpu_isa
 from .entries import (
     add_call_guard,
+    add_epilogue_guard,
     failed_precompiled_guards,
     install_entry,
     reserve_global_names,
@@ -88,6 +89,7 @@ from .environment import (
 from .guard_loading import dataclass_fields, load_guard_manager, unpickle_guards_state
 from .guard_recording import (
     IDENTITY_GUARD_TYPES,
+    dict_key_by_id,
     forget_live_only,
     guard_source_name,
     keep_guard_live_only,
@@ -113,8 +115,8 @@ from .guard_recording import rebuild_function  # noqa: E402
 
 __all__ = [
     "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
-    "add_call_guard", "bundle_lazy_backwards", "cacheable_graph_calls", "codegen_env",
-    "compiled_original", "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend", "deserialize_backend",
+    "add_call_guard", "add_epilogue_guard", "bundle_lazy_backwards", "cacheable_graph_calls", "codegen_env",
+    "compiled_original", "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend", "dict_key_by_id", "deserialize_backend",
     "dynamo_skips_frame_after", "failed_precompiled_guards", "forget_live_only",
     "functorch_patch", "global_numerics", "gpu_info", "guard_source_name", "inductor_cache_dir",
     "init_optimizer_state", "innermost_fn", "install_entry", "is_optimizer", "keep_guard_live_only", "light_inductor_imports",
