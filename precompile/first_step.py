@@ -22,6 +22,7 @@ from . import _torch
 from .guard_path import parse
 from .identity import GlobalsView
 from .model import StateInit
+from .names import object_fingerprint
 
 log = logging.getLogger("precompile")
 
@@ -35,7 +36,8 @@ def state_inits(heard: list[HeardCall]) -> list[StateInit]:
     by_source: dict[str, StateInit] = {}
     grew: set[str] = set()
     for optimizer, source, args, before in heard:
-        by_source.setdefault(source, StateInit(source, [])).calls.append(args)
+        kind = object_fingerprint(type(optimizer))
+        by_source.setdefault(source, StateInit(source, kind, [])).calls.append(args)
         if _torch.optimizer_state_size(optimizer) > before:
             grew.add(source)
     return [init for source, init in by_source.items() if source in grew]
@@ -43,7 +45,8 @@ def state_inits(heard: list[HeardCall]) -> list[StateInit]:
 
 class StatePrologue:
     """A guard that never fails: it makes the recorded ``_init_group`` calls on each
-    optimizer the call reaches whose state is missing entries, and says yes.
+    optimizer the call reaches, of the class the entry was traced with, whose state is
+    missing entries, and says yes.
 
     Cheap after the first step: an optimizer whose state has an entry per parameter, or the
     same number of entries as when this prologue last ran on it, is left alone. Raises
@@ -53,23 +56,31 @@ class StatePrologue:
 
     def __init__(self, inits: list[StateInit], scope: dict[str, Any]) -> None:
         self.sources = [i.source for i in inits]
-        self.paths = [(parse(i.source), i.calls) for i in inits]
+        self.paths = [(parse(i.source), i.kind, i.calls) for i in inits]
         self.globals = GlobalsView(scope)
         self._sizes: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._kinds: dict[type, str] = {}
 
     def description(self) -> list[str]:
         return [f"precompile: optimizer state of {s} made as Dynamo made it while tracing"
                 for s in self.sources]
 
     def __call__(self, f_locals: Mapping[str, Any]) -> bool:
-        for path, calls in self.paths:
+        for path, kind, calls in self.paths:
             try:
                 optimizer = path.lookup(self.globals, f_locals)  # type: ignore[arg-type]
-                if _torch.is_optimizer(optimizer):
+                if _torch.is_optimizer(optimizer) and self._kind(optimizer) == kind:
                     self._complete(optimizer, calls)
             except Exception:  # noqa: BLE001 - a guard must not raise; the guards decide
                 log.debug("precompile: optimizer state not made for %s", path, exc_info=True)
         return True
+
+    def _kind(self, optimizer: Any) -> str:
+        cls = type(optimizer)
+        kind = self._kinds.get(cls)
+        if kind is None:
+            kind = self._kinds[cls] = object_fingerprint(cls)
+        return kind
 
     def _complete(self, optimizer: Any, calls: list[list[list[Any]]]) -> None:
         size = _torch.optimizer_state_size(optimizer)

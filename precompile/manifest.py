@@ -149,7 +149,7 @@ def _state_init(d: dict[str, Any]) -> StateInit:
     calls = [_expect(c, list) for c in _expect(d["calls"], list)]
     for arg in (a for call in calls for a in call):
         _state_init_arg(_expect(arg, list))
-    return StateInit(_expect(d["source"], str), calls)
+    return StateInit(_expect(d["source"], str), _expect(d["kind"], str), calls)
 
 
 def _state_init_arg(arg: list[Any]) -> None:
