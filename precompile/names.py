@@ -114,51 +114,6 @@ def _layer_fingerprint(value: Any) -> str:
     return f"instance:{t.__module__}.{t.__qualname__}"
 
 
-def fingerprint_summary(fingerprint: str) -> str:
-    """What a fingerprint names, for messages: ``function torch.nn.functional.gelu``,
-    ``instance functools._lru_cache_wrapper around function mod.f``."""
-    kind, _, rest = fingerprint.partition(":")
-    if kind == "value":
-        return f"value {rest}"
-    outer, *inner = fingerprint.split(WRAPS)
-    words = " ".join(outer.split(":")[:2])
-    return f"{words} around {fingerprint_summary(inner[-1])}" if inner else words
-
-
-def fingerprint_difference(was: str, now: str, value: Any = None) -> str:
-    """What differs between two fingerprints of one source, in words. When both name the
-    same thing (a function redefined, another decorator around it), the differing layer's
-    bytecode hashes and, for ``value`` (the object found now), where it is defined."""
-    head = f"was {fingerprint_summary(was)}, now {fingerprint_summary(now)}"
-    was_layers = was.split(WRAPS) if not was.startswith("value:") else [was]
-    now_layers = now.split(WRAPS) if not now.startswith("value:") else [now]
-    if len(was_layers) != len(now_layers):
-        return (f"{head}: wrapped {len(was_layers) - 1} times then, {len(now_layers) - 1} "
-                f"now ({' > '.join(map(fingerprint_summary, was_layers))} -> "
-                f"{' > '.join(map(fingerprint_summary, now_layers))})")
-    for depth, (a, b) in enumerate(zip(was_layers, now_layers)):
-        if a == b:
-            continue
-        where = "" if depth == 0 else f" in the function wrapped {depth} layer(s) down"
-        if fingerprint_summary(a) != fingerprint_summary(b):
-            return f"{head}{where}: {fingerprint_summary(a)} -> {fingerprint_summary(b)}"
-        return (f"{head}: same name, other bytecode{where} (code {a.rpartition(':')[2][:12]} -> "
-                f"{b.rpartition(':')[2][:12]}{_defined_at(value, depth)})")
-    return head
-
-
-def _defined_at(value: Any, depth: int) -> str:
-    """``, now defined at file:line`` for the ``depth``-th layer of ``value``'s chain."""
-    try:
-        layer = list(layers(value, wrapped_only=True))[depth]
-    except (ValueError, IndexError):
-        return ""
-    code = getattr(getattr(layer, "__func__", layer), "__code__", None)
-    if not isinstance(code, types.CodeType):
-        return ""
-    return f", now defined at {code.co_filename}:{code.co_firstlineno}"
-
-
 # ------------------------------------------------------------------- unwrapping
 
 

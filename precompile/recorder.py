@@ -335,26 +335,10 @@ class CompilePackage(KeptByDynamo, Package):
                     # unambiguously whether the object is reached from the call's locals.
                     checks.append((_torch.guard_source_name(e), e.guard_type, e.value))
         pending.identity_checks.extend(storable.identity_checks(checks))
-        pending.identity_checks.extend(self._dict_keys_checks(pending, entries))
+        for e, check in storable.dict_keys_checks(entries):
+            pending.live_only.append(_torch.keep_guard_live_only(e))
+            pending.identity_checks.append(check)
         return [True] * len(entries)
-
-    @staticmethod
-    def _dict_keys_checks(pending: PendingEntry, entries: Sequence[Any]) -> list[Any]:
-        """DICT_KEYS_MATCH guards on dicts keyed by ``id()`` (storable.dict_keys_check),
-        kept live here and stored as checks against the keys' other sources."""
-        by_id: dict[int, str] = {}
-        for e in entries:
-            name = _torch.guard_source_name(e)
-            if e.has_value and "dict.keys(" not in name:
-                by_id.setdefault(id(e.value), name)
-        found = []
-        for e in entries:
-            if e.guard_type == "DICT_KEYS_MATCH" and e.has_value:
-                check = storable.dict_keys_check(_torch.guard_source_name(e), e.value, by_id)
-                if check is not None:
-                    pending.live_only.append(_torch.keep_guard_live_only(e))
-                    found.append(check)
-        return found
 
     # ------------------------------------------------------------------ saving
 

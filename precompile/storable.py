@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import _torch
@@ -87,6 +87,24 @@ def identity_checks(checks: list[tuple[str, str, Any]]) -> list[IdentityCheck]:
     checks stored in their place."""
     return [IdentityCheck(source, kind, object_fingerprint(value))
             for source, kind, value in _without_by_id_aliases(checks)]
+
+
+def dict_keys_checks(entries: Sequence[Any]) -> list[tuple[Any, IdentityCheck]]:
+    """(guard filter entry, its stored check) for each DICT_KEYS_MATCH on a dict keyed by
+    ``id()`` whose keys the entry's other guards reach through sources of their own; those
+    guards stay live in this process only (``_torch.keep_guard_live_only``)."""
+    by_id: dict[int, str] = {}
+    for e in entries:
+        name = _torch.guard_source_name(e)
+        if e.has_value and "dict.keys(" not in name:
+            by_id.setdefault(id(e.value), name)
+    found = []
+    for e in entries:
+        if e.guard_type == "DICT_KEYS_MATCH" and e.has_value:
+            check = dict_keys_check(_torch.guard_source_name(e), e.value, by_id)
+            if check is not None:
+                found.append((e, check))
+    return found
 
 
 def dict_keys_check(source: str, value: Any, by_id: dict[int, str]) -> IdentityCheck | None:
