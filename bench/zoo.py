@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "tests" / "zoo"
 DRIVER = ROOT / "tests" / "_driver.py"
 SCENARIOS = ["llama", "qwen2", "t5", "vit", "bert_train", "generate", "optimizer",
-             "autocast", "recursion", "ddp"]
+             "first_step", "flex_attention", "autocast", "recursion", "ddp"]
 # (label, ZOO_MODE, driver phase, directory slot: runs sharing a slot share their caches)
 RUNS = [("eager", "eager", "cold", "eager"), ("torch cold", "torch", "cold", "torch"),
         ("torch warm", "torch", "cold", "torch"), ("pt cold", "pt_precompile", "cold", "pt"),

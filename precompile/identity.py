@@ -24,18 +24,20 @@ uninstallable, a clean miss with a reason.
 from __future__ import annotations
 
 import builtins
+import json
+import types
 from collections.abc import Mapping
 from typing import Any
 
 from .guard_path import GuardPath, GuardPathError, Roots, parse
-from .names import object_fingerprint
+from .names import WRAPS, layers, object_fingerprint
 
 # How many distinct tuples of objects one call-time check remembers as verified. Objects
 # are kept alive while remembered, so their ids cannot be reused by other objects.
 _MEMO_SIZE = 16
 
 
-class _GlobalsView:
+class GlobalsView:
     """``G[name]`` over a live module dict (not a copy: globals placed later are seen)."""
 
     __slots__ = ("scope",)
@@ -55,11 +57,59 @@ class _GlobalsView:
             raise
 
 
-def _describe_change(was: str, now: str) -> str:
-    def head(fp: str) -> str:
-        return " ".join(fp.split(":")[:2])
+def fingerprint_summary(fingerprint: str) -> str:
+    """What a fingerprint names, for messages: ``function torch.nn.functional.gelu``,
+    ``instance functools._lru_cache_wrapper around function mod.f``."""
+    kind, _, rest = fingerprint.partition(":")
+    if kind == "value":
+        return f"value {rest}"
+    outer, *inner = fingerprint.split(WRAPS)
+    words = " ".join(outer.split(":")[:2])
+    return f"{words} around {fingerprint_summary(inner[-1])}" if inner else words
 
-    return f"was {head(was)}, now {head(now)}"
+
+def fingerprint_difference(was: str, now: str, value: Any = None) -> str:
+    """What differs between two fingerprints of one source, in words. When both name the
+    same thing (a function redefined, another decorator around it), the differing layer's
+    bytecode hashes and, for ``value`` (the object found now), where it is defined."""
+    head = f"was {fingerprint_summary(was)}, now {fingerprint_summary(now)}"
+    was_layers = was.split(WRAPS) if not was.startswith("value:") else [was]
+    now_layers = now.split(WRAPS) if not now.startswith("value:") else [now]
+    if len(was_layers) != len(now_layers):
+        return (f"{head}: wrapped {len(was_layers) - 1} times then, {len(now_layers) - 1} "
+                f"now ({' > '.join(map(fingerprint_summary, was_layers))} -> "
+                f"{' > '.join(map(fingerprint_summary, now_layers))})")
+    for depth, (a, b) in enumerate(zip(was_layers, now_layers)):
+        if a == b:
+            continue
+        where = "" if depth == 0 else f" in the function wrapped {depth} layer(s) down"
+        if fingerprint_summary(a) != fingerprint_summary(b):
+            return f"{head}{where}: {fingerprint_summary(a)} -> {fingerprint_summary(b)}"
+        return (f"{head}: same name, other bytecode{where} (code {a.rpartition(':')[2][:12]} -> "
+                f"{b.rpartition(':')[2][:12]}{_defined_at(value, depth)})")
+    return head
+
+
+def _defined_at(value: Any, depth: int) -> str:
+    """``, now defined at file:line`` for the ``depth``-th layer of ``value``'s chain."""
+    try:
+        layer = list(layers(value, wrapped_only=True))[depth]
+    except (ValueError, IndexError):
+        return ""
+    code = getattr(getattr(layer, "__func__", layer), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return ""
+    return f", now defined at {code.co_filename}:{code.co_firstlineno}"
+
+
+# An IdentityCheck fingerprint that is not an object's: ``DICT_KEYS + json([source, ...])``
+# says the dict at the check's source has exactly the objects at those sources as keys, in
+# order (storable.dict_keys_check; checked by DictKeysCheck on every call).
+DICT_KEYS = "dict-keys:"
+
+
+def dict_keys_fingerprint(aliases: list[str]) -> str:
+    return DICT_KEYS + json.dumps(aliases)
 
 
 def check_before_call(source: str, fingerprint: str,
@@ -74,15 +124,15 @@ def check_before_call(source: str, fingerprint: str,
         path = parse(source)
     except GuardPathError as e:
         return False, str(e)
-    if path.reads_locals:
-        return None, "reads the call's locals"
+    if path.reads_locals or fingerprint.startswith(DICT_KEYS):
+        return None, "checked at every call"
     try:
-        value = path.resolve(Roots(_GlobalsView(scope)))  # type: ignore[arg-type]
+        value = path.resolve(Roots(GlobalsView(scope)))  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - the path no longer exists
         return False, f"{source} no longer resolves ({type(e).__name__})"
     now = object_fingerprint(value)
     if now != fingerprint:
-        return False, _describe_change(fingerprint, now)
+        return False, fingerprint_difference(fingerprint, now, value)
     return True, ""
 
 
@@ -105,11 +155,11 @@ class CallTimeCheck:
         self.sources = [s for s, _ in checks]
         self.expected = [fp for _, fp in checks]
         self.paths: list[GuardPath] = [parse(s) for s in self.sources]
-        self.globals = _GlobalsView(scope)
+        self.globals = GlobalsView(scope)
         self._verified: dict[tuple[int, ...], tuple[Any, ...]] = {}
 
     def description(self) -> list[str]:
-        return [f"precompile identity: {s} is {fp.split(':')[0]} {fp.split(':')[1]}"
+        return [f"precompile identity: {s} is {fingerprint_summary(fp)}"
                 for s, fp in zip(self.sources, self.expected)]
 
     def __call__(self, f_locals: Mapping[str, Any]) -> bool:
@@ -128,3 +178,36 @@ class CallTimeCheck:
         if len(self._verified) < _MEMO_SIZE:
             self._verified[ids] = values
         return True
+
+
+class DictKeysCheck:
+    """A dict's keys are, in order, the objects at other sources of the same call: what
+    Dynamo's DICT_KEYS_MATCH checks by ``id()`` on a dict keyed by tensors or modules
+    (``storable.dict_keys_check``). Runs after the entry's other guards (an epilogue), so
+    its lookups are paid only by the entry that runs. Raises GuardPathError or ValueError
+    for a fingerprint that is not a list of guard paths."""
+
+    def __init__(self, source: str, fingerprint: str, scope: dict[str, Any]) -> None:
+        aliases = json.loads(fingerprint[len(DICT_KEYS):])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ValueError(f"malformed dict keys check {fingerprint[:80]!r}")
+        self.source = source
+        self.path = parse(source)
+        self.alias_sources = aliases
+        self.aliases = [parse(a) for a in aliases]
+        self.globals = GlobalsView(scope)
+
+    def description(self) -> list[str]:
+        return [f"precompile identity: the keys of {self.source} are "
+                f"{', '.join(self.alias_sources)}"]
+
+    def __call__(self, f_locals: Mapping[str, Any]) -> bool:
+        g = self.globals
+        try:
+            value = self.path.lookup(g, f_locals)  # type: ignore[arg-type]
+            if not isinstance(value, dict) or len(value) != len(self.aliases):
+                return False
+            return all(key is alias.lookup(g, f_locals)  # type: ignore[arg-type]
+                       for key, alias in zip(dict.keys(value), self.aliases))
+        except Exception:  # noqa: BLE001 - a missing attribute means "not this entry"
+            return False

@@ -19,7 +19,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from . import _torch, identity
+from . import _torch, first_step, identity
+from .guard_path import GuardPathError
 from .context import PrecompileContext
 from .kernel_files import restore_kernels
 from .policy import trust_shared
@@ -172,15 +173,41 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     why = _torch.tree_changes(guard_manager, entry.guard_tree)
     if why is not None:
         return why
+    at_call, dict_keys = _split_dict_keys_checks(at_call)
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
+    _add_state_prologue(entry, scope, guard_manager)
+    for source, fingerprint in dict_keys:
+        keys_check = identity.DictKeysCheck(source, fingerprint, scope)
+        _torch.add_epilogue_guard(guard_manager, keys_check, keys_check.description())
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _skip_namedtuple_make(code)
     _torch.install_entry(target, guard_manager, code)
     inst._codes.append(target)
     inst.installed_entries += 1
     return None
+
+
+def _split_dict_keys_checks(checks: list[tuple[str, str]],
+                            ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(identity checks, dict keys checks): the latter run last (identity.DictKeysCheck)."""
+    keys = [c for c in checks if c[1].startswith(identity.DICT_KEYS)]
+    return [c for c in checks if not c[1].startswith(identity.DICT_KEYS)], keys
+
+
+def _add_state_prologue(entry: GuardedEntry, scope: dict[str, Any], guard_manager: Any) -> None:
+    """Before the entry's guards read an optimizer's state, make the state its trace made
+    (first_step.py). A source that is not a guard path gets no prologue: the entry then
+    applies once the state exists, as before."""
+    if not entry.state_inits:
+        return
+    try:
+        prologue = first_step.StatePrologue(entry.state_inits, scope)
+    except GuardPathError as e:
+        log.debug("precompile: no optimizer state prologue: %s", e)
+        return
+    _torch.add_call_guard(guard_manager, prologue, prologue.description())
 
 
 def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any],

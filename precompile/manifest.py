@@ -15,7 +15,7 @@ from .errors import FormatError
 from .format import sha256_hex
 from .keys import SourceRange
 from .model import (ROLE_MAIN, ROLE_RESUME, ROLES, FrameRecord, GuardedEntry, IdentityCheck,
-                    Package)
+                    Package, StateInit)
 
 _MAX_BYPASSES = 50  # the most recent reasons an entry was not stored, kept for `inspect`
 
@@ -65,6 +65,7 @@ def _frame_dict(f: FrameRecord, pkg: Package, blobs: dict[str, bytes]) -> dict[s
             "identity": [c.to_dict() for c in e.identity_checks],
             "guard_tree": e.guard_tree,
             "inference_mode": e.inference_mode,
+            "state_inits": [i.to_dict() for i in e.state_inits],
         })
     return {
         "role": f.role, "module": f.module, "qualname": f.qualname,
@@ -145,7 +146,27 @@ def _entry(ed: dict[str, Any]) -> GuardedEntry:
                        _expect(c["fingerprint"], str)) for c in ed["identity"]],
         # written before guard parity: empty, so the installer refuses the entry
         [_expect(d, str) for d in ed.get("guard_tree", [])],
-        _expect(ed.get("inference_mode", False), bool))
+        _expect(ed.get("inference_mode", False), bool),
+        [_state_init(d) for d in ed.get("state_inits", [])])
+
+
+def _state_init(d: dict[str, Any]) -> StateInit:
+    calls = [_expect(c, list) for c in _expect(d["calls"], list)]
+    for arg in (a for call in calls for a in call):
+        _state_init_arg(_expect(arg, list))
+    return StateInit(_expect(d["source"], str), _expect(d["kind"], str), calls)
+
+
+def _state_init_arg(arg: list[Any]) -> None:
+    """One ``_init_group`` argument (``_torch.optimizer_state.encode_args``), or ValueError."""
+    kind = arg[0] if arg else None
+    if kind == "list" and len(arg) == 1:
+        return
+    if kind == "group" and len(arg) == 2 and type(arg[1]) is int:
+        return
+    if kind == "const" and len(arg) == 2 and isinstance(arg[1], (type(None), bool, int, float, str)):
+        return
+    raise ValueError(f"malformed optimizer state argument {arg!r}")
 
 
 def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:

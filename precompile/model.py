@@ -41,6 +41,19 @@ class IdentityCheck:
 
 
 @dataclasses.dataclass
+class StateInit:
+    """Optimizer state Dynamo created while it traced the entry (``_init_group`` on the live
+    optimizer), to create again before the entry's guards look at it (first_step.py)."""
+
+    source: str  # the optimizer, as Dynamo's guards name it: "L['self']", "G['opt']"
+    kind: str  # names.object_fingerprint of its class: the calls are made on that kind only
+    calls: list[list[list[Any]]]  # per call, its arguments: ["group", i] | ["list"] | ["const", v]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
 class GuardedEntry:
     """One compiled version of a frame: guards -> transformed bytecode."""
 
@@ -56,6 +69,7 @@ class GuardedEntry:
     # Compiled under torch.inference_mode(): Dynamo's tensor guards expect dispatch keys
     # as seen under the thread's dispatch state then, so they are rebuilt under it too.
     inference_mode: bool = False
+    state_inits: list[StateInit] = dataclasses.field(default_factory=list)
 
     @property
     def entry_id(self) -> str:

@@ -49,23 +49,60 @@ def _feed_code(h: Any, code: types.CodeType) -> None:
                   code.co_flags, code.co_name)):
         h.update(repr(part).encode())
     for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            h.update(b"<code>")
-            _feed_code(h, const)
-        else:
-            h.update(f"{type(const).__name__}:{const!r}".encode())
+        _feed_const(h, const)
+
+
+def _feed_const(h: Any, const: Any) -> None:
+    """One constant, the same in every process: a ``frozenset`` (what ``x in {"a", "b"}``
+    compiles to) is fed in sorted order, because its ``repr`` follows string hashing, which
+    ``PYTHONHASHSEED`` randomizes per process."""
+    if isinstance(const, types.CodeType):
+        h.update(b"<code>")
+        _feed_code(h, const)
+    elif isinstance(const, (tuple, frozenset)):
+        parts = []
+        for item in const:
+            sub = hashlib.sha256()
+            _feed_const(sub, item)
+            parts.append(sub.hexdigest())
+        h.update(f"{type(const).__name__}[{len(parts)}]".encode())
+        for part in sorted(parts) if isinstance(const, frozenset) else parts:
+            h.update(part.encode())
+    else:
+        h.update(f"{type(const).__name__}:{const!r}".encode())
+
+
+# Between the layers of a ``functools.wraps`` chain in a fingerprint, outermost first.
+WRAPS = " > "
 
 
 def object_fingerprint(value: Any) -> str:
     """A process-independent description of an object, precise enough to notice that a
-    global now names a different function, module or class."""
+    global now names a different function, module or class.
+
+    A decorated function is described layer by layer through its ``__wrapped__`` chain
+    (``functools.wraps``, ``lru_cache``, ``torch.compile``'s wrapper...): the wrapper is the
+    object Dynamo's identity guard pinned, and the function it wraps tells apart the many
+    wrappers one decorator makes from one code object.
+    """
+    if isinstance(value, types.ModuleType) or isinstance(value, type) or not callable(value):
+        return _layer_fingerprint(value)
+    try:
+        chain = list(layers(value, wrapped_only=True))
+    except ValueError:  # a chain that loops: describe the object itself
+        chain = [value]
+    return WRAPS.join(_layer_fingerprint(layer) for layer in chain)
+
+
+def _layer_fingerprint(value: Any) -> str:
     if isinstance(value, types.ModuleType):
         return f"module:{value.__name__}"
-    fn = unwrap(value) if callable(value) else value
-    if isinstance(fn, types.MethodType):
-        fn = fn.__func__
+    fn = value.__func__ if isinstance(value, types.MethodType) else value
     if isinstance(fn, types.FunctionType):
-        return f"function:{fn.__module__}.{fn.__qualname__}:{code_fingerprint(fn.__code__)}"
+        # A wrapper made by ``functools.wraps`` carries the wrapped function's name; its
+        # code's own name (``deco.<locals>.wrapper``) says which decorator made it.
+        own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
+        return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
     if isinstance(value, type):
         return f"class:{value.__module__}.{value.__qualname__}"
     if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):

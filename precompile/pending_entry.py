@@ -41,6 +41,9 @@ class PendingEntry:
     bypass_reason: str | None = None
     added: list[GuardedEntry] = dataclasses.field(default_factory=list)  # entries stored
     live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter (recorder)
+    # _init_group calls Dynamo made on live optimizers while tracing (first_step.HeardCall)
+    optimizer_calls: list[tuple[Any, str, list[list[Any]], int]] = dataclasses.field(
+        default_factory=list)
     reported: bool = False  # the bypass is in stats() already
 
 

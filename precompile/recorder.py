@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from . import _torch, keys, storable
+from . import _torch, first_step, keys, storable
 from .bytecode import code_with_refs, rename_globals
 from .context import BackendArtifact, PrecompileContext
 from .counters import STATS
@@ -156,10 +156,18 @@ class CompilePackage(KeptByDynamo, Package):
             stack.enter_context(_torch.recording_guards())
             stack.enter_context(_torch.cacheable_graph_calls())
             stack.enter_context(_torch.optimizer_state_as_inputs())
+            stack.enter_context(_torch.recording_state_inits(self._note_state_init))
             if self.capture_kernels:
                 stack.enter_context(_torch.no_precompiled_headers())
             stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
             yield
+
+    @never_raises(None)
+    def _note_state_init(self, optimizer: Any, source: str, args: list[list[Any]]) -> None:
+        """Dynamo is about to create ``optimizer``'s state while tracing (first_step.py)."""
+        if self.current_entry is not None:
+            self.current_entry.optimizer_calls.append(
+                (optimizer, source, args, _torch.optimizer_state_size(optimizer)))
 
     def _note_outcome(self, pending: PendingEntry, error: BaseException | None) -> None:
         """A frame compiled without an entry: if Dynamo will run it eagerly from now on
@@ -285,7 +293,8 @@ class CompilePackage(KeptByDynamo, Package):
         entry = GuardedEntry(sha, dynamo_code, list(pending.backend_ids),
                              dict(pending.import_sources), list(pending.identity_checks),
                              _torch.take_guard_tree(),
-                             inference_mode=torch.is_inference_mode_enabled())
+                             inference_mode=torch.is_inference_mode_enabled(),
+                             state_inits=first_step.state_inits(pending.optimizer_calls))
         with self.lock:
             self._take_artifacts(entry.backend_ids)
             self.guard_blobs[sha] = guards_state
@@ -321,18 +330,21 @@ class CompilePackage(KeptByDynamo, Package):
         """Keep every guard. Identity guards stay in this process's entry (as under plain
         torch.compile) but are stored as fingerprint checks instead (see identity.py)."""
         pending = self.current_entry
+        if pending is None:
+            return [True] * len(entries)
         checks: list[tuple[str, str, Any]] = []  # (source, guard type, guarded object)
         for e in entries:
             types_ = {e.guard_type, *e.derived_guard_types}
             if types_ & _torch.IDENTITY_GUARD_TYPES:
-                if pending is not None:
-                    pending.live_only.append(_torch.keep_guard_live_only(e))
-                if pending is not None and e.has_value:
+                pending.live_only.append(_torch.keep_guard_live_only(e))
+                if e.has_value:
                     # The unstripped name (``L['self'].act``, not ``self.act``) says
                     # unambiguously whether the object is reached from the call's locals.
                     checks.append((_torch.guard_source_name(e), e.guard_type, e.value))
-        if pending is not None:
-            pending.identity_checks.extend(storable.identity_checks(checks))
+        pending.identity_checks.extend(storable.identity_checks(checks))
+        for e, check in storable.dict_keys_checks(entries):
+            pending.live_only.append(_torch.keep_guard_live_only(e))
+            pending.identity_checks.append(check)
         return [True] * len(entries)
 
     # ------------------------------------------------------------------ saving

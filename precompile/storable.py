@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import _torch
 from .context import PrecompileContext
 from .model import IdentityCheck
 from .bytecode import global_names
+from .identity import dict_keys_fingerprint
 from .names import importable_name, object_fingerprint
 
 _NO_ARTIFACT = ("the backend produced no storable artifact (precompile stores backends that go "
@@ -85,6 +87,41 @@ def identity_checks(checks: list[tuple[str, str, Any]]) -> list[IdentityCheck]:
     checks stored in their place."""
     return [IdentityCheck(source, kind, object_fingerprint(value))
             for source, kind, value in _without_by_id_aliases(checks)]
+
+
+def dict_keys_checks(entries: Sequence[Any]) -> list[tuple[Any, IdentityCheck]]:
+    """(guard filter entry, its stored check) for each DICT_KEYS_MATCH on a dict keyed by
+    ``id()`` whose keys the entry's other guards reach through sources of their own; those
+    guards stay live in this process only (``_torch.keep_guard_live_only``)."""
+    by_id: dict[int, str] = {}
+    for e in entries:
+        name = _torch.guard_source_name(e)
+        if e.has_value and "dict.keys(" not in name:
+            by_id.setdefault(id(e.value), name)
+    found = []
+    for e in entries:
+        if e.guard_type == "DICT_KEYS_MATCH" and e.has_value:
+            check = dict_keys_check(_torch.guard_source_name(e), e.value, by_id)
+            if check is not None:
+                found.append((e, check))
+    return found
+
+
+def dict_keys_check(source: str, value: Any, by_id: dict[int, str]) -> IdentityCheck | None:
+    """Dynamo's DICT_KEYS_MATCH on a dict keyed by objects it compares by ``id()`` (an
+    optimizer's ``state``, keyed by parameters), as a check that means the same in another
+    process: the keys are, in this order, the objects at these other guarded sources
+    (``L['self'].param_groups[0]['params'][1]``). None when a key has no such source (the
+    guard then stays as Dynamo wrote it, which no other process passes: never a guess)."""
+    if not isinstance(value, dict):
+        return None
+    keys = list(dict.keys(value))
+    if not keys or not all(_torch.dict_key_by_id(k) for k in keys):
+        return None
+    aliases = [by_id.get(id(k)) for k in keys]
+    if any(a is None for a in aliases):
+        return None
+    return IdentityCheck(source, "DICT_KEYS_MATCH", dict_keys_fingerprint(aliases))
 
 
 # The names ``OutputGraph.install_global_by_id`` gives: ``{prefix}_{id(value)}_c{compile_id}``

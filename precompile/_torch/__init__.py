@@ -19,6 +19,7 @@ One module per engine concern:
     environment      versions, GPUs, configs and variables compiled code depends on
     cpu_isa          Inductor's CPU vector-ISA probe, recorded and reused
     kernels          Inductor's C++ kernel libraries
+    optimizer_state  the optimizer state Dynamo creates while tracing: heard, made again
     compat           the differences between torch 2.13, 2.14 and 2.15
 
 Every change precompile makes to torch's state, and how long it lasts:
@@ -41,7 +42,12 @@ Every change precompile makes to torch's state, and how long it lasts:
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
   ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls: a few graph calls and
   the HOPs of ``hops.STORABLE_HOPS``) and
-  ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers);
+  ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers),
+  ``OptimizerVariable.get_python_args`` wrapped to hear ``_init_group`` calls
+  (optimizer_state.recording_state_inits);
+* on an installed entry whose trace created optimizer state, before its guards read that
+  state: the optimizer's own ``_init_group`` calls, as Dynamo made them
+  (optimizer_state.init_optimizer_state, from first_step.StatePrologue);
 * while a stored entry's guards are rebuilt: the thread's ``torch.inference_mode`` set to the
   mode the entry was compiled in (guard_loading.load_guard_manager);
 * while a graph loads or ``optimize`` runs: stand-in modules in ``sys.modules`` for modules
@@ -77,6 +83,7 @@ from .cpu_isa import cpu_isa_record, use_recorded_cpu_isa
 from .entries import (
     EntryVerdict,
     add_call_guard,
+    add_epilogue_guard,
     check_entries,
     failed_precompiled_guards,
     install_entry,
@@ -98,6 +105,7 @@ from .guard_loading import dataclass_fields, load_guard_manager, unpickle_guards
 from .guard_parity import tree_changes
 from .guard_recording import (
     IDENTITY_GUARD_TYPES,
+    dict_key_by_id,
     forget_live_only,
     guard_source_name,
     keep_guard_live_only,
@@ -107,6 +115,13 @@ from .guard_recording import (
 )
 from .kernels import inductor_cache_dir, no_precompiled_headers, recording_kernel_libraries
 from .light_loads import light_inductor_imports
+from .optimizer_state import (
+    init_optimizer_state,
+    is_optimizer,
+    optimizer_param_count,
+    optimizer_state_size,
+    recording_state_inits,
+)
 
 
 # Where pickles written by earlier precompile releases look these up (functions in guard
@@ -117,15 +132,17 @@ from .guard_recording import rebuild_function  # noqa: E402
 
 __all__ = [
     "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
-    "EntryVerdict", "add_call_guard", "bundle_lazy_backwards", "cacheable_graph_calls",
-    "check_entries", "codegen_env",
-    "compiled_original", "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend", "deserialize_backend",
-    "dynamo_skips_frame_after", "failed_precompiled_guards", "forget_live_only",
-    "functorch_patch", "global_numerics", "gpu_info", "guard_source_name", "inductor_cache_dir",
-    "innermost_fn", "install_entry", "keep_guard_live_only", "light_inductor_imports",
-    "load_guard_manager", "make_backend", "mark_dynamic", "no_precompiled_headers",
-    "on_dynamo_reset", "optimize",
-    "optimizer_state_as_inputs", "rebuild_value", "recording_guards",
+    "EntryVerdict", "add_call_guard", "add_epilogue_guard", "bundle_lazy_backwards",
+    "cacheable_graph_calls", "check_entries", "codegen_env", "compiled_original",
+    "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend",
+    "deserialize_backend", "dict_key_by_id", "dynamo_skips_frame_after",
+    "failed_precompiled_guards", "forget_live_only", "functorch_patch", "global_numerics",
+    "gpu_info", "guard_source_name", "inductor_cache_dir", "init_optimizer_state",
+    "innermost_fn", "install_entry", "is_optimizer", "keep_guard_live_only",
+    "light_inductor_imports", "load_guard_manager", "make_backend", "mark_dynamic",
+    "no_precompiled_headers", "on_dynamo_reset", "optimize", "optimizer_param_count",
+    "optimizer_state_as_inputs", "optimizer_state_size", "rebuild_value", "recording_guards",
+    "recording_state_inits",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",
     "serialize_backend", "skip_code", "subscribe_backend_artifacts", "system_info",
     "take_cache_refusal", "take_guard_failure", "take_guard_tree", "tensor_device_types",

@@ -91,6 +91,14 @@ def add_call_guard(guard_manager: Any, check: Callable[[Any], bool],
     guard_manager.root.add_lambda_guard(check, description, None)
 
 
+def add_epilogue_guard(guard_manager: Any, check: Callable[[Any], bool],
+                       description: list[str]) -> None:
+    """Add a Python check of the frame's locals that runs only after every other guard of
+    the entry passed (Dynamo's epilogue lambda guards): for checks too costly to run on
+    frames that other guards reject anyway."""
+    guard_manager.root.add_epilogue_lambda_guard(check, description, None)
+
+
 def install_entry(code: types.CodeType, guard_manager: Any, dynamo_code: types.CodeType) -> None:
     """Attach one guarded entry to ``code`` (eval_frame.c ExtraState precompile entries)."""
     torch._C._dynamo.eval_frame._load_precompile_entry(code, guard_manager, dynamo_code)

@@ -32,13 +32,14 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-# Leaf guards that an identity guard builds: an id() or a dict version, and the type check
-# that comes with some. precompile keeps the identity guards that make them alive only in the
-# recording process (guard_recording.keep_guard_live_only) and checks the guarded objects by
-# fingerprint instead (identity.py; a fingerprint names the type too); they are never stored.
+# Leaf guards that an identity guard builds: an id(), a dict version, id()-keyed dict keys,
+# and the type check that comes with some. precompile keeps the identity guards that make
+# them alive only in the recording process (guard_recording.keep_guard_live_only) and checks
+# the guarded objects by fingerprint instead (identity.py: a fingerprint names the type too;
+# identity.DictKeysCheck the keys); they are never stored.
 _IDENTITY_LEAVES = ("ID_MATCH", "DICT_VERSION", "WEAKREF_ALIVE", "NOT_NONE", "NN_MODULE",
                     "CLOSURE_MATCH", "FUNCTION_MATCH", "CLASS_MATCH", "MODULE_MATCH",
-                    "TYPE_MATCH")
+                    "TYPE_MATCH", "DICT_KEYS_MATCH")
 
 # Numbers that mean something only in one process: the id() in ``___check_type_id(x, 94...)``
 # / ``___check_obj_id(x, 94...)`` (TYPE_MATCH also names the type: ``type=<class 'm.C'>``)

@@ -202,3 +202,10 @@ def guard_source_name(entry: Any) -> str:
     """A guard filter entry's source as Dynamo writes it in guard code: locals as
     ``L['x']``, globals as ``G['x']`` (``GuardFilterEntry.name`` strips the ``L[...]``)."""
     return str(entry.orig_guard.name)
+
+
+def dict_key_by_id(key: Any) -> bool:
+    """Whether Dynamo guards this dict key by ``id()`` (tensors, modules: ``key_is_id``)."""
+    from torch._dynamo.utils import key_is_id
+
+    return bool(key_is_id(key))
