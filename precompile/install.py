@@ -23,6 +23,7 @@ from typing import Any
 from cache_backends.local import write_atomically
 
 from . import _torch, identity
+from .entry_order import ORDER
 from .context import PrecompileContext
 from .bytecode import resolve_refs, retarget_filename
 from .names import module_dict, resolve_code, resolve_importable
@@ -59,7 +60,7 @@ class Installation:
 
     def uninstall(self) -> None:
         for code in self._codes:
-            _torch.reset_entries(code)
+            ORDER.detach(code)
         for scope, name, value in reversed(self._globals):
             if scope.get(name) is value:
                 del scope[name]
@@ -182,7 +183,7 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
         _torch.add_call_guard(guard_manager, check, check.description())
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _skip_namedtuple_make(code)
-    _torch.install_entry(target, guard_manager, code)
+    ORDER.attach(target, guard_manager, code)
     inst._codes.append(target)
     inst.installed_entries += 1
     return None

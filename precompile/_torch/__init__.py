@@ -25,6 +25,9 @@ Every change precompile makes to torch's state, and how long it lasts:
   is kept only when torch's caching_precompile is on), ``CheckFunctionManager.
   serialize_guards`` and ``GuardsStatePickler.reducer_override``
   (guard_recording.recording_guards), ``CppCodeCache._load_library`` (kernels: only observes);
+* on installed entries of a code object that has several: a hit counter as the last
+  epilogue guard of each (entries.HitCounter), and the order of the code's precompiled
+  entries (``precompile/entry_order.py`` re-attaches them most-hit first);
 * process-wide settings: ``torch._functorch.config.bundled_autograd_cache = True``
   (compile.bundle_lazy_backwards, only for lazily compiled backwards); Dynamo's global-name
   counter moved past the numbers an installed package uses (entries.reserve_global_names);
@@ -64,6 +67,7 @@ from .compile import (
 from .constants import rebuild_value, value_ref
 from .cpu_isa import cpu_isa_record, use_recorded_cpu_isa
 from .entries import (
+    HitCounter,
     add_call_guard,
     failed_precompiled_guards,
     install_entry,
@@ -99,7 +103,7 @@ from .guard_recording import rebuild_function  # noqa: E402
 
 
 __all__ = [
-    "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
+    "HitCounter", "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
     "add_call_guard", "bundle_lazy_backwards", "cacheable_graph_calls", "codegen_env",
     "compiled_original", "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend", "deserialize_backend",
     "dynamo_skips_frame_after", "failed_precompiled_guards", "forget_live_only",
