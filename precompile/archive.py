@@ -2,6 +2,8 @@
 
 An archive comes from elsewhere (a CI cache, a colleague), so it is read as untrusted input:
 
+* shared kernels (``blob-<sha256>`` members, see ``shared_blobs``) are verified like any
+  read of one (their key must name their content) and go into the cache before packages;
 * members are streamed to a private staging directory in chunks, each capped in size, so a
   huge member cannot exhaust memory (only one package at a time is held, to verify it);
 * every package is verified (checksums, signature rule, a valid key) *before* the cache is
@@ -23,8 +25,11 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from cache_backends.blobs import BLOB_PREFIX, is_blob_key
+
 from . import format as fmt
 from .errors import PackageError
+from .shared_blobs import decode_blob
 
 DEFAULT_MAX_PACKAGE_BYTES = 1 << 30  # 1 GiB: far above real packages, far below a machine's RAM
 _CHUNK = 1 << 20
@@ -70,7 +75,8 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
         raise ArchiveError(f"cannot read archive {archive}: {type(e).__name__}: {e}. It is "
                            "truncated or not a tar archive; nothing was imported. Export it "
                            "again (precompile export)") from None
-    return list(staged.values()), skipped
+    # shared kernels first: a package goes in only after the kernels it names
+    return sorted(staged.values(), key=lambda item: not is_blob_key(item.key)), skipped
 
 
 def _package_key(member: tarfile.TarInfo) -> str | None:
@@ -104,6 +110,8 @@ def _stage_member(tar: tarfile.TarFile, member: tarfile.TarInfo, key: str, stagi
         data = fh.read(max_bytes + 1)
     try:
         meta = fmt.decode(data, signing_key=signing_key).meta
+        if is_blob_key(key):  # the kernel its key names, verified like any read of one
+            decode_blob(data, key[len(BLOB_PREFIX):], signing_key)
     except PackageError as e:
         raise ArchiveError(f"archive member {member.name} is not a usable package ({e}); "
                            "nothing was imported. Export the cache again, or remove that "

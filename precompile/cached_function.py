@@ -151,7 +151,8 @@ class CachedFunction:
         if found is None:
             return
         loaded = found if isinstance(found, Miss) else loading.load(
-            found, self.main_code, self.module, factors, self.package.key, self.signing_key)
+            found, self.main_code, self.module, factors, self.package.key, self.signing_key,
+            self.store)
         if isinstance(loaded, Miss):
             self._miss(loaded)
             return

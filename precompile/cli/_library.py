@@ -26,6 +26,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "peek_file": ("cache_backends.local", "peek_file"),
     # Whole modules.
     "archive": ("precompile.archive", None),
+    "shared_blobs": ("precompile.shared_blobs", None),
+    "blobs": ("cache_backends.blobs", None),
     "errors": ("precompile.errors", None),
     "format": ("precompile.format", None),
     "identity": ("precompile.identity", None),
