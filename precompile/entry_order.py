@@ -20,8 +20,8 @@ accepts still fails every guard and compiles.
 
 Re-attaching is only safe while no lookup walks the list: torch 2.13 iterates it in C++
 while guards (some in Python) run. It therefore happens at the start of a precompiled call,
-on the calling thread, only when no other precompiled call is in flight, under a lock that
-every precompiled call takes before it enters Dynamo.
+on the calling thread, only when no other precompiled call is in flight; a call that starts
+meanwhile waits for it before it enters Dynamo (see ``EntryOrder.enter``).
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ class EntryOrder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._codes: dict[int, _CodeEntries] = {}  # by id(): code objects compare by value
-        self._in_flight = 0
+        self._in_flight: list[None] = []  # one item per call in flight (append/pop are atomic)
+        self._reordering = False
         self._calls = 0
 
     def attach(self, code: types.CodeType, guard_manager: Any,
@@ -77,26 +78,44 @@ class EntryOrder:
         _torch.reset_entries(code)
 
     def enter(self) -> None:
-        """A precompiled call starts; every ``CHECK_EVERY`` calls, reorder if it pays and
-        this call is the only one in flight."""
-        with self._lock:
-            self._in_flight += 1
-            self._calls += 1
-            if self._calls >= CHECK_EVERY and self._in_flight == 1:
-                self._calls = 0
-                for slot in self._codes.values():
-                    if len(slot.entries) >= 2:
-                        _reorder(slot)
+        """A precompiled call starts; every ``CHECK_EVERY`` calls, look at the hit counts.
+
+        No lock on the common path: a call registers itself, then waits only if a reorder
+        is under way. A reorder sets ``_reordering`` before it counts the calls in flight,
+        so a call either is counted (and the reorder is skipped) or sees the flag and waits
+        on the lock the reorder holds."""
+        self._in_flight.append(None)
+        if self._reordering:
+            with self._lock:
+                pass
+        self._calls += 1
+        if self._calls >= CHECK_EVERY:
+            self._look()
 
     def leave(self) -> None:
+        try:
+            self._in_flight.pop()
+        except IndexError:  # a call that was in flight across a fork
+            pass
+
+    def _look(self) -> None:
         with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
+            self._calls = 0
+            self._reordering = True
+            try:
+                if len(self._in_flight) == 1:
+                    for slot in self._codes.values():
+                        if len(slot.entries) >= 2:
+                            _reorder(slot)
+            finally:
+                self._reordering = False
 
     def _after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork: no other call is in flight, and a lock
         another thread held would stay locked forever."""
         self._lock = threading.Lock()
-        self._in_flight = 0
+        self._in_flight = []
+        self._reordering = False
 
 
 def _reorder(slot: _CodeEntries) -> None:
