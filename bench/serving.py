@@ -114,12 +114,12 @@ def child_store_bytes(store_dir: str) -> dict:
     shared = embedded = packages = blobs = 0
     kernel_sizes: dict[str, int] = {}
     named: list[list[str]] = []
-    for name in sorted(os.listdir(store_dir)):
+    for name in sorted(n for n in os.listdir(store_dir) if n.endswith(".pcpkg")):
         path = os.path.join(store_dir, name)
         size = os.path.getsize(path)
         shared += size
-        data = open(path, "rb").read()
-        env = format.decode(data)
+        with open(path, "rb") as fh:
+            env = format.decode(fh.read())
         if name.startswith("blob-"):
             blobs += 1
             kernel_sizes.update({d: len(b) for d, b in env.blobs.items()})

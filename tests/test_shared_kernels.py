@@ -153,3 +153,26 @@ def test_eviction_deletes_a_kernel_only_when_no_package_names_it() -> None:
     assert [s.key for s in plan_shared_eviction(stats, refs, 1000)] == ["f-1", "g-2", k1]
     # a kernel no package names goes first
     assert [s.key for s in plan_shared_eviction(stats, {"f-1": {k1}}, 1300)] == [k2]
+
+
+def test_a_blob_is_read_with_the_checks_a_package_gets() -> None:
+    from precompile.errors import IntegrityError, PackageError
+    from precompile.format import sha256_hex
+    from precompile.shared_blobs import decode_blob, encode_blob
+
+    data = b"\x7fELF kernel bytes"
+    digest = sha256_hex(data)
+    key, signed = encode_blob(data, b"k1")
+    assert key == f"blob-{digest}"
+    assert decode_blob(signed, digest, b"k1") == data
+    with pytest.raises(IntegrityError, match="signature"):
+        decode_blob(signed, digest, b"k2")
+    _, unsigned = encode_blob(data, None)
+    with pytest.raises(IntegrityError, match="not signed"):
+        decode_blob(unsigned, digest, b"k1")
+    with pytest.raises(IntegrityError, match="does not hold"):
+        decode_blob(unsigned, "0" * 64, None)
+    flipped = bytearray(unsigned)
+    flipped[-40] ^= 1
+    with pytest.raises(PackageError):
+        decode_blob(bytes(flipped), digest, None)

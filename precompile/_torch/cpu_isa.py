@@ -37,17 +37,23 @@ def cpu_isa_record() -> dict[str, Any] | None:
     if not hasattr(probe, "cache_info") or probe.cache_info().currsize == 0:
         return None
     return {"cpu": _cpu_features(),
-            "valid": [[str(isa), isa._arch_flags] for isa in probe()]}
+            "valid": [[str(isa), isa._arch_flags, _bf16(isa)] for isa in probe()]}
+
+
+def _bf16(isa: Any) -> bool:
+    """What the probe found about AVX512-BF16 (VecAVX512 and its subclasses): it adds
+    ``-mavx512bf16`` to every kernel's compile command, hence to every kernel's cache key."""
+    return bool(getattr(isa, "_is_avx512_bf16_supported", False))
 
 
 def _recorded_choice(record: Any, supported: Any) -> list[tuple[Any, Any]] | None:
-    """The (ISA, compiler flags) pairs ``record`` names, if it was made on a CPU with exactly
+    """The (ISA, (compiler flags, BF16)) pairs ``record`` names, if it was made on a CPU with exactly
     this CPU's features and names only ISAs this torch knows; otherwise None."""
     if not isinstance(record, dict) or record.get("cpu") != _cpu_features():
         return None
     by_name = {str(isa): isa for isa in supported}
-    try:
-        return [(by_name[name], flags) for name, flags in record["valid"]]
+    try:  # a record without the BF16 answer (an earlier precompile): probe as usual
+        return [(by_name[name], (flags, bool(bf16))) for name, flags, bf16 in record["valid"]]
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -69,8 +75,10 @@ def use_recorded_cpu_isa(record: Any) -> bool:
     chosen = _recorded_choice(record, cvi.supported_vec_isa_list)
     if chosen is None:
         return False
-    for isa, flags in chosen:
+    for isa, (flags, bf16) in chosen:
         isa._arch_flags = flags
+        if bf16:
+            isa._is_avx512_bf16_supported = True
     isas = [isa for isa, _ in chosen]
     cvi.valid_vec_isa_list = lambda: list(isas)
     _RECORDED_ISA = record
