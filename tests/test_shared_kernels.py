@@ -94,6 +94,17 @@ def test_two_functions_store_a_shared_kernel_once(scenario_copy: Scenario) -> No
     assert warm.stats["kernels_restored"] >= 1, warm.describe()  # from the shared blob
 
 
+def test_one_process_compiling_both_names_the_kernel_in_both(scenario: Scenario) -> None:
+    """The second function gets the kernel from Inductor's in-process cache (no new load);
+    its package still names it, so a replica that only serves g builds nothing."""
+    scenario.write(TWO)
+    scenario.run("cold").assert_ok()
+    named = [{k["blob"] for k in _manifest_kernels(p)} for p in _packages(scenario.cache)]
+    assert len(named) == 2 and named[0] and named[0] == named[1], named
+    warm = _warm_fresh_inductor(scenario, "g", FUNCS="g").assert_warm()
+    assert warm.stats["kernels_restored"] >= 1, warm.describe()
+
+
 def test_prune_keeps_a_kernel_another_package_names(scenario_copy: Scenario) -> None:
     sc = scenario_copy
     f_pkg = next(p for p in _packages(sc.cache) if p.name.startswith("f-"))

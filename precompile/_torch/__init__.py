@@ -24,7 +24,7 @@ Every change precompile makes to torch's state, and how long it lasts:
   ``PrecompileContext.record_artifact`` (artifacts.subscribe_backend_artifacts: torch's copy
   is kept only when torch's caching_precompile is on), ``CheckFunctionManager.
   serialize_guards`` and ``GuardsStatePickler.reducer_override``
-  (guard_recording.recording_guards), ``CppCodeCache._load_library`` (kernels: only observes);
+  (guard_recording.recording_guards), ``CppCodeCache._load_library`` and ``CppCodeCache.load_async`` (kernels: only observe);
 * on installed entries of a code object that has several: a hit counter as the last
   epilogue guard of each (entries.HitCounter), and the order of the code's precompiled
   entries (``precompile/entry_order.py`` re-attaches them most-hit first);
