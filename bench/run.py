@@ -18,6 +18,9 @@ Scenarios (the parent never imports torch; every measurement is a new Python pro
   frames   load+install time as the number of frames grows (bench/overhead.py frames)
   profile  where a precompile warm start spends its time, one workload
            (bench/profile_start.py)
+  serving  K models x B shape buckets: seconds until every bucket is ready in a fresh replica
+           with the baked store vs PyTorch's warm caches and eager, store bytes with and
+           without shared kernels (bench/serving.py; --serving-k, --serving-buckets)
 
 Repeats: every mode runs ``--repeat`` times (default 3; min and median reported). The
 writer modes (cold, pt_precompile_cold, precompile_cold: 20-60 s each on 2 cores) run in the
@@ -43,12 +46,13 @@ sys.path.insert(0, HERE)
 
 import overhead  # noqa: E402  (torch-free at import)
 import profile_start  # noqa: E402
+import serving  # noqa: E402
 import warm_start  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 FULL_WORKLOADS = "mlp,transformer,convnet,graph_breaks,train_step,dynamic_shapes,gpt2,bert"
 QUICK_WORKLOADS = "mlp,graph_breaks"
-SCENARIOS = ("startup", "guards", "frames", "profile")
+SCENARIOS = ("startup", "guards", "frames", "profile", "serving")
 
 
 def goals(summary: dict, guard_runs: list[dict]) -> str:
@@ -182,6 +186,9 @@ def main(argv=None) -> int:
     ap.add_argument("--entries", default=None, help="guards: entries (default 1,10,100)")
     ap.add_argument("--frames", default=None, help="frames: counts (default 10,100,1000)")
     ap.add_argument("--profile-workload", default=None, help="default transformer (quick: mlp)")
+    ap.add_argument("--serving-k", type=int, default=2, help="serving: models (default 2)")
+    ap.add_argument("--serving-buckets", type=int, default=3,
+                    help="serving: batch-size buckets per model (default 3)")
     ap.add_argument("--profile", action="store_true",
                     help="(the profile scenario runs by default; kept for explicitness)")
     ap.add_argument("--out", default=os.path.join(RESULTS, "latest"),
@@ -282,6 +289,14 @@ def main(argv=None) -> int:
                         + profile_start.breakdown_table(res))
             report["profile"] = res
             finish("profile", text, t)
+        if "serving" in todo:
+            t = time.perf_counter()
+            print(f"== serving: {args.serving_k} models x {args.serving_buckets} buckets",
+                  flush=True)
+            res = serving.run_serving(args.serving_k, args.serving_buckets, repeat, [],
+                                      args.timeout, os.path.join(scratch, "serving"))
+            report["serving"] = res
+            finish("serving", "## Serving: K models x B buckets\n\n" + serving.tables(res), t)
         if summary or guard_runs:
             text = "## Goals (reported, not asserted)\n\n" + goals(summary, guard_runs)
             print(text, flush=True)

@@ -30,6 +30,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import BinaryIO
 
 from .base import CacheBackend, Stat, check_key
+from .blobs import is_blob_key, plan_shared_eviction
 from .errors import READ_ONLY_ERRNOS, StoreError, read_only_error
 from .file_lock import file_lock
 from .safe_read import MAX_PACKAGE_BYTES, read_file, writable_by_others
@@ -39,6 +40,7 @@ log = logging.getLogger("precompile")
 SUFFIX = ".pcpkg"
 TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600
+YOUNG_BLOB_SECONDS = 60.0  # a kernel this new may belong to a package being written now
 
 
 def write_atomically(directory: str, path: str, data: bytes, mode: int = 0o600) -> None:
@@ -331,12 +333,31 @@ class LocalDirBackend(CacheBackend):
 
     def evict(self, max_bytes: int, keep: set[str] | None = None) -> list[str]:
         """Delete least recently used packages until the total is at most ``max_bytes``
-        (see ``plan_eviction``); returns the keys deleted. Also clears stale temp files."""
+        (see ``plan_eviction``; with shared kernels ``blobs.plan_shared_eviction``, which
+        deletes a kernel only once no package left names it); returns the keys deleted.
+        Also clears stale temp files."""
         stats = [s for s in map(self.stat, self.list()) if s is not None]
-        removed = [s.key for s in plan_eviction(stats, max_bytes, keep or set())
-                   if self.delete(s.key)]
+        keep = set(keep or ())
+        if any(is_blob_key(s.key) for s in stats) and sum(s.size for s in stats) > max_bytes:
+            keep |= {s.key for s in stats if is_blob_key(s.key)
+                     and time.time() - (s.created or 0) < YOUNG_BLOB_SECONDS}
+            plan = plan_shared_eviction(stats, self._blob_references(stats), max_bytes, keep)
+        else:
+            plan = plan_eviction(stats, max_bytes, keep)
+        removed = [s.key for s in plan if self.delete(s.key)]
         self.clean_temp_files()
         return removed
+
+    def _blob_references(self, stats: Sequence[Stat]) -> dict[str, set[str]]:
+        """The blob keys each package names (read without refreshing its "last used")."""
+        from precompile.shared_blobs import references
+
+        refs = {}
+        for s in stats:
+            if not is_blob_key(s.key) and s.path:
+                with contextlib.suppress(OSError):
+                    refs[s.key] = references(peek_file(s.path, self)[0])
+        return refs
 
     def clean_temp_files(self, older_than: float = _STALE_TMP_SECONDS) -> int:
         """Remove temp files left by writers that died mid-write."""

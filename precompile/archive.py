@@ -16,6 +16,9 @@ An archive comes from elsewhere (a CI cache, a colleague), so it is read as untr
 * a package replaces the cache's copy only if that copy, verified the same way, is older;
 * while packages go into the cache, any failure (disk full, lock timeout, a bug, ^C) puts
   back what was there before, so the cache is never left half-imported.
+* shared kernels (``blob-<sha256>`` members, see ``shared_blobs``) are verified like any
+  read of one (their key is the sha256 of their content) and go into the cache before
+  packages;
 
 Errors are :class:`ArchiveError`, whose message says what to do; the CLI exits 2 on them.
 """
@@ -30,11 +33,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from cache_backends.base import check_key
+from cache_backends.blobs import is_blob_key
 from cache_backends.safe_read import read_file
 
 from . import read_path
 from .archive_stream import PackageStream
 from .errors import PackageError
+from .shared_blobs import stored_blob_key
 
 DEFAULT_MAX_PACKAGE_BYTES = 1 << 30  # 1 GiB: far above real packages, far below a machine's RAM
 DEFAULT_MAX_TOTAL_BYTES = 16 << 30  # all packages of one archive together
@@ -102,7 +107,8 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
         raise ArchiveError(f"cannot read archive {archive}: {type(e).__name__}: {e}. It is "
                            "truncated or not a tar archive; nothing was imported. Export it "
                            "again (precompile export)") from None
-    return list(staged.values()), skipped
+    # shared kernels first: a package goes in only after the kernels it names
+    return sorted(staged.values(), key=lambda item: not is_blob_key(item.key)), skipped
 
 
 def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, n: int, staging: str,
@@ -154,10 +160,12 @@ def _verified(member: tarfile.TarInfo, path: str, signing_key: bytes | None,
               max_bytes: int) -> Staged:
     """Decode the staged package once: the key it was written for, and when it was saved."""
     data, _ = read_file(path, max_bytes=max_bytes, check_owner=False)
-    meta = read_path.open_package(data, signing_key=signing_key, key=None).meta
-    key = read_path.bound_key(meta)
+    env = read_path.open_package(data, signing_key=signing_key, key=None)
+    key = stored_blob_key(env)  # a shared kernel: its key is its content's sha256
+    if key is None:
+        key = read_path.bound_key(env.meta)
     check_key(key)
-    return Staged(key, member.name, path, _saved_time(meta))
+    return Staged(key, member.name, path, _saved_time(env.meta))
 
 
 def _saved_time(meta: dict[str, Any]) -> float:

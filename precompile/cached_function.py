@@ -18,6 +18,7 @@ import torch
 
 from . import _torch, format, keys, loading
 from .counters import STATS, warn_once
+from .entry_order import ORDER
 from .errors import PackageError
 from .explain import explain_absent
 from .install import Installation, install
@@ -81,12 +82,16 @@ class CachedFunction:
     # ------------------------------------------------------------- calling
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not self._ready:
-            self._first_call(args, kwargs)
+        ORDER.enter()  # installed entries are only reordered between calls (entry_order)
         try:
-            return fn(*args, **kwargs)
+            if not self._ready:
+                self._first_call(args, kwargs)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._after_call()
         finally:
-            self._after_call()
+            ORDER.leave()
 
     def _after_call(self) -> None:
         """End the lease (saving now) or schedule a save. Never raises: what the user's
@@ -164,7 +169,8 @@ class CachedFunction:
         if found is None:
             return
         loaded = found if isinstance(found, Miss) else loading.load(
-            found, self.main_code, self.module, factors, self.package.key, self.signing_key)
+            found, self.main_code, self.module, factors, self.package.key, self.signing_key,
+            self.store)
         if isinstance(loaded, Miss):
             self._miss(loaded)
             return

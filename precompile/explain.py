@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from cache_backends import CacheBackend
+from cache_backends.blobs import is_blob_key
 
 from . import keys, read_path
 from .errors import PackageError, StoreError
@@ -29,7 +30,8 @@ def explain_absent(store: CacheBackend | None, key: str, factors: dict[str, str]
 def _neighbours(store: CacheBackend, key: str) -> list[str]:
     """Keys of packages for a function of the same name (keys share the name prefix)."""
     prefix = key.rsplit("-", 1)[0] + "-"
-    return [k for k in store.list() if k.startswith(prefix) and k != key]
+    return [k for k in store.list()
+            if k.startswith(prefix) and k != key and not is_blob_key(k)]
 
 
 def _difference(store: CacheBackend, other: str, factors: dict[str, str],

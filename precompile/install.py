@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _torch, first_step, identity
+from .entry_order import ORDER
 from .guard_path import GuardPathError
 from .context import PrecompileContext
 from .kernel_files import restore_kernels
@@ -59,7 +60,7 @@ class Installation:
 
     def uninstall(self) -> None:
         for code in self._codes:
-            _torch.reset_entries(code)
+            ORDER.detach(code)
         self._remove_globals_after(0)
         self._codes.clear()
         self.installed_entries = 0
@@ -183,7 +184,7 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
         _torch.add_epilogue_guard(guard_manager, keys_check, keys_check.description())
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _skip_namedtuple_make(code)
-    _torch.install_entry(target, guard_manager, code)
+    ORDER.attach(target, guard_manager, code)
     inst._codes.append(target)
     inst.installed_entries += 1
     return None

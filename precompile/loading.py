@@ -18,6 +18,7 @@ from .counters import warn_once
 from .errors import FormatError, IncompatibleError, PackageError, SourceChangedError, StoreError
 from .manifest import from_manifest
 from .model import Package
+from .shared_blobs import fetch_kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +40,11 @@ def fetch(store: CacheBackend, key: str) -> bytes | None:
 
 
 def load(found: bytes | format.Envelope, main_code: types.CodeType, module: str,
-         factors: dict[str, str], key: str, signing_key: bytes | None) -> Package | Miss:
+         factors: dict[str, str], key: str, signing_key: bytes | None,
+         store: CacheBackend | None = None) -> Package | Miss:
     """Decode (unless already decoded: a package file given to ``precompile.load``) and
-    verify what was found under ``key``; the package must have been written for ``key``."""
+    verify what was found under ``key`` (the package must have been written for ``key``),
+    then fetch and verify the shared kernels it names from ``store``."""
     env = found
     if not isinstance(env, format.Envelope):
         try:
@@ -49,9 +52,11 @@ def load(found: bytes | format.Envelope, main_code: types.CodeType, module: str,
         except PackageError as e:
             return Miss(f"stored package {key} is unusable ({e}); compiling and replacing it", e)
     try:
-        return verify(env, main_code, module, factors)
+        pkg = verify(env, main_code, module, factors)
+        fetch_kernels(pkg, store, signing_key)
     except PackageError as e:
         return Miss(str(e), e)
+    return pkg
 
 
 def verify(env: format.Envelope, main_code: types.CodeType, module: str,

@@ -20,9 +20,11 @@ from .model import (ROLE_MAIN, ROLE_RESUME, ROLES, FrameRecord, GuardedEntry, Id
 _MAX_BYPASSES = 50  # the most recent reasons an entry was not stored, kept for `inspect`
 
 
-def to_manifest(pkg: Package) -> tuple[dict[str, Any], dict[str, bytes]]:
+def to_manifest(pkg: Package, share_kernels: bool = False
+                ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """(manifest, blobs) for format.encode. Entries whose artifacts are missing are left
-    out, so what is written always installs."""
+    out, so what is written always installs. With ``share_kernels`` the kernels are named
+    by digest only: the writer stores their bytes once in the store (``shared_blobs``)."""
     blobs: dict[str, bytes] = {}
     frames = [_frame_dict(f, pkg, blobs) for f in pkg.frames]
     used = {b for fr in frames for e in fr["entries"] for b in e["backends"]}
@@ -34,8 +36,11 @@ def to_manifest(pkg: Package) -> tuple[dict[str, Any], dict[str, bytes]]:
     kernels = []
     for rel in sorted(pkg.kernel_blobs):
         data = pkg.kernel_blobs[rel]
-        blobs[sha256_hex(data)] = data
+        if not share_kernels:
+            blobs[sha256_hex(data)] = data
         kernels.append({"path": rel, "blob": sha256_hex(data)})
+    for rel in sorted(set(pkg.kernel_refs) - set(pkg.kernel_blobs)):
+        kernels.append({"path": rel, "blob": pkg.kernel_refs[rel]})
     manifest = {
         "key": pkg.key,
         "compile_seconds": round(pkg.compile_seconds, 3),
@@ -102,7 +107,13 @@ def _from_manifest(main_code: types.CodeType, module: str, factors: dict[str, st
         rel = _expect(kd["path"], str)
         if os.path.isabs(rel) or ".." in rel.split(os.sep):
             raise ValueError(f"kernel path {rel!r} escapes the cache dir")
-        pkg.kernel_blobs[rel] = _expect(blobs[kd["blob"]], bytes)
+        digest = _expect(kd["blob"], str)
+        if digest in blobs:
+            pkg.kernel_blobs[rel] = _expect(blobs[digest], bytes)
+        elif len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            pkg.kernel_refs[rel] = digest  # stored once in the store (shared_blobs)
+        else:
+            raise ValueError(f"kernel {rel!r} names no blob")
     pkg.unbundled = {_expect(u, str) for u in manifest.get("unbundled_kernels", [])}
     for backend_id, ad in manifest["artifacts"].items():
         pkg.artifacts[_expect(backend_id, str)] = BackendArtifact(

@@ -112,6 +112,8 @@ class Package:
     artifacts: dict[str, BackendArtifact] = dataclasses.field(default_factory=dict)
     # C++ kernel libraries the compiled code loads: path relative to the Inductor cache dir
     kernel_blobs: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    # kernels stored once in the store (shared_blobs), by path: their sha256, until fetched
+    kernel_refs: dict[str, str] = dataclasses.field(default_factory=dict)
     unbundled: set[str] = dataclasses.field(default_factory=set)  # kernels that must be rebuilt
     device_types: set[str] = dataclasses.field(default_factory=set)
     bypasses: list[str] = dataclasses.field(default_factory=list)
@@ -139,6 +141,9 @@ def merge(into: Package, other: Package) -> int:
         into.sources.setdefault(k, r)
     for rel, data in other.kernel_blobs.items():
         into.kernel_blobs.setdefault(rel, data)
+    for rel, digest in other.kernel_refs.items():
+        if rel not in into.kernel_blobs:
+            into.kernel_refs.setdefault(rel, digest)
     into.device_types |= other.device_types
     into.compile_seconds = max(into.compile_seconds, other.compile_seconds)
     return added

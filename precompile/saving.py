@@ -27,6 +27,7 @@ from .errors import PackageError, StoreError
 from .loading import verify
 from .manifest import to_manifest
 from .recorder import CompilePackage
+from .shared_blobs import put_blobs
 
 log = logging.getLogger("precompile")
 
@@ -36,11 +37,16 @@ _IDLE_EXIT_S = 30.0  # an idle saver thread ends after this long; the next chang
 
 
 def envelope_bytes(pkg: CompilePackage, backend_name: str | None,
-                   signing_key: bytes | None) -> bytes:
-    """The package as stored: its manifest and blobs, with the metadata a reader checks."""
+                   signing_key: bytes | None,
+                   shared_kernels: dict[str, bytes] | None = None) -> bytes:
+    """The package as stored: its manifest and blobs, with the metadata a reader checks.
+    Given ``shared_kernels``, the package only names its kernels and this dict receives
+    their bytes by digest, for the writer to store once (``shared_blobs``)."""
     with pkg.lock:
         pkg.gather()
-        manifest, blobs = to_manifest(pkg)
+        manifest, blobs = to_manifest(pkg, share_kernels=shared_kernels is not None)
+        if shared_kernels is not None:
+            shared_kernels.update({format.sha256_hex(d): d for d in pkg.kernel_blobs.values()})
     meta = {
         "factors": pkg.factors,
         "system": _torch.system_info(),
@@ -102,7 +108,11 @@ class PackageWriter:
         try:
             with store.lock(self.package.key, timeout=60.0 if timeout is None else timeout):
                 self._merge_stored(store)
-                store.put(self.package.key, self.envelope_bytes())
+                kernels: dict[str, bytes] = {}
+                data = envelope_bytes(self.package, self.backend_name, self.signing_key,
+                                      shared_kernels=kernels)
+                put_blobs(store, kernels, self.signing_key)  # before the package naming them
+                store.put(self.package.key, data)
         except (StoreError, PackageError) as e:
             warn_once(f"store:{store.url}", f"cannot save to the cache ({e}); "
                       "the program goes on without saving")

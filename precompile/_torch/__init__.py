@@ -30,7 +30,11 @@ Every change precompile makes to torch's state, and how long it lasts:
   ``autograd_cache.check_cacheable`` (hops.checking_subgraphs: also checks every subgraph
   while precompile records, or when a graph calls one of ``hops.STORABLE_HOPS``),
   ``CheckFunctionManager.serialize_guards`` and ``GuardsStatePickler.reducer_override``
-  (guard_recording.recording_guards), ``CppCodeCache._load_library`` (kernels: only observes);
+  (guard_recording.recording_guards), ``CppCodeCache._load_library`` and ``CppCodeCache.load_async`` (kernels: only
+  observe);
+* on installed entries of a code object that has several: a hit counter as the last
+  epilogue guard of each (entries.HitCounter), and the order of the code's precompiled
+  entries (``precompile/entry_order.py`` re-attaches them most-hit first);
 * process-wide settings: ``torch._functorch.config.bundled_autograd_cache = True``
   (compile.bundle_lazy_backwards, only for lazily compiled backwards); Dynamo's global-name
   counter moved past the numbers an installed package uses (entries.reserve_global_names);
@@ -82,6 +86,7 @@ from .constants import rebuild_value, value_ref
 from .cpu_isa import cpu_isa_record, use_recorded_cpu_isa
 from .entries import (
     EntryVerdict,
+    HitCounter,
     add_call_guard,
     add_epilogue_guard,
     check_entries,
@@ -132,7 +137,7 @@ from .guard_recording import rebuild_function  # noqa: E402
 
 __all__ = [
     "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
-    "EntryVerdict", "add_call_guard", "add_epilogue_guard", "bundle_lazy_backwards",
+    "EntryVerdict", "HitCounter", "add_call_guard", "add_epilogue_guard", "bundle_lazy_backwards",
     "cacheable_graph_calls", "check_entries", "codegen_env", "compiled_original",
     "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend",
     "deserialize_backend", "dict_key_by_id", "dynamo_skips_frame_after",

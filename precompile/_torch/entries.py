@@ -3,6 +3,8 @@ asking installed entries why they rejected a frame, and whether any entry would 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import logging
 import sys
 import types
@@ -102,6 +104,32 @@ def add_epilogue_guard(guard_manager: Any, check: Callable[[Any], bool],
 def install_entry(code: types.CodeType, guard_manager: Any, dynamo_code: types.CodeType) -> None:
     """Attach one guarded entry to ``code`` (eval_frame.c ExtraState precompile entries)."""
     torch._C._dynamo.eval_frame._load_precompile_entry(code, guard_manager, dynamo_code)
+
+
+class HitCounter:
+    """Counts the calls one installed entry accepted.
+
+    It is the last guard of the entry (an epilogue lambda guard: Dynamo runs those only after
+    every other guard of the entry passed), so a failing entry never reaches it. The guard is
+    ``partial(next, itertools.count(1))``: a C call that returns a true value and runs no
+    Python bytecode, so it costs well under a microsecond and can never let another thread
+    in while Dynamo walks the entry list. Reading the count takes one ``next`` too; ``take``
+    subtracts its own reads.
+    """
+
+    def __init__(self, guard_manager: Any) -> None:
+        self._count = itertools.count(1)
+        self._reads = 0
+        self._taken = 0
+        guard_manager.root.add_epilogue_lambda_guard(
+            functools.partial(next, self._count), ["precompile: count this entry's hits"], None)
+
+    def take(self) -> int:
+        """Hits since the last ``take``."""
+        self._reads += 1
+        hits = next(self._count) - self._reads
+        new, self._taken = hits - self._taken, hits
+        return new
 
 
 def reset_entries(code: types.CodeType) -> None:

@@ -10,24 +10,44 @@ from typing import Any
 
 
 _LIBRARY_RECORDERS: list[list[str]] = []
+_LOADED: dict[str, str] = {}  # Inductor's key -> path of every library loaded in this process
 
 
 def _hook_library_loads() -> None:
-    """Observe every C++ kernel library Inductor loads (CppCodeCache._load_library)."""
+    """Observe every C++ kernel library Inductor loads (CppCodeCache._load_library), and
+    every later compile that gets one of them from Inductor's in-process cache
+    (CppCodeCache.load_async): a second function or model compiled in the same process
+    uses the same kernel without loading it again, and its package must name it too."""
     from torch._inductor.codecache import CppCodeCache
 
     original = CppCodeCache.__dict__["_load_library"].__func__
     if getattr(original, "_precompile_hooked", False):
         return
+    original_load_async = CppCodeCache.__dict__["load_async"].__func__
 
     @functools.wraps(original)
     def _load_library(cls: Any, path: str, key: str) -> Any:
-        for rec in _LIBRARY_RECORDERS:
-            rec.append(path)
+        _LOADED[key] = path
+        _notify(path)
         return original(cls, path, key)
+
+    @functools.wraps(original_load_async)
+    def load_async(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        loader = original_load_async(cls, *args, **kwargs)
+        if _LIBRARY_RECORDERS and _LOADED:
+            key = next((k for k, v in cls.cache.items() if v is loader), None)
+            if key in _LOADED:
+                _notify(_LOADED[key])
+        return loader
 
     _load_library._precompile_hooked = True  # type: ignore[attr-defined]
     CppCodeCache._load_library = classmethod(_load_library)  # type: ignore[assignment]
+    CppCodeCache.load_async = classmethod(load_async)  # type: ignore[assignment]
+
+
+def _notify(path: str) -> None:
+    for rec in _LIBRARY_RECORDERS:
+        rec.append(path)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "trust_shared": ("precompile.policy", "trust_shared"),
     # Whole modules.
     "archive": ("precompile.archive", None),
+    "shared_blobs": ("precompile.shared_blobs", None),
+    "blobs": ("cache_backends.blobs", None),
     "errors": ("precompile.errors", None),
     "fleet_coverage": ("precompile.fleet_coverage", None),
     "fleet_warmup": ("precompile.fleet_warmup", None),

@@ -217,6 +217,11 @@ def _stat(store: Any, key: str) -> Any:
         return None
 
 
+def fetch_raw(store: Any, key: str) -> tuple[bytes, str | None] | None:
+    """A stored value's bytes as the CLI reads them (see ``_fetch``), or None if gone."""
+    return _fetch(store, key, key)
+
+
 class _Unreadable(Exception):
     """A local package file the safe reader refuses to read (see ``load_from_store``)."""
 
@@ -250,9 +255,10 @@ def open_store(spec: str | None) -> Any:
         raise CliError(f"cannot open cache {spec or '(default)'}: {e}") from e
 
 
-def store_keys(store: Any) -> list[str]:
+def store_keys(store: Any, *, blobs: bool = False) -> list[str]:
+    """The packages' keys (or with ``blobs``, the shared kernels' keys) in ``store``."""
     try:
-        return list(store.list())
+        return [k for k in store.list() if lib.blobs.is_blob_key(k) == blobs]
     except lib.errors.StoreError as e:
         raise CliError(str(e)) from e
 
@@ -267,12 +273,18 @@ def iter_store(store: Any, *, read: bool = True) -> Iterator[Pkg]:
 
 def iter_raw(store: Any) -> Iterator[tuple[str, bytes]]:
     """(key, bytes) of every package, fetched as the library fetches them (for copying
-    packages out unchanged: nothing is decoded)."""
+    packages out unchanged: nothing is decoded), then each shared kernel they name, once."""
+    named: set[str] = set()
     for key in store_keys(store):
         try:
             data = store.get(key)
         except lib.errors.StoreError as e:  # e.g. a FIFO under a package's name
             raise CliError(str(e)) from e
+        if data is not None:
+            named |= lib.shared_blobs.references(data)
+            yield key, data
+    for key in sorted(named):
+        data = store.get(key)
         if data is not None:
             yield key, data
 

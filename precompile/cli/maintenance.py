@@ -23,7 +23,8 @@ from . import _library as lib
 from . import text
 from .checks import stale_reason
 from .common import EXIT_OK, EXIT_PROBLEMS, CliError
-from .inventory import Pkg, iter_raw, iter_store, load_from_store, open_store
+from .inventory import (Pkg, fetch_raw, iter_raw, iter_store, load_from_store, open_store,
+                        store_keys)
 
 RECENT_SECONDS = 60.0  # prune never deletes a package written this recently (unless --force)
 
@@ -161,12 +162,49 @@ def _rewritten(old: Pkg, fresh: Pkg, stale: bool) -> str | None:
     return "rewritten by another process since it was read" if changed else None
 
 
+def prune_kernels(store: Any, gone: set[str], *, force: bool,
+                  dry_run: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """(removed, kept, bytes of all kernels): the shared kernels (``shared_blobs``) that no
+    package left in ``store`` names once ``gone`` is deleted. A kernel written within
+    RECENT_SECONDS stays without --force: its package may be being written right now."""
+    named: set[str] = set()
+    for key in store_keys(store):
+        fetched = None if key in gone else fetch_raw(store, key)
+        if fetched is not None:
+            named |= lib.shared_blobs.references(fetched[0])
+    removed, kept, total = [], [], 0
+    now = time.time()
+    for key in store_keys(store, blobs=True):
+        blob = load_from_store(store, key, read=False)
+        if blob is None:
+            continue
+        total += _size(blob)
+        if key in named:
+            continue
+        item = {"key": key, "path": blob.path, "size": blob.size,
+                "reason": "shared kernel no package names"}
+        if not force and is_recent(blob, now):
+            kept.append({**item, "kept_because": f"written {text.fmt_age(_mtime(blob))}: "
+                                                 "its package may be being written"})
+        elif dry_run or _delete_blob(store, key):
+            removed.append(item)
+    return removed, kept, total
+
+
+def _delete_blob(store: Any, key: str) -> bool:
+    try:
+        return store.delete(key)
+    except lib.errors.StoreError:
+        return False
+
+
 def _prune_doc(pkgs: Iterable[Pkg], removed: list[dict[str, Any]], kept: list[dict[str, Any]],
-               *, dry_run: bool) -> dict[str, Any]:
+               *, dry_run: bool, kernel_bytes: int = 0) -> dict[str, Any]:
     """What ``prune --json`` prints: what went, what stayed and why, and the space."""
     freed = sum(r["size"] or 0 for r in removed)
     return {"removed": removed, "kept": kept, "freed": freed,
-            "remaining": sum(_size(p) for p in pkgs) - freed, "dry_run": dry_run}
+            "remaining": sum(_size(p) for p in pkgs) + kernel_bytes - freed,
+            "dry_run": dry_run}
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -180,7 +218,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     recent = {k for k, p in pkgs.items() if is_recent(p, now)}
     plan = plan_prune(pkgs.values(), opts, now, recent)
     removed, kept = apply_prune(store, pkgs, plan, force=args.force, dry_run=args.dry_run)
-    doc = _prune_doc(pkgs.values(), removed, kept, dry_run=bool(args.dry_run))
+    gone = {r["key"] for r in removed}
+    k_removed, k_kept, kernel_bytes = prune_kernels(store, gone, force=args.force,
+                                                    dry_run=args.dry_run)
+    doc = _prune_doc(pkgs.values(), removed + k_removed, kept + k_kept,
+                     dry_run=bool(args.dry_run), kernel_bytes=kernel_bytes)
     if args.json:
         text.print_json(doc)
     else:
@@ -195,16 +237,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write every package of a cache into one archive (a tar of .pcpkg files)."""
     store = open_store(args.cache)
     with atomic_output(args.file, mode=0o644) as fh:
-        count = _write_archive(fh, iter_raw(store))
+        count, kernels = _write_archive(fh, iter_raw(store))
     if args.json:
-        text.print_json({"file": args.file, "packages": count})
+        text.print_json({"file": args.file, "packages": count, "shared_kernels": kernels})
     else:
-        text.emit(f"exported {count} packages to {args.file}")
+        text.emit(f"exported {count} packages and {kernels} shared kernels to {args.file}")
     return EXIT_OK
 
 
-def _write_archive(out: BinaryIO, packages: Iterable[tuple[str, bytes]]) -> int:
-    count = 0
+def _write_archive(out: BinaryIO, packages: Iterable[tuple[str, bytes]]) -> tuple[int, int]:
+    """Write (key, bytes) pairs as ``<key>.pcpkg`` members; (packages, shared kernels)."""
+    count = kernels = 0
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
         for key, data in packages:
             info = tarfile.TarInfo(f"{key}.pcpkg")
@@ -212,8 +255,11 @@ def _write_archive(out: BinaryIO, packages: Iterable[tuple[str, bytes]]) -> int:
             info.mtime = int(time.time())
             info.mode = 0o600
             tar.addfile(info, io.BytesIO(data))
-            count += 1
-    return count
+            if lib.blobs.is_blob_key(key):
+                kernels += 1
+            else:
+                count += 1
+    return count, kernels
 
 
 def cmd_import(args: argparse.Namespace) -> int:
