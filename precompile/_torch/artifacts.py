@@ -88,7 +88,14 @@ def deserialize_backend(kind: str, data: bytes, backend_id: str) -> Callable[...
         with light_inductor_imports():
             fn = BundledAOTAutogradCacheArtifact(backend_id, entry).after_deserialization()
     elif kind == KIND_FX_GRAPH:
-        fn = pickle.loads(data).forward
+        # Unpickling a GraphModule traces its code again (torch.fx), which runs every call
+        # whose arguments are all constants: ``torch.randn([1, 2])`` draws from the global
+        # generator, and a program that seeds before its first call would get other numbers
+        # than under plain torch.compile.
+        from torch._dynamo.utils import preserve_rng_state
+
+        with preserve_rng_state():
+            fn = pickle.loads(data).forward
     else:
         raise NotCapturableError(f"unknown backend artifact kind {kind!r}")
     return torch._dynamo.disable(fn)
