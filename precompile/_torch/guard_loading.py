@@ -3,11 +3,13 @@ repairs stored state needs (torch/_dynamo/package.py: load_guards_state + load_g
 and the helpers stored guard sources call by name."""
 from __future__ import annotations
 
+import functools
 import io
 import pickle
+import threading
 import types
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from . import compat
@@ -148,11 +150,75 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
     if name:
         reserve_global_names([name])
         place_global(name, get_builtins_dict(f_globals))
-    return CheckFunctionManager(
-        code, OutputGraphCommon(state.output_graph), shape_code_parts=state.shape_code_parts,
-        runtime_global_scope=f_globals,
-        guard_fail_fn=guard_fail_adapter(guard_fail_fn),
-    ).guard_manager
+    with _lambda_guards_read_live_globals():
+        manager = CheckFunctionManager(
+            code, OutputGraphCommon(state.output_graph), shape_code_parts=state.shape_code_parts,
+            runtime_global_scope=f_globals,
+            guard_fail_fn=guard_fail_adapter(guard_fail_fn),
+        ).guard_manager
+    manager.global_scope = {"G": f_globals}  # what failure reasons evaluate guards against
+    return manager
+
+
+_LAMBDA_GUARD_HOOK = threading.Lock()
+
+
+@contextmanager
+def _lambda_guards_read_live_globals() -> Iterator[None]:
+    """While stored guards are rebuilt: Python lambda guards (the shape guards, e.g.
+    ``2 <= G['X'].size()[0]`` on a global tensor with a dynamic dimension) read ``G`` from
+    the module's live globals, as the C++ guard tree does (``runtime_global_scope``).
+
+    Dynamo binds a lambda guard's ``G`` to the builder's scope, which for a rebuilt entry is
+    the stored scope: the lambda then checks the global the entry was compiled with, forever,
+    and a one-row global is served the graph built for two rows or more. In a normal compile
+    both scopes are the same dict, so the hook changes nothing there.
+    """
+    from torch._dynamo.guards import GuardBuilder
+
+    original = GuardBuilder.__dict__["add_python_lambda_leaf_guard_to_root"]
+
+    @functools.wraps(original)
+    def add_lambda_guard(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stored = self.scope["G"]
+        self.scope["G"] = self.runtime_global_scope
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            self.scope["G"] = stored
+
+    with _LAMBDA_GUARD_HOOK:
+        GuardBuilder.add_python_lambda_leaf_guard_to_root = add_lambda_guard  # type: ignore
+        try:
+            yield
+        finally:
+            GuardBuilder.add_python_lambda_leaf_guard_to_root = original  # type: ignore
+
+
+# The attributes torch.compile's marking APIs set on a tensor (mark_dynamic, maybe_mark_dynamic,
+# mark_unbacked, mark_static), which Dynamo's dimension-marking guard reads
+# (torch/_dynamo/guards.py: TENSOR_MATCH, ``dim_marking_attrs``), and the two it reads when
+# ``_dynamo_unbacked_indices`` is present.
+_DIMENSION_MARKS = ("_dynamo_dynamic_indices", "_dynamo_weak_dynamic_indices",
+                    "_dynamo_unbacked_indices", "_dynamo_strict_unbacked_indices",
+                    "_dynamo_static_indices", "_dynamo_shape_ids", "_dynamo_unbacked_bounds")
+
+
+def dimension_marks(tensor: Any) -> dict[str, Any]:
+    """The dimension markings a guarded tensor carries, to store with it."""
+    return {name: getattr(tensor, name) for name in _DIMENSION_MARKS if hasattr(tensor, name)}
+
+
+def with_dimension_marks(rebuild: Callable[..., Any], args: tuple[Any, ...],
+                         marks: dict[str, Any]) -> Any:
+    """A tensor rebuilt by Dynamo's own reduction, with the markings it was guarded with:
+    without them the marking guard is rebuilt as ``hasattr(x, '_dynamo_dynamic_indices')
+    == False`` and refuses every marked input the entry was compiled for."""
+    tensor = rebuild(*args)
+    for name, value in marks.items():
+        if name in _DIMENSION_MARKS:
+            setattr(tensor, name, value)
+    return tensor
 
 
 def dataclass_fields(value: Any) -> Any:

@@ -11,7 +11,10 @@ import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import torch
+
 from ..names import shadowed_function as _shadowed_function
+from .guard_loading import dimension_marks, with_dimension_marks
 from .guard_parity import rebuild_for_parity, recorded_tree
 
 
@@ -91,7 +94,10 @@ def _hook_guard_serialization() -> None:
       (``_shadowed_function``, e.g. the ``forward`` that transformers' ``can_return_tuple``
       wraps) as an unresolvable placeholder, and the guards on its ``__defaults__`` then fail
       to load; it rebuilds nested functions with the wrong ``__name__``. Both are pickled as
-      code, module, names, defaults and closure (``rebuild_function``).
+      code, module, names, defaults and closure (``rebuild_function``);
+    * it pickles a tensor without the dimension markings ``mark_dynamic`` and friends set on
+      it, so the rebuilt marking guard would demand an unmarked tensor: a tensor carries its
+      markings through ``with_dimension_marks``.
     """
     from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
 
@@ -115,7 +121,13 @@ def _pickling_functions_by_code(original: Any) -> Any:
             return rebuild_function, (
                 obj.__code__, obj.__module__, obj.__name__, obj.__qualname__, obj.__defaults__,
                 obj.__kwdefaults__, obj.__closure__)
-        return original(self, obj)
+        reduced = original(self, obj)
+        if getattr(_RECORDING, "depth", 0) and isinstance(obj, torch.Tensor) and isinstance(
+                reduced, tuple) and len(reduced) == 2:
+            marks = dimension_marks(obj)
+            if marks:
+                return with_dimension_marks, (reduced[0], reduced[1], marks)
+        return reduced
 
     return reducer_override
 
