@@ -95,6 +95,8 @@ def _hook_guard_serialization() -> None:
       wraps) as an unresolvable placeholder, and the guards on its ``__defaults__`` then fail
       to load; it rebuilds nested functions with the wrong ``__name__``. Both are pickled as
       code, module, names, defaults and closure (``rebuild_function``);
+    * it fails on a bound method its receiver does not hold under the function's name
+      (``types.MethodType(fn, obj)``); such a method pickles as function and receiver;
     * it pickles a tensor without the dimension markings ``mark_dynamic`` and friends set on
       it, so the rebuilt marking guard would demand an unmarked tensor: a tensor carries its
       markings through ``with_dimension_marks``.
@@ -121,6 +123,8 @@ def _pickling_functions_by_code(original: Any) -> Any:
             return rebuild_function, (
                 obj.__code__, obj.__module__, obj.__name__, obj.__qualname__, obj.__defaults__,
                 obj.__kwdefaults__, obj.__closure__)
+        if getattr(_RECORDING, "depth", 0) and inspect.ismethod(obj) and not _bound_by_name(obj):
+            return type(self)._unpickle_bound_method, (obj.__func__, obj.__self__)
         reduced = original(self, obj)
         if getattr(_RECORDING, "depth", 0) and isinstance(obj, torch.Tensor) and isinstance(
                 reduced, tuple) and len(reduced) == 2:
@@ -130,6 +134,15 @@ def _pickling_functions_by_code(original: Any) -> Any:
         return reduced
 
     return reducer_override
+
+
+def _bound_by_name(method: types.MethodType) -> bool:
+    """Whether a bound method is what its receiver's attribute of the function's name gives
+    (``obj.forward``): then pickling it by that name finds it again. Dynamo asks the receiver
+    with a plain ``getattr`` and fails on any other method, such as
+    ``types.MethodType(fn, obj)`` for a receiver without that attribute."""
+    found = getattr(method.__self__, method.__func__.__name__, None)
+    return getattr(found, "__func__", found) is method.__func__
 
 
 def _serializing_for_a_package(original: Any) -> Any:
