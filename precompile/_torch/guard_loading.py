@@ -46,6 +46,8 @@ def _pruned_value(unpickler: Any, pid: Any) -> Any:
 
 
 def _repaired_class(module: str, name: str) -> Any:
+    if module == "torch._dynamo.source" and name == "ImportSource":
+        return _import_source
     if module == "torch._dynamo.guards":
         if name == "GuardsStatePickler":
             return _RepairedGuardsStatePickler
@@ -92,6 +94,20 @@ class _LenientGuardsUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
     dispatch[pickle.BUILD[0]] = load_build
+
+
+def _import_source(*args: Any) -> Any:
+    """Dynamo's ``ImportSource`` (``__import__('torch')``, which ``pytree.tree_is_leaf``
+    and friends guard through), rebuilt outside a trace. Constructing one installs an
+    ``ID_MATCH`` guard in the current ``TracingContext`` (source.py: ``__post_init__``), and
+    a stored entry is rebuilt where there is none (RuntimeError), or, at record time, inside
+    the trace that is compiling. The guard goes to a scratch context: the identity it stands
+    for is a guard of the entry's own, stored or checked by precompile."""
+    from torch._dynamo.source import ImportSource
+    from torch._guards import TracingContext, tracing
+
+    with tracing(TracingContext(None)):
+        return ImportSource(*args)
 
 
 def unpickle_guards_state(data: bytes) -> Any:
