@@ -230,10 +230,13 @@ def with_dimension_marks(rebuild: Callable[..., Any], args: tuple[Any, ...],
     """A tensor rebuilt by Dynamo's own reduction, with the markings it was guarded with:
     without them the marking guard is rebuilt as ``hasattr(x, '_dynamo_dynamic_indices')
     == False`` and refuses every marked input the entry was compiled for."""
+    import torch
+
     tensor = rebuild(*args)
-    for name, value in marks.items():
-        if name in _DIMENSION_MARKS:
-            setattr(tensor, name, value)
+    if isinstance(tensor, torch.Tensor):  # not a pruned value's placeholder
+        for name, value in marks.items():
+            if name in _DIMENSION_MARKS:
+                setattr(tensor, name, value)
     return tensor
 
 
