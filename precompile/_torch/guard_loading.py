@@ -3,6 +3,7 @@ repairs stored state needs (torch/_dynamo/package.py: load_guards_state + load_g
 and the helpers stored guard sources call by name."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import pickle
@@ -211,18 +212,35 @@ def _lambda_guards_read_live_globals() -> Iterator[None]:
             GuardBuilder.add_python_lambda_leaf_guard_to_root = original  # type: ignore
 
 
-# The attributes torch.compile's marking APIs set on a tensor (mark_dynamic, maybe_mark_dynamic,
-# mark_unbacked, mark_static), which Dynamo's dimension-marking guard reads
-# (torch/_dynamo/guards.py: TENSOR_MATCH, ``dim_marking_attrs``), and the two it reads when
-# ``_dynamo_unbacked_indices`` is present.
-_DIMENSION_MARKS = ("_dynamo_dynamic_indices", "_dynamo_weak_dynamic_indices",
-                    "_dynamo_unbacked_indices", "_dynamo_strict_unbacked_indices",
-                    "_dynamo_static_indices", "_dynamo_shape_ids", "_dynamo_unbacked_bounds")
+# Attributes torch.compile's marking APIs set on a tensor (mark_dynamic, maybe_mark_dynamic,
+# mark_unbacked, mark_static: ``_dynamo_dynamic_indices``, ``_dynamo_static_indices``..., and
+# on torch 2.15 ``_has_dynamo_dim_marking`` with ``_dynamo_dynamic_range``), which Dynamo's
+# dimension-marking guard reads (torch/_dynamo/guards.py: TENSOR_MATCH). Which ones exist
+# differs between releases, so every such attribute holding plain data (2.15's
+# ``_DimRange`` records included) travels.
+_MARK_PREFIXES = ("_dynamo_", "_has_dynamo_")
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    if depth > 3:
+        return False
+    if isinstance(value, dict):
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (set, frozenset, tuple, list)):
+        return all(_plain(v, depth + 1) for v in value)
+    if dataclasses.is_dataclass(value) and type(value).__module__.startswith("torch."):
+        return all(_plain(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value))
+    return False
 
 
 def dimension_marks(tensor: Any) -> dict[str, Any]:
     """The dimension markings a guarded tensor carries, to store with it."""
-    return {name: getattr(tensor, name) for name in _DIMENSION_MARKS if hasattr(tensor, name)}
+    attrs = getattr(tensor, "__dict__", {})
+    return {name: value for name, value in attrs.items()
+            if name.startswith(_MARK_PREFIXES) and _plain(value)}
 
 
 def with_dimension_marks(rebuild: Callable[..., Any], args: tuple[Any, ...],
@@ -235,7 +253,7 @@ def with_dimension_marks(rebuild: Callable[..., Any], args: tuple[Any, ...],
     tensor = rebuild(*args)
     if isinstance(tensor, torch.Tensor):  # not a pruned value's placeholder
         for name, value in marks.items():
-            if name in _DIMENSION_MARKS:
+            if name.startswith(_MARK_PREFIXES) and _plain(value):
                 setattr(tensor, name, value)
     return tensor
 
