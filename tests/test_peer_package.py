@@ -599,3 +599,37 @@ def test_import_source_guard(scenario: Scenario) -> None:
     cold = scenario.run("cold").assert_ok()
     assert cold.stats["bypasses"] == 0, cold.stats["miss_reasons"]
     scenario.run("warm").assert_warm()
+
+
+# test_bypass_before_guards_keeps_the_frames_earlier_variant: under ``prepare_freezing`` a
+# graph that holds a named parameter is bypassed before its guards are built; the frame's
+# other variant is still stored and served.
+FREEZING = PRELUDE + """
+torch._dynamo.config.prepare_freezing = True
+
+class StaticParamModule(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(3))
+    def forward(self, x, use_w=False):
+        if use_w:
+            return (x * self.w).sin()
+        return x.sin()
+
+def run():
+    torch.manual_seed(0)
+    mod = StaticParamModule()
+    torch._dynamo.mark_static_address(mod.w, guard=False)
+    c, x = precompile.cached(mod, backend="eager"), torch.randn(3)
+    check("plain", lambda: c(x), lambda: mod(x))
+    check("use_w", lambda: c(x, use_w=True), lambda: mod(x, use_w=True))
+    return OUT
+"""
+
+
+def test_bypass_before_guards_keeps_the_earlier_variant(scenario: Scenario) -> None:
+    scenario.write(FREEZING)
+    cold = scenario.run("cold").assert_ok()
+    assert cold.stats["bypasses"] == 1, cold.stats["miss_reasons"]
+    again = scenario.run("cold").assert_ok()
+    assert again.result["extra"]["traced"] == {"plain": 0, "use_w": 1}, again.result["extra"]
