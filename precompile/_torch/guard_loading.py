@@ -3,11 +3,13 @@ repairs stored state needs (torch/_dynamo/package.py: load_guards_state + load_g
 and the helpers stored guard sources call by name."""
 from __future__ import annotations
 
+import functools
 import io
 import pickle
+import threading
 import types
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -176,12 +178,49 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
     if name:
         reserve_global_names([name])
         place_global(name, get_builtins_dict(f_globals))
-    with torch.inference_mode(inference_mode):
-        return CheckFunctionManager(
+    with torch.inference_mode(inference_mode), _lambda_guards_read_live_globals():
+        manager = CheckFunctionManager(
             code, OutputGraphCommon(state.output_graph), shape_code_parts=state.shape_code_parts,
             runtime_global_scope=f_globals,
             guard_fail_fn=guard_fail_adapter(guard_fail_fn),
         ).guard_manager
+    manager.global_scope = {"G": f_globals}  # what failure reasons evaluate guards against
+    return manager
+
+
+_LAMBDA_GUARD_HOOK = threading.Lock()
+
+
+@contextmanager
+def _lambda_guards_read_live_globals() -> Iterator[None]:
+    """While stored guards are rebuilt: Python lambda guards (the shape guards, e.g.
+    ``2 <= G['X'].size()[0]`` on a global tensor with a dynamic dimension) read ``G`` from
+    the module's live globals, as the C++ guard tree does (``runtime_global_scope``).
+
+    Dynamo binds a lambda guard's ``G`` to the builder's scope, which for a rebuilt entry is
+    the stored scope: the lambda then checks the global the entry was compiled with, forever,
+    and a one-row global is served the graph built for two rows or more. In a normal compile
+    both scopes are the same dict, so the hook changes nothing there.
+    """
+    from torch._dynamo.guards import GuardBuilder
+
+    original = GuardBuilder.__dict__["add_python_lambda_leaf_guard_to_root"]
+
+    @functools.wraps(original)
+    def add_lambda_guard(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stored = self.scope["G"]
+        self.scope["G"] = self.runtime_global_scope
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            self.scope["G"] = stored
+
+    with _LAMBDA_GUARD_HOOK:
+        GuardBuilder.add_python_lambda_leaf_guard_to_root = add_lambda_guard  # type: ignore
+        try:
+            yield
+        finally:
+            GuardBuilder.add_python_lambda_leaf_guard_to_root = original  # type: ignore
 
 
 def dataclass_fields(value: Any) -> Any:

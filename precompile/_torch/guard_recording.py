@@ -79,7 +79,8 @@ def rebuild_function(code: types.CodeType, module: str, name: str, qualname: str
 # compare the call's tensors with them (DIMENSION_DYNAMIC_MARKING_GUARD).
 _DIMENSION_MARKS = ("_dynamo_dynamic_indices", "_dynamo_weak_dynamic_indices",
                     "_dynamo_unbacked_indices", "_dynamo_strict_unbacked_indices",
-                    "_dynamo_static_indices", "_dynamo_shape_ids", "_dynamo_unbacked_bounds")
+                    "_dynamo_static_indices", "_dynamo_shape_ids", "_dynamo_unbacked_bounds",
+                    "_has_dynamo_dim_marking", "_dynamo_dynamic_range")  # the last two: 2.15
 
 
 def _dimension_marks(obj: Any) -> dict[str, Any] | None:
@@ -119,7 +120,9 @@ def _hook_guard_serialization() -> None:
       to load; it rebuilds nested functions with the wrong ``__name__``. Both are pickled as
       code, module, names, defaults and closure (``rebuild_function``). It also drops the
       dimension marks of guarded tensors (``mark_dynamic``): they are kept
-      (``rebuild_marked_tensor``).
+      (``rebuild_marked_tensor``);
+    * it fails on a bound method its receiver does not hold under the function's name
+      (``types.MethodType(fn, obj)``); such a method pickles as function and receiver.
     """
     from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
 
@@ -145,11 +148,22 @@ def _pickling_functions_by_code(original: Any) -> Any:
             return rebuild_function, (
                 obj.__code__, obj.__module__, obj.__name__, obj.__qualname__, obj.__defaults__,
                 obj.__kwdefaults__, obj.__closure__)
+        if getattr(_RECORDING, "depth", 0) and inspect.ismethod(obj) and not _bound_by_name(obj):
+            return type(self)._unpickle_bound_method, (obj.__func__, obj.__self__)
         reduced = original(self, obj)
         marks = _dimension_marks(obj) if isinstance(reduced, tuple) else None
         return (rebuild_marked_tensor, (*reduced[:2], marks)) if marks else reduced
 
     return reducer_override
+
+
+def _bound_by_name(method: types.MethodType) -> bool:
+    """Whether a bound method is what its receiver's attribute of the function's name gives
+    (``obj.forward``): then pickling it by that name finds it again. Dynamo asks the receiver
+    with a plain ``getattr`` and fails on any other method, such as
+    ``types.MethodType(fn, obj)`` for a receiver without that attribute."""
+    found = getattr(method.__self__, method.__func__.__name__, None)
+    return getattr(found, "__func__", found) is method.__func__
 
 
 def _serializing_for_a_package(original: Any) -> Any:
