@@ -26,7 +26,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import BinaryIO
 
 from .base import CacheBackend, Stat, check_key
@@ -177,16 +177,20 @@ class LocalDirBackend(CacheBackend):
 
     def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None,
                  trust_shared: bool = False, *,
-                 max_package_bytes: int = MAX_PACKAGE_BYTES) -> None:
+                 max_package_bytes: int = MAX_PACKAGE_BYTES,
+                 blob_references: Callable[[bytes], set[str]] | None = None) -> None:
         """``max_bytes``: evict least recently used packages above this total.
         ``trust_shared``: accept a directory and files other users could write
         (precompile passes ``PRECOMPILE_TRUST_SHARED_CACHE``). ``max_package_bytes``: the
-        largest file ``get`` reads."""
+        largest file ``get`` reads. ``blob_references``: the blob keys a stored package
+        names (``precompile.shared_blobs.references``); without it eviction never deletes a
+        shared kernel, since it cannot tell which ones are still named."""
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self.url = self.root
         self.max_bytes = max_bytes
         self.trust_shared = bool(trust_shared)
         self.max_package_bytes = max_package_bytes
+        self.blob_references = blob_references
         self._root_checked = False
 
     # -------------------------------------------------------------- trust
@@ -339,8 +343,9 @@ class LocalDirBackend(CacheBackend):
         stats = [s for s in map(self.stat, self.list()) if s is not None]
         keep = set(keep or ())
         if any(is_blob_key(s.key) for s in stats) and sum(s.size for s in stats) > max_bytes:
-            keep |= {s.key for s in stats if is_blob_key(s.key)
-                     and time.time() - (s.created or 0) < YOUNG_BLOB_SECONDS}
+            keep |= {s.key for s in stats if is_blob_key(s.key) and (
+                self.blob_references is None
+                or time.time() - (s.created or 0) < YOUNG_BLOB_SECONDS)}
             plan = plan_shared_eviction(stats, self._blob_references(stats), max_bytes, keep)
         else:
             plan = plan_eviction(stats, max_bytes, keep)
@@ -350,13 +355,13 @@ class LocalDirBackend(CacheBackend):
 
     def _blob_references(self, stats: Sequence[Stat]) -> dict[str, set[str]]:
         """The blob keys each package names (read without refreshing its "last used")."""
-        from precompile.shared_blobs import references
-
-        refs = {}
+        refs: dict[str, set[str]] = {}
+        if self.blob_references is None:
+            return refs
         for s in stats:
             if not is_blob_key(s.key) and s.path:
                 with contextlib.suppress(OSError):
-                    refs[s.key] = references(peek_file(s.path, self)[0])
+                    refs[s.key] = self.blob_references(peek_file(s.path, self)[0])
         return refs
 
     def clean_temp_files(self, older_than: float = _STALE_TMP_SECONDS) -> int:
