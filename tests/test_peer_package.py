@@ -591,9 +591,6 @@ def run():
 """
 
 
-@pytest.mark.xfail(TORCH >= (2, 14), strict=True, reason=(
-    "torch 2.14+ builds the kept-live DICT_KEYS_MATCH on SUPPORTED_NODES as per-key leaves "
-    "that guard parity does not see as covered: a clean bypass, the frame retraces"))
 def test_import_source_guard(scenario: Scenario) -> None:
     scenario.write(IMPORT_SOURCE)
     cold = scenario.run("cold").assert_ok()

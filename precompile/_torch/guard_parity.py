@@ -127,7 +127,7 @@ def recorded_tree(dynamo_manager: Any, rebuilt_manager: Any,
                - collections.Counter((src, _shown(leaf)) for src, leaf in rebuilt))
     aliasing = [_aliasing_set(text) for _, text in rebuilt if text.startswith(_NO_ALIASING)]
     lost = [leaf for leaf in missing.elements()
-            if not (leaf[1].startswith(_IDENTITY_LEAVES)
+            if not ((leaf[1].startswith(_IDENTITY_LEAVES) or _DICT_KEY.match(leaf[0]))
                     and _under_any(leaf[0], live_only_sources))
             and not (leaf[1].startswith(_NO_ALIASING)
                      and any(_aliasing_set(leaf[1]) <= other for other in aliasing))]
@@ -152,6 +152,8 @@ def _aliasing_set(text: str) -> frozenset[str]:
 
 
 # A key of a dict, as Dynamo names the manager that guards it: ``list(dict.keys(D))[0]``.
+# The guards on the keys of a dict whose identity guard stays live-only (ID_MATCH on each
+# key in torch 2.13, EQUALS_MATCH ``== <class 'tuple'>`` in 2.14+) belong to that guard.
 _DICT_KEY = re.compile(r"^list\(dict\.keys\((.*)\)\)\[\d+\]$")
 
 
