@@ -14,14 +14,7 @@ tests as a peer suite").
 """
 from __future__ import annotations
 
-
-from importlib.metadata import version
-
-import pytest
-
 from conftest import Run, Scenario
-
-TORCH = tuple(int(p) for p in version("torch").split("+")[0].split(".")[:2])
 
 # What every scenario module starts with: ``check(name, compiled_call, eager_call)``.
 PRELUDE = """
