@@ -60,31 +60,31 @@ def _normalized(text: str) -> str:
 def leaf_guards(guard_manager: Any) -> list[tuple[str, str]]:
     """(source of the holding manager, ``CLASS: verbose code part``) of every leaf guard of a
     ``GuardManagerWrapper``, process-specific ids normalized, in tree order."""
+    from torch._C._dynamo.guards import RelationalGuard
+
     out: dict[tuple[str, str], None] = {}  # ordered, relational guards once
     root = guard_manager.root
-    out.update(dict.fromkeys(_leaves_of(root, "<root>")))
+    out.update(dict.fromkeys(_leaves_of(root, "<root>", RelationalGuard)))
     for guard in getattr(root, "get_epilogue_lambda_guards", lambda: [])():
         out.update(dict.fromkeys(("<epilogue>", line) for line in _lines(guard)))
     return list(out)
 
 
-def _leaves_of(mgr: Any, source: str) -> Iterator[tuple[str, str]]:
-    from torch._C._dynamo.guards import RelationalGuard
-
+def _leaves_of(mgr: Any, source: str, relational: type) -> Iterator[tuple[str, str]]:
     for guard in mgr.get_leaf_guards():
         # A relational guard (NO_TENSOR_ALIASING...) hangs under each manager whose value it
         # relates and names all of them; how many managers carry it depends on how the tree
         # was reached, so it counts once.
-        where = "<relational>" if isinstance(guard, RelationalGuard) else source
+        where = "<relational>" if isinstance(guard, relational) else source
         for line in _lines(guard):
             yield where, line
     if hasattr(mgr, "get_key_value_managers"):  # DictGuardManager
         for idx, (key_mgr, val_mgr) in sorted(mgr.get_key_value_managers().items()):
             for child in (key_mgr, val_mgr):
                 if child is not None:
-                    yield from _leaves_of(child, child.get_source())
+                    yield from _leaves_of(child, child.get_source(), relational)
     for child in mgr.get_child_managers():
-        yield from _leaves_of(child, child.get_source())
+        yield from _leaves_of(child, child.get_source(), relational)
 
 
 def _lines(guard: Any) -> list[str]:
