@@ -95,9 +95,9 @@ def main() -> int:
 
 def _package_modes(rng: random.Random) -> dict:
     """The modes that mutate a real package (written by a compile in a subprocess)."""
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
     from precompile.errors import PackageError
-    from precompile.manifest import from_manifest
+    from precompile.package.manifest import from_manifest
 
     workdir = tempfile.mkdtemp(prefix="precompile-fuzz-")
     data = real_package(workdir)
@@ -195,7 +195,7 @@ def _body(meta: bytes) -> bytes:
 
     import msgpack
 
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
 
     body = (b"\x83" + msgpack.packb("meta") + meta + msgpack.packb("manifest") + b"\x80"
             + msgpack.packb("blobs") + b"\x80")
@@ -232,7 +232,7 @@ def _raw_value(rng: random.Random, depth: int) -> bytes:
 
 
 def _nested_mode(rng: random.Random):
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
     from precompile.errors import PackageError
 
     def mode() -> None:
@@ -266,7 +266,7 @@ def _raw_key(rng: random.Random) -> tuple[bytes, bool]:
 
 
 def _keys_mode(rng: random.Random):
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
     from precompile.errors import PackageError
 
     def mode() -> None:
@@ -334,7 +334,7 @@ def _mutate_code_fields(fields: dict, rng: random.Random) -> dict:
 def _code_mode(rng: random.Random):
     import msgpack
 
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
     from precompile.errors import PackageError
 
     pool = _code_pool()
@@ -426,7 +426,7 @@ def _guard_path_mode(rng: random.Random):
     import collections
     import types
 
-    from precompile.guard_path import GuardPathError, Roots, parse
+    from precompile.identity.guard_path import GuardPathError, Roots, parse
 
     def inner(x, *, k=2):
         return helper
@@ -478,9 +478,10 @@ def _cli_modes(workdir: str, data: bytes, env0, rng: random.Random) -> dict:
     import contextlib
     import io
 
-    from precompile import cli, identity
+    from precompile import cli
+    from precompile.identity import checks as identity
     from precompile.cli import listing as cli_listing
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
 
     sys.path.insert(0, workdir)
     cache = os.path.join(workdir, "cache")

@@ -75,10 +75,10 @@ def child(workload: str, out_prefix: str) -> int:
         import precompile
         import precompile._torch as pt
         import precompile.api as api
-        import precompile.format as fmt
-        import precompile.install as inst
-        import precompile.keys as keys
-        import precompile.loading as loading
+        import precompile.format.envelope as fmt
+        import precompile.install.installation as inst
+        import precompile.package.keys as keys
+        import precompile.read.loading as loading
 
         marks["import precompile"] = time.perf_counter() - _T0
         import workloads

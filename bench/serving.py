@@ -109,7 +109,7 @@ def child(mode: str, k: int, buckets: int, gen_dir: str) -> dict:
 def child_store_bytes(store_dir: str) -> dict:
     """The store as written (kernels once) and as it would be with every kernel embedded in
     each package that names it."""
-    from precompile import format
+    from precompile.format import envelope as format
 
     shared = embedded = packages = blobs = 0
     kernel_sizes: dict[str, int] = {}

@@ -4,7 +4,7 @@ digest from every package that uses them.
 A blob is stored through the ordinary ``get``/``put``/``delete``/``list`` of any store, so
 every store holds them without new methods. Its key cannot be mistaken for a package's:
 package keys end in 32 hex digits (``keys.package_key``), blob keys in a full sha256.
-What a blob holds and how it is verified is ``precompile/shared_blobs.py``; this module
+What a blob holds and how it is verified is ``precompile/read/shared_blobs.py``; this module
 only names them and plans what an eviction may delete (pure, so the policy can be tested
 apart from files).
 """

@@ -183,7 +183,7 @@ class LocalDirBackend(CacheBackend):
         ``trust_shared``: accept a directory and files other users could write
         (precompile passes ``PRECOMPILE_TRUST_SHARED_CACHE``). ``max_package_bytes``: the
         largest file ``get`` reads. ``blob_references``: the blob keys a stored package
-        names (``precompile.shared_blobs.references``); without it eviction never deletes a
+        names (``precompile.read.shared_blobs.references``); without it eviction never deletes a
         shared kernel, since it cannot tell which ones are still named."""
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self.url = self.root

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from typing import Any
+
+from .record import recorder_hook as _recorder_hook
 
 __all__ = ["cached", "save", "load", "flush", "stats", "warmup", "coverage", "errors",
            "PrecompileContext", "CompilePackage"]
@@ -24,9 +27,16 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "cached": "api", "save": "api", "load": "api", "flush": "api", "stats": "api",
-    "warmup": "fleet_warmup", "coverage": "fleet_coverage",
-    "PrecompileContext": "context", "CompilePackage": "package", "errors": None,
+    "warmup": "fleet.warmup", "coverage": "fleet.coverage",
+    "PrecompileContext": "package.artifacts", "CompilePackage": "package", "errors": None,
 }
+
+
+# Pickles of compiled modules name the recorder's stand-in where it lived before the record/
+# folder (``precompile.recorder_hook._no_recorder``, earlier ``precompile.recorder``); both
+# still resolve to it (recorder_hook imports nothing, so this costs no torch import).
+sys.modules.setdefault(f"{__name__}.recorder_hook", _recorder_hook)
+sys.modules.setdefault(f"{__name__}.recorder", _recorder_hook)
 
 
 def __getattr__(name: str) -> Any:

@@ -15,12 +15,16 @@ import torch
 
 from cache_backends.local import write_atomically
 
-from . import _torch, format, keys, read_path, saving, settings
+from . import _torch, settings
+from .format import envelope as format
+from .package import keys
+from .read import read_path
+from .record import saving
 from .cached_function import CachedFunction
 from .counters import STATS
 from .errors import PackageError, StoreError
-from .loading import verify
-from .names import main_code
+from .read.loading import verify
+from .identity.names import main_code
 from .policy import Policy, default_store, resolve_signing_key, trust_shared
 
 # --------------------------------------------------------------- public API

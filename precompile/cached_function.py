@@ -16,20 +16,23 @@ from typing import Any
 
 import torch
 
-from . import _torch, format, keys, loading
+from . import _torch
+from .format import envelope as format
+from .package import keys
+from .read import loading
 from .counters import STATS, warn_once
-from .entry_order import ORDER
+from .install.entry_order import ORDER
 from .errors import PackageError
-from .explain import explain_absent
-from .install import Installation, install
-from .loading import Miss
-from .model import Package
-from .names import closure_fingerprint, function_label, main_code
+from .read.explain import explain_absent
+from .install.installation import Installation, install
+from .read.loading import Miss
+from .package.model import Package
+from .identity.names import closure_fingerprint, function_label, main_code
 from .policy import Policy
-from .recorder import CompilePackage
-from .recorder_hook import RecorderHook
-from .saving import _SAVER, PackageWriter
-from .single_flight import Lease, wait_or_lead
+from .record.recorder import CompilePackage
+from .record.recorder_hook import RecorderHook
+from .record.saving import _SAVER, PackageWriter
+from .read.single_flight import Lease, wait_or_lead
 
 log = logging.getLogger("precompile")
 _LIVE: weakref.WeakSet[CachedFunction] = weakref.WeakSet()

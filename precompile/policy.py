@@ -10,7 +10,7 @@ from cache_backends import CacheBackend, open_store
 
 from . import settings
 from .errors import SettingError, StoreError
-from .read_path import verifier
+from .read.read_path import verifier
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "precompile")
 

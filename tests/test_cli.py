@@ -196,7 +196,7 @@ def test_prune_max_size_keeps_a_fresh_package_unless_forced(project: Project) ->
 
 
 def test_prune_stale_removes_corrupt_and_foreign_packages(project: Project) -> None:
-    from precompile import format
+    from precompile.format import envelope as format
 
     good = project.package("g")
     broken = project.cache / "broken-1.pcpkg"
@@ -286,14 +286,14 @@ def _archive(path: Path, members: dict[str, bytes]) -> Path:
 
 def _pkg(saved: float, filler: bytes = b"", fn: str = "f") -> bytes:
     """A package for ``m:<fn>``, bound to ``_key(fn)``."""
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
 
     return fmt.encode({"saved": saved, "function": f"m:{fn}",
                        "factors": {"function": f"m:{fn}"}}, {"filler": filler}, {})
 
 
 def _key(fn: str = "f") -> str:
-    from precompile.keys import package_key
+    from precompile.package.keys import package_key
 
     return package_key({"function": f"m:{fn}"})
 

@@ -117,7 +117,7 @@ def run():
 def test_dict_keys_check_compares_keys_with_their_sources() -> None:
     """The stored form of a DICT_KEYS_MATCH on an ``id()``-keyed dict: the keys are, in
     order, the objects at other sources of the call."""
-    from precompile.identity import DictKeysCheck, dict_keys_fingerprint
+    from precompile.identity.checks import DictKeysCheck, dict_keys_fingerprint
 
     a, b = object(), object()
     check = DictKeysCheck("L['d']", dict_keys_fingerprint(["L['x'][0]", "L['x'][1]"]), {})

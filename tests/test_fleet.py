@@ -251,7 +251,7 @@ def test_frames_after_a_graph_break_are_reported_unchecked(scenario: Scenario) -
 
 def test_spec_errors_name_the_field() -> None:
     from precompile.errors import SpecError
-    from precompile.signatures import parse_spec
+    from precompile.fleet.signatures import parse_spec
 
     cases = [
         ({"signatures": [{"inputs": [{"shape": [2], "dtype": "flaot32"}]}]},

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from precompile import format as fmt
+from precompile.format import envelope as fmt
 from precompile.errors import FormatError, IntegrityError, PackageError
 
 
@@ -91,8 +91,8 @@ def test_objects_in_code_are_stored_by_name_and_resolved() -> None:
     import collections
     import types
 
-    from precompile.bytecode import code_with_refs, resolve_refs
-    from precompile.names import importable_name
+    from precompile.identity.bytecode import code_with_refs, resolve_refs
+    from precompile.identity.names import importable_name
 
     Pair = collections.namedtuple("Pair", "a b")
     globals()["_PairForTest"] = Pair
@@ -125,7 +125,7 @@ def test_torch_values_in_code_round_trip():
     transformed bytecode; they are stored as plain data or by name and rebuilt exactly."""
     import torch
 
-    from precompile.bytecode import code_with_refs, resolve_refs
+    from precompile.identity.bytecode import code_with_refs, resolve_refs
 
     values = (torch.device("cpu"), torch.device("cuda", 1), torch.float16, torch.bfloat16,
               torch.Size([2, 3]), torch.Size([]), torch.strided, torch.channels_last,

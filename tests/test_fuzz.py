@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from precompile import format as fmt
+from precompile.format import envelope as fmt
 from precompile.errors import PackageError
-from precompile.manifest import from_manifest
+from precompile.package.manifest import from_manifest
 
 
 def _real_package() -> bytes:

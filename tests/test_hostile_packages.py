@@ -26,8 +26,8 @@ import msgpack
 import pytest
 
 from precompile import cli
-from precompile import format as fmt
-from precompile.code_check import VALID_OPCODES, cache_entries, check_code_fields
+from precompile.format import envelope as fmt
+from precompile.format.code_check import VALID_OPCODES, cache_entries, check_code_fields
 from precompile.errors import FormatError, SettingError
 from precompile.policy import Policy
 
@@ -62,7 +62,7 @@ def _map(pairs: list[tuple[bytes, bytes]]) -> bytes:
 
 CHILD = """
 import json, sys
-from precompile import format as fmt
+from precompile.format import envelope as fmt
 for path in sys.argv[1:]:
     try:
         fmt.decode(open(path, "rb").read())

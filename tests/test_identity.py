@@ -33,7 +33,7 @@ import json, sys, types, warnings
 warnings.simplefilter("ignore")
 import torch, torch.nn.functional, torch.optim, torch.utils._pytree
 import torch.nn.attention.flex_attention
-from precompile.names import object_fingerprint
+from precompile.identity.names import object_fingerprint
 out = {}
 for name, mod in sorted(sys.modules.items()):
     if mod is None or not name.startswith(("torch", "functools", "typing", "collections")):

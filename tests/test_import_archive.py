@@ -13,8 +13,8 @@ import pytest
 
 from cache_backends.local import LocalDirBackend
 from precompile import cli
-from precompile import format as fmt
-from precompile.keys import package_key
+from precompile.format import envelope as fmt
+from precompile.package.keys import package_key
 
 
 def _pkg(fn: str, saved: float, filler: bytes = b"", signing_key: bytes | None = None) -> bytes:
@@ -138,7 +138,7 @@ def test_a_bad_signature_is_refused_while_streaming(cache: LocalDirBackend, tmp_
 
 def test_package_stream_checks_what_decode_checks() -> None:
     """The streaming check and format.decode agree on every cut and flipped byte."""
-    from precompile.archive_stream import PackageStream
+    from precompile.format.archive_stream import PackageStream
     from precompile.errors import PackageError
 
     good = _pkg("a", 1, bytes(100), signing_key=b"k")

@@ -135,7 +135,7 @@ def test_load_raises_typed_errors(tmp_path: Path) -> None:
         precompile.load(fn, bad)
     with pytest.raises(StoreError):
         precompile.load(fn, tmp_path / "missing.pcpkg")
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
 
     good = fmt.encode({"factors": {}}, {"frames": []}, {})
     flipped = bytearray(good)
@@ -299,7 +299,7 @@ def run():
 
 def test_load_refuses_another_torch_version(tmp_path: Path) -> None:
     import precompile
-    from precompile import format as fmt
+    from precompile.format import envelope as fmt
     from precompile.errors import IncompatibleError
 
     def fn(x):

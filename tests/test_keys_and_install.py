@@ -14,7 +14,8 @@ from conftest import Scenario
 
 KEY_SCRIPT = """
 import json, torch, precompile
-from precompile import keys, _torch
+from precompile import _torch
+from precompile.package import keys as keys
 
 def f(x):
     return x + 1
@@ -44,7 +45,7 @@ def test_keys_hold_nothing_per_process(tmp_path) -> None:
 
 
 def test_code_fingerprint_ignores_position_not_behaviour() -> None:
-    from precompile.keys import code_fingerprint
+    from precompile.package.keys import code_fingerprint
 
     ns1: dict = {}
     ns2: dict = {}
@@ -100,7 +101,7 @@ def test_install_then_uninstall_leaves_module_clean(tmp_path) -> None:
     script = tmp_path / "clean.py"
     script.write_text(textwrap.dedent("""
         import sys, torch, precompile
-        from precompile import install as inst_mod
+        from precompile.install import installation as inst_mod
         from precompile.api import verify
 
         @precompile.cached(backend="eager", store="memory://t")
@@ -113,7 +114,7 @@ def test_install_then_uninstall_leaves_module_clean(tmp_path) -> None:
         f(torch.ones(2))
         precompile.flush()
         impl = f._precompile
-        from precompile import format
+        from precompile.format import envelope as format
         data = impl.store.get(impl.package.key)
         env = format.decode(data)
         pkg = verify(env, impl.main_code, impl.module, impl.package.factors)
@@ -140,7 +141,8 @@ def test_install_then_uninstall_leaves_module_clean(tmp_path) -> None:
 def test_gpu_mismatch_is_a_clear_incompatibility(monkeypatch) -> None:
     """GPU metadata check (CPU-checkable half; a GPU run must prove the rest)."""
     import precompile
-    from precompile import _torch, format as fmt
+    from precompile import _torch
+    from precompile.format import envelope as fmt
     from precompile.api import verify
     from precompile.errors import IncompatibleError
 

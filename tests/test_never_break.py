@@ -40,7 +40,7 @@ def test_a_failing_recorder_step_is_a_bypass(scenario: Scenario) -> None:
     the entry was added) reaches neither the call nor the store: the entry is dropped, since
     without its sources a later edit could not be detected."""
     scenario.write("""
-        import torch, precompile, precompile.keys
+        import torch, precompile, precompile.package.keys
 
         def helper(x):
             return x.sin()
@@ -53,7 +53,7 @@ def test_a_failing_recorder_step_is_a_bypass(scenario: Scenario) -> None:
             raise RuntimeError("simulated recorder bug")
 
         def run():
-            precompile.keys.source_range_for = boom
+            precompile.package.keys.source_range_for = boom
             x = torch.arange(4.0)
             return [("y", f(x), x.sin() + 1), ("again", f(x + 1), (x + 1).sin() + 1)]
     """)

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from cache_backends.local import LocalDirBackend
-from precompile import cli, keys, loading
-from precompile import format as fmt
+from precompile import cli
+from precompile.package import keys
+from precompile.read import loading
+from precompile.format import envelope as fmt
 from precompile.errors import IntegrityError, StoreError
 from test_security import CALLS, KEY, env, make_package  # noqa: F401 - env is a fixture
 
@@ -293,7 +295,7 @@ def test_stores_read_no_environment_variable(monkeypatch: pytest.MonkeyPatch,
 
 
 def _kernel_package(blobs: dict[str, bytes]) -> object:
-    from precompile.model import Package
+    from precompile.package.model import Package
 
     pkg = Package(target.__code__, __name__, "k", {})
     pkg.kernel_blobs = dict(blobs)
@@ -312,7 +314,7 @@ def inductor_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_file_planted_at_a_kernels_path_is_replaced(inductor_dir: Path,
                                                       tmp_path: Path) -> None:
-    from precompile.install import install
+    from precompile.install.installation import install
 
     good = b"\x7fELF the package's kernel"
     (inductor_dir / "ab").mkdir(mode=0o700)
@@ -334,7 +336,7 @@ def test_a_file_planted_at_a_kernels_path_is_replaced(inductor_dir: Path,
 
 def test_kernels_are_not_restored_into_a_directory_others_can_write(
         inductor_dir: Path) -> None:
-    from precompile.install import install
+    from precompile.install.installation import install
 
     inductor_dir.chmod(0o777)
     try:
@@ -350,7 +352,7 @@ def test_kernels_are_not_restored_into_a_directory_others_can_write(
 
 def test_a_miss_explains_only_with_neighbours_that_pass_the_signing_policy() -> None:
     from cache_backends import MemoryBackend
-    from precompile.explain import explain_absent
+    from precompile.read.explain import explain_absent
 
     store = MemoryBackend()
     old, old_key = _bound_package(backend="eager")  # unsigned, same function

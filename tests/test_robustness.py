@@ -21,8 +21,9 @@ import torch
 
 import precompile
 from cache_backends import LocalDirBackend
-from precompile import format, settings
-from precompile.single_flight import LEASE_SUFFIX as _LEASE_SUFFIX
+from precompile import settings
+from precompile.format import envelope as format
+from precompile.read.single_flight import LEASE_SUFFIX as _LEASE_SUFFIX
 from precompile.errors import LockTimeout, PackageError, SettingError, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def test_sigterm_during_a_save_exits_and_leaves_whole_packages(tmp_path: Path) -
     handler must not wait on that lock; it saves the other package and the process ends."""
     run = _run_script("""
         import os, signal, time, torch, precompile
-        from precompile import saving
+        from precompile.record import saving as saving
         from cache_backends.local import LocalDirBackend
 
         saving._SAVER.schedule = lambda cached: None  # saves happen only in flush() below

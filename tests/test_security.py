@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from cache_backends.local import LocalDirBackend
-from precompile import cli, identity
-from precompile import format as fmt
+from precompile import cli
+from precompile.identity import checks as identity
+from precompile.format import envelope as fmt
 from precompile.errors import SettingError, FormatError, StoreError
-from precompile.keys import package_key
-from precompile.guard_path import GuardPathError, Roots, parse
+from precompile.package.keys import package_key
+from precompile.identity.guard_path import GuardPathError, Roots, parse
 
 # ------------------------------------------------------------------ packages by hand
 

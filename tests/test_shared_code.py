@@ -4,7 +4,7 @@ A decorator's ``wrapper`` is one code object for every function it wraps, and a 
 ``forward`` is one code object for every instance. Dynamo tells them apart with identity
 guards (``L['func']``, ``L['self'].act``), which cannot be stored; precompile keeps them live in
 the compiling process and checks their fingerprints at call time in a loading one
-(precompile/identity.py). Each test runs a cold process in one order and a warm one in the
+(precompile/identity/checks.py). Each test runs a cold process in one order and a warm one in the
 other order, comparing with eager.
 """
 from __future__ import annotations

@@ -52,7 +52,7 @@ def _cli(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _manifest_kernels(path: Path) -> list[dict[str, str]]:
-    from precompile import format
+    from precompile.format import envelope as format
 
     env = format.decode(path.read_bytes())
     assert not any(k["blob"] in env.blobs for k in env.manifest["kernels"]), "kernel embedded"
@@ -168,8 +168,8 @@ def test_eviction_deletes_a_kernel_only_when_no_package_names_it() -> None:
 
 def test_a_blob_is_read_with_the_checks_a_package_gets() -> None:
     from precompile.errors import IntegrityError, PackageError
-    from precompile.format import sha256_hex
-    from precompile.shared_blobs import decode_blob, encode_blob
+    from precompile.format.envelope import sha256_hex
+    from precompile.read.shared_blobs import decode_blob, encode_blob
 
     data = b"\x7fELF kernel bytes"
     digest = sha256_hex(data)

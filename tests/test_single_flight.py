@@ -21,7 +21,7 @@ def f(x):
 if os.environ.get("SLOW_COMPILE"):
     # Make this process's compile slow (and optionally die in the middle of it), so the
     # others are certain to find it compiling.
-    from precompile import recorder as _pkg
+    from precompile.record import recorder as _pkg
     _orig = _pkg.CompilePackage.add_guarded_code
     def _slow(self, *a, **k):
         print("COMPILING", flush=True)

@@ -56,7 +56,7 @@ def test_copies_of_a_compiled_model(tmp_path: Path) -> None:
 def test_first_optimizer_step_of_a_fresh_job(tmp_path: Path) -> None:
     """AdamW, Adam and SGD with momentum with no state yet (a new job): Dynamo creates the
     state while it traces the first step, and a warm process makes the same state before the
-    stored entry's guards look at it (precompile/first_step.py)."""
+    stored entry's guards look at it (precompile/record/first_step.py)."""
     _, warm = _cold_then_warm(tmp_path, "optimizer", ZOO_FRESH_STATE="1")
     warm.assert_warm()
     assert warm.stats["misses"] == 0 and warm.stats["recompile_reasons"] == [], warm.describe()

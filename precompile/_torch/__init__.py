@@ -34,7 +34,7 @@ Every change precompile makes to torch's state, and how long it lasts:
   observe);
 * on installed entries of a code object that has several: a hit counter as the last
   epilogue guard of each (entries.HitCounter), and the order of the code's precompiled
-  entries (``precompile/entry_order.py`` re-attaches them most-hit first);
+  entries (``precompile/install/entry_order.py`` re-attaches them most-hit first);
 * process-wide settings: ``torch._functorch.config.bundled_autograd_cache = True``
   (compile.bundle_lazy_backwards, only for lazily compiled backwards); Dynamo's global-name
   counter moved past the numbers an installed package uses (entries.reserve_global_names);

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .. import format
+from ..format import envelope as format
 
 
 # torch value types Dynamo bakes into transformed bytecode as constants (a device read from a

@@ -11,7 +11,7 @@ import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..names import shadowed_function as _shadowed_function
+from ..identity.names import shadowed_function as _shadowed_function
 from .guard_parity import rebuild_for_parity, recorded_tree
 
 

@@ -14,30 +14,30 @@ from typing import Any
 # CLI name -> (module, attribute); attribute None re-exports the module itself.
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     # Code-object helpers.
-    "main_code": ("precompile.names", "main_code"),
-    "function_label": ("precompile.names", "function_label"),
-    "walk_qualname": ("precompile.names", "walk_qualname"),
+    "main_code": ("precompile.identity.names", "main_code"),
+    "function_label": ("precompile.identity.names", "function_label"),
+    "walk_qualname": ("precompile.identity.names", "walk_qualname"),
     # Private torch glue.
     "unpickle_guards_state": ("precompile._torch", "unpickle_guards_state"),
     "unwrap_compiled": ("precompile._torch", "unwrap_compiled"),
     # Library objects the CLI reuses so its verdicts match the library's.
     "default_store": ("precompile.policy", "default_store"),
-    "from_manifest": ("precompile.manifest", "from_manifest"),
+    "from_manifest": ("precompile.package.manifest", "from_manifest"),
     "peek_file": ("cache_backends.local", "peek_file"),
     "trust_shared": ("precompile.policy", "trust_shared"),
     # Whole modules.
-    "archive": ("precompile.archive", None),
-    "shared_blobs": ("precompile.shared_blobs", None),
+    "archive": ("precompile.read.archive", None),
+    "shared_blobs": ("precompile.read.shared_blobs", None),
     "blobs": ("cache_backends.blobs", None),
     "errors": ("precompile.errors", None),
-    "fleet_coverage": ("precompile.fleet_coverage", None),
-    "fleet_warmup": ("precompile.fleet_warmup", None),
-    "format": ("precompile.format", None),
-    "identity": ("precompile.identity", None),
-    "keys": ("precompile.keys", None),
-    "read_path": ("precompile.read_path", None),
+    "fleet_coverage": ("precompile.fleet.coverage", None),
+    "fleet_warmup": ("precompile.fleet.warmup", None),
+    "format": ("precompile.format.envelope", None),
+    "identity": ("precompile.identity.checks", None),
+    "keys": ("precompile.package.keys", None),
+    "read_path": ("precompile.read.read_path", None),
     "settings": ("precompile.settings", None),
-    "signatures": ("precompile.signatures", None),
+    "signatures": ("precompile.fleet.signatures", None),
     "torch": ("torch", None),
 }
 

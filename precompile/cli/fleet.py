@@ -97,7 +97,7 @@ def add_commands(add: Any) -> None:
         p.add_argument("factory", metavar="FACTORY", help="module:factory returning the "
                        "function or module to serve, e.g. mypkg.serve:make_model")
         p.add_argument("--spec", required=True, metavar="SPEC.json",
-                       help="the signatures (see precompile/signatures.py)")
+                       help="the signatures (see precompile/fleet/signatures.py)")
         p.add_argument("--cache", metavar="DIR_OR_URL",
                        help="the store, when the factory returns an unwrapped callable")
         if name == "warmup":

@@ -263,7 +263,7 @@ def _write_archive(out: BinaryIO, packages: Iterable[tuple[str, bytes]]) -> tupl
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Put an archive's packages into a cache, all or nothing (precompile/archive.py): every
+    """Put an archive's packages into a cache, all or nothing (precompile/read/archive.py): every
     package is verified first; one already in the cache is replaced only by a newer one."""
     archive = lib.archive
     store = open_store(args.cache)

@@ -1,0 +1,165 @@
+"""Coverage: would the installed entries run each signature without compiling?
+
+The question a rollout asks before it starts replicas: for every shape bucket the fleet
+will call, does the cache hold an entry that accepts it? This answers without running the
+model: it installs the stored package as a first call would (key, fetch, verify, install),
+builds example inputs for each signature, binds them to the first frame's locals, and asks
+every guarded entry on that frame (``_torch.check_entries``: Dynamo's guard managers, the
+same check the frame hook runs) under the signature's autograd mode. A miss names the
+guard that failed in each entry.
+
+What cannot be checked without running: frames after a graph break (resume functions) and
+functions Dynamo compiled as their own frames see locals that only exist once the code
+before them has run. When a package holds such frames, a signature whose first frame is
+covered is reported ``unchecked`` with their names, not ``covered``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .. import _torch
+from ..errors import PackageError, WarmupError
+from .target import FleetTarget, fleet_target, frame_locals
+from ..package.model import ROLE_MAIN
+from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, size_variants
+
+COVERED, MISS, UNCHECKED, ERROR = "covered", "miss", "unchecked", "error"
+_MAX_PART = 240
+
+
+@dataclasses.dataclass
+class SignatureCoverage:
+    name: str
+    signature: str  # readable: dtypes, shapes (dynamic dims starred), mode
+    status: str  # covered | miss | unchecked | error
+    reasons: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class CoverageReport:
+    """Per signature: covered, miss (with the failing guards), unchecked (frames after graph
+    breaks) or error (the signature does not fit the function)."""
+
+    function: str
+    store: str
+    results: list[SignatureCoverage]
+    install_note: str | None = None  # why nothing was installed, if so
+
+    def with_status(self, status: str) -> list[SignatureCoverage]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def ok(self) -> bool:
+        """Nothing would compile that can be known without running (the CI gate)."""
+        return not self.with_status(MISS) and not self.with_status(ERROR)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"function": self.function, "store": self.store, "ok": self.ok,
+                "install_note": self.install_note,
+                "counts": {s: len(self.with_status(s))
+                           for s in (COVERED, MISS, UNCHECKED, ERROR)},
+                "signatures": [r.to_dict() for r in self.results]}
+
+    def summary(self) -> str:
+        lines = [f"{self.function} ({self.store})"]
+        if self.install_note:
+            lines.append(f"  nothing installed: {self.install_note}")
+        for r in self.results:
+            lines.append(f"  {r.status.upper():9} {r.signature}")
+            lines.extend(f"            {reason}" for reason in r.reasons)
+        counts = ", ".join(f"{len(self.with_status(s))} {s}"
+                           for s in (COVERED, MISS, UNCHECKED, ERROR))
+        lines.append(f"coverage: {counts}")
+        return "\n".join(lines)
+
+
+def coverage(fn_or_module: Any, signatures: Any, **options: Any) -> CoverageReport:
+    """Whether the installed entries of ``fn_or_module`` accept every signature, without
+    running it. ``signatures``: a Spec, a spec file path, its JSON document, or a list of
+    signature dicts (see ``precompile.fleet.signatures``). ``options`` wrap a plain function or
+    module as ``precompile.cached`` would (``cache_dir``, ``store``, ``backend``, ...)."""
+    spec = as_spec(signatures)
+    target = fleet_target(fn_or_module, spec.device, spec.seed, **options)
+    note = install(target, spec)
+    results = [check_signature(target, sig, spec) for sig in spec.signatures]
+    return CoverageReport(target.impl.label(), store_url(target), results, note)
+
+
+def install(target: FleetTarget, spec: Spec) -> str | None:
+    """The first call's warm path, run with the first signature's inputs (their devices
+    are part of the key) and without calling; why nothing was installed, or None."""
+    impl = target.impl
+    sig = spec.signatures[0]
+    try:
+        with mode_context(sig.mode):
+            args, kwargs = build_inputs(sig, spec)
+            impl.prepare(args, kwargs)
+    except PackageError as e:  # strict mode raises its miss
+        return str(e)
+    if impl.installation is None or not impl.installation.installed_entries:
+        return impl.last_miss or "no entry installed"
+    return None
+
+
+def check_signature(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureCoverage:
+    """One signature against every entry on the function's first frame, at its example
+    sizes and at the ends of each dynamic dim's range."""
+    described = sig.describe()
+    reasons = []
+    for label, sizes in size_variants(sig):
+        try:
+            verdict = _verdict(target, sig, spec, sizes)
+        except (WarmupError, RuntimeError, TypeError, ValueError) as e:
+            return SignatureCoverage(sig.name, described, ERROR, [_one_line(e)])
+        if not verdict.accepted:
+            reasons.append(_miss_reason(label, verdict, target))
+    if reasons:
+        return SignatureCoverage(sig.name, described, MISS, reasons)
+    later = later_frames(target)
+    if later:
+        return SignatureCoverage(sig.name, described, UNCHECKED, [
+            f"the function's own frame is covered; {len(later)} frame(s) after graph breaks "
+            f"are checked only when they run: {', '.join(later)}"])
+    return SignatureCoverage(sig.name, described, COVERED)
+
+
+def _verdict(target: FleetTarget, sig: Signature, spec: Spec,
+             sizes: dict[tuple[Any, int], int]) -> _torch.EntryVerdict:
+    with mode_context(sig.mode):
+        args, kwargs = build_inputs(sig, spec, sizes)
+        f_locals = frame_locals(target.impl, args, kwargs)
+        return _torch.check_entries(target.impl.main_code, f_locals)
+
+
+def _miss_reason(label: str, verdict: _torch.EntryVerdict, target: FleetTarget) -> str:
+    if not verdict.entries:
+        return f"{label}: no compiled entry for the function at all"
+    failing = "; ".join(f"entry {i}: {_clip(r)}" for i, r in enumerate(verdict.rejections, 1))
+    return f"{label}: {failing}"
+
+
+def later_frames(target: FleetTarget) -> list[str]:
+    """Names of the frames with entries other than the function's own (graph-break resume
+    functions, functions compiled as their own frames)."""
+    return sorted({f.qualname for f in target.impl.package.frames
+                   if f.role != ROLE_MAIN and f.entries})
+
+
+def _clip(parts: list[str]) -> str:
+    """An entry's failing guards without Dynamo's trailing source comments, bounded."""
+    text = "; ".join(kept for p in parts if (kept := p.split("  # ")[0].strip()))
+    return text if len(text) <= _MAX_PART else text[:_MAX_PART - 3] + "..."
+
+
+def _one_line(e: BaseException) -> str:
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}"[:_MAX_PART]
+
+
+def store_url(target: FleetTarget) -> str:
+    store = target.impl.store
+    return store.url if store is not None else "no store"

@@ -1,0 +1,180 @@
+"""Warm-up from a spec: compile every shape bucket ahead of time, without real data.
+
+For each signature of a spec (``precompile.fleet.signatures``): skip it when an installed entry
+already accepts it (the same guard check as ``coverage``), else build example inputs
+(seeded random or zeros), mark its dynamic dims, call the function under the signature's
+autograd mode so Dynamo compiles it, and check afterwards that an entry now accepts it
+and that what was compiled can be stored. Everything compiled goes into the function's one
+package, saved at the end. A CI job runs this once; every replica then installs the
+package and serves every bucket with zero frames traced.
+
+A signature is reported ``failed`` (the run goes on with the next) when the call raises,
+when what it compiled cannot be stored (a bypass, with its reason), or when no entry
+accepts it even after compiling (Dynamo's recompile limit, a guard on something the spec
+does not control); the reason says which.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any, TextIO
+
+from .. import _torch
+from ..counters import STATS
+from .coverage import COVERED, MISS, UNCHECKED, check_signature, install, store_url
+from .target import FleetTarget, fleet_target
+from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, tensor_inputs
+
+COMPILED, ALREADY_COVERED, FAILED = "compiled", "covered", "failed"
+
+
+@dataclasses.dataclass
+class SignatureResult:
+    name: str
+    signature: str
+    status: str  # compiled | covered | failed
+    reason: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class WarmupReport:
+    function: str
+    store: str
+    results: list[SignatureResult]
+    saved: bool  # the package holds everything compiled (or nothing needed saving)
+    materialized: bool  # a meta-device model got made-up weights to compile with
+
+    def with_status(self, status: str) -> list[SignatureResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def ok(self) -> bool:
+        return self.saved and not self.with_status(FAILED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"function": self.function, "store": self.store, "ok": self.ok,
+                "saved": self.saved, "materialized": self.materialized,
+                "counts": {s: len(self.with_status(s))
+                           for s in (COMPILED, ALREADY_COVERED, FAILED)},
+                "signatures": [r.to_dict() for r in self.results]}
+
+    def summary(self) -> str:
+        counts = (f"{len(self.with_status(COMPILED))} compiled, "
+                  f"{len(self.with_status(ALREADY_COVERED))} already covered, "
+                  f"{len(self.with_status(FAILED))} failed")
+        lines = [f"warmup of {self.function} into {self.store}: {counts}"]
+        lines += [f"  failed {r.name}: {r.reason}" for r in self.with_status(FAILED)]
+        if not self.saved:
+            lines.append("  the package could not be saved (see the warning above)")
+        if self.materialized:
+            lines.append("  (the model was on the meta device: compiled with made-up weights)")
+        return "\n".join(lines)
+
+
+class Progress:
+    """A plain-text progress bar on stderr: one line when a signature starts, one when it
+    ends (compile logs may come in between, so nothing is redrawn in place)."""
+
+    def __init__(self, total: int, stream: TextIO | None, width: int = 20) -> None:
+        self.total, self.stream, self.width = total, stream, width
+        self.done = 0
+
+    def _line(self, text: str) -> None:
+        if self.stream is None:
+            return
+        filled = self.width * self.done // max(self.total, 1)
+        bar = "#" * filled + "-" * (self.width - filled)
+        print(f"precompile warmup [{bar}] {self.done}/{self.total} {text}",
+              file=self.stream, flush=True)
+
+    def start(self, sig: Signature) -> None:
+        self._line(f"{sig.name}: checking")
+
+    def finish(self, result: SignatureResult) -> None:
+        self.done += 1
+        detail = f" ({result.reason})" if result.reason else ""
+        self._line(f"{result.name}: {result.status} in {result.seconds:.1f}s{detail}")
+
+
+def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True,
+           **options: Any) -> WarmupReport:
+    """Compile ``fn_or_module`` for every signature an installed entry does not already
+    accept, and save its package. ``signatures``: a Spec, a spec file path, its JSON
+    document, or a list of signature dicts (``precompile.fleet.signatures``). ``progress``: a
+    bar on stderr (or the given stream; False for none). ``options`` wrap a plain function
+    or module as ``precompile.cached`` would (``cache_dir``, ``store``, ``backend``,
+    ``dynamic``, ``mode``, ...); a meta-device model is materialized with made-up weights
+    (``precompile.fleet.target``)."""
+    spec = as_spec(signatures)
+    target = fleet_target(fn_or_module, spec.device, spec.seed, **options)
+    stream = sys.stderr if progress is True else (progress or None)
+    bar = Progress(len(spec.signatures), stream)
+    saves_before = STATS.saves
+    install(target, spec)
+    results = []
+    for sig in spec.signatures:
+        bar.start(sig)
+        t0 = time.perf_counter()
+        result = warm_one(target, sig, spec)
+        result.seconds = time.perf_counter() - t0
+        bar.finish(result)
+        results.append(result)
+    saved = _save(target, saves_before, any(r.status == COMPILED for r in results))
+    report = WarmupReport(target.impl.label(), store_url(target), results, saved,
+                          target.materialized)
+    if stream is not None:
+        print(report.summary(), file=stream, flush=True)
+    return report
+
+
+def warm_one(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureResult:
+    """Check one signature; compile it if no entry accepts it."""
+    described = sig.describe()
+    before = check_signature(target, sig, spec)
+    if before.status == COVERED:
+        return SignatureResult(sig.name, described, ALREADY_COVERED)
+    if before.status not in (MISS, UNCHECKED):
+        return SignatureResult(sig.name, described, FAILED, "; ".join(before.reasons))
+    traced = STATS.frames_traced
+    bypassed = len(target.impl.package.bypasses)
+    try:
+        _call(target, sig, spec)
+    except Exception as e:  # noqa: BLE001 - one failing bucket must not stop the others
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        return SignatureResult(sig.name, described, FAILED, f"{type(e).__name__}: {first}")
+    new_bypasses = target.impl.package.bypasses[bypassed:]
+    if new_bypasses:
+        return SignatureResult(sig.name, described, FAILED,
+                               "compiled but cannot be stored: " + "; ".join(new_bypasses))
+    after = check_signature(target, sig, spec)
+    if after.status == MISS:
+        return SignatureResult(sig.name, described, FAILED, "compiled, but no entry accepts "
+                               "it afterwards: " + "; ".join(after.reasons))
+    if STATS.frames_traced == traced:  # every frame, graph-break resumes included, was warm
+        return SignatureResult(sig.name, described, ALREADY_COVERED)
+    return SignatureResult(sig.name, described, COMPILED)
+
+
+def _call(target: FleetTarget, sig: Signature, spec: Spec) -> None:
+    """Run the function on example inputs, dynamic dims marked, so Dynamo compiles it."""
+    with mode_context(sig.mode):
+        args, kwargs = build_inputs(sig, spec)
+        for where, x in tensor_inputs(sig):
+            value = args[where] if isinstance(where, int) else kwargs[where]
+            for d in x.dynamic:
+                _torch.mark_dynamic(value, d.dim, min=d.min, max=d.max)
+        target.fn(*args, **kwargs)
+
+
+def _save(target: FleetTarget, saves_before: int, compiled: bool) -> bool:
+    """Write the package now; False if something compiled here was never written."""
+    target.impl.save_now()
+    return not compiled or STATS.saves > saves_before
+
+
+__all__ = ["warmup", "warm_one", "WarmupReport", "SignatureResult", "Progress"]

@@ -1,0 +1,94 @@
+"""Transformed bytecode between this process and a package.
+
+Dynamo's bytecode holds constants the package format cannot (a ``torch.device`` read before a
+graph break, a namedtuple's ``_make``) and global names numbered per process (resume
+functions). Stored, constants become references (``format.ValueRef`` for torch values,
+``format.ObjectRef`` for objects found by name) and resume globals get unique names;
+installed, the references are resolved and the code points at this machine's source file.
+"""
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+from .. import _torch
+from ..format import envelope as format
+from .names import importable_name, resolve_importable
+
+
+def global_names(code: types.CodeType) -> Iterator[str]:
+    """Every name ``code`` and its nested code objects read or write."""
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from global_names(const)
+
+
+def rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:
+    """Replace global names (resume functions) in ``code`` and its nested code objects."""
+    if not rename:
+        return code
+    names = tuple(rename.get(n, n) for n in code.co_names)
+    consts = tuple(rename_globals(c, rename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    if names == code.co_names and consts == code.co_consts:
+        return code
+    return code.replace(co_names=names, co_consts=consts)
+
+
+def code_with_refs(code: types.CodeType) -> types.CodeType | str:
+    """``code`` with every constant the format cannot hold replaced by a reference it can:
+    a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes), an ``ObjectRef``
+    for objects found by name (a namedtuple's ``_make``, a class, an enum member). Returns
+    why not (naming the constant's type) when a constant is neither."""
+    consts = []
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            c = code_with_refs(c)
+            if isinstance(c, str):
+                return c
+        elif not format.storable(c):
+            ref = _torch.value_ref(c)
+            if ref is None:
+                name = importable_name(c)
+                if name is None:
+                    return (f"its bytecode holds a constant of type {type(c).__qualname__} "
+                            f"({_short_repr(c)}) that is neither plain data nor importable "
+                            "by name")
+                ref = format.ObjectRef(name)
+            c = ref
+        consts.append(c)
+    return code.replace(co_consts=tuple(consts))
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not stop a save
+        text = object.__repr__(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def resolve_refs(code: types.CodeType) -> types.CodeType:
+    """Stored code with its ``ObjectRef`` and ``ValueRef`` constants replaced by the objects
+    they name (raises if one is gone: the entry is then not installed)."""
+    consts = tuple(resolve_refs(c) if isinstance(c, types.CodeType)
+                   else resolve_importable(c.name) if isinstance(c, format.ObjectRef)
+                   else _torch.rebuild_value(c) if isinstance(c, format.ValueRef) else c
+                   for c in code.co_consts)
+    return code if consts == code.co_consts else code.replace(co_consts=consts)
+
+
+def retarget_filename(code: types.CodeType, module_name: str,
+                      filename: str | None = None) -> types.CodeType:
+    """Point stored code at this machine's copy of the source file (for tracebacks)."""
+    if filename is None:
+        mod = sys.modules.get(module_name)
+        filename = getattr(mod, "__file__", None)
+    if not filename or code.co_filename == filename:
+        return code
+    consts = tuple(retarget_filename(c, module_name, filename)
+                   if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)

@@ -1,0 +1,404 @@
+"""Guard paths: the only part of Dynamo's guard-source grammar an identity check may use.
+
+An identity check stored in a package names the object it checks by Dynamo's guard source
+(``G['helper']``, ``L['self'].act``, ``L['fn'].__closure__[0].cell_contents``...). Those
+strings come from a file, so they are never ``eval``'d: :func:`parse` reads one with
+``ast`` into a short tuple of steps (start at ``L``/``G``/an imported module, then
+getattr/getitem/one of a few fixed lookups), and :meth:`GuardPath.resolve` walks them.
+Anything outside the grammar (a call of anything but the lookups below, an operator, a
+name other than the roots, a lambda...) raises :class:`GuardPathError`, so the worst a
+stored path can do is read attributes and items of objects the program already has.
+
+The grammar is what ``torch/_dynamo/source.py``'s ``_name_template``\\ s produce for the
+sources an identity guard (ID_MATCH, CLOSURE_MATCH, CLASS_MATCH...) can sit on:
+
+    path   := L[const] | G[const] | __import__(str)            (LocalSource, GlobalSource,
+                                                                ImportSource)
+            | path.name | getattr(path, str)                   (AttrSource, defaults, closure,
+                                                                __mro__, __code__...)
+            | object.__getattribute__(path, str)               (GenericAttrSource)
+            | path[key]                                        (GetItemSource, DictGetItem...)
+            | type(path) | dict(path.__dict__)                 (TypeSource, TypeDictSource)
+            | list(dict.keys(path))[int] | list(path)[int]     (ConstDictKey, set items)
+            | dict.__getitem__(path, key) | list.__getitem__(path, int)
+            | ___odict_getitem(path, key) | ___tuple_iterator_getitem(path, int)
+            | ___namedtuple_fields(path) | ___dataclass_fields(path)
+    key    := a literal (str, int, float, bytes, bool, None, tuple of those, slice(...))
+            | path                                             (a dict key read by path)
+
+``__import__('torch')`` is looked up in ``sys.modules`` only: resolving a path never imports.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import operator
+import sys
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import FormatError
+
+MAX_SOURCE_CHARS = 10_000  # Dynamo's longest real sources are a few hundred characters
+_ROOTS = ("L", "G")
+
+
+class GuardPathError(FormatError):
+    """A stored identity-check source is not a guard path precompile accepts: the package
+    was written by an unknown Dynamo version or tampered with. The entry is not used; delete
+    the package (``precompile prune --stale``) if it keeps happening."""
+
+
+Step = tuple[Callable[[Any, Any, "Roots"], Any], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Roots:
+    """What a path starts from: the call's locals (``L``) and the module's globals (``G``)."""
+
+    globals: Mapping[str, Any]
+    locals: Mapping[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardPath:
+    """A parsed guard source: a root and steps applied one after the other."""
+
+    source: str
+    root: str  # "L", "G" or "import"
+    name: Any
+    steps: tuple[Step, ...]
+    # The same steps as one-argument C callables (attrgetter/itemgetter) where possible:
+    # call-time checks run on every call. None when a step reads a key by path.
+    _fast: tuple[Callable[[Any], Any], ...] | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_fast", _fast_steps(self.steps))
+
+    @property
+    def reads_locals(self) -> bool:
+        """Whether resolving needs the call's locals (also through a key read by path)."""
+        return self.root == "L" or any(
+            isinstance(arg, GuardPath) and arg.reads_locals for _, arg in self.steps)
+
+    def resolve(self, roots: Roots) -> Any:
+        """The object the path names. Raises what the lookups raise (AttributeError,
+        KeyError, IndexError, TypeError) when it no longer resolves."""
+        return self.lookup(roots.globals, roots.locals)
+
+    def lookup(self, globals_: Mapping[str, Any], locals_: Mapping[str, Any] | None = None) -> Any:
+        """``resolve`` without building a Roots (the per-call path)."""
+        if self.root == "L":
+            if locals_ is None:
+                raise LookupError(f"{self.source} reads the call's locals")
+            value = locals_[self.name]
+        elif self.root == "G":
+            value = globals_[self.name]
+        else:
+            value = sys.modules[self.name]
+        fast = self._fast
+        if fast is not None:
+            for f in fast:
+                value = f(value)
+            return value
+        roots = Roots(globals_, locals_)
+        for fn, arg in self.steps:
+            value = fn(value, arg, roots)
+        return value
+
+
+def _fast_steps(steps: tuple[Step, ...]) -> tuple[Callable[[Any], Any], ...] | None:
+    if any(isinstance(arg, GuardPath) for _, arg in steps):
+        return None
+    out: list[Callable[[Any], Any]] = []
+    attrs: list[str] = []
+    for fn, arg in steps:
+        if fn is _getattr and "." not in arg:
+            attrs.append(arg)  # a run of attributes: one attrgetter("a.b.c")
+            continue
+        if attrs:
+            out.append(operator.attrgetter(".".join(attrs)))
+            attrs = []
+        if fn is _getitem:
+            out.append(operator.itemgetter(arg))
+        elif fn is _type:
+            out.append(type)
+        else:
+            out.append(functools.partial(_apply, fn, arg))
+    if attrs:
+        out.append(operator.attrgetter(".".join(attrs)))
+    return tuple(out)
+
+
+def _apply(fn: Callable[[Any, Any, Any], Any], arg: Any, value: Any) -> Any:
+    return fn(value, arg, None)
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def _key(arg: Any, roots: Roots) -> Any:
+    return arg.resolve(roots) if isinstance(arg, GuardPath) else arg
+
+
+def _getattr(value: Any, name: str, roots: Roots) -> Any:
+    return getattr(value, name)
+
+
+def _generic_getattr(value: Any, name: str, roots: Roots) -> Any:
+    return object.__getattribute__(value, name)
+
+
+def _getitem(value: Any, key: Any, roots: Roots) -> Any:
+    return value[_key(key, roots)]
+
+
+def _type(value: Any, _: Any, roots: Roots) -> Any:
+    return type(value)
+
+
+def _dict_copy(value: Any, _: Any, roots: Roots) -> Any:
+    if not isinstance(value, Mapping):
+        raise TypeError("dict(...) of something that is not a __dict__")
+    return dict(value)
+
+
+def _dict_key(value: Any, index: int, roots: Roots) -> Any:
+    return list(dict.keys(value))[index]
+
+
+def _container_item(value: Any, index: int, roots: Roots) -> Any:
+    # Only finite built-in containers: list() of an arbitrary object could iterate forever.
+    if not isinstance(value, (set, frozenset, dict, list, tuple)):
+        raise TypeError(f"list(...) of a {type(value).__name__}")
+    return list(value)[index]
+
+
+def _dict_getitem(value: Any, key: Any, roots: Roots) -> Any:
+    return dict.__getitem__(value, _key(key, roots))
+
+
+def _list_getitem(value: Any, index: int, roots: Roots) -> Any:
+    return list.__getitem__(value, index)
+
+
+def _odict_getitem(value: Any, key: Any, roots: Roots) -> Any:
+    return OrderedDict.__getitem__(value, _key(key, roots))
+
+
+def _tuple_iterator_getitem(value: Any, index: int, roots: Roots) -> Any:
+    _, (items,), start = value.__reduce__()
+    return items[start + index]
+
+
+def _namedtuple_fields(value: Any, _: Any, roots: Roots) -> Any:
+    return value._fields
+
+
+def _dataclass_fields(value: Any, _: Any, roots: Roots) -> Any:
+    from .. import _torch  # only a path through a dataclass needs torch
+
+    return _torch.dataclass_fields(value)
+
+
+# Dynamo helper called as ``helper(path, key)``: which step, and whether the key may be a path.
+_TWO_ARG_CALLS: dict[str, tuple[Callable[..., Any], bool]] = {
+    "getattr": (_getattr, False),
+    "object.__getattribute__": (_generic_getattr, False),
+    "dict.__getitem__": (_dict_getitem, True),
+    "list.__getitem__": (_list_getitem, False),
+    "___odict_getitem": (_odict_getitem, True),
+    "___tuple_iterator_getitem": (_tuple_iterator_getitem, False),
+}
+_ONE_ARG_CALLS: dict[str, Callable[..., Any]] = {
+    "type": _type,
+    "___namedtuple_fields": _namedtuple_fields,
+    "___dataclass_fields": _dataclass_fields,
+}
+# The argument each two-argument step needs: attribute names are strings, indexes ints.
+_ARG_TYPES: dict[Callable[..., Any], type | tuple[type, ...]] = {
+    _getattr: str, _generic_getattr: str, _list_getitem: int, _tuple_iterator_getitem: int,
+}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse(source: Any) -> GuardPath:
+    """Parse a stored identity-check source, or raise :class:`GuardPathError`. Cached: the
+    same sources recur across entries and processes re-read the same package."""
+    if not isinstance(source, str) or len(source) > MAX_SOURCE_CHARS:
+        raise GuardPathError(f"identity check source {str(source)[:80]!r} is not a guard path "
+                             "(not a string, or too long); the package is malformed")
+    return _parse_cached(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(source: str) -> GuardPath:
+    try:
+        with warnings.catch_warnings():  # "invalid decimal literal" and such: refused below
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, mode="eval")
+        return _parse_node(tree.body, source)
+    except GuardPathError:
+        raise
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as e:
+        raise GuardPathError(f"identity check source {source[:80]!r} does not parse "
+                             f"({type(e).__name__}); the package is malformed") from None
+
+
+def _refuse(source: str, node: ast.AST) -> GuardPathError:
+    return GuardPathError(f"identity check source {source[:80]!r} uses "
+                          f"{ast.unparse(node)[:60]!r}, which is not part of a guard path: "
+                          "precompile only walks attributes and items. The package is "
+                          "malformed or from an unsupported torch; delete it")
+
+
+def _parse_node(node: ast.AST, source: str) -> GuardPath:
+    """Walk from the outermost operation in to the root (a loop, not recursion: attribute
+    chains can be long), collecting steps, then reverse them."""
+    steps: list[Step] = []
+    while True:
+        root = _as_root(node, source)
+        if root is not None:
+            steps.reverse()
+            return GuardPath(source, root[0], root[1], tuple(steps))
+        node = _outer_step(node, source, steps)
+
+
+def _as_root(node: ast.AST, source: str) -> tuple[str, str] | None:
+    """``(root, name)`` if ``node`` is where a path starts, None if it is a step."""
+    if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+            and node.value.id in _ROOTS):
+        return _scope_root(node, node.value.id, source)
+    if isinstance(node, ast.Call) and _func_name(node) == "__import__":
+        return _import_root(node, source)
+    return None
+
+
+def _scope_root(node: ast.Subscript, scope: str, source: str) -> tuple[str, str]:
+    """``L['x']`` or ``G['x']``: the name is a string constant, never a computed key."""
+    if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
+        raise _refuse(source, node)
+    return scope, node.slice.value
+
+
+def _import_root(node: ast.Call, source: str) -> tuple[str, str]:
+    """``__import__('pkg.mod')``: a dotted name only (looked up, never imported)."""
+    (arg,) = _call_args(node, 1, source)
+    name = arg.value if isinstance(arg, ast.Constant) else None
+    if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+        raise _refuse(source, node)
+    return "import", name
+
+
+def _outer_step(node: ast.AST, source: str, steps: list[Step]) -> ast.AST:
+    """Append the step ``node`` applies last and return the node it applies it to."""
+    if isinstance(node, ast.Attribute):
+        steps.append((_getattr, node.attr))
+        return node.value
+    if isinstance(node, ast.Subscript):
+        inner = node.value
+        if isinstance(inner, ast.Call) and _func_name(inner) == "list":
+            (arg,) = _call_args(inner, 1, source)
+            index = _typed_literal(node.slice, int, source)
+            if isinstance(arg, ast.Call) and _func_name(arg) == "dict.keys":
+                steps.append((_dict_key, index))
+                return _call_args(arg, 1, source)[0]
+            steps.append((_container_item, index))
+            return arg
+        steps.append((_getitem, _key_arg(node.slice, source)))
+        return inner
+    if isinstance(node, ast.Call):
+        return _call_step(node, source, steps)
+    raise _refuse(source, node)
+
+
+def _call_step(node: ast.Call, source: str, steps: list[Step]) -> ast.AST:
+    name = _func_name(node)
+    if name in _ONE_ARG_CALLS:
+        steps.append((_ONE_ARG_CALLS[name], None))
+        return _call_args(node, 1, source)[0]
+    if name == "dict":
+        (arg,) = _call_args(node, 1, source)
+        if not (isinstance(arg, ast.Attribute) and arg.attr == "__dict__"):
+            raise _refuse(source, node)
+        steps.append((_dict_copy, None))
+        return arg
+    if name in _TWO_ARG_CALLS:
+        fn, key_may_be_path = _TWO_ARG_CALLS[name]
+        base, key = _call_args(node, 2, source)
+        if key_may_be_path:
+            steps.append((fn, _key_arg(key, source)))
+        else:
+            steps.append((fn, _typed_literal(key, _ARG_TYPES[fn], source)))
+        return base
+    raise _refuse(source, node)
+
+
+def _func_name(node: ast.Call) -> str | None:
+    f = node.func
+    if isinstance(f, ast.Name):
+        return f.id
+    if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+        return f"{f.value.id}.{f.attr}"
+    return None
+
+
+def _call_args(node: ast.Call, n: int, source: str) -> list[ast.expr]:
+    if node.keywords or len(node.args) != n or any(isinstance(a, ast.Starred) for a in node.args):
+        raise _refuse(source, node)
+    return list(node.args)
+
+
+_LITERAL_TYPES = (str, int, float, bytes, bool, type(None), slice)
+
+
+def _literal(node: ast.AST, source: str) -> Any:
+    """A constant key: what ``repr`` of a str/int/float/bytes/bool/None/tuple/slice gives."""
+    if isinstance(node, ast.Call) and _func_name(node) == "slice" and not node.keywords:
+        return _slice_literal(node, source)
+    if isinstance(node, ast.Tuple):
+        return tuple(_literal(e, source) for e in node.elts)
+    return _constant(node, source)
+
+
+def _slice_literal(node: ast.Call, source: str) -> slice:
+    """``slice(start, stop, step)``, as ``repr`` spells a slice key: ``literal_eval`` reads
+    no calls, so this one call is read here, with int or None bounds only."""
+    parts = [_literal(a, source) for a in node.args]
+    if len(parts) > 3 or not all(p is None or type(p) is int for p in parts):
+        raise _refuse(source, node)
+    return slice(*parts)
+
+
+def _constant(node: ast.AST, source: str) -> Any:
+    """One literal, read by ``ast.literal_eval`` (which evaluates nothing) and limited to
+    the types a key can have: ``literal_eval`` also builds lists, dicts and sets."""
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise _refuse(source, node) from None
+    if not isinstance(value, _LITERAL_TYPES):
+        raise _refuse(source, node)
+    return value
+
+
+def _typed_literal(node: ast.AST, want: type | tuple[type, ...], source: str) -> Any:
+    value = _literal(node, source)
+    if not isinstance(value, want) or isinstance(value, bool):
+        raise _refuse(source, node)
+    return value
+
+
+def _key_arg(node: ast.AST, source: str) -> Any:
+    """A literal key, or a path (Dynamo reads dict keys it cannot spell as a literal by
+    position: ``d[list(dict.keys(d))[0]]``)."""
+    try:
+        return _literal(node, source)
+    except GuardPathError:
+        return _parse_node(node, source)

@@ -1,0 +1,358 @@
+"""Names and code objects: how one process's functions are found again in another.
+
+A package stores code by what it *does* (``code_fingerprint``) and objects by the name that
+finds them (``importable_name``); installing walks those names back to this process's
+objects (``resolve_code``, ``resolve_importable``). Every walk of a ``__wrapped__`` chain
+(``layers``) and of a dotted qualified name (``walk_qualname``) is here, so the recorder, the
+installer, the keys and the CLI agree on what "the same function" means.
+
+``_torch`` imports this module (to pickle functions by name), so the one helper here that
+needs a torch entry point imports ``_torch`` when called. Rewriting the bytecode itself for
+storage is ``bytecode.py``.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import importlib
+import inspect
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+
+# Wrapper chains longer than this are treated as loops (a ``__wrapped__`` that makes a new
+# object on every read would otherwise never end).
+_MAX_LAYERS = 100
+
+
+# ------------------------------------------------------------------ fingerprints
+
+
+def code_fingerprint(code: types.CodeType) -> str:
+    """sha256 of what a code object *does*: bytecode, constants, names (recursively).
+
+    Line numbers and file paths are left out, so moving a function or checking the project
+    out elsewhere keeps its key; editing what it does changes it.
+    """
+    h = hashlib.sha256()
+    _feed_code(h, code)
+    return h.hexdigest()
+
+
+def _feed_code(h: Any, code: types.CodeType) -> None:
+    h.update(code.co_code)
+    for part in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
+                 (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+                  code.co_flags, code.co_name)):
+        h.update(repr(part).encode())
+    for const in code.co_consts:
+        _feed_const(h, const)
+
+
+def _feed_const(h: Any, const: Any) -> None:
+    """One constant, the same in every process: a ``frozenset`` (what ``x in {"a", "b"}``
+    compiles to) is fed in sorted order, because its ``repr`` follows string hashing, which
+    ``PYTHONHASHSEED`` randomizes per process."""
+    if isinstance(const, types.CodeType):
+        h.update(b"<code>")
+        _feed_code(h, const)
+    elif isinstance(const, (tuple, frozenset)):
+        parts = []
+        for item in const:
+            sub = hashlib.sha256()
+            _feed_const(sub, item)
+            parts.append(sub.hexdigest())
+        h.update(f"{type(const).__name__}[{len(parts)}]".encode())
+        for part in sorted(parts) if isinstance(const, frozenset) else parts:
+            h.update(part.encode())
+    else:
+        h.update(f"{type(const).__name__}:{const!r}".encode())
+
+
+# Between the layers of a ``functools.wraps`` chain in a fingerprint, outermost first.
+WRAPS = " > "
+
+
+def object_fingerprint(value: Any) -> str:
+    """A process-independent description of an object, precise enough to notice that a
+    global now names a different function, module or class.
+
+    A decorated function is described layer by layer through its ``__wrapped__`` chain
+    (``functools.wraps``, ``lru_cache``, ``torch.compile``'s wrapper...): the wrapper is the
+    object Dynamo's identity guard pinned, and the function it wraps tells apart the many
+    wrappers one decorator makes from one code object.
+    """
+    if isinstance(value, types.ModuleType) or isinstance(value, type) or not callable(value):
+        return _layer_fingerprint(value)
+    try:
+        chain = list(layers(value, wrapped_only=True))
+    except ValueError:  # a chain that loops: describe the object itself
+        chain = [value]
+    return WRAPS.join(_layer_fingerprint(layer) for layer in chain)
+
+
+def _layer_fingerprint(value: Any) -> str:
+    if isinstance(value, types.ModuleType):
+        return f"module:{value.__name__}"
+    fn = value.__func__ if isinstance(value, types.MethodType) else value
+    if isinstance(fn, types.FunctionType):
+        # A wrapper made by ``functools.wraps`` carries the wrapped function's name; its
+        # code's own name (``deco.<locals>.wrapper``) says which decorator made it.
+        own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
+        return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
+    if isinstance(value, type):
+        return f"class:{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
+        owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
+        return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
+    t = type(value)
+    if isinstance(value, enum.Enum):  # members of one enum share a type: name the member
+        return f"enum:{t.__module__}.{t.__qualname__}.{value.name}"
+    if isinstance(value, (int, float, str, bytes, bool, type(None))):
+        return f"value:{t.__name__}:{value!r}"
+    return f"instance:{t.__module__}.{t.__qualname__}"
+
+
+# ------------------------------------------------------------------- unwrapping
+
+
+def _inner(obj: Any, wrapped_only: bool) -> Any:
+    """The object ``obj`` wraps, or None."""
+    if not wrapped_only:
+        if isinstance(obj, (staticmethod, classmethod, types.MethodType)):
+            return obj.__func__
+        if isinstance(obj, property):
+            return obj.fget
+        if isinstance(obj, functools.partial):
+            return obj.func
+    if hasattr(obj, "__wrapped__"):
+        return obj.__wrapped__
+    if wrapped_only:
+        return None
+    from .. import _torch  # imported here: _torch imports this module
+
+    return _torch.compiled_original(obj)
+
+
+def layers(obj: Any, *, wrapped_only: bool = False) -> Iterator[Any]:
+    """``obj``, then each object it wraps, outermost first: through descriptors, bound
+    methods, partials, ``functools.wraps`` (``__wrapped__``) and ``torch.compile``
+    (``_torch.compiled_original``); with ``wrapped_only``, through ``__wrapped__`` alone
+    (``inspect.unwrap``'s rule). Raises ValueError when the chain loops."""
+    seen: list[Any] = []  # the objects themselves: a freed layer's id could come back
+    while obj is not None:
+        if len(seen) >= _MAX_LAYERS or any(obj is s for s in seen):
+            raise ValueError(f"wrapper chain of {seen[0]!r} loops")
+        seen.append(obj)
+        yield obj
+        obj = _inner(obj, wrapped_only)
+
+
+def unwrap(obj: Any) -> Any:
+    """The innermost function behind ``functools.wraps`` layers, or ``obj`` itself when the
+    chain loops."""
+    try:
+        *_, inner = layers(obj, wrapped_only=True)
+    except ValueError:
+        return obj
+    return inner
+
+
+def find_code(obj: Any, qualname: str | None = None) -> types.CodeType | None:
+    """The code object behind a function, method, decorated function or descriptor: the
+    first layer that is a function (named ``qualname``, when given)."""
+    try:
+        for layer in layers(obj):
+            if isinstance(layer, types.FunctionType) and (
+                    qualname is None or layer.__code__.co_qualname == qualname):
+                return layer.__code__
+    except ValueError:
+        return None
+    return None
+
+
+# ------------------------------------------------------------- qualified names
+
+
+def walk_qualname(root: Any, qualname: str, *, static: bool = False) -> Any:
+    """The object at the dotted ``qualname`` below ``root``; raises AttributeError when a
+    step is missing. ``static``: read attributes without running descriptors (a property
+    or classmethod comes back as itself, so its function can be found)."""
+    obj = root
+    for part in qualname.split(".") if qualname else ():
+        obj = inspect.getattr_static(obj, part) if static else getattr(obj, part)
+    return obj
+
+
+def shadowed_function(obj: Any) -> bool:
+    """A module-level function whose qualified name now finds another object: typically the
+    function a decorator wrapped (``functools.wraps`` gives the wrapper the same name)."""
+    if not inspect.isfunction(obj) or "<locals>" in obj.__qualname__:
+        return False
+    module = sys.modules.get(obj.__module__)
+    if module is None:
+        return False
+    try:
+        return walk_qualname(module, obj.__qualname__) is not obj
+    except AttributeError:
+        return True
+
+
+def module_dict(module_name: str) -> dict[str, Any] | None:
+    """The globals of ``module_name``, importing it if needed; None if it does not import."""
+    mod = sys.modules.get(module_name)
+    if mod is None:
+        try:
+            mod = importlib.import_module(module_name)
+        except Exception:  # noqa: BLE001 - a module that fails to import is not there
+            return None
+    return mod.__dict__
+
+
+def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.CodeType | None:
+    """This process's code object for ``module:qualname`` if its bytecode is unchanged.
+
+    Walks attributes for the dotted part of the qualname; below ``<locals>`` it searches the
+    enclosing function's constants, where Python keeps nested functions' code objects.
+    """
+    scope = module_dict(module_name)
+    if scope is None:
+        return None
+    head, nested, _ = qualname.partition(".<locals>")
+    first, _, rest = head.partition(".")
+    try:
+        obj = walk_qualname(scope[first], rest, static=True)
+    except (KeyError, AttributeError):
+        return None
+    if nested:
+        outer = find_code(obj)
+        return None if outer is None else _find_nested(outer, qualname, fingerprint)
+    code = find_code(obj, qualname)
+    return code if code is not None and code_fingerprint(code) == fingerprint else None
+
+
+def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types.CodeType | None:
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            if const.co_qualname == qualname and code_fingerprint(const) == fingerprint:
+                return const
+            found = _find_nested(const, qualname, fingerprint)
+            if found is not None:
+                return found
+    return None
+
+
+def importable_name(value: Any) -> str | None:
+    """How another process finds ``value`` by name: ``"pkg.mod"`` for a module,
+    ``"pkg.mod:Qual.name"`` for an object importing that name gives back; else None."""
+    if isinstance(value, types.ModuleType):
+        return _module_name(value)
+    if isinstance(value, types.MethodType):  # e.g. a namedtuple class's bound ``_make``
+        return _method_name(value)
+    if isinstance(value, enum.Enum):
+        return _enum_member_name(value)
+    return _qualified_name(value)
+
+
+def _module_name(module: types.ModuleType) -> str | None:
+    """A module's name, if importing it gives this very module (not one built by hand or
+    since replaced in ``sys.modules``)."""
+    return module.__name__ if sys.modules.get(module.__name__) is module else None
+
+
+def _enum_member_name(member: enum.Enum) -> str | None:
+    """``"pkg.mod:Cls.NAME"``: a member has no ``__qualname__`` of its own, so it is found
+    through its class, and only if that attribute is this member."""
+    owner = importable_name(type(member))
+    if not owner or getattr(type(member), member.name, None) is not member:
+        return None
+    return f"{owner}.{member.name}"
+
+
+def _qualified_name(value: Any) -> str | None:
+    """``"module:qualname"`` if walking that name gives ``value`` back: a function made
+    inside another (``<locals>``) or a global since rebound has no name that finds it."""
+    module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    try:
+        found = walk_qualname(sys.modules.get(module), qualname)
+    except AttributeError:
+        return None
+    return f"{module}:{qualname}" if found is value else None
+
+
+def _method_name(method: types.MethodType) -> str | None:
+    owner = importable_name(method.__self__)
+    if not owner:
+        return None
+    name = f"{owner}{'.' if ':' in owner else ':'}{method.__func__.__name__}"
+    try:
+        return name if resolve_importable(name) == method else None
+    except Exception:  # noqa: BLE001 - not reachable by that name
+        return None
+
+
+def resolve_importable(ref: str) -> Any:
+    """The object ``importable_name`` named (imports the module; raises if it is gone)."""
+    module, _, qualname = ref.partition(":")
+    return walk_qualname(importlib.import_module(module), qualname)
+
+
+# ------------------------------------------------------- the function a target runs
+
+
+def main_function(target: Any) -> Any:
+    """The Python function Dynamo compiles first for ``target`` (an nn.Module's
+    ``forward``, a bound method's function, a decorator's outermost wrapper)."""
+    from .. import _torch
+
+    import torch
+
+    fn = _torch.innermost_fn(target.forward if isinstance(target, torch.nn.Module) else target)
+    found = fn
+    for found in layers(fn):
+        if isinstance(found, types.FunctionType):
+            break
+    return found
+
+
+def main_code(target: Any) -> tuple[types.CodeType, str]:
+    """The code object Dynamo compiles first for ``target``, and the module whose globals it
+    runs in. That is ``__globals__``, not ``__module__``: ``functools.wraps`` copies the
+    wrapped function's ``__module__`` onto a decorator's wrapper, whose code still runs in
+    the decorator's module."""
+    fn = main_function(target)
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        raise TypeError(f"precompile.cached needs a Python function, method or nn.Module, "
+                        f"got {type(target).__name__}")
+    scope = getattr(fn, "__globals__", None) or {}
+    return code, scope.get("__name__") or getattr(fn, "__module__", None) or "__main__"
+
+
+def function_label(target: Any) -> str | None:
+    """``module:qualname`` of the function a decorator wrapped (``functools.wraps``), so
+    keys and messages name ``f`` rather than ``context_decorator.<locals>.decorate_context``;
+    None for an undecorated function."""
+    fn = main_function(target)
+    inner = unwrap(fn)
+    if inner is fn or not isinstance(inner, types.FunctionType):
+        return None
+    return f"{inner.__module__}:{inner.__qualname__}"
+
+
+def closure_fingerprint(target: Any) -> str | None:
+    """What the main function closes over, for its key. Functions made by one decorator share
+    a code object and differ only in their closure (``wrapper`` around ``f`` or ``g``)."""
+    cells = getattr(main_function(target), "__closure__", None) or ()
+    parts = []
+    for cell in cells:
+        try:
+            parts.append(object_fingerprint(cell.cell_contents))
+        except ValueError:  # an empty cell
+            parts.append("empty")
+    return ";".join(parts) or None

@@ -1,0 +1,2 @@
+"""A package put to work: installing its entries (``installation``), the order they are
+checked in (``entry_order``), and its C++ kernel libraries (``kernel_files``)."""

@@ -1,0 +1,295 @@
+"""Install a verified package into this process, and take it out again.
+
+Installing means, for every stored frame: find this process's code object for it, put the
+globals its transformed bytecode calls (compiled graphs, resume functions, import aliases)
+into the frame's module, rebuild each entry's guards and attach them to the code object.
+After that, Dynamo's frame hook runs the stored bytecode whenever the guards pass, without
+tracing. Each entry installs or is skipped on its own: one stale entry never blocks the rest,
+and a skipped entry simply compiles again on first use.
+
+Globals are added only where the name is free (or already holds the same object), and
+``Installation.uninstall`` removes exactly what was added.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .. import _torch
+from ..record import first_step
+from ..identity import checks as identity
+from .entry_order import ORDER
+from ..identity.guard_path import GuardPathError
+from ..package.artifacts import PrecompileContext
+from .kernel_files import restore_kernels
+from ..policy import trust_shared
+from ..identity.bytecode import resolve_refs, retarget_filename
+from ..identity.names import module_dict, resolve_code, resolve_importable
+from ..package.model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
+
+log = logging.getLogger("precompile")
+
+# Globals whose names carry a uuid (see recorder.add_resume_function and Dynamo's
+# unique_id(..., with_uuid=True)); the same name always means the same artifact.
+_UNIQUE_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_")
+
+
+@dataclasses.dataclass
+class Installation:
+    """What one install changed, so it can be undone exactly."""
+
+    installed_entries: int = 0
+    kernels_restored: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    # this process's code object for each frame installed (the recorder maps them back)
+    bound: list[tuple[types.CodeType, FrameRecord]] = dataclasses.field(default_factory=list)
+    _on_guard_fail: Callable[[str, types.CodeType], None] | None = None
+    _globals: list[tuple[dict[str, Any], str, Any]] = dataclasses.field(default_factory=list)
+    _codes: list[types.CodeType] = dataclasses.field(default_factory=list)
+    # (module, fingerprint) -> the one code object every global name of a resume function
+    # calls: Dynamo reuses a resume function's code under a new global name when it
+    # compiles the same graph break again (recursion, another caller), and the entries
+    # recorded for it hang on that one code object, whichever name led there.
+    _resume_codes: dict[tuple[str, str], types.CodeType] = dataclasses.field(default_factory=dict)
+
+    def add_global(self, scope: dict[str, Any], name: str, value: Any) -> None:
+        scope[name] = value
+        self._globals.append((scope, name, value))
+
+    def uninstall(self) -> None:
+        for code in self._codes:
+            ORDER.detach(code)
+        self._remove_globals_after(0)
+        self._codes.clear()
+        self.installed_entries = 0
+
+    def _remove_globals_after(self, mark: int) -> None:
+        """Take back the globals placed since ``len(self._globals)`` was ``mark``."""
+        for scope, name, value in reversed(self._globals[mark:]):
+            if scope.get(name) is value:
+                del scope[name]
+        del self._globals[mark:]
+
+
+def install(pkg: Package,
+            on_guard_fail: Callable[[str, types.CodeType], None] | None = None) -> Installation:
+    """Install every entry of ``pkg`` that still applies. Never raises for one bad entry;
+    raises StoreError (a miss) before changing anything when the package's kernels would
+    go into an Inductor cache directory another user could write (``kernel_files``).
+
+    Its artifacts are registered with the PrecompileContext, so a later save of any package
+    that uses them includes them; ``on_guard_fail(reason, code)`` hears of every failing
+    guard of an installed entry (Dynamo then recompiles)."""
+    inst = Installation(_on_guard_fail=on_guard_fail)
+    backends: dict[str, Callable[..., Any]] = {}
+    # First, before anything changes: StoreError (a miss) if Inductor's cache is untrusted.
+    inst.kernels_restored = restore_kernels(pkg.kernel_blobs, trust_shared=trust_shared())
+    _torch.use_recorded_cpu_isa(pkg.cpu_isa)
+    context = PrecompileContext.get()
+    for art in pkg.artifacts.values():
+        context.add(art)
+    _torch.reserve_global_names(_dynamo_global_names(pkg))
+    for frame in pkg.frames:
+        target = _target_code(frame, pkg, inst)
+        if target is None:
+            continue
+        inst.bound.append((target, frame))
+        scope = module_dict(frame.module)
+        if scope is None:
+            inst.skipped.append(f"{frame.qualname}: module {frame.module} is not importable")
+            continue
+        if frame.skipped and not frame.entries:
+            _torch.skip_code(target)
+            continue
+        for entry in frame.entries:
+            mark = len(inst._globals)
+            try:
+                reason = _install_entry(pkg, frame, entry, target, scope, inst, backends)
+            except Exception as e:  # noqa: BLE001 - one broken entry must not stop the rest
+                log.debug("precompile: entry install failed", exc_info=True)
+                reason = f"could not be installed ({type(e).__name__}: {e})"
+            if reason is not None:
+                # Nothing of a skipped entry stays in the module: Dynamo asserts that an
+                # import alias it places is free or already its module, so a leftover alias
+                # would break the compile that replaces the entry.
+                inst._remove_globals_after(mark)
+                inst.skipped.append(f"{frame.qualname}: {reason}")
+    return inst
+
+
+def _dynamo_global_names(pkg: Package) -> list[str]:
+    """Every Dynamo-numbered global the package's bytecode and guards refer to."""
+    names = []
+    for frame in pkg.frames:
+        for entry in frame.entries:
+            names.extend(n for n in entry.dynamo_code.co_names if n.startswith("__"))
+    return names
+
+
+def _target_code(frame: FrameRecord, pkg: Package,
+                 inst: Installation) -> types.CodeType | None:
+    if frame.role == ROLE_MAIN:
+        return pkg.main_code
+    if frame.role == ROLE_RESUME:
+        code = inst._resume_codes.setdefault(
+            (frame.module, frame.fingerprint), retarget_filename(frame.code, frame.module))
+        scope = module_dict(frame.module)
+        if scope is None or not frame.global_name:
+            inst.skipped.append(f"{frame.qualname}: cannot place resume function")
+            return None
+        fn = _resume_global(code, scope, frame.global_name)
+        if not _place_global(scope, frame.global_name, fn, inst):
+            inst.skipped.append(f"{frame.qualname}: global {frame.global_name} is taken")
+            return None
+        return code
+    code = resolve_code(frame.module, frame.qualname, frame.fingerprint)
+    if code is None:
+        inst.skipped.append(f"{frame.qualname} in {frame.module}: not found, or its code changed")
+    return code
+
+
+def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
+                   target: types.CodeType, scope: dict[str, Any], inst: Installation,
+                   backends: dict[str, Callable[..., Any]]) -> str | None:
+    """Attach one stored entry to ``target``, or return why it is skipped. The globals it
+    places are recorded in ``inst`` as they go, so a skipped entry leaves nothing behind
+    that ``uninstall`` does not remove."""
+    why = _place_import_aliases(entry, scope, inst)
+    if why is not None:
+        return why
+    at_call, why = _check_identities(entry, scope)
+    if why is not None:
+        return why
+    why = _place_backends(pkg, entry, scope, inst, backends)
+    if why is not None:
+        return why
+    if not entry.guard_tree:
+        return "stored without its guard tree (an earlier precompile): recompiles"
+    guard_manager = _torch.load_guard_manager(
+        pkg.guard_blobs[entry.guards_sha], target, scope,
+        lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail,
+        inference_mode=entry.inference_mode)
+    why = _torch.tree_changes(guard_manager, entry.guard_tree)
+    if why is not None:
+        return why
+    at_call, dict_keys = _split_dict_keys_checks(at_call)
+    if at_call:
+        check = identity.CallTimeCheck(at_call, scope)
+        _torch.add_call_guard(guard_manager, check, check.description())
+    _add_state_prologue(entry, scope, guard_manager)
+    for source, fingerprint in dict_keys:
+        keys_check = identity.DictKeysCheck(source, fingerprint, scope)
+        _torch.add_epilogue_guard(guard_manager, keys_check, keys_check.description())
+    code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
+    _skip_namedtuple_make(code)
+    ORDER.attach(target, guard_manager, code)
+    inst._codes.append(target)
+    inst.installed_entries += 1
+    return None
+
+
+def _split_dict_keys_checks(checks: list[tuple[str, str]],
+                            ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(identity checks, dict keys checks): the latter run last (identity.DictKeysCheck)."""
+    keys = [c for c in checks if c[1].startswith(identity.DICT_KEYS)]
+    return [c for c in checks if not c[1].startswith(identity.DICT_KEYS)], keys
+
+
+def _add_state_prologue(entry: GuardedEntry, scope: dict[str, Any], guard_manager: Any) -> None:
+    """Before the entry's guards read an optimizer's state, make the state its trace made
+    (first_step.py). A source that is not a guard path gets no prologue: the entry then
+    applies once the state exists, as before."""
+    if not entry.state_inits:
+        return
+    try:
+        prologue = first_step.StatePrologue(entry.state_inits, scope)
+    except GuardPathError as e:
+        log.debug("precompile: no optimizer state prologue: %s", e)
+        return
+    _torch.add_call_guard(guard_manager, prologue, prologue.description())
+
+
+def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any],
+                          inst: Installation) -> str | None:
+    """The objects Dynamo placed in the module for the bytecode, found again by name; why
+    not when an alias is already taken by something else (the bytecode would call that)."""
+    for alias, ref in entry.import_sources.items():
+        if not _place_global(scope, alias, resolve_importable(ref), inst):
+            return f"global {alias} names something else"
+    return None
+
+
+def _check_identities(entry: GuardedEntry,
+                      scope: dict[str, Any]) -> tuple[list[tuple[str, str]], str | None]:
+    """Check now what the module's globals can tell (a stale global skips the entry before
+    anything is attached); the (source, fingerprint) checks that read the call's locals
+    come back to run at every call instead."""
+    at_call: list[tuple[str, str]] = []
+    for check in entry.identity_checks:
+        ok, detail = identity.check_before_call(check.source, check.fingerprint, scope)
+        if ok is None:
+            at_call.append((check.source, check.fingerprint))
+        elif not ok:
+            return [], f"{check.source} is no longer the object it was compiled for ({detail})"
+    return at_call, None
+
+
+def _place_backends(pkg: Package, entry: GuardedEntry, scope: dict[str, Any],
+                    inst: Installation, backends: dict[str, Callable[..., Any]]) -> str | None:
+    """Put each compiled graph the bytecode calls under its global name. ``backends`` holds
+    the graphs already loaded for this install: entries share graphs, and loading one is
+    the expensive part."""
+    for backend_id in entry.backend_ids:
+        if backend_id not in backends:
+            art = pkg.artifacts.get(backend_id)
+            if art is None:
+                return f"compiled graph {backend_id[:24]} is missing from the package"
+            with _torch.no_precompiled_headers():
+                backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
+        if not _place_global(scope, backend_id, backends[backend_id], inst):
+            return f"global {backend_id} is taken"
+    return None
+
+
+def _place_global(scope: dict[str, Any], name: str, value: Any, inst: Installation) -> bool:
+    """Add ``name`` to a module's globals unless it already means something else.
+
+    Compiled-graph and stored resume-function names are unique per compile (a uuid), so an
+    existing global with such a name is the same artifact installed earlier: reuse it.
+    """
+    if name not in scope:
+        inst.add_global(scope, name, value)
+        return True
+    return scope[name] is value or name.startswith(_UNIQUE_GLOBAL_PREFIXES)
+
+
+def _resume_global(code: types.CodeType, scope: dict[str, Any], name: str) -> Any:
+    """The global Dynamo's bytecode calls for a resume function (see
+    OutputGraph.install_resume_function_global): the function, or a closure factory."""
+    if code.co_freevars:
+        def make_fn(closure: tuple[types.CellType, ...]) -> types.FunctionType:
+            return types.FunctionType(code, scope, name, None, closure)
+
+        return make_fn
+    return types.FunctionType(code, scope, name)
+
+
+# Every namedtuple class's ``_make`` shares this code object (collections/__init__.py).
+_NAMEDTUPLE_MAKE = collections.namedtuple("_Probe", "x")._make.__func__.__code__
+
+
+def _skip_namedtuple_make(code: types.CodeType) -> None:
+    """Dynamo's bytecode rebuilds a namedtuple output by calling the class's ``_make``; in the
+    writing process Dynamo skipped that frame when it was first called (nothing to compile)
+    and remembered it. Remember it here as well, so the first call traces nothing at all
+    (under ``fail_on_recompile`` that frame would otherwise raise)."""
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _skip_namedtuple_make(const)
+        elif getattr(getattr(const, "__func__", None), "__code__", None) is _NAMEDTUPLE_MAKE:
+            _torch.skip_code(_NAMEDTUPLE_MAKE)
+            return

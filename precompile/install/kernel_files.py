@@ -1,0 +1,89 @@
+"""A package's C++ kernel libraries, put where Inductor looks for them.
+
+Inductor loads a kernel library by path, from its cache directory (torch's default is under
+``/tmp``), so what is at that path is what runs. Restoring therefore trusts nothing that is
+already there:
+
+* the cache directory gets the owner/permission checks of a cache store
+  (``directory_problem``: yours, not group/world-writable, no parent that lets another user
+  replace it; ``PRECOMPILE_TRUST_SHARED_CACHE=1`` opts out). A package with kernels is not
+  installed from a directory that fails them: the call compiles normally, with the reason;
+* every directory between it and a kernel must be a real directory (no symlink) that only
+  you can write;
+* a file already at a kernel's path is kept only if it is a regular file you own, not
+  writable by others, whose sha256 is the package's blob; anything else is replaced
+  atomically by the package's bytes (``write_atomically``: a temp file, ``fchmod``, fsync,
+  rename), so a pre-planted library at that path is never the one loaded.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+
+from cache_backends.local import directory_problem, write_atomically
+from cache_backends.safe_read import read_file, writable_by_others
+
+from .. import _torch
+from ..errors import StoreError
+from ..format.envelope import sha256_hex
+
+log = logging.getLogger("precompile")
+
+
+def restore_kernels(blobs: dict[str, bytes], *, trust_shared: bool) -> int:
+    """Write ``blobs`` (path relative to Inductor's cache dir -> library bytes) where
+    Inductor looks for them. Returns how many files were written. Raises StoreError when
+    Inductor's cache directory could have been written by another user."""
+    if not blobs:
+        return 0
+    root = os.path.abspath(_torch.inductor_cache_dir())
+    problem = None if trust_shared else directory_problem(root)
+    if problem:
+        raise StoreError(f"not installing compiled kernels into Inductor's cache directory "
+                         f"{root}: it {problem}, so another user could swap the libraries "
+                         "it loads. Point TORCHINDUCTOR_CACHE_DIR at a directory only you "
+                         "can write, or opt in with PRECOMPILE_TRUST_SHARED_CACHE=1")
+    written = 0
+    for rel, data in blobs.items():
+        dest = os.path.join(root, rel)
+        try:
+            if _ensure_private_dirs(root, os.path.dirname(dest), trust_shared) and \
+                    _holds(dest, data, trust_shared):
+                continue
+            write_atomically(os.path.dirname(dest), dest, data, mode=0o755)
+            written += 1
+        except (OSError, StoreError) as e:
+            log.info("precompile: cannot restore kernel %s (%s); Inductor will rebuild it",
+                     rel, getattr(e, "strerror", None) or e)
+    return written
+
+
+def _ensure_private_dirs(root: str, directory: str, trust_shared: bool) -> bool:
+    """Create ``directory`` (under ``root``) as needed; StoreError if a directory on the way
+    is a symlink or others can write it. Returns True."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = root
+    for part in os.path.relpath(directory, root).split(os.sep):
+        if part in ("", "."):
+            continue
+        path = os.path.join(path, part)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise StoreError(f"{path} is not a directory (a symbolic link?)")
+        problem = None if trust_shared else writable_by_others(st)
+        if problem:
+            raise StoreError(f"{path} {problem}")
+    return True
+
+
+def _holds(dest: str, data: bytes, trust_shared: bool) -> bool:
+    """Whether ``dest`` already is this library: a regular file nobody else could have
+    written, with the same bytes."""
+    try:
+        current, problem = read_file(dest, max_bytes=len(data), check_owner=not trust_shared)
+    except FileNotFoundError:
+        return False
+    except StoreError:  # a symlink, a FIFO, a file of another size: replace it
+        return False
+    return problem is None and sha256_hex(current) == sha256_hex(data)

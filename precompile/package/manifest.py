@@ -1,0 +1,187 @@
+"""A package to and from the msgpack manifest of ``format.py``, and nothing else.
+
+Both directions are pure: no files read, nothing registered, no process state touched. What
+a save needs from outside (the freshest artifacts, kernel files) the recorder gathers first;
+what a load makes of a package (registering artifacts, installing code) is ``install.py``'s.
+"""
+from __future__ import annotations
+
+import os
+import types
+from typing import Any
+
+from .artifacts import BackendArtifact
+from ..errors import FormatError
+from ..format.envelope import sha256_hex
+from .keys import SourceRange
+from .model import (ROLE_MAIN, ROLE_RESUME, ROLES, FrameRecord, GuardedEntry, IdentityCheck,
+                    Package, StateInit)
+
+_MAX_BYPASSES = 50  # the most recent reasons an entry was not stored, kept for `inspect`
+
+
+def to_manifest(pkg: Package, share_kernels: bool = False
+                ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """(manifest, blobs) for format.encode. Entries whose artifacts are missing are left
+    out, so what is written always installs. With ``share_kernels`` the kernels are named
+    by digest only: the writer stores their bytes once in the store (``shared_blobs``)."""
+    blobs: dict[str, bytes] = {}
+    frames = [_frame_dict(f, pkg, blobs) for f in pkg.frames]
+    used = {b for fr in frames for e in fr["entries"] for b in e["backends"]}
+    arts = {}
+    for backend_id in sorted(used):
+        art = pkg.artifacts[backend_id]
+        blobs[art.sha256] = art.data
+        arts[backend_id] = {"kind": art.kind, "blob": art.sha256, "has_backward": art.has_backward}
+    kernels = []
+    for rel in sorted(pkg.kernel_blobs):
+        data = pkg.kernel_blobs[rel]
+        if not share_kernels:
+            blobs[sha256_hex(data)] = data
+        kernels.append({"path": rel, "blob": sha256_hex(data)})
+    for rel in sorted(set(pkg.kernel_refs) - set(pkg.kernel_blobs)):
+        kernels.append({"path": rel, "blob": pkg.kernel_refs[rel]})
+    manifest = {
+        "key": pkg.key,
+        "compile_seconds": round(pkg.compile_seconds, 3),
+        "kernels": kernels,
+        "unbundled_kernels": sorted(pkg.unbundled),
+        "function": pkg.factors.get("function", ""),
+        "frames": frames,
+        "artifacts": arts,
+        "sources": [r.to_dict() for r in pkg.sources.values()],
+        "devices": sorted(pkg.device_types),
+        "bypasses": list(pkg.bypasses[-_MAX_BYPASSES:]),
+    }
+    return manifest, blobs
+
+
+def _frame_dict(f: FrameRecord, pkg: Package, blobs: dict[str, bytes]) -> dict[str, Any]:
+    entries = []
+    for e in f.entries:
+        if any(b not in pkg.artifacts for b in e.backend_ids):
+            continue
+        blobs[e.guards_sha] = pkg.guard_blobs[e.guards_sha]
+        entries.append({
+            "guards": e.guards_sha,
+            "code": e.dynamo_code,
+            "backends": e.backend_ids,
+            "imports": e.import_sources,
+            "identity": [c.to_dict() for c in e.identity_checks],
+            "guard_tree": e.guard_tree,
+            "inference_mode": e.inference_mode,
+            "state_inits": [i.to_dict() for i in e.state_inits],
+        })
+    return {
+        "role": f.role, "module": f.module, "qualname": f.qualname,
+        "fingerprint": f.fingerprint,
+        "code": f.code if f.role == ROLE_RESUME else None,
+        "global_name": f.global_name, "skipped": f.skipped, "entries": entries,
+    }
+
+
+def from_manifest(main_code: types.CodeType, module: str, factors: dict[str, str],
+                  manifest: dict[str, Any], blobs: dict[str, bytes]) -> Package:
+    """The package a manifest describes. Its frames are bound to this process's code
+    objects by the installer; until then they are only data.
+
+    The envelope was checksummed, but a manifest can still be malformed (a bug, or a
+    tampered file with a recomputed checksum): any shape error is a FormatError.
+    """
+    try:
+        return _from_manifest(main_code, module, factors, manifest, blobs)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise FormatError(f"package manifest is malformed ({type(e).__name__}: {e})") from None
+
+
+def _from_manifest(main_code: types.CodeType, module: str, factors: dict[str, str],
+                   manifest: dict[str, Any], blobs: dict[str, bytes]) -> Package:
+    pkg = Package(main_code, module, _expect(manifest["key"], str), dict(factors))
+    for rng in manifest.get("sources", []):
+        r = _source_range(rng)
+        pkg.sources[(r.module, r.qualname, r.first_line)] = r
+    pkg.device_types = {_expect(d, str) for d in manifest.get("devices", [])}
+    pkg.compile_seconds = float(_expect(manifest.get("compile_seconds", 0.0), (int, float)))
+    pkg.frames = [_frame(fd, main_code, blobs, pkg.guard_blobs) for fd in manifest["frames"]]
+    for kd in manifest.get("kernels", []):
+        rel = _expect(kd["path"], str)
+        if os.path.isabs(rel) or ".." in rel.split(os.sep):
+            raise ValueError(f"kernel path {rel!r} escapes the cache dir")
+        digest = _expect(kd["blob"], str)
+        if digest in blobs:
+            pkg.kernel_blobs[rel] = _expect(blobs[digest], bytes)
+        elif len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            pkg.kernel_refs[rel] = digest  # stored once in the store (shared_blobs)
+        else:
+            raise ValueError(f"kernel {rel!r} names no blob")
+    pkg.unbundled = {_expect(u, str) for u in manifest.get("unbundled_kernels", [])}
+    for backend_id, ad in manifest["artifacts"].items():
+        pkg.artifacts[_expect(backend_id, str)] = BackendArtifact(
+            backend_id, _expect(ad["kind"], str), _expect(blobs[ad["blob"]], bytes),
+            bool(ad["has_backward"]))
+    return pkg
+
+
+def _source_range(d: dict[str, Any]) -> SourceRange:
+    r = SourceRange.from_dict(d)
+    for value in (r.module, r.qualname, r.sha256, r.text):
+        _expect(value, str)
+    _expect(r.first_line, int)
+    _expect(r.last_line, int)
+    return r
+
+
+def _frame(fd: dict[str, Any], main_code: types.CodeType, blobs: dict[str, bytes],
+           guard_blobs: dict[str, bytes]) -> FrameRecord:
+    role = _expect(fd["role"], str)
+    if role not in ROLES:
+        raise ValueError(f"unknown frame role {role!r}")
+    code = main_code if role == ROLE_MAIN else _expect(fd["code"] or main_code, types.CodeType)
+    frame = FrameRecord(role, _expect(fd["module"], str), _expect(fd["qualname"], str),
+                        _expect(fd["fingerprint"], str), code,
+                        fd.get("global_name"), skipped=bool(fd.get("skipped")))
+    if role == ROLE_RESUME:
+        _expect(frame.global_name, str)
+    for ed in fd["entries"]:
+        guard_blobs[ed["guards"]] = _expect(blobs[ed["guards"]], bytes)
+        frame.entries.append(_entry(ed))
+    return frame
+
+
+def _entry(ed: dict[str, Any]) -> GuardedEntry:
+    return GuardedEntry(
+        ed["guards"], _expect(ed["code"], types.CodeType),
+        [_expect(b, str) for b in ed["backends"]],
+        {_expect(k, str): _expect(v, str) for k, v in ed["imports"].items()},
+        [IdentityCheck(_expect(c["source"], str), _expect(c["guard_type"], str),
+                       _expect(c["fingerprint"], str)) for c in ed["identity"]],
+        # written before guard parity: empty, so the installer refuses the entry
+        [_expect(d, str) for d in ed.get("guard_tree", [])],
+        _expect(ed.get("inference_mode", False), bool),
+        [_state_init(d) for d in ed.get("state_inits", [])])
+
+
+def _state_init(d: dict[str, Any]) -> StateInit:
+    calls = [_expect(c, list) for c in _expect(d["calls"], list)]
+    for arg in (a for call in calls for a in call):
+        _state_init_arg(_expect(arg, list))
+    return StateInit(_expect(d["source"], str), _expect(d["kind"], str), calls)
+
+
+def _state_init_arg(arg: list[Any]) -> None:
+    """One ``_init_group`` argument (``_torch.optimizer_state.encode_args``), or ValueError."""
+    kind = arg[0] if arg else None
+    if kind == "list" and len(arg) == 1:
+        return
+    if kind == "group" and len(arg) == 2 and type(arg[1]) is int:
+        return
+    if kind == "const" and len(arg) == 2 and isinstance(arg[1], (type(None), bool, int, float, str)):
+        return
+    raise ValueError(f"malformed optimizer state argument {arg!r}")
+
+
+def _expect(value: Any, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(value, kind):
+        name = getattr(kind, "__name__", None) or " or ".join(k.__name__ for k in kind)
+        raise TypeError(f"expected {name}, found {type(value).__name__}")
+    return value
