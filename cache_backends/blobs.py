@@ -29,10 +29,6 @@ def is_blob_key(key: str) -> bool:
             and all(c in string.hexdigits[:16] for c in digest))
 
 
-def digest_of(key: str) -> str:
-    return key[len(BLOB_PREFIX):]
-
-
 def plan_shared_eviction(stats: Sequence[Stat], refs: Mapping[str, Collection[str]],
                          max_bytes: int, keep: Collection[str] = ()) -> list[Stat]:
     """Which keys to delete so the rest total at most ``max_bytes``.

@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "cached": "api", "save": "api", "load": "api", "flush": "api", "stats": "api",
     "warmup": "fleet.warmup", "coverage": "fleet.coverage",
-    "PrecompileContext": "package.artifacts", "CompilePackage": "package", "errors": None,
+    "PrecompileContext": "package.artifacts", "CompilePackage": "record.recorder", "errors": None,
 }
 
 

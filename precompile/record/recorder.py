@@ -38,13 +38,11 @@ from ..package.model import (ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, Gua
                              merge)
 from ..identity.names import code_fingerprint
 from .pending_entry import PendingEntry, never_raises, report_bypass
-from .recorder_hook import KeptByDynamo, _no_recorder
+from .recorder_hook import KeptByDynamo
 
 log = logging.getLogger("precompile")
 
-# ``_no_recorder``: pickles of compiled modules written before recorder_hook.py existed name
-# it here.
-__all__ = ["CompilePackage", "_no_recorder"]
+__all__ = ["CompilePackage"]
 
 
 def _keep_all(entries: Sequence[Any]) -> list[bool]:
