@@ -25,7 +25,7 @@ from .counters import STATS
 from .errors import PackageError, StoreError
 from .read.loading import verify
 from .identity.names import main_code
-from .policy import Policy, default_store, resolve_signing_key, trust_shared
+from .policy import Policy, default_store, resolve_signing_key
 
 # --------------------------------------------------------------- public API
 
@@ -145,7 +145,7 @@ def load(fn_or_module: Any, path: str | os.PathLike[str], *, backend: Any = None
     ``cache_dir``/``store`` is given.
     """
     env = read_path.load_file(os.fspath(path), signing_key=resolve_signing_key(signing_key),
-                              trust_shared=trust_shared())
+                              trust_shared=settings.trust_shared())
     parts = _torch.unwrap_compiled(fn_or_module)
     code, module = main_code(parts.original if parts else fn_or_module)
     verify(env, code, module, {**keys.system_factors(), "code": keys.code_fingerprint(code)})

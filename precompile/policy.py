@@ -15,13 +15,6 @@ from .read.read_path import verifier
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "precompile")
 
 
-def trust_shared() -> bool:
-    """``PRECOMPILE_TRUST_SHARED_CACHE``: whether local stores may be ones other users can
-    write (a bad value is one warning and "no")."""
-    return settings.or_default(lambda: settings.flag(settings.TRUST_SHARED_CACHE), False,
-                               strict=False)
-
-
 def default_store(cache_dir: Any = None, store: Any = None, *,
                   signing_key: bytes | None = None) -> CacheBackend:
     """Precedence: explicit argument, then $PRECOMPILE_CACHE_URL / $PRECOMPILE_CACHE_DIR,
@@ -31,7 +24,7 @@ def default_store(cache_dir: Any = None, store: Any = None, *,
     The stores get their trust settings here: ``PRECOMPILE_TRUST_SHARED_CACHE``, and for
     tiers a write-back that first verifies the package (``read_path.verifier``: checksum,
     ``signing_key``'s signature when set, key binding)."""
-    trust = {"trust_shared": trust_shared(), "accept": verifier(signing_key)}
+    trust = {"trust_shared": settings.trust_shared(), "accept": verifier(signing_key)}
     if store is not None:
         return open_store(store, **trust)
     if cache_dir is not None:

@@ -117,3 +117,9 @@ def or_default(read: Callable[[], T], default: T, *, strict: bool,
             _WARNED.add(message)
             log.warning("precompile: %s", message)
         return default
+
+
+def trust_shared() -> bool:
+    """``PRECOMPILE_TRUST_SHARED_CACHE``: whether local stores may be ones other users can
+    write (a bad value is one warning and "no")."""
+    return or_default(lambda: flag(TRUST_SHARED_CACHE), False, strict=False)

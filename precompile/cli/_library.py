@@ -24,7 +24,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "default_store": ("precompile.policy", "default_store"),
     "from_manifest": ("precompile.package.manifest", "from_manifest"),
     "peek_file": ("cache_backends.local", "peek_file"),
-    "trust_shared": ("precompile.policy", "trust_shared"),
+    "trust_shared": ("precompile.settings", "trust_shared"),
     # Whole modules.
     "archive": ("precompile.read.archive", None),
     "shared_blobs": ("precompile.read.shared_blobs", None),

@@ -19,14 +19,13 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .. import _torch
+from .. import _torch, settings
 from ..record import first_step
 from ..identity import checks as identity
 from .entry_order import ORDER
 from ..identity.guard_path import GuardPathError
 from ..package.artifacts import PrecompileContext
 from .kernel_files import restore_kernels
-from ..policy import trust_shared
 from ..identity.bytecode import resolve_refs, retarget_filename
 from ..identity.names import module_dict, resolve_code, resolve_importable
 from ..package.model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
@@ -87,7 +86,7 @@ def install(pkg: Package,
     inst = Installation(_on_guard_fail=on_guard_fail)
     backends: dict[str, Callable[..., Any]] = {}
     # First, before anything changes: StoreError (a miss) if Inductor's cache is untrusted.
-    inst.kernels_restored = restore_kernels(pkg.kernel_blobs, trust_shared=trust_shared())
+    inst.kernels_restored = restore_kernels(pkg.kernel_blobs, trust_shared=settings.trust_shared())
     _torch.use_recorded_cpu_isa(pkg.cpu_isa)
     context = PrecompileContext.get()
     for art in pkg.artifacts.values():
