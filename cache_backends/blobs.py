@@ -17,6 +17,7 @@ from .base import Stat
 
 BLOB_PREFIX = "blob-"
 _DIGEST_LEN = 64
+YOUNG_BLOB_SECONDS = 60.0  # a kernel this new may belong to a package being written now
 
 
 def blob_key(digest: str) -> str:
@@ -29,6 +30,18 @@ def is_blob_key(key: str) -> bool:
             and all(c in string.hexdigits[:16] for c in digest))
 
 
+def is_young(written: float | None, now: float) -> bool:
+    """Whether a shared kernel written at ``written`` may belong to a package being written
+    right now (an unknown write time counts as old)."""
+    return written is not None and now - written < YOUNG_BLOB_SECONDS
+
+
+def kernel_may_go(key: str, named: Collection[str], written: float | None, now: float) -> bool:
+    """The one kernel-retention rule: a shared kernel may be deleted once no package names
+    it and it is not young (``is_young``). Eviction and ``precompile prune`` both apply it."""
+    return key not in named and not is_young(written, now)
+
+
 def plan_shared_eviction(stats: Sequence[Stat], refs: Mapping[str, Collection[str]],
                          max_bytes: int, keep: Collection[str] = ()) -> list[Stat]:
     """Which keys to delete so the rest total at most ``max_bytes``.
@@ -37,28 +50,50 @@ def plan_shared_eviction(stats: Sequence[Stat], refs: Mapping[str, Collection[st
     names. Packages go least recently used first (never one in ``keep``); a blob goes only
     once no package left names it, so a kernel another package needs is never evicted. Blobs
     no package names at all go first."""
-    by_key = {s.key: s for s in stats}
-    users: dict[str, int] = {s.key: 0 for s in stats if is_blob_key(s.key)}
-    for pkg, blobs in refs.items():
-        if pkg in by_key:
-            for b in set(blobs):
-                if b in users:
-                    users[b] += 1
-    total = sum(s.size for s in stats)
-    doomed = [by_key[b] for b, n in users.items() if n == 0 and b not in keep]
-    total -= sum(s.size for s in doomed)
-    packages = [s for s in stats if s.key not in users]
+    plan = _EvictionPlan(stats, refs, keep)
+    for blob in [b for b, n in plan.users.items() if n == 0]:
+        plan.drop_blob(blob)
+    packages = [s for s in stats if s.key not in plan.users]
     for s in sorted(packages, key=lambda s: s.last_used or 0):
-        if total <= max_bytes:
+        if plan.total <= max_bytes:
             break
-        if s.key in keep:
-            continue
-        doomed.append(s)
-        total -= s.size
-        for b in set(refs.get(s.key, ())):
-            if b in users:
-                users[b] -= 1
-                if users[b] == 0 and b not in keep:
-                    doomed.append(by_key[b])
-                    total -= by_key[b].size
-    return doomed
+        if s.key not in plan.keep:
+            plan.drop(s)
+            plan.release(refs.get(s.key, ()))
+    return plan.doomed
+
+
+class _EvictionPlan:
+    """What ``plan_shared_eviction`` has doomed so far, the bytes left, and how many
+    packages left name each blob."""
+
+    def __init__(self, stats: Sequence[Stat], refs: Mapping[str, Collection[str]],
+                 keep: Collection[str]) -> None:
+        self.by_key = {s.key: s for s in stats}
+        self.keep = set(keep)
+        self.total = sum(s.size for s in stats)
+        self.doomed: list[Stat] = []
+        self.users = {s.key: 0 for s in stats if is_blob_key(s.key)}
+        for pkg, blobs in refs.items():
+            if pkg in self.by_key:
+                for b in self._blobs(blobs):
+                    self.users[b] += 1
+
+    def _blobs(self, names: Collection[str]) -> list[str]:
+        """The stored blobs among ``names``, each once."""
+        return [b for b in set(names) if b in self.users]
+
+    def drop(self, stat: Stat) -> None:
+        self.doomed.append(stat)
+        self.total -= stat.size
+
+    def drop_blob(self, key: str) -> None:
+        if key not in self.keep:
+            self.drop(self.by_key[key])
+
+    def release(self, names: Collection[str]) -> None:
+        """A package named ``names`` goes: each blob no package names any more goes too."""
+        for b in self._blobs(names):
+            self.users[b] -= 1
+            if self.users[b] == 0:
+                self.drop_blob(b)

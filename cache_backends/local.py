@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import BinaryIO
 
 from .base import CacheBackend, Stat, check_key
-from .blobs import is_blob_key, plan_shared_eviction
+from .blobs import is_blob_key, is_young, plan_shared_eviction
 from .errors import READ_ONLY_ERRNOS, StoreError, read_only_error
 from .file_lock import file_lock
 from .safe_read import MAX_PACKAGE_BYTES, read_file, writable_by_others
@@ -40,7 +40,6 @@ log = logging.getLogger("precompile")
 SUFFIX = ".pcpkg"
 TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600
-YOUNG_BLOB_SECONDS = 60.0  # a kernel this new may belong to a package being written now
 
 
 def write_atomically(directory: str, path: str, data: bytes, mode: int = 0o600) -> None:
@@ -341,17 +340,21 @@ class LocalDirBackend(CacheBackend):
         deletes a kernel only once no package left names it); returns the keys deleted.
         Also clears stale temp files."""
         stats = [s for s in map(self.stat, self.list()) if s is not None]
-        keep = set(keep or ())
-        if any(is_blob_key(s.key) for s in stats) and sum(s.size for s in stats) > max_bytes:
-            keep |= {s.key for s in stats if is_blob_key(s.key) and (
-                self.blob_references is None
-                or time.time() - (s.created or 0) < YOUNG_BLOB_SECONDS)}
-            plan = plan_shared_eviction(stats, self._blob_references(stats), max_bytes, keep)
-        else:
-            plan = plan_eviction(stats, max_bytes, keep)
+        plan = self._eviction_plan(stats, max_bytes, set(keep or ()))
         removed = [s.key for s in plan if self.delete(s.key)]
         self.clean_temp_files()
         return removed
+
+    def _eviction_plan(self, stats: list[Stat], max_bytes: int, keep: set[str]) -> list[Stat]:
+        """What ``evict`` deletes. Shared kernels follow the retention rule of ``blobs``
+        (none at all while this store cannot read which package names which)."""
+        blobs = [s for s in stats if is_blob_key(s.key)]
+        if not blobs or sum(s.size for s in stats) <= max_bytes:
+            return plan_eviction(stats, max_bytes, keep)
+        now = time.time()
+        keep |= {s.key for s in blobs
+                 if self.blob_references is None or is_young(s.created, now)}
+        return plan_shared_eviction(stats, self._blob_references(stats), max_bytes, keep)
 
     def _blob_references(self, stats: Sequence[Stat]) -> dict[str, set[str]]:
         """The blob keys each package names (read without refreshing its "last used")."""

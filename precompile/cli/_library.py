@@ -38,6 +38,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "read_path": ("precompile.read.read_path", None),
     "settings": ("precompile.settings", None),
     "signatures": ("precompile.fleet.signatures", None),
+    "verdict": ("precompile.read.verdict", None),
     "torch": ("torch", None),
 }
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _library as lib
 from . import text
-from .checks import source_changes
-from .common import EXIT_OK, EXIT_PROBLEMS, CliError, import_user_module
-from .inventory import Pkg, iter_store, open_store
+from .common import EXIT_OK, EXIT_PROBLEMS, CliError, import_user_module, user_module_dirs
+from .inventory import iter_store, open_store
+
+if TYPE_CHECKING:
+    from precompile.read.verdict import StoredPackage as Pkg
 
 # -------------------------------------------------------------- the live target
 
@@ -160,7 +162,8 @@ def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
     """Whether ``pkg`` would serve the next first call, and every reason it would not."""
     now = _live_factors(pkg, code, module, impl, label)
     factor_reasons = lib.keys.explain_factor_change(pkg.factors, now)
-    changed, unchecked = source_changes(pkg.manifest.get("sources", []))
+    changed, unchecked = lib.verdict.source_problems(pkg.manifest.get("sources", []),
+                                                      user_module_dirs())
     ok_main, id_failures = _identity_failures(pkg) if pkg.trusted else (0, [])
     reasons = _miss_reasons(pkg, factor_reasons, bool(changed), ok_main, id_failures)
     would_hit = not reasons and not changed

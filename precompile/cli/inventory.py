@@ -1,5 +1,5 @@
-"""The one place the CLI reads packages: each is read and decoded once, and judged by the
-library's own trust rules.
+"""The one place the CLI reads packages: each is read once, then decoded and judged by the
+library (``precompile.read.verdict``).
 
 A package is *trusted* only if the library would load it: its store's owner/permission
 checks pass (local directories are read with ``peek``, which applies them without
@@ -12,140 +12,15 @@ trusted packages; the others are still listed, marked UNTRUSTED with the reason.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _library as lib
 from .common import CliError
 
-_PLACEHOLDER_CODE = (lambda: None).__code__
-
-
-@dataclasses.dataclass
-class Pkg:
-    """One stored package as the CLI sees it: where it is, and whether it decodes."""
-
-    key: str
-    path: str | None
-    size: int | None
-    modified: float | None  # last write (file mtime / store "created")
-    last_used: float | None
-    data: bytes | None = None
-    env: Any = None  # format.Envelope once decoded
-    error: str | None = None  # why it does not decode (corrupt, truncated, foreign)
-    flags: int = 0
-    signature: str = "unsigned"
-    signature_ok: bool = True
-    trust_problem: str | None = None  # why the store's checks refuse it (owner, permissions)
-    key_problem: str | None = None  # not written for the key it is stored under
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return self.env.meta if self.env is not None else {}
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return self.env.manifest if self.env is not None else {}
-
-    @property
-    def factors(self) -> dict[str, Any]:
-        f = self.meta.get("factors")
-        return f if isinstance(f, dict) else {}
-
-    @property
-    def function(self) -> str:
-        return str(self.meta.get("function") or self.factors.get("function") or "")
-
-    @property
-    def created(self) -> float | None:
-        c = self.meta.get("created")
-        return float(c) if isinstance(c, (int, float)) and c else self.modified
-
-    @property
-    def signed(self) -> bool:
-        return bool(self.flags & lib.format.FLAG_SIGNED)
-
-    @property
-    def trusted(self) -> bool:
-        """Whether the library would load it: decoded, from a store it accepts, accepted by
-        the signing policy in force, and stored under the key it was written for. Only then
-        may its pickles be loaded."""
-        return (self.env is not None and self.signature_ok and self.trust_problem is None
-                and self.key_problem is None)
-
-    @property
-    def untrusted_reason(self) -> str | None:
-        """Why the library would refuse it (None when trusted), in words."""
-        if self.env is None:
-            return f"does not decode: {self.error}"
-        if not self.signature_ok:
-            return self.signature
-        return self.trust_problem or self.key_problem
-
-
-# ------------------------------------------------------------------- decoding
-
-
-def decode_pkg(pkg: Pkg, *, bound: bool = True) -> Pkg:
-    """Verify ``pkg.data`` (checksums, blob hashes, manifest shape, signature policy, and
-    with ``bound`` that it was written for ``pkg.key``) and decode it, recording in ``pkg``
-    what the library would conclude."""
-    assert pkg.data is not None
-    key = lib.settings.signing_key()
-    try:
-        _, pkg.flags, _ = lib.format.read_header(pkg.data)
-        pkg.env, pkg.signature, pkg.signature_ok = _decode_signed(pkg.data, pkg.signed, key)
-        _check_manifest(pkg.env)
-    except lib.errors.PackageError as e:
-        pkg.env, pkg.error = None, str(e)
-        pkg.signature, pkg.signature_ok = "unknown (package does not decode)", False
-        return pkg
-    if bound:
-        try:
-            lib.read_path.check_bound(pkg.env, pkg.key)
-        except lib.errors.PackageError as e:
-            pkg.key_problem = str(e)
-    return pkg
-
-
-def _decode_signed(data: bytes, signed: bool, key: bytes | None) -> tuple[Any, str, bool]:
-    """(envelope, signature status, whether the signing policy accepts it). The package is
-    decoded with the key first, so a good one is decoded once; only a refusal decodes it
-    again without the key, to tell a bad signature from a corrupt file."""
-    fmt = lib.format
-    if key is None:
-        status = ("signed (not verified: set PRECOMPILE_SIGNING_KEY to verify)" if signed
-                  else "unsigned")
-        return fmt.decode(data), status, True
-    if signed:
-        try:
-            return fmt.decode(data, signing_key=key), ("signed, verified with "
-                                                       "PRECOMPILE_SIGNING_KEY"), True
-        except lib.errors.PackageError:
-            env = fmt.decode(data)  # raises if the file itself is corrupt
-            return env, "signed, but the signature does NOT match PRECOMPILE_SIGNING_KEY", False
-    return fmt.decode(data), ("UNSIGNED, but PRECOMPILE_SIGNING_KEY is set: the library "
-                              "refuses this package"), False
-
-
-def _check_manifest(env: Any) -> None:
-    """Raise FormatError unless the manifest has the shape the library can install (a file
-    can pass its checksum and still be malformed: a bug, or a recomputed checksum)."""
-    format_error = lib.errors.FormatError
-    if not isinstance(env.meta.get("factors", {}), dict):
-        raise format_error("package metadata is malformed (factors is not a map)")
-    bypasses = env.manifest.get("bypasses", [])
-    if not isinstance(bypasses, list) or not all(isinstance(b, str) for b in bypasses):
-        raise format_error("package manifest is malformed (bypasses is not a list of strings)")
-    try:  # the library's own validation (it only builds data; nothing is installed)
-        lib.from_manifest(_PLACEHOLDER_CODE, "", {}, env.manifest, env.blobs)
-    except format_error:
-        raise
-    except Exception as e:  # noqa: BLE001 - anything else it trips on is a malformed manifest
-        raise format_error(f"package manifest is malformed ({type(e).__name__}: {e})") from None
-
+if TYPE_CHECKING:  # the library loads on first use: `precompile stats` and --help skip torch
+    from precompile.read.verdict import StoredPackage as Pkg
 
 # ------------------------------------------------------------------- reading
 
@@ -173,9 +48,9 @@ def load_file(path: str, store: Any, *, trust: bool) -> Pkg:
     if local is None and not trust:
         problem = (f"{path} is outside the configured cache ({store.url}); its pickles are not "
                    "loaded unless you ask: pass --trust if you trust whoever wrote it")
-    pkg = Pkg(key, os.path.abspath(path), len(data), st.st_mtime,
+    pkg = lib.verdict.StoredPackage(key, os.path.abspath(path), len(data), st.st_mtime,
               max(st.st_atime, st.st_mtime), data, trust_problem=problem)
-    return decode_pkg(pkg, bound=local is not None)
+    return lib.verdict.decode(pkg, bound=local is not None)
 
 
 def _local_store_for(store: Any, directory: str) -> Any:
@@ -195,19 +70,19 @@ def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
     st = _stat(store, key)
     path = getattr(st, "path", None)
     if not read and st is not None:
-        return Pkg(key, path, st.size, st.created, st.last_used)
+        return lib.verdict.StoredPackage(key, path, st.size, st.created, st.last_used)
     try:
         fetched = _fetch(store, key, path)
     except _Unreadable as e:  # a FIFO, a symlink, a file over the cap: listed, never read
-        return Pkg(key, path, st.size if st else None, st.created if st else None,
+        return lib.verdict.StoredPackage(key, path, st.size if st else None, st.created if st else None,
                    st.last_used if st else None, error=str(e), signature_ok=False,
                    signature="unknown (package not read)")
     if fetched is None:
         return None
     data, problem = fetched
-    pkg = Pkg(key, path, st.size if st else len(data), st.created if st else None,
+    pkg = lib.verdict.StoredPackage(key, path, st.size if st else len(data), st.created if st else None,
               st.last_used if st else None, data, trust_problem=problem)
-    return decode_pkg(pkg) if read else pkg
+    return lib.verdict.decode(pkg) if read else pkg
 
 
 def _stat(store: Any, key: str) -> Any:

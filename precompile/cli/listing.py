@@ -9,13 +9,15 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _library as lib
 from . import text
-from .checks import compat_problems, source_changes
-from .common import EXIT_OK, EXIT_PROBLEMS
-from .inventory import Pkg, find_package, iter_store, load_file, looks_like_store, open_store
+from .common import EXIT_OK, EXIT_PROBLEMS, user_module_dirs
+from .inventory import find_package, iter_store, load_file, looks_like_store, open_store
+
+if TYPE_CHECKING:
+    from precompile.read.verdict import StoredPackage as Pkg
 
 # ------------------------------------------------------------------------- ls
 
@@ -176,29 +178,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def verify_pkg(pkg: Pkg) -> dict[str, Any]:
-    """Whether this machine's library would load ``pkg``, and if not, why not."""
-    status, problems, notes = _verdict(pkg)
+    """Whether this machine's library would load ``pkg``, and if not, why not (the
+    library's verdict)."""
+    verdict = lib.verdict.judge(pkg, user_module_dirs())
     return {"key": pkg.key, "path": pkg.path, "function": pkg.function or None,
-            "status": status, "ok": status == "ok", "problems": problems, "notes": notes}
-
-
-def _verdict(pkg: Pkg) -> tuple[str, list[str], list[str]]:
-    """(status, problems, notes), the first problem found deciding the status."""
-    if pkg.env is None:
-        return "corrupt", [pkg.error or "does not decode"], []
-    if not pkg.signature_ok:
-        return "bad-signature", [pkg.signature], []
-    if pkg.trust_problem or pkg.key_problem:
-        return "untrusted", [pkg.trust_problem or pkg.key_problem], []
-    notes = []
-    if pkg.signed and lib.settings.signing_key() is None:
-        notes.append("signature not verified (PRECOMPILE_SIGNING_KEY not set)")
-    compat = compat_problems(pkg)
-    if compat:
-        return "incompatible", compat, notes
-    changed, unchecked = source_changes(pkg.manifest.get("sources", []))
-    notes.extend(f"not checked: {u}" for u in unchecked)
-    return ("stale" if changed else "ok"), changed, notes
+            "status": verdict.status, "ok": verdict.ok, "problems": verdict.problems,
+            "notes": verdict.notes}
 
 
 def _verify_targets(ref: str | None) -> tuple[str, list[Pkg]]:

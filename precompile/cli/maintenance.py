@@ -14,17 +14,19 @@ import io
 import os
 import tarfile
 import time
-from collections.abc import Iterable
-from typing import Any, BinaryIO
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cache_backends.local import atomic_output
 
 from . import _library as lib
 from . import text
-from .checks import stale_reason
 from .common import EXIT_OK, EXIT_PROBLEMS, CliError
-from .inventory import (Pkg, fetch_raw, iter_raw, iter_store, load_from_store, open_store,
+from .inventory import (fetch_raw, iter_raw, iter_store, load_from_store, open_store,
                         store_keys)
+
+if TYPE_CHECKING:
+    from precompile.read.verdict import StoredPackage as Pkg
 
 RECENT_SECONDS = 60.0  # prune never deletes a package written this recently (unless --force)
 
@@ -60,7 +62,7 @@ def plan_prune(pkgs: Iterable[Pkg], opts: PruneOptions, now: float,
 
 
 def _stale(pkgs: list[Pkg]) -> dict[str, str]:
-    reasons = {p.key: stale_reason(p) for p in pkgs}
+    reasons = {p.key: lib.verdict.never_loads(p) for p in pkgs}
     return {k: f"stale: {why}" for k, why in reasons.items() if why}
 
 
@@ -148,7 +150,7 @@ def _delete_locked(store: Any, pkg: Pkg, *, stale: bool, force: bool) -> str | N
         why_not = None if force else _rewritten(pkg, fresh, stale)
         if why_not:
             return why_not
-        if stale and stale_reason(fresh) is None:
+        if stale and lib.verdict.never_loads(fresh) is None:
             return "another process replaced it with a good package"
         store.delete(pkg.key)
     return None
@@ -164,31 +166,42 @@ def _rewritten(old: Pkg, fresh: Pkg, stale: bool) -> str | None:
 
 def prune_kernels(store: Any, gone: set[str], *, force: bool,
                   dry_run: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """(removed, kept, bytes of all kernels): the shared kernels (``shared_blobs``) that no
-    package left in ``store`` names once ``gone`` is deleted. A kernel written within
-    RECENT_SECONDS stays without --force: its package may be being written right now."""
+    """(removed, kept, bytes of all kernels): the shared kernels (``shared_blobs``) that
+    ``blobs.kernel_may_go`` lets go once ``gone`` is deleted. Without --force a young one
+    stays (its package may be being written right now); with it, any no package names."""
+    named = _named_kernels(store, gone)
+    removed, kept, total = [], [], 0
+    now = time.time()
+    for blob in _kernels(store):
+        total += _size(blob)
+        if blob.key in named:
+            continue
+        item = {"key": blob.key, "path": blob.path, "size": blob.size,
+                "reason": "shared kernel no package names"}
+        if not (force or lib.blobs.kernel_may_go(blob.key, named, _mtime(blob), now)):
+            kept.append({**item, "kept_because": f"written {text.fmt_age(_mtime(blob))}: "
+                                                 "its package may be being written"})
+        elif dry_run or _delete_blob(store, blob.key):
+            removed.append(item)
+    return removed, kept, total
+
+
+def _named_kernels(store: Any, gone: set[str]) -> set[str]:
+    """The shared kernels the packages left in ``store`` (all but ``gone``) need."""
     named: set[str] = set()
     for key in store_keys(store):
         fetched = None if key in gone else fetch_raw(store, key)
         if fetched is not None:
             named |= lib.shared_blobs.references(fetched[0])
-    removed, kept, total = [], [], 0
-    now = time.time()
+    return named
+
+
+def _kernels(store: Any) -> Iterator[Pkg]:
+    """The shared kernels in ``store`` (their stats only)."""
     for key in store_keys(store, blobs=True):
         blob = load_from_store(store, key, read=False)
-        if blob is None:
-            continue
-        total += _size(blob)
-        if key in named:
-            continue
-        item = {"key": key, "path": blob.path, "size": blob.size,
-                "reason": "shared kernel no package names"}
-        if not force and is_recent(blob, now):
-            kept.append({**item, "kept_because": f"written {text.fmt_age(_mtime(blob))}: "
-                                                 "its package may be being written"})
-        elif dry_run or _delete_blob(store, key):
-            removed.append(item)
-    return removed, kept, total
+        if blob is not None:
+            yield blob
 
 
 def _delete_blob(store: Any, key: str) -> bool:

@@ -13,7 +13,6 @@ import types
 
 from cache_backends import CacheBackend
 
-from .. import _torch
 from ..format import envelope as format
 from ..package import keys
 from . import read_path
@@ -22,6 +21,7 @@ from ..errors import FormatError, IncompatibleError, PackageError, SourceChanged
 from ..package.manifest import from_manifest
 from ..package.model import Package
 from .shared_blobs import fetch_kernels
+from .verdict import system_problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,17 +85,9 @@ def verify(env: format.Envelope, main_code: types.CodeType, module: str,
 
 def _check_system(stored: dict[str, str], current: dict[str, str],
                   gpus: dict[str, dict[str, object]]) -> None:
-    for name in ("python", "torch", "platform"):
-        if stored.get(name) != current.get(name):
-            raise IncompatibleError(
-                f"package was written for {name} {stored.get(name)}, this process has "
-                f"{current.get(name)}; it will be recompiled for this {name}")
-    for device, recorded in gpus.items():
-        here = _torch.gpu_info(device)
-        if recorded and here != recorded:
-            raise IncompatibleError(
-                f"package was compiled for {device} {recorded}, this machine has "
-                f"{here or 'none'}; it will be recompiled here")
+    problems = system_problems(stored, gpus, current)
+    if problems:
+        raise IncompatibleError(problems[0])
 
 
 def _check_sources(ranges: list[keys.SourceRange]) -> None:
