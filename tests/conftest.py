@@ -1,4 +1,7 @@
-"""Shared fixtures: run scenario modules in fresh Python processes against one cache."""
+"""Shared fixtures: one environment scrubber (``scrubbed_environ``, ``clean_env``), scenario
+modules run in fresh Python processes against one cache (``Scenario``, with
+``cold_then_warm``), and the project of stored-package tests (``env``, packages built by
+``tests/_packages.py``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,6 +17,29 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "_driver.py"
+# Settings of the test machinery itself, not of precompile: kept by the scrubber.
+_TEST_SETTINGS = frozenset({"PRECOMPILE_SKIP_REDIS"})
+
+
+def _precompile_settings() -> list[str]:
+    return [n for n in os.environ if n.startswith("PRECOMPILE_") and n not in _TEST_SETTINGS]
+
+
+def scrubbed_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``PRECOMPILE_*`` setting (a developer's own
+    cache, signing key or strict mode never leaks into a test's child process), plus
+    ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in _precompile_settings()}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No ``PRECOMPILE_*`` setting in this process for the test (restored afterwards)."""
+    for name in _precompile_settings():
+        monkeypatch.delenv(name)
+    return monkeypatch
 
 
 @dataclasses.dataclass
@@ -72,14 +98,9 @@ class Scenario:
         return self
 
     def run(self, phase: str, **env: str) -> Run:
-        full_env = dict(os.environ)
-        full_env.update({
-            "PRECOMPILE_CACHE_DIR": str(self.cache),
-            "TORCHINDUCTOR_CACHE_DIR": str(self.inductor),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PRECOMPILE_LOG": "info",
-        })
-        full_env.pop("PRECOMPILE_CACHE_URL", None)
+        full_env = scrubbed_environ(PRECOMPILE_CACHE_DIR=str(self.cache),
+                                    TORCHINDUCTOR_CACHE_DIR=str(self.inductor),
+                                    PYTHONDONTWRITEBYTECODE="1", PRECOMPILE_LOG="info")
         full_env.update(self.env_extra)
         full_env.update(env)
         proc = subprocess.run([sys.executable, str(DRIVER), str(self.path), phase],
@@ -91,10 +112,42 @@ class Scenario:
                 result = json.loads(line[len("RESULT "):])
         return Run(proc.returncode, proc.stdout, proc.stderr, result)
 
+    def cold_then_warm(self, *, hash_seeds: tuple[str, str] | None = None,
+                       **env: str) -> tuple[Run, Run]:
+        """A cold process that compiles and stores everything (no bypass), then a warm one
+        on its cache; the warm run is returned unchecked. ``hash_seeds``: each process its
+        own PYTHONHASHSEED, as any two real processes have."""
+        seeds = hash_seeds or (None, None)
+        cold = self.run("cold", **_seeded(seeds[0], env)).assert_ok()
+        assert cold.stats["bypasses"] == 0 and self.packages(), cold.describe()
+        return cold, self.run("warm", **_seeded(seeds[1], env))
+
     def packages(self) -> list[Path]:
         return sorted(self.cache.glob("*.pcpkg")) if self.cache.exists() else []
+
+
+def _seeded(seed: str | None, env: dict[str, str]) -> dict[str, str]:
+    return env if seed is None else {**env, "PYTHONHASHSEED": seed}
 
 
 @pytest.fixture
 def scenario(tmp_path: Path) -> Scenario:
     return Scenario(tmp_path)
+
+
+@pytest.fixture
+def env(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Path:
+    """A project dir (the cwd, holding ``umod.py`` for ``_packages.make_package``), a cache
+    under it, no other precompile setting, and ``os.system`` recording into
+    ``_packages.CALLS`` instead of running."""
+    import _packages
+
+    monkeypatch = clean_env
+    (tmp_path / "umod.py").write_text(_packages.UMOD)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "umod", raising=False)
+    monkeypatch.setattr(os, "system", _packages.record_call)
+    monkeypatch.setenv("PRECOMPILE_CACHE_DIR", str(tmp_path / "cache"))
+    _packages.CALLS.clear()
+    return tmp_path

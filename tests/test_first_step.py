@@ -50,12 +50,6 @@ def train(kind, make_step):
 """
 
 
-def _cold_then_warm(scenario: Scenario, **env: str):
-    cold = scenario.run("cold", **env).assert_ok()
-    assert cold.stats["bypasses"] == 0 and scenario.packages(), cold.describe()
-    return scenario.run("warm", **env)
-
-
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_compiled_step_method(scenario: Scenario, backend: str) -> None:
     """``precompile.cached(torch.compile(opt.step))``: the entry's trace created the state
@@ -66,7 +60,7 @@ def run():
     return [row for kind in OPTIMIZERS for row in train(
         kind, lambda opt: precompile.cached(torch.compile(opt.step, backend={backend!r})))]
 """)
-    warm = _cold_then_warm(scenario).assert_warm()
+    warm = scenario.cold_then_warm()[1].assert_warm()
     assert warm.stats["misses"] == 0 and warm.stats["saves"] == 0, warm.describe()
 
 
@@ -97,7 +91,7 @@ def make_step(kind):
 def run():
     return [row for kind in OPTIMIZERS for row in train(kind, make_step(kind))]
 """)
-    warm = _cold_then_warm(scenario).assert_warm()
+    warm = scenario.cold_then_warm()[1].assert_warm()
     assert warm.stats["misses"] == 0, warm.describe()
 
 

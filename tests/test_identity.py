@@ -22,10 +22,6 @@ from conftest import Scenario
 SEEDS = {"cold": "1", "warm": "2"}
 
 
-def _cold_then_warm(scenario: Scenario, **env: str):
-    cold = scenario.run("cold", PYTHONHASHSEED=SEEDS["cold"], **env).assert_ok()
-    assert cold.stats["bypasses"] == 0 and scenario.packages(), cold.describe()
-    return cold, scenario.run("warm", PYTHONHASHSEED=SEEDS["warm"], **env)
 
 
 FINGERPRINTS = """
@@ -86,7 +82,7 @@ def test_flex_attention_with_score_mod(scenario: Scenario) -> None:
             q, k, v = (torch.randn(1, 2, 16, 8) for _ in range(3))
             return [("out", attend(q, k, v), reference(q, k, v))]
     """)
-    _, warm = _cold_then_warm(scenario)
+    _, warm = scenario.cold_then_warm(hash_seeds=(SEEDS["cold"], SEEDS["warm"]))
     warm.assert_warm()
 
 
@@ -152,7 +148,7 @@ def test_decorated_redefined_and_substituted_functions(scenario: Scenario) -> No
             x = torch.linspace(-1, 1, 8)
             return [("out", cf(x), f(x))]
     """)
-    _, warm = _cold_then_warm(scenario)
+    _, warm = scenario.cold_then_warm(hash_seeds=(SEEDS["cold"], SEEDS["warm"]))
     warm.assert_warm()
 
 

@@ -21,7 +21,7 @@ from precompile.package import keys
 from precompile.read import loading
 from precompile.format import envelope as fmt
 from precompile.errors import IntegrityError, StoreError
-from test_security import CALLS, KEY, env, make_package  # noqa: F401 - env is a fixture
+from _packages import CALLS, KEY, make_package
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,85 +8,20 @@ a second, except the group-writable ones that check the library's own miss.
 from __future__ import annotations
 
 import os
-import pickle
-import sys
 import types
 from pathlib import Path
 
 import pytest
 
+from _packages import CALLS, KEY, make_package
 from cache_backends.local import LocalDirBackend
 from precompile import cli
 from precompile.identity import checks as identity
 from precompile.format import envelope as fmt
 from precompile.errors import SettingError, FormatError, StoreError
-from precompile.package.keys import package_key
 from precompile.identity.guard_path import GuardPathError, Roots, parse
 
 # ------------------------------------------------------------------ packages by hand
-
-UMOD = "def helper(x):\n    return x\n\ndef f(x):\n    return helper(x)\n"
-CALLS: list[str] = []
-
-
-def _record(*args: object) -> int:
-    CALLS.append(repr(args))
-    return 0
-
-
-class _Tripwire:
-    """Unpickling this records a call: proof that a pickle was loaded."""
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (_record, ("unpickled",))
-
-
-def make_package(identity_sources: list[str] | None = None, *,
-                 signing_key: bytes | None = None, flags: int | None = None) -> bytes:
-    """A package for ``umod:f`` whose guard blob, if ever unpickled, records a call."""
-    guards = pickle.dumps(_Tripwire())
-    art = b"artifact bytes"
-    fp = identity.object_fingerprint(len)
-    manifest = {
-        "key": "f-0", "function": "umod:f", "devices": [], "bypasses": [], "sources": [],
-        "frames": [{"role": "main", "module": "umod", "qualname": "f", "fingerprint": "ab",
-                    "code": None, "global_name": None, "skipped": False,
-                    "entries": [{"guards": fmt.sha256_hex(guards), "code": make_package.__code__,
-                                 "backends": ["__compiled_fn_1_x"], "imports": {},
-                                 "identity": [{"source": s, "guard_type": "ID_MATCH",
-                                               "fingerprint": fp}
-                                              for s in identity_sources or []]}]}],
-        "artifacts": {"__compiled_fn_1_x": {"kind": "fx_graph", "blob": fmt.sha256_hex(art),
-                                            "has_backward": False}},
-    }
-    meta = {"function": "umod:f", "factors": {"function": "umod:f"}, "entries": 1}
-    data = fmt.encode(meta, manifest, {fmt.sha256_hex(guards): guards,
-                                       fmt.sha256_hex(art): art}, signing_key=signing_key)
-    if flags is not None:
-        head = bytearray(data[:fmt._HEADER.size])
-        head[10:12] = flags.to_bytes(2, "big")
-        data = bytes(head) + data[fmt._HEADER.size:]
-    return data
-
-
-KEY = package_key({"function": "umod:f"})  # the key make_package's packages are bound to
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project dir (cwd, with umod.py) and a clean precompile environment."""
-    for name in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_SIGNING_KEY", "PRECOMPILE_STRICT",
-                 "PRECOMPILE_TRUST_SHARED_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    (tmp_path / "umod.py").write_text(UMOD)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "umod", raising=False)
-    monkeypatch.setattr(os, "system", _record)
-    monkeypatch.setenv("PRECOMPILE_CACHE_DIR", str(tmp_path / "cache"))
-    CALLS.clear()
-    return tmp_path
-
 
 def _store(root: Path, data: bytes, key: str | None = None) -> Path:
     root.mkdir(mode=0o700, exist_ok=True)
