@@ -61,10 +61,13 @@ def _recorded_choice(record: Any, supported: Any) -> list[tuple[Any, Any, Any]] 
         chosen = [(by_name[name], flags, probed) for name, flags, probed in record["valid"]]
     except (KeyError, TypeError, ValueError):
         return None
-    if not all(isinstance(p, dict) and all(isinstance(v, bool) and k.startswith("_is_")
-                                             for k, v in p.items()) for _, _, p in chosen):
-        return None
-    return chosen
+    return chosen if all(_is_probed_flags(p) for _, _, p in chosen) else None
+
+
+def _is_probed_flags(probed: Any) -> bool:
+    """A record's probed flags: a map of ``_is_*`` names to booleans."""
+    return isinstance(probed, dict) and all(
+        isinstance(v, bool) and k.startswith("_is_") for k, v in probed.items())
 
 
 def use_recorded_cpu_isa(record: Any) -> bool:

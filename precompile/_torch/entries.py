@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .guard_parity import without_user_stack
+
 log = logging.getLogger("precompile")
 _RESET_LISTENERS: list[Callable[[], None]] = []
 
@@ -55,7 +57,8 @@ def _failing_parts(entry: Any, f_locals: dict[str, Any]) -> list[str] | None:
         info = entry.guard_manager.check_verbose(f_locals)
     except Exception:  # noqa: BLE001 - diagnostics only
         return None
-    return [p.strip() for p in getattr(info, "verbose_code_parts", []) if p.strip()]
+    parts = (without_user_stack(p).strip() for p in getattr(info, "verbose_code_parts", []))
+    return [p for p in parts if p]
 
 
 @dataclasses.dataclass
@@ -64,7 +67,7 @@ class EntryVerdict:
 
     accepted: bool
     entries: int  # entries asked: precompiled ones and Dynamo's own
-    rejections: list[list[str]]  # per rejecting entry: its failing guard code parts
+    rejections: list[list[str]]  # per rejecting entry: its failing guards' code
 
 
 def check_entries(code: types.CodeType, f_locals: dict[str, Any]) -> EntryVerdict:

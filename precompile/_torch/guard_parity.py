@@ -95,7 +95,7 @@ def _lines(guard: Any) -> list[str]:
 def stored_form(leaves: list[tuple[str, str]]) -> list[str]:
     """What a package stores of a tree: per leaf, its digest then its line as ``precompile
     inspect`` shows it; in tree order."""
-    return [f"{_digest(leaf)} {_shown(leaf[1])}" for leaf in leaves]
+    return [f"{_digest(leaf)} {without_user_stack(leaf[1])}" for leaf in leaves]
 
 
 def _stored_digests(stored: list[str]) -> collections.Counter[str]:
@@ -105,12 +105,13 @@ def _stored_digests(stored: list[str]) -> collections.Counter[str]:
 def _digest(leaf: tuple[str, str]) -> str:
     """Over the source and the line without its user-stack comment, which Dynamo renders
     from the user's file as it is now (an edit elsewhere in the file shifts it)."""
-    return hashlib.sha256(f"{leaf[0]}\0{_shown(leaf[1])}".encode()).hexdigest()[:_DIGEST_CHARS]
+    return hashlib.sha256(f"{leaf[0]}\0{without_user_stack(leaf[1])}".encode()).hexdigest()[:_DIGEST_CHARS]
 
 
-def _shown(line: str) -> str:
-    """A leaf's line without Dynamo's trailing user-stack comment
-    (``  # y = x * helper.VALUE  # work.py:4 in fn``)."""
+def without_user_stack(line: str) -> str:
+    """A guard's code without Dynamo's trailing user-stack comment
+    (``  # y = x * helper.VALUE  # work.py:4 in fn``): the one place that comment is
+    stripped (guard parity compares guards without it; coverage reports them without it)."""
     return line.split("  # ", 1)[0].rstrip()
 
 
@@ -121,16 +122,13 @@ def recorded_tree(dynamo_manager: Any, rebuilt_manager: Any,
     would check something else)."""
     # Compared without Dynamo's user-stack comments: a guard's stack is not always stored
     # (the ambient guards are rebuilt with ``# <unknown>``).
-    built = [(src, _shown(leaf)) for src, leaf in leaf_guards(dynamo_manager)]
+    built = [(src, without_user_stack(leaf)) for src, leaf in leaf_guards(dynamo_manager)]
     rebuilt = leaf_guards(rebuilt_manager)
     missing = (collections.Counter(built)
-               - collections.Counter((src, _shown(leaf)) for src, leaf in rebuilt))
+               - collections.Counter((src, without_user_stack(leaf)) for src, leaf in rebuilt))
     aliasing = [_aliasing_set(text) for _, text in rebuilt if text.startswith(_NO_ALIASING)]
     lost = [leaf for leaf in missing.elements()
-            if not ((leaf[1].startswith(_IDENTITY_LEAVES) or _DICT_KEY.match(leaf[0]))
-                    and _under_any(leaf[0], live_only_sources))
-            and not (leaf[1].startswith(_NO_ALIASING)
-                     and any(_aliasing_set(leaf[1]) <= other for other in aliasing))]
+            if not _checked_elsewhere(leaf, live_only_sources, aliasing)]
     if lost:
         changed = "; ".join(text for _, text in lost[:_SHOWN])
         return [], (f"{len(lost)} guard(s) would not be checked as compiled after a reload "
@@ -138,9 +136,22 @@ def recorded_tree(dynamo_manager: Any, rebuilt_manager: Any,
     return stored_form(rebuilt), None
 
 
+def _checked_elsewhere(leaf: tuple[str, str], live_only_sources: set[str],
+                       aliasing: list[frozenset[str]]) -> bool:
+    """Whether a guard missing from the rebuilt tree is still checked: an identity or
+    dict-key guard under a source checked live instead, or a no-aliasing guard that a
+    rebuilt one covers."""
+    source, text = leaf
+    if (text.startswith(_IDENTITY_LEAVES) or _DICT_KEY.match(source)) and _under_any(
+            source, live_only_sources):
+        return True
+    return text.startswith(_NO_ALIASING) and any(_aliasing_set(text) <= other
+                                                 for other in aliasing)
+
+
 def _aliasing_set(text: str) -> frozenset[str]:
     """The tensors a NO_TENSOR_ALIASING line checks, split at top-level commas."""
-    inner = _shown(text)[len(_NO_ALIASING):].removesuffix(")")
+    inner = without_user_stack(text)[len(_NO_ALIASING):].removesuffix(")")
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(inner):
         depth += (ch in "([{") - (ch in ")]}")
@@ -182,7 +193,7 @@ def tree_changes(rebuilt_manager: Any, stored: list[str]) -> str | None:
         return None
     if not new:
         return f"{gone} guard(s) it was compiled with are no longer built"
-    shown = "; ".join(_shown(line) for _, line in new[:_SHOWN])
+    shown = "; ".join(without_user_stack(line) for _, line in new[:_SHOWN])
     return (f"{len(new)} guard(s) now compare against other values than when it was compiled "
             f"(now: {shown})")
 

@@ -31,6 +31,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "blobs": ("cache_backends.blobs", None),
     "errors": ("precompile.errors", None),
     "fleet_coverage": ("precompile.fleet.coverage", None),
+    "fleet_report": ("precompile.fleet.report", None),
     "fleet_warmup": ("precompile.fleet.warmup", None),
     "format": ("precompile.format.envelope", None),
     "identity": ("precompile.identity.checks", None),

@@ -82,7 +82,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         text.print_json(report.to_dict())
     else:
         print(report.summary())
-    unchecked = report.with_status(lib.fleet_coverage.UNCHECKED)
+    unchecked = report.with_status(lib.fleet_report.UNCHECKED)
     return EXIT_OK if report.ok and not (args.strict and unchecked) else EXIT_PROBLEMS
 
 

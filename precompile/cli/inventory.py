@@ -49,7 +49,7 @@ def load_file(path: str, store: Any, *, trust: bool) -> Pkg:
         problem = (f"{path} is outside the configured cache ({store.url}); its pickles are not "
                    "loaded unless you ask: pass --trust if you trust whoever wrote it")
     pkg = lib.verdict.StoredPackage(key, os.path.abspath(path), len(data), st.st_mtime,
-              max(st.st_atime, st.st_mtime), data, trust_problem=problem)
+                                    max(st.st_atime, st.st_mtime), data, trust_problem=problem)
     return lib.verdict.decode(pkg, bound=local is not None)
 
 
@@ -68,21 +68,27 @@ def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
     """A package from a store (decoded when ``read``; only its stat otherwise), or None if
     it vanished meanwhile (another process pruned it)."""
     st = _stat(store, key)
-    path = getattr(st, "path", None)
     if not read and st is not None:
-        return lib.verdict.StoredPackage(key, path, st.size, st.created, st.last_used)
+        return _stored(key, st)
     try:
-        fetched = _fetch(store, key, path)
+        fetched = _fetch(store, key, getattr(st, "path", None))
     except _Unreadable as e:  # a FIFO, a symlink, a file over the cap: listed, never read
-        return lib.verdict.StoredPackage(key, path, st.size if st else None, st.created if st else None,
-                   st.last_used if st else None, error=str(e), signature_ok=False,
-                   signature="unknown (package not read)")
+        return _stored(key, st, error=str(e), signature_ok=False,
+                       signature="unknown (package not read)")
     if fetched is None:
         return None
     data, problem = fetched
-    pkg = lib.verdict.StoredPackage(key, path, st.size if st else len(data), st.created if st else None,
-              st.last_used if st else None, data, trust_problem=problem)
+    pkg = _stored(key, st, data=data, trust_problem=problem)
+    pkg.size = len(data) if st is None else pkg.size
     return lib.verdict.decode(pkg) if read else pkg
+
+
+def _stored(key: str, st: Any, **fields: Any) -> Pkg:
+    """A package as its store's stat describes it (nothing known without one)."""
+    if st is None:
+        return lib.verdict.StoredPackage(key, None, None, None, None, **fields)
+    return lib.verdict.StoredPackage(key, getattr(st, "path", None), st.size, st.created,
+                                     st.last_used, **fields)
 
 
 def _stat(store: Any, key: str) -> Any:

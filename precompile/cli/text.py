@@ -188,21 +188,22 @@ def _print_entry(e: dict[str, Any]) -> None:
           f"{len(e['identity_checks'])} identity checks)")
     if "guards_error" in e:
         emit(f"      guards: {e['guards_error']}")
-    for g in e.get("guards", []):
-        detail = f" {g['detail']}" if g["detail"] else ""
-        emit(f"      guard    {g['name'] or '(global state)'}: {g['type']}{detail}")
-    for s in e.get("shape_guards", []):
-        emit(f"      guard    shape: {s}")
-    for c in e["identity_checks"]:
-        emit(f"      identity {c.get('source')}: {c.get('guard_type')} -> {c.get('fingerprint')}")
-    if not e.get("guard_tree"):
-        emit("      checks   none recorded (written by an earlier precompile: not installed)")
-    for line in e.get("guard_tree", []):
-        emit(f"      checks   {line}")
-    for b in e["backends"]:
-        emit(f"      calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})")
-    for alias, mod in sorted(e["imports"].items()):
-        emit(f"      imports  {mod} as {alias}")
+    for line in _entry_lines(e):
+        emit("      " + line)
+
+
+def _entry_lines(e: dict[str, Any]) -> list[str]:
+    """An entry's guards, identity checks, guard tree, graph calls and imports, a line each."""
+    lines = [f"guard    {g['name'] or '(global state)'}: {g['type']}"
+             + (f" {g['detail']}" if g["detail"] else "") for g in e.get("guards", [])]
+    lines += [f"guard    shape: {s}" for s in e.get("shape_guards", [])]
+    lines += [f"identity {c.get('source')}: {c.get('guard_type')} -> {c.get('fingerprint')}"
+              for c in e["identity_checks"]]
+    lines += [f"checks   {line}" for line in e.get("guard_tree", [])] or [
+        "checks   none recorded (written by an earlier precompile: not installed)"]
+    lines += [f"calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})" for b in e["backends"]]
+    lines += [f"imports  {mod} as {alias}" for alias, mod in sorted(e["imports"].items())]
+    return lines
 
 
 # ------------------------------------------------------------------ verify

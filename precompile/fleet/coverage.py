@@ -11,85 +11,36 @@ guard that failed in each entry.
 What cannot be checked without running: frames after a graph break (resume functions) and
 functions Dynamo compiled as their own frames see locals that only exist once the code
 before them has run. When a package holds such frames, a signature whose first frame is
-covered is reported ``unchecked`` with their names, not ``covered``.
+covered is reported ``unchecked`` with their names, not ``covered`` (statuses: ``report``).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from .. import _torch
 from ..errors import PackageError, WarmupError
+from .report import COVERAGE, COVERED, FAILED, MISS, UNCHECKED, FleetReport, SignatureReport
 from .target import FleetTarget, fleet_target, frame_locals
 from ..package.model import ROLE_MAIN
 from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, size_variants
 
-COVERED, MISS, UNCHECKED, ERROR = "covered", "miss", "unchecked", "error"
 _MAX_PART = 240
 
 
-@dataclasses.dataclass
-class SignatureCoverage:
-    name: str
-    signature: str  # readable: dtypes, shapes (dynamic dims starred), mode
-    status: str  # covered | miss | unchecked | error
-    reasons: list[str] = dataclasses.field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class CoverageReport:
-    """Per signature: covered, miss (with the failing guards), unchecked (frames after graph
-    breaks) or error (the signature does not fit the function)."""
-
-    function: str
-    store: str
-    results: list[SignatureCoverage]
-    install_note: str | None = None  # why nothing was installed, if so
-
-    def with_status(self, status: str) -> list[SignatureCoverage]:
-        return [r for r in self.results if r.status == status]
-
-    @property
-    def ok(self) -> bool:
-        """Nothing would compile that can be known without running (the CI gate)."""
-        return not self.with_status(MISS) and not self.with_status(ERROR)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"function": self.function, "store": self.store, "ok": self.ok,
-                "install_note": self.install_note,
-                "counts": {s: len(self.with_status(s))
-                           for s in (COVERED, MISS, UNCHECKED, ERROR)},
-                "signatures": [r.to_dict() for r in self.results]}
-
-    def summary(self) -> str:
-        lines = [f"{self.function} ({self.store})"]
-        if self.install_note:
-            lines.append(f"  nothing installed: {self.install_note}")
-        for r in self.results:
-            lines.append(f"  {r.status.upper():9} {r.signature}")
-            lines.extend(f"            {reason}" for reason in r.reasons)
-        counts = ", ".join(f"{len(self.with_status(s))} {s}"
-                           for s in (COVERED, MISS, UNCHECKED, ERROR))
-        lines.append(f"coverage: {counts}")
-        return "\n".join(lines)
-
-
-def coverage(fn_or_module: Any, signatures: Any, **options: Any) -> CoverageReport:
+def coverage(fn_or_module: Any, signatures: Any, **options: Any) -> FleetReport:
     """Whether the installed entries of ``fn_or_module`` accept every signature, without
     running it. ``signatures``: a Spec, a spec file path, its JSON document, or a list of
     signature dicts (see ``precompile.fleet.signatures``). ``options`` wrap a plain function or
     module as ``precompile.cached`` would (``cache_dir``, ``store``, ``backend``, ...)."""
     spec = as_spec(signatures)
     target = fleet_target(fn_or_module, spec.device, spec.seed, **options)
-    note = install(target, spec)
+    note = install_stored(target, spec)
     results = [check_signature(target, sig, spec) for sig in spec.signatures]
-    return CoverageReport(target.impl.label(), store_url(target), results, note)
+    return FleetReport(COVERAGE, target.impl.label(), store_url(target), results,
+                       install_note=note)
 
 
-def install(target: FleetTarget, spec: Spec) -> str | None:
+def install_stored(target: FleetTarget, spec: Spec) -> str | None:
     """The first call's warm path, run with the first signature's inputs (their devices
     are part of the key) and without calling; why nothing was installed, or None."""
     impl = target.impl
@@ -105,7 +56,7 @@ def install(target: FleetTarget, spec: Spec) -> str | None:
     return None
 
 
-def check_signature(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureCoverage:
+def check_signature(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureReport:
     """One signature against every entry on the function's first frame, at its example
     sizes and at the ends of each dynamic dim's range."""
     described = sig.describe()
@@ -114,17 +65,17 @@ def check_signature(target: FleetTarget, sig: Signature, spec: Spec) -> Signatur
         try:
             verdict = _verdict(target, sig, spec, sizes)
         except (WarmupError, RuntimeError, TypeError, ValueError) as e:
-            return SignatureCoverage(sig.name, described, ERROR, [_one_line(e)])
+            return SignatureReport(sig.name, described, FAILED, [_one_line(e)])
         if not verdict.accepted:
             reasons.append(_miss_reason(label, verdict, target))
     if reasons:
-        return SignatureCoverage(sig.name, described, MISS, reasons)
+        return SignatureReport(sig.name, described, MISS, reasons)
     later = later_frames(target)
     if later:
-        return SignatureCoverage(sig.name, described, UNCHECKED, [
+        return SignatureReport(sig.name, described, UNCHECKED, [
             f"the function's own frame is covered; {len(later)} frame(s) after graph breaks "
             f"are checked only when they run: {', '.join(later)}"])
-    return SignatureCoverage(sig.name, described, COVERED)
+    return SignatureReport(sig.name, described, COVERED)
 
 
 def _verdict(target: FleetTarget, sig: Signature, spec: Spec,
@@ -150,8 +101,8 @@ def later_frames(target: FleetTarget) -> list[str]:
 
 
 def _clip(parts: list[str]) -> str:
-    """An entry's failing guards without Dynamo's trailing source comments, bounded."""
-    text = "; ".join(kept for p in parts if (kept := p.split("  # ")[0].strip()))
+    """An entry's failing guards, bounded."""
+    text = "; ".join(parts)
     return text if len(text) <= _MAX_PART else text[:_MAX_PART - 3] + "..."
 
 

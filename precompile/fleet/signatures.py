@@ -191,16 +191,26 @@ def _input(doc: Any, where: str) -> InputSpec:
             "must be a list of non-negative integers")
     dtype = _dtype(doc.get("dtype", "float32"), f"{where}.dtype")
     dynamic = tuple(_dynamic(d, shape, f"{where}.dynamic") for d in doc.get("dynamic", []))
+    requires_grad = _requires_grad(doc, dtype, where)
+    fill = doc.get("fill")
+    _expect(fill is None or fill in FILLS, f"{where}.fill", f"must be one of {FILLS}")
+    low, high = _range(doc, where)
+    return TensorSpec(tuple(shape), dtype, dynamic, requires_grad, fill, low, high)
+
+
+def _requires_grad(doc: dict[str, Any], dtype: Any, where: str) -> bool:
     requires_grad = doc.get("requires_grad", False)
     _expect(isinstance(requires_grad, bool), f"{where}.requires_grad", "must be true or false")
     _expect(not requires_grad or dtype.is_floating_point or dtype.is_complex,
             f"{where}.requires_grad", "needs a floating-point or complex dtype")
-    fill = doc.get("fill")
-    _expect(fill is None or fill in FILLS, f"{where}.fill", f"must be one of {FILLS}")
+    return requires_grad
+
+
+def _range(doc: dict[str, Any], where: str) -> tuple[int, int]:
     low, high = doc.get("low", 0), doc.get("high", 2)
     _expect(isinstance(low, int) and isinstance(high, int) and low < high,
             f"{where}.low/high", "must be integers with low < high")
-    return TensorSpec(tuple(shape), dtype, dynamic, requires_grad, fill, low, high)
+    return low, high
 
 
 def _dynamic(doc: Any, shape: list[int], where: str) -> DynamicDim:

@@ -15,66 +15,17 @@ does not control); the reason says which.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from typing import Any, TextIO
 
 from .. import _torch
 from ..counters import STATS
-from .coverage import COVERED, MISS, UNCHECKED, check_signature, install, store_url
+from .coverage import check_signature, install_stored, store_url
+from .report import (COMPILED, COVERED, FAILED, MISS, UNCHECKED, WARMUP, FleetReport,
+                     SignatureReport)
 from .target import FleetTarget, fleet_target
 from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, tensor_inputs
-
-COMPILED, ALREADY_COVERED, FAILED = "compiled", "covered", "failed"
-
-
-@dataclasses.dataclass
-class SignatureResult:
-    name: str
-    signature: str
-    status: str  # compiled | covered | failed
-    reason: str = ""
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class WarmupReport:
-    function: str
-    store: str
-    results: list[SignatureResult]
-    saved: bool  # the package holds everything compiled (or nothing needed saving)
-    materialized: bool  # a meta-device model got made-up weights to compile with
-
-    def with_status(self, status: str) -> list[SignatureResult]:
-        return [r for r in self.results if r.status == status]
-
-    @property
-    def ok(self) -> bool:
-        return self.saved and not self.with_status(FAILED)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"function": self.function, "store": self.store, "ok": self.ok,
-                "saved": self.saved, "materialized": self.materialized,
-                "counts": {s: len(self.with_status(s))
-                           for s in (COMPILED, ALREADY_COVERED, FAILED)},
-                "signatures": [r.to_dict() for r in self.results]}
-
-    def summary(self) -> str:
-        counts = (f"{len(self.with_status(COMPILED))} compiled, "
-                  f"{len(self.with_status(ALREADY_COVERED))} already covered, "
-                  f"{len(self.with_status(FAILED))} failed")
-        lines = [f"warmup of {self.function} into {self.store}: {counts}"]
-        lines += [f"  failed {r.name}: {r.reason}" for r in self.with_status(FAILED)]
-        if not self.saved:
-            lines.append("  the package could not be saved (see the warning above)")
-        if self.materialized:
-            lines.append("  (the model was on the meta device: compiled with made-up weights)")
-        return "\n".join(lines)
-
 
 class Progress:
     """A plain-text progress bar on stderr: one line when a signature starts, one when it
@@ -95,14 +46,14 @@ class Progress:
     def start(self, sig: Signature) -> None:
         self._line(f"{sig.name}: checking")
 
-    def finish(self, result: SignatureResult) -> None:
+    def finish(self, result: SignatureReport) -> None:
         self.done += 1
-        detail = f" ({result.reason})" if result.reason else ""
+        detail = f" ({'; '.join(result.reasons)})" if result.reasons else ""
         self._line(f"{result.name}: {result.status} in {result.seconds:.1f}s{detail}")
 
 
 def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True,
-           **options: Any) -> WarmupReport:
+           **options: Any) -> FleetReport:
     """Compile ``fn_or_module`` for every signature an installed entry does not already
     accept, and save its package. ``signatures``: a Spec, a spec file path, its JSON
     document, or a list of signature dicts (``precompile.fleet.signatures``). ``progress``: a
@@ -115,7 +66,7 @@ def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True
     stream = sys.stderr if progress is True else (progress or None)
     bar = Progress(len(spec.signatures), stream)
     saves_before = STATS.saves
-    install(target, spec)
+    install_stored(target, spec)
     results = []
     for sig in spec.signatures:
         bar.start(sig)
@@ -125,39 +76,39 @@ def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True
         bar.finish(result)
         results.append(result)
     saved = _save(target, saves_before, any(r.status == COMPILED for r in results))
-    report = WarmupReport(target.impl.label(), store_url(target), results, saved,
-                          target.materialized)
+    report = FleetReport(WARMUP, target.impl.label(), store_url(target), results, saved,
+                         target.materialized)
     if stream is not None:
         print(report.summary(), file=stream, flush=True)
     return report
 
 
-def warm_one(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureResult:
+def warm_one(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureReport:
     """Check one signature; compile it if no entry accepts it."""
     described = sig.describe()
     before = check_signature(target, sig, spec)
     if before.status == COVERED:
-        return SignatureResult(sig.name, described, ALREADY_COVERED)
+        return SignatureReport(sig.name, described, COVERED)
     if before.status not in (MISS, UNCHECKED):
-        return SignatureResult(sig.name, described, FAILED, "; ".join(before.reasons))
+        return SignatureReport(sig.name, described, FAILED, before.reasons)
     traced = STATS.frames_traced
     bypassed = len(target.impl.package.bypasses)
     try:
         _call(target, sig, spec)
     except Exception as e:  # noqa: BLE001 - one failing bucket must not stop the others
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        return SignatureResult(sig.name, described, FAILED, f"{type(e).__name__}: {first}")
+        return SignatureReport(sig.name, described, FAILED, [f"{type(e).__name__}: {first}"])
     new_bypasses = target.impl.package.bypasses[bypassed:]
     if new_bypasses:
-        return SignatureResult(sig.name, described, FAILED,
-                               "compiled but cannot be stored: " + "; ".join(new_bypasses))
+        return SignatureReport(sig.name, described, FAILED,
+                               ["compiled but cannot be stored: " + "; ".join(new_bypasses)])
     after = check_signature(target, sig, spec)
     if after.status == MISS:
-        return SignatureResult(sig.name, described, FAILED, "compiled, but no entry accepts "
-                               "it afterwards: " + "; ".join(after.reasons))
+        return SignatureReport(sig.name, described, FAILED, ["compiled, but no entry accepts "
+                               "it afterwards: " + "; ".join(after.reasons)])
     if STATS.frames_traced == traced:  # every frame, graph-break resumes included, was warm
-        return SignatureResult(sig.name, described, ALREADY_COVERED)
-    return SignatureResult(sig.name, described, COMPILED)
+        return SignatureReport(sig.name, described, COVERED)
+    return SignatureReport(sig.name, described, COMPILED)
 
 
 def _call(target: FleetTarget, sig: Signature, spec: Spec) -> None:
@@ -177,4 +128,4 @@ def _save(target: FleetTarget, saves_before: int, compiled: bool) -> bool:
     return not compiled or STATS.saves > saves_before
 
 
-__all__ = ["warmup", "warm_one", "WarmupReport", "SignatureResult", "Progress"]
+__all__ = ["warmup", "warm_one", "Progress"]
