@@ -1,5 +1,6 @@
 # Two commands that work on a fresh machine: `make demo` and `make test`.
-#   make test                    torch 2.13.0 in .venv, the whole suite
+#   make test                    torch 2.13.0 in .venv, the suite without its slow tier
+#   make test-all                the whole suite, slow tier included (what .ci/run runs)
 #   make test TORCH=2.15.0       the same against another supported torch, in .venv-2.15.0
 #   make test TORCH=2.14.1 TESTS="tests/test_warm_start.py tests/test_training.py"
 PYTHON ?= python3
@@ -10,8 +11,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TESTS ?= tests
 PYTEST_ARGS ?= -n 2
+# `make test` leaves out the tests marked slow (pyproject.toml); `make test-all` runs them.
+MARKERS ?= not slow
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-all bench clean
 
 # torch pinned in every install: pyproject allows a range, and given one, pip replaces an
 # installed CPU torch with the newest release it finds (a multi-GB CUDA build).
@@ -39,7 +42,10 @@ test: $(STAMP)
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	fi
-	$(PY) -m pytest -q $(PYTEST_ARGS) $(TESTS)
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m "$(MARKERS)" --durations=25 $(TESTS)
+
+test-all:
+	$(MAKE) test MARKERS=
 
 bench: $(STAMP)
 	$(PIP_ENV) $(PY) -m pip install --quiet -e '.[bench]' $(TORCH_PIN)

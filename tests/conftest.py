@@ -151,3 +151,24 @@ def env(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PRECOMPILE_CACHE_DIR", str(tmp_path / "cache"))
     _packages.CALLS.clear()
     return tmp_path
+
+
+# The slow tier (``-m slow``; ``make test`` runs ``-m "not slow"``, ``make test-all`` and
+# .ci/run run everything): the fresh-process files whose programs take longest, listed here
+# rather than in each file. A test anywhere may also carry ``@pytest.mark.slow`` itself.
+SLOW_FILES = {
+    "test_staleness.py": "a generated program per guard kind, a fresh process pair each",
+    "test_zoo.py": "real models (transformers, DDP on two ranks), cold then warm",
+    "test_first_step.py": "Inductor compiles of optimizer first steps",
+    "test_peer_package.py": "PyTorch's package tests as fresh-process scenarios",
+    "test_fleet.py": "warm-up, coverage and serving, each a fresh process",
+    "test_hops.py": "higher-order operators through Inductor",
+    "test_shared_kernels.py": "C++ kernels built by Inductor in separate processes",
+    "test_cross_torch.py": "a process per installed torch release",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

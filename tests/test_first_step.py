@@ -1,4 +1,4 @@
-"""The first compiled optimizer step of a fresh job warm-starts (first_step.py).
+"""The first compiled optimizer step of a fresh job warm-starts (record/first_step.py).
 
 Dynamo creates an optimizer's missing state while it traces ``step()`` (by calling the real
 ``_init_group``) and guards on it, so the entry compiled on a job's first step matched only an

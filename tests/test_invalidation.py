@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Scenario
+from conftest import Scenario, scrubbed_environ
 
 EDITABLE = """
 import torch, precompile
@@ -164,8 +164,8 @@ def run():
 
 def test_sigterm_leaves_a_complete_package(scenario: Scenario) -> None:
     scenario.write(SLOW)
-    env = dict(os.environ, PRECOMPILE_CACHE_DIR=str(scenario.cache),
-               TORCHINDUCTOR_CACHE_DIR=str(scenario.inductor))
+    env = scrubbed_environ(PRECOMPILE_CACHE_DIR=str(scenario.cache),
+                           TORCHINDUCTOR_CACHE_DIR=str(scenario.inductor))
     from conftest import DRIVER
 
     proc = subprocess.Popen([sys.executable, str(DRIVER), str(scenario.path), "cold"],

@@ -1,6 +1,7 @@
-"""Issue 22.14, as users hit it: a package signed for one configuration, copied over the
-package of another, is refused by a fresh process (a miss with the reason, results equal
-to eager), never installed for the configuration it was not compiled for."""
+"""A package is used only under the key it was written for, as users hit it: one signed for
+one configuration, copied over the package of another, is refused by a fresh process (a
+miss with the reason, results equal to eager), never installed for the configuration it
+was not compiled for."""
 from __future__ import annotations
 
 import shutil

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import Scenario
+from conftest import Scenario, scrubbed_environ
 
 KEY_SCRIPT = """
 import json, torch, precompile
@@ -30,7 +30,7 @@ def _key_in_fresh_process(tmp_path, **env) -> dict:
     script = tmp_path / "keyscript.py"
     script.write_text(KEY_SCRIPT)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         env=dict(os.environ, **env), check=True, cwd=str(tmp_path))
+                         env=scrubbed_environ(**env), check=True, cwd=str(tmp_path))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -57,11 +57,11 @@ def test_code_fingerprint_ignores_position_not_behaviour() -> None:
     assert code_fingerprint(ns1["f"].__code__) != code_fingerprint(ns3["f"].__code__)
 
 
-def test_cache_dir_precedence(tmp_path, monkeypatch) -> None:
+def test_cache_dir_precedence(tmp_path, clean_env) -> None:
     from precompile.api import default_store
 
+    monkeypatch = clean_env
     monkeypatch.setenv("PRECOMPILE_CACHE_DIR", str(tmp_path / "env"))
-    monkeypatch.delenv("PRECOMPILE_CACHE_URL", raising=False)
     assert default_store().url == str(tmp_path / "env")
     assert default_store(cache_dir=tmp_path / "arg").url == str(tmp_path / "arg")
     monkeypatch.delenv("PRECOMPILE_CACHE_DIR")

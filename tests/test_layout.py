@@ -124,3 +124,11 @@ def test_the_scan_sees_a_wrong_way_import(tmp_path: Path,
     monkeypatch.setattr(sys.modules[__name__], "ROOT", fake_root)
     hits = wrong_way_imports(probe)
     assert len(hits) == 3 and all("precompile.errors" not in h for h in hits), hits
+
+
+def test_the_slow_tier_names_files_that_exist() -> None:
+    """A renamed file would silently leave the slow tier and slow down ``make test``."""
+    from conftest import SLOW_FILES
+
+    missing = [name for name in SLOW_FILES if not (ROOT / "tests" / name).exists()]
+    assert not missing, missing

@@ -41,10 +41,9 @@ PLUGIN = ("-p", "precompile.pytest_plugin", "-p", "no:cacheprovider")
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    for name in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_CACHE_DIR", "PRECOMPILE_STRICT",
-                 "PRECOMPILE_STATS_FILE", "EXPECT_MISS", "PRECOMPILE_SIGNING_KEY"):
-        monkeypatch.delenv(name, raising=False)
+def suite(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch = clean_env
+    monkeypatch.delenv("EXPECT_MISS", raising=False)
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     pytester.makepyfile(test_compiled=SUITE)
     return pytester
@@ -118,8 +117,6 @@ def test_xdist_workers_are_added_up(pytester: pytest.Pytester,
     """Under pytest-xdist the controller reports (and --precompile-strict judges) the sum of
     its workers' counters, not its own empty ones."""
     pytest.importorskip("xdist")
-    for name in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_CACHE_DIR", "PRECOMPILE_STRICT"):
-        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(test_two=XDIST_SUITE)
     cold = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--precompile-cache", "cache")
     cold.assert_outcomes(passed=2)

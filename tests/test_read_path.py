@@ -1,4 +1,4 @@
-"""Issue 22, the read path: every package byte, library and CLI alike, is read through one
+"""The read path: every package byte, library and CLI alike, is read through one
 path (no symlink, FIFO or device; owner checks on the open file; a size cap), then
 checksummed, signature-checked and bound to its key before anything is decoded further,
 unpickled, imported or installed. Packages are written by hand; nothing compiles.

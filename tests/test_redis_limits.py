@@ -1,4 +1,4 @@
-"""Issue 22.19: one call to a redis server is bounded as a whole, whatever the server does: a
+"""One call to a redis server is bounded as a whole, whatever the server does: a
 reply larger than a package may be is refused as it arrives, and a server that trickles its
 reply cannot hold a call past its deadline (each socket wait alone never times out there).
 A real redis-server on loopback for the size cap; a small fake server for the trickle.

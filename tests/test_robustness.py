@@ -1,4 +1,4 @@
-"""Never hang, never leak a lease, nothing escapes into the user's call (issue 15, 6-13).
+"""Never hang, never leak a lease, nothing escapes into the user's call.
 
 Scenarios with signals or forks run in a child process under a hard timeout, so a
 regression fails the test instead of hanging the suite.
@@ -21,6 +21,7 @@ import torch
 
 import precompile
 from cache_backends import LocalDirBackend
+from conftest import scrubbed_environ
 from precompile import settings
 from precompile.format import envelope as format
 from precompile.read.single_flight import LEASE_SUFFIX as _LEASE_SUFFIX
@@ -34,9 +35,8 @@ def _run_script(source: str, tmp_path: Path, timeout: float = 120) -> subprocess
     a hang is a failure, not a stuck suite."""
     script = tmp_path / "scenario.py"
     script.write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CACHE=str(tmp_path / "cache"),
-               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
-    env.pop("PRECOMPILE_CACHE_URL", None)
+    env = scrubbed_environ(PYTHONPATH=str(ROOT), CACHE=str(tmp_path / "cache"),
+                           TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
     try:
         return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                               env=env, timeout=timeout, cwd=str(tmp_path))

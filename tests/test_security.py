@@ -1,4 +1,4 @@
-"""Untrusted packages never run code (issue 15): identity-check sources are parsed, never
+"""Untrusted packages never run code: identity-check sources are parsed, never
 evaluated; the CLI trusts exactly what the library trusts; a shared or replaceable cache
 directory is refused; the signing key cannot be switched off by accident.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Scenario
+from conftest import Scenario, scrubbed_environ
 
 TWO = """
 import os
@@ -43,8 +43,7 @@ def _packages(cache: Path) -> list[Path]:
 
 
 def _cli(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PRECOMPILE_CACHE_DIR": str(cache)}
-    env.pop("PRECOMPILE_CACHE_URL", None)
+    env = scrubbed_environ(PRECOMPILE_CACHE_DIR=str(cache))
     proc = subprocess.run([sys.executable, "-m", "precompile.cli", *args], check=False,
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

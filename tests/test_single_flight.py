@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from conftest import DRIVER, Scenario
+from conftest import DRIVER, Scenario, scrubbed_environ
 from redis_server import RedisServer, redis_server  # noqa: F401 - the session fixture
 
 WORK = """
@@ -42,7 +41,7 @@ def run():
 
 
 def _start(scenario: Scenario, **env: str) -> subprocess.Popen:
-    full = dict(os.environ, PRECOMPILE_CACHE_DIR=str(scenario.cache),
+    full = scrubbed_environ(PRECOMPILE_CACHE_DIR=str(scenario.cache),
                 TORCHINDUCTOR_CACHE_DIR=str(scenario.inductor), PRECOMPILE_LOG="info", **env)
     return subprocess.Popen([sys.executable, str(DRIVER), str(scenario.path), "cold"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import DRIVER, Scenario
+from conftest import DRIVER, Scenario, scrubbed_environ
 from redis_server import RedisServer, redis_server  # noqa: F401 - the session fixture
 
 VIA_STORE = """
@@ -68,7 +68,7 @@ def test_eight_writers_end_with_every_entry(scenario: Scenario) -> None:
     """8 processes compile the same function (different static shapes) and save at once."""
     scenario.write(VIA_STORE)
     spec = json.dumps(str(scenario.cache))
-    env = dict(os.environ, STORE=spec, PRECOMPILE_LOG="info")
+    env = scrubbed_environ(STORE=spec, PRECOMPILE_LOG="info")
     procs = [subprocess.Popen([sys.executable, str(DRIVER), str(scenario.path), "cold"],
                               env=dict(env, SIZES=f"[{n}]"), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
