@@ -1,20 +1,23 @@
 """Contract: every public name works.
 
 Each name in ``precompile.__all__`` imports in a fresh process (the lazy table points at
-modules that exist), every ``precompile`` command answers ``--help``, and a pickle of a
+modules that exist), every ``precompile`` command answers ``--help``, a pickle of a
 compiled module written before the record/ folder existed still loads (its recorder
-stand-in is found under the old module names).
+stand-in is found under the old module names), and a stored package names no precompile
+module but the engine layer's, so moving modules never strands a package.
 """
 from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 
 import pytest
 
 import precompile
+from conftest import Scenario
 from precompile.cli.parser import build_parser
 
 _SCRIPT = r"""
@@ -63,3 +66,42 @@ def test_old_pickles_find_the_recorder_stand_in(old_module: str) -> None:
     # protocol 0: GLOBAL old_module._no_recorder, called with no arguments
     data = f"c{old_module}\n_no_recorder\n(tR.".encode()
     assert pickle.loads(data) is None
+
+
+PROGRAM = """
+import torch, precompile
+
+def helper(x):
+    return torch.relu(x) * 2
+
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.lin(x)
+        print("graph break")
+        return helper(y) + 1
+
+torch.manual_seed(0)
+m = M()
+compiled = precompile.cached(m, backend="eager")
+
+def run():
+    x = torch.randn(3, 4)
+    return [("m", compiled(x), m(x))]
+"""
+
+
+def test_stored_packages_name_precompile_only_through_the_engine_layer(
+        scenario: Scenario) -> None:
+    """A package written today must load after the library's modules move: whatever it
+    pickles may name ``precompile._torch`` (kept importable across releases), nothing else
+    of precompile's."""
+    scenario.write(PROGRAM)
+    scenario.run("cold").assert_ok()
+    names = {m.decode() for p in scenario.packages()
+             for m in re.findall(rb"precompile(?:\.[A-Za-z_]\w*)+", p.read_bytes())}
+    assert names, "the package pickles no precompile name: this test checks nothing"
+    assert all(n.startswith("precompile._torch.") for n in names), names
