@@ -132,3 +132,18 @@ def test_the_slow_tier_names_files_that_exist() -> None:
 
     missing = [name for name in SLOW_FILES if not (ROOT / "tests" / name).exists()]
     assert not missing, missing
+
+
+def test_every_folder_is_packaged() -> None:
+    """An installed (non-editable) precompile has every folder: pyproject's package list
+    finds each one."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    found = set(find_packages(str(ROOT), include=include))
+    folders = {".".join(p.parent.relative_to(ROOT).parts)
+               for d in ("precompile", "cache_backends") for p in (ROOT / d).rglob("__init__.py")}
+    assert folders and folders <= found, folders - found
