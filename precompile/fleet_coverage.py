@@ -19,6 +19,7 @@ import dataclasses
 from typing import Any
 
 from . import _torch
+from .counters import printable
 from .errors import PackageError, WarmupError
 from .fleet_target import FleetTarget, fleet_target, frame_locals
 from .model import ROLE_MAIN
@@ -65,12 +66,13 @@ class CoverageReport:
                 "signatures": [r.to_dict() for r in self.results]}
 
     def summary(self) -> str:
-        lines = [f"{self.function} ({self.store})"]
+        """For people: every field from the store or the spec made printable."""
+        lines = [f"{printable(self.function)} ({printable(self.store)})"]
         if self.install_note:
-            lines.append(f"  nothing installed: {self.install_note}")
+            lines.append(f"  nothing installed: {printable(self.install_note)}")
         for r in self.results:
-            lines.append(f"  {r.status.upper():9} {r.signature}")
-            lines.extend(f"            {reason}" for reason in r.reasons)
+            lines.append(f"  {r.status.upper():9} {printable(r.signature)}")
+            lines.extend(f"            {printable(reason)}" for reason in r.reasons)
         counts = ", ".join(f"{len(self.with_status(s))} {s}"
                            for s in (COVERED, MISS, UNCHECKED, ERROR))
         lines.append(f"coverage: {counts}")

@@ -21,7 +21,7 @@ import time
 from typing import Any, TextIO
 
 from . import _torch
-from .counters import STATS
+from .counters import STATS, printable
 from .fleet_coverage import COVERED, MISS, UNCHECKED, check_signature, install, store_url
 from .fleet_target import FleetTarget, fleet_target
 from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, tensor_inputs
@@ -64,11 +64,13 @@ class WarmupReport:
                 "signatures": [r.to_dict() for r in self.results]}
 
     def summary(self) -> str:
+        """For people: every field from the store or the spec made printable."""
         counts = (f"{len(self.with_status(COMPILED))} compiled, "
                   f"{len(self.with_status(ALREADY_COVERED))} already covered, "
                   f"{len(self.with_status(FAILED))} failed")
-        lines = [f"warmup of {self.function} into {self.store}: {counts}"]
-        lines += [f"  failed {r.name}: {r.reason}" for r in self.with_status(FAILED)]
+        lines = [f"warmup of {printable(self.function)} into {printable(self.store)}: {counts}"]
+        lines += [f"  failed {printable(r.name)}: {printable(r.reason)}"
+                  for r in self.with_status(FAILED)]
         if not self.saved:
             lines.append("  the package could not be saved (see the warning above)")
         if self.materialized:
@@ -89,7 +91,7 @@ class Progress:
             return
         filled = self.width * self.done // max(self.total, 1)
         bar = "#" * filled + "-" * (self.width - filled)
-        print(f"precompile warmup [{bar}] {self.done}/{self.total} {text}",
+        print(f"precompile warmup [{bar}] {self.done}/{self.total} {printable(text)}",
               file=self.stream, flush=True)
 
     def start(self, sig: Signature) -> None:

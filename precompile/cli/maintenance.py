@@ -23,8 +23,8 @@ from . import _library as lib
 from . import text
 from .checks import stale_reason
 from .common import EXIT_OK, EXIT_PROBLEMS, CliError
-from .inventory import (Pkg, fetch_raw, iter_raw, iter_store, load_from_store, open_store,
-                        store_keys)
+from .inventory import (Pkg, _Unreadable, fetch_raw, iter_raw, iter_store, load_from_store,
+                        open_store, store_keys)
 
 RECENT_SECONDS = 60.0  # prune never deletes a package written this recently (unless --force)
 
@@ -169,7 +169,10 @@ def prune_kernels(store: Any, gone: set[str], *, force: bool,
     RECENT_SECONDS stays without --force: its package may be being written right now."""
     named: set[str] = set()
     for key in store_keys(store):
-        fetched = None if key in gone else fetch_raw(store, key)
+        try:
+            fetched = None if key in gone else fetch_raw(store, key)
+        except _Unreadable:  # a FIFO, a planted name, a file over the cap: no package of ours
+            continue
         if fetched is not None:
             named |= lib.shared_blobs.references(fetched[0])
     removed, kept, total = [], [], 0
