@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("redis")
 
 from cache_backends.errors import LockTimeout  # noqa: E402
+from conftest import Scenario  # noqa: E402
 from redis_server import RedisServer, redis_server  # noqa: E402,F401
 
 KEY = "f-0123456789abcdef"
@@ -140,3 +141,27 @@ def test_a_lease_longer_than_the_cap_is_refused() -> None:
 
     with pytest.raises(ValueError, match="lock_lease must be at most"):
         RedisBackend("redis://127.0.0.1:1/0", lock_lease=3600)
+
+
+def test_a_cold_first_call_does_not_wait_on_a_planted_lease(
+        scenario: Scenario, redis_server: RedisServer) -> None:
+    """The proof of concept: a fresh process, a cold key whose compile lease someone planted
+    (no expiry) in the shared namespace, ``PRECOMPILE_WAIT_TIMEOUT=20``."""
+    from cache_backends import RedisBackend
+    from precompile.single_flight import LEASE_SUFFIX
+    from test_single_flight import WORK
+
+    ns = f"t-{uuid.uuid4().hex[:12]}"
+    url = f"{redis_server.url}?namespace={ns}"
+    scenario.write(WORK)
+    first = scenario.run("cold", PRECOMPILE_CACHE_URL=url)
+    assert first.result is not None and first.result["frames"] == 1, first.stderr[-3000:]
+    st = RedisBackend(url)
+    (key,) = list(st.list())
+    st.delete(key)  # cold again, and now a lease nobody holds
+    st.client.set(f"{ns}:v1:lock:{key}{LEASE_SUFFIX}", b"planted")
+    again = scenario.run("cold", PRECOMPILE_CACHE_URL=url, PRECOMPILE_WAIT_TIMEOUT="20")
+    assert again.result is not None, again.stderr[-3000:]
+    assert all(again.result["checks"].values()) and again.result["frames"] == 1
+    assert again.result["stats"]["waited_s"] < 2.0, again.result["stats"]
+    assert "took over the lock" in again.stderr
