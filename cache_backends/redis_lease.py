@@ -94,7 +94,7 @@ def judge(raw: Any, pttl: Any, name: str, key: bytes | None) -> str | None:
         lease = Lease.parse(raw)
     except (ValueError, UnicodeDecodeError) as e:
         return f"its value is not a lease precompile writes ({e})"
-    who = f"(writer {lease.writer})"
+    who = f"(writer {lease.writer!r})"  # repr: whoever wrote it chose these characters
     if key is not None and not hmac.compare_digest(lease.mac, lease.signature(name, key)):
         return f"its lease is not signed with this store's key {who}"
     if lease.lease_ms > MAX_LEASE_MS:
