@@ -148,8 +148,6 @@ def test_no_command_prints_store_text_raw(tmp_path: Path, evil_redis: str) -> No
     finally:
         s3.close()
     out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-    if os.environ.get("ESC_DUMP"):
-        Path(os.environ["ESC_DUMP"]).write_text(out)
     assert proc.returncode == 0, out[-4000:]
     assert out.count("=== exit") == sum(len(c) for _, c in plan), out[-4000:]
     leaks = sorted({repr(ch) for ch in RAW if ch in out})
