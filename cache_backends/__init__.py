@@ -20,7 +20,9 @@ Stores import nothing from precompile: what they trust comes through their const
 ``open_store(spec, trust_shared=..., accept=...)`` passes ``trust_shared`` (accept local
 directories and files other users could write) to every local store it opens, and
 ``accept(key, data) -> bool`` to a tiered store (it writes a later tier's hit back into the
-earlier tiers only when ``accept`` verifies it; without one, nothing is written back).
+earlier tiers only when ``accept`` verifies it; without one, nothing is written back), and
+``lease_key`` to every Redis store (it signs the leases of its locks and only leases signed
+with it are waited for: ``redis_lease.py``; precompile passes its signing key).
 
 The Redis and fsspec stores need their client packages (``pip install 'precompile[redis]'``,
 ``'precompile[s3]'``, ``'precompile[gcs]'``); they are imported only when such a store is
@@ -39,6 +41,7 @@ from .local import LocalDirBackend
 from .memory import MemoryBackend
 from .tiered import TieredBackend
 from .unavailable import UnavailableBackend
+from .urls import redact
 
 # RedisBackend and FsspecBackend load on first use (optional dependencies), so they are
 # importable by name but left out of ``import *``.
@@ -51,15 +54,15 @@ _MEMORY_STORES: dict[str, CacheBackend] = {}
 Accept = Callable[[str, bytes], bool]
 
 
-def open_store(spec: Any, *, trust_shared: bool = False,
-               accept: Accept | None = None) -> CacheBackend:
+def open_store(spec: Any, *, trust_shared: bool = False, accept: Accept | None = None,
+               lease_key: bytes | None = None) -> CacheBackend:
     """A store from a path, URL, store object, or a list of those (tiers, fastest first).
-    ``trust_shared`` and ``accept``: see the module docstring (a store object is returned
-    as it is, with its own settings)."""
+    ``trust_shared``, ``accept`` and ``lease_key``: see the module docstring (a store
+    object is returned as it is, with its own settings)."""
     if isinstance(spec, CacheBackend):
         return spec
     if isinstance(spec, (list, tuple)):
-        return _open_tiers(spec, trust_shared, accept)
+        return _open_tiers(spec, trust_shared, accept, lease_key)
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec:
@@ -69,59 +72,60 @@ def open_store(spec: Any, *, trust_shared: bool = False,
     scheme, sep, _ = spec.partition("://")
     if not sep:
         return LocalDirBackend(spec, trust_shared=trust_shared)
-    return _OPENERS.get(scheme.lower(), _open_fsspec)(spec, trust_shared)
+    return _OPENERS.get(scheme.lower(), _open_fsspec)(spec, trust_shared, lease_key)
 
 
 def _open_tiers(specs: list[Any] | tuple[Any, ...], trust_shared: bool,
-                accept: Accept | None) -> CacheBackend:
+                accept: Accept | None, lease_key: bytes | None) -> CacheBackend:
     if not specs:
         raise ValueError("cannot make a cache store from an empty list; list the tiers, "
                          "fastest first, e.g. ['~/.cache/precompile', 'redis://host:6379/0']")
     if len(specs) == 1:
-        return open_store(specs[0], trust_shared=trust_shared)
-    return TieredBackend([open_store(s, trust_shared=trust_shared) for s in specs],
-                         accept=accept)
+        return open_store(specs[0], trust_shared=trust_shared, lease_key=lease_key)
+    return TieredBackend([open_store(s, trust_shared=trust_shared, lease_key=lease_key)
+                          for s in specs], accept=accept)
 
 
-def _open_memory(url: str, trust_shared: bool) -> CacheBackend:
+def _open_memory(url: str, trust_shared: bool, lease_key: bytes | None) -> CacheBackend:
     return _MEMORY_STORES.setdefault(url, MemoryBackend())
 
 
-def _open_file(url: str, trust_shared: bool) -> CacheBackend:
+def _open_file(url: str, trust_shared: bool, lease_key: bytes | None) -> CacheBackend:
     return LocalDirBackend(url[len("file://"):], trust_shared=trust_shared)
 
 
-def _open_redis_socket(url: str, trust_shared: bool) -> CacheBackend:
+def _open_redis_socket(url: str, trust_shared: bool, lease_key: bytes | None) -> CacheBackend:
     """``redis+unix:///path`` (the spelling that names the store) is redis-py's ``unix://``."""
-    return _open_redis("unix://" + url[len("redis+unix://"):], trust_shared)
+    return _open_redis("unix://" + url[len("redis+unix://"):], trust_shared, lease_key)
 
 
-def _open_redis(url: str, trust_shared: bool) -> CacheBackend:
+def _open_redis(url: str, trust_shared: bool, lease_key: bytes | None) -> CacheBackend:
     try:
         from .redis import RedisBackend as cls
     except ImportError as e:
-        shown = url.split("?")[0].split("@")[-1]
+        shown = redact(url)
         return UnavailableBackend(shown, f"cannot use {shown}: the redis client is not installed "
                                          f"({e}). Install it: pip install 'precompile[redis]'")
-    return cls(url)
+    return cls(url, lease_key=lease_key)
 
 
-def _open_fsspec(url: str, trust_shared: bool) -> CacheBackend:
+def _open_fsspec(url: str, trust_shared: bool, lease_key: bytes | None) -> CacheBackend:
     try:
         from .objectstore import FsspecBackend as cls
     except ImportError as e:
-        return UnavailableBackend(url, f"cannot use {url}: fsspec is not installed ({e}). "
+        shown = redact(url)
+        return UnavailableBackend(shown, f"cannot use {shown}: fsspec is not installed ({e}). "
                                        "Install it with the filesystem for the URL, e.g. pip "
                                        "install 'precompile[s3]' (s3://) or 'precompile[gcs]' "
                                        "(gs://)")
     try:
         return cls(url, trust_shared=trust_shared)
     except StoreError as e:  # the filesystem's own package (s3fs, gcsfs...) is missing
-        return UnavailableBackend(url, str(e))
+        return UnavailableBackend(redact(url), str(e))
 
 
 #: URL schemes with a store of their own; any other ``scheme://`` goes to fsspec.
-_OPENERS: dict[str, Callable[[str, bool], CacheBackend]] = {
+_OPENERS: dict[str, Callable[[str, bool, bytes | None], CacheBackend]] = {
     "memory": _open_memory,
     "file": _open_file,
     "redis": _open_redis,

@@ -16,6 +16,10 @@ place (a rename where the filesystem has one).
 ``lock`` is the base no-op away from the local filesystem: the last writer wins, which loses
 nothing that the next compile would not add back.
 
+Every call is bounded (``objectstore_budget.py``): a read stops one byte past
+``max_package_bytes`` whatever the server sends, and a call that runs past ``call_timeout``
+seconds (default 60) is a StoreError, however slowly the server trickles its reply.
+
 Credentials and endpoints come from the filesystem's usual sources (``AWS_*`` variables,
 ``AWS_ENDPOINT_URL``, ``~/.aws``, gcloud's application default credentials...) or as keyword
 arguments (``FsspecBackend("s3://b/p", endpoint_url=..., key=..., secret=...)``).
@@ -27,6 +31,7 @@ import datetime
 import errno
 import posixpath
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -34,11 +39,12 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .errors import StoreError
-
+from . import objectstore_budget as budget
 from .base import CacheBackend, Stat, check_key
+from .errors import StoreError
 from .local import SUFFIX, TMP_PREFIX, LocalDirBackend
 from .safe_read import MAX_PACKAGE_BYTES
+from .urls import redact
 
 T = TypeVar("T")
 
@@ -92,11 +98,11 @@ def _filesystem_class(url: str, protocol: str) -> type:
     except ImportError as e:
         pkg = _INSTALL_HINTS.get(protocol)
         how = f"pip install {pkg}" if pkg else "install the package named above"
-        raise StoreError(f"cannot open {url}: {e}. The {protocol}:// filesystem needs "
+        raise StoreError(f"cannot open {redact(url)}: {e}. The {protocol}:// filesystem needs "
                          f"it: {how}") from e
     except ValueError as e:
-        raise ValueError(f"unsupported cache URL {url!r}: fsspec does not know the protocol "
-                         f"{protocol!r}") from e
+        raise ValueError(f"unsupported cache URL {redact(url)!r}: fsspec does not know the "
+                         f"protocol {protocol!r}") from e
 
 
 def _bounded_waits(protocol: str, storage_options: dict[str, Any]) -> dict[str, Any]:
@@ -111,15 +117,15 @@ def _bounded_waits(protocol: str, storage_options: dict[str, Any]) -> dict[str, 
     return storage_options
 
 
-def _write_by_rename(fs: Any, root: str, path: str, data: bytes) -> None:
+def _write_by_rename(fs: Any, root: str, path: str, data: bytes, deadline: float) -> None:
     """Write ``data`` to ``path`` on a filesystem whose writes are not atomic (sftp...): a
     temp file under ``root``, then a move into place (a rename where the filesystem has
     one), so readers do not see a part. The local filesystem never comes here: it is served
     by LocalDirBackend and ``write_atomically``."""
     tmp = f"{root}/{TMP_PREFIX}{uuid.uuid4().hex}"
     try:
-        fs.pipe_file(tmp, data)
-        fs.mv(tmp, path)
+        budget.call(fs, deadline, "pipe_file", tmp, data)
+        budget.call(fs, deadline, "mv", tmp, path)
         tmp = ""
     finally:
         if tmp:
@@ -135,12 +141,20 @@ class FsspecBackend(CacheBackend):
     """
 
     def __init__(self, url: str, *, trust_shared: bool = False,
-                 max_package_bytes: int = MAX_PACKAGE_BYTES, **storage_options: Any) -> None:
+                 max_package_bytes: int = MAX_PACKAGE_BYTES, call_timeout: float = 60.0,
+                 **storage_options: Any) -> None:
         """``trust_shared`` goes to the local store a local URL is served by;
-        ``max_package_bytes`` is the largest object ``get`` reads."""
+        ``max_package_bytes`` is the largest object ``get`` reads; ``call_timeout`` the
+        seconds any one call may take, whatever the server does."""
         if not isinstance(url, str) or not url:
-            raise ValueError(f"FsspecBackend needs a URL such as s3://bucket/prefix, not {url!r}")
-        self.url = _without_trailing_slash(url)
+            raise ValueError(f"FsspecBackend needs a URL such as s3://bucket/prefix, not "
+                             f"{redact(url)!r}")
+        if not (isinstance(call_timeout, (int, float)) and 0 < call_timeout < float("inf")):
+            raise ValueError(f"call_timeout must be a positive number of seconds, not "
+                             f"{call_timeout!r}")
+        self._address = _without_trailing_slash(url)
+        self.url = redact(self._address)  # what messages show: never a password
+        self.call_timeout = float(call_timeout)
         self.protocol = protocol_of(url)
         self.storage_options = _bounded_waits(self.protocol, dict(storage_options))
         cls = _filesystem_class(url, self.protocol)
@@ -159,7 +173,7 @@ class FsspecBackend(CacheBackend):
     def _filesystem(self) -> tuple[Any, str]:
         with self._mutex:
             if self._fs is None:
-                fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+                fs, root = fsspec.core.url_to_fs(self._address, **self.storage_options)
                 self._fs, self._root = fs, root.rstrip("/") or root
             return self._fs, self._root
 
@@ -167,10 +181,15 @@ class FsspecBackend(CacheBackend):
         check_key(key)
         return f"{self._filesystem()[1]}/{key}{SUFFIX}"
 
-    def _run(self, what: str, fn: Callable[[], T]) -> T:
-        """Every failure but 'not found' comes out as StoreError, with a hint."""
+    def _run(self, what: str, fn: Callable[[float], T]) -> T:
+        """``fn(deadline)``, the deadline ``call_timeout`` from now; every failure but 'not
+        found' comes out as StoreError, with a hint."""
         try:
-            return fn()
+            return fn(time.monotonic() + self.call_timeout)
+        except budget.CallTimeout as e:
+            raise StoreError(f"cannot {what} {self.url}: no answer within {self.call_timeout:g}s "
+                             f"({e}). Is the endpoint up and reachable from here? "
+                             "(call_timeout= sets the bound)") from e
         except StoreError:
             raise
         except Exception as e:  # noqa: BLE001 - filesystems raise anything (botocore, aiohttp)
@@ -189,11 +208,10 @@ class FsspecBackend(CacheBackend):
         if self._local is not None:
             return self._local.get(key)
 
-        def read() -> bytes | None:
+        def read(deadline: float) -> bytes | None:
             fs, _ = self._filesystem()
             try:  # one byte over the cap is enough to refuse it
-                data = bytes(fs.cat_file(self._path(key), start=0,
-                                         end=self.max_package_bytes + 1))
+                data = budget.read(fs, self._path(key), self.max_package_bytes, deadline)
             except FileNotFoundError:
                 return None
             if len(data) > self.max_package_bytes:
@@ -208,16 +226,16 @@ class FsspecBackend(CacheBackend):
             return self._local.put(key, data)
         data = bytes(data)
 
-        def write() -> None:
+        def write(deadline: float) -> None:
             fs, root = self._filesystem()
             path = self._path(key)
             if self._atomic_put:
-                fs.pipe_file(path, data)
+                budget.call(fs, deadline, "pipe_file", path, data)
                 return
             if not self._made_root:
-                fs.makedirs(root, exist_ok=True)
+                budget.call(fs, deadline, "makedirs", root, exist_ok=True)
                 self._made_root = True
-            _write_by_rename(fs, root, path, data)
+            _write_by_rename(fs, root, path, data, deadline)
 
         self._run("write to", write)
 
@@ -225,15 +243,15 @@ class FsspecBackend(CacheBackend):
         if self._local is not None:
             return self._local.delete(key)
 
-        def remove() -> bool:
+        def remove(deadline: float) -> bool:
             fs, _ = self._filesystem()
             path = self._path(key)
             fs.invalidate_cache(path)
             # Object stores delete missing keys without complaint: ask first.
-            if not fs.exists(path):
+            if not budget.call(fs, deadline, "exists", path):
                 return False
             try:
-                fs.rm_file(path)
+                budget.call(fs, deadline, "rm_file", path)
             except FileNotFoundError:
                 return False
             fs.invalidate_cache(path)
@@ -245,11 +263,11 @@ class FsspecBackend(CacheBackend):
         if self._local is not None:
             return self._local.list()
 
-        def names() -> list[str]:
+        def names(deadline: float) -> list[str]:
             fs, root = self._filesystem()
             fs.invalidate_cache(root)  # other processes write too: no stale listing
             try:
-                entries = fs.ls(root, detail=False)
+                entries = budget.call(fs, deadline, "ls", root, detail=False)
             except FileNotFoundError:
                 return []
             out = set()
@@ -265,12 +283,12 @@ class FsspecBackend(CacheBackend):
         if self._local is not None:
             return self._local.stat(key)
 
-        def info() -> Stat | None:
+        def info(deadline: float) -> Stat | None:
             fs, _ = self._filesystem()
             path = self._path(key)
             fs.invalidate_cache(path)
             try:
-                inf = fs.info(path)
+                inf = budget.call(fs, deadline, "info", path)
             except FileNotFoundError:
                 return None
             if inf.get("type") == "directory":

@@ -29,6 +29,7 @@ from .errors import StoreError
 
 from .base import CacheBackend, Stat, check_key
 from .redis_client import CallLimits, callers_client, describe_client, redact, shared_client
+from .redis_lease import MAX_LEASE_MS
 from .redis_lock import LeaseLock
 from .safe_read import MAX_PACKAGE_BYTES
 
@@ -111,13 +112,16 @@ class RedisBackend(CacheBackend):
     ``call_timeout`` and ``max_package_bytes``: no call takes longer or receives more than a
     package of that size (plus the protocol's few bytes), whatever the server does
     (``redis_budget.py``; for a client passed in, only its own timeouts apply).
+    ``lease_key``: signs this store's lock leases, and only leases signed with it are waited
+    for (``redis_lease.py``); without one, any well-formed live lease is.
     """
 
     def __init__(self, url_or_client: str | Any, namespace: str = "precompile",
                  ttl: float | None = None, socket_timeout: float = 5, *,
                  lock_lease: float = 30.0, retry_after: float = 30.0,
                  call_timeout: float = 60.0,
-                 max_package_bytes: int = MAX_PACKAGE_BYTES) -> None:
+                 max_package_bytes: int = MAX_PACKAGE_BYTES,
+                 lease_key: bytes | None = None) -> None:
         if isinstance(url_or_client, str):
             url, opts = split_url_options(url_or_client)
             namespace = opts.get("namespace", namespace)
@@ -125,6 +129,10 @@ class RedisBackend(CacheBackend):
         _check_seconds("ttl", ttl, allow_none=True)
         _check_seconds("socket_timeout", socket_timeout)
         _check_seconds("lock_lease", lock_lease)
+        if lock_lease * 1000 > MAX_LEASE_MS:
+            raise ValueError(f"redis store lock_lease must be at most {MAX_LEASE_MS // 1000}s "
+                             f"(longer leases are taken over by other processes), not "
+                             f"{lock_lease!r}")
         _check_seconds("retry_after", retry_after, allow_zero=True)
         _check_seconds("call_timeout", call_timeout)
         if not namespace or any(c in namespace for c in " \t\r\n"):
@@ -133,6 +141,7 @@ class RedisBackend(CacheBackend):
         self.ttl = ttl
         self.socket_timeout = socket_timeout
         self.lock_lease = lock_lease
+        self.lease_key = lease_key
         self.retry_after = retry_after
         self._owns_client = isinstance(url_or_client, str)
         if isinstance(url_or_client, str):
@@ -269,7 +278,7 @@ class RedisBackend(CacheBackend):
     def lock(self, key: str, timeout: float = 60.0) -> Iterator[None]:
         """LockTimeout when another process holds it past ``timeout`` (see redis_lock.py)."""
         with LeaseLock(self._shared, self._k("lock", key), key, self.url,
-                       self.lock_lease).held(timeout):
+                       self.lock_lease, self.lease_key).held(timeout):
             yield
 
     def close(self) -> None:

@@ -22,7 +22,6 @@ import inspect
 import os
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from redis.retry import Retry
 
 from .errors import StoreError
 from .redis_budget import ReplyTooLarge, budget, budgeted_connection_class
+from .urls import redact
 
 T = TypeVar("T")
 
@@ -52,18 +52,6 @@ def _no_setinfo() -> dict[str, Any]:
 
 
 _NO_SETINFO = _no_setinfo()
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def describe_client(client: Any) -> str:

@@ -54,8 +54,11 @@ def __dir__() -> list[str]:
 
 
 def _configure_logging() -> None:
-    from . import settings
+    """``PRECOMPILE_LOG``'s level and handler; whatever handles the records, they carry
+    store text escaped (``counters.EscapingFilter``)."""
+    from . import counters, settings
 
+    counters.escape_log()
     level = settings.log_level()
     if level:
         logger = logging.getLogger("precompile")

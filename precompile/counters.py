@@ -1,6 +1,7 @@
-"""Process-wide counters behind ``precompile.stats()``, the warnings a run gives once, and
-the stats file that carries the counters out of a run (the pytest plugin writes it,
-``precompile stats`` reads it).
+"""Process-wide counters behind ``precompile.stats()``, the warnings a run gives once, the
+stats file that carries the counters out of a run (the pytest plugin writes it,
+``precompile stats`` reads it), and :func:`printable`, the one way text from packages and
+stores is made safe for a terminal (the CLI, reports, summaries and the library's log).
 
 Standard library only: the pytest plugin imports this without paying for torch."""
 from __future__ import annotations
@@ -16,6 +17,46 @@ from typing import Any
 log = logging.getLogger("precompile")
 
 _MAX_REASONS = 200
+
+
+def printable(value: Any) -> str:
+    """``str(value)`` with every non-printable character (controls, escapes, bidi and
+    other format characters, line breaks) written as its backslash escape: store and
+    package text (a redis error reply, a key, a reason) may carry escape sequences that
+    would drive a terminal (set its title, move the cursor, hide lines) or forge a line."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
+def printable_lines(text: str) -> str:
+    """``text`` with its own line breaks kept and every line :func:`printable`."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
+class EscapingFilter(logging.Filter):
+    """Makes every record of the ``precompile`` logger printable before any handler sees it
+    (ours, the user's, or logging's last-resort stderr handler): the message (its
+    arguments merged in) and a traceback's text keep no escape sequence."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.isprintable():
+            record.msg, record.args = printable(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = printable_lines(
+                logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = printable_lines(record.stack_info)
+        return True
+
+
+def escape_log(logger: logging.Logger = log) -> None:
+    """Install :class:`EscapingFilter` on ``logger`` once."""
+    if not any(isinstance(f, EscapingFilter) for f in logger.filters):
+        logger.addFilter(EscapingFilter())
 
 
 @dataclasses.dataclass
@@ -100,9 +141,9 @@ def stats_summary_lines(stats: dict[str, Any], prefix: str = "precompile: ") -> 
         line += " (" + ", ".join(extra) + ")"
     out = [line]
     for reason in stats.get("miss_reasons") or []:
-        first, *rest = str(reason).splitlines() or [""]
-        out.append(f"  miss: {first}")
-        out.extend(f"  {ln}" for ln in rest)
+        first, *rest = str(reason).split("\n")
+        out.append(f"  miss: {printable(first)}")
+        out.extend(f"  {printable(ln)}" for ln in rest)
     return out
 
 

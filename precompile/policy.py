@@ -23,8 +23,10 @@ def default_store(cache_dir: Any = None, store: Any = None, *,
 
     The stores get their trust settings here: ``PRECOMPILE_TRUST_SHARED_CACHE``, and for
     tiers a write-back that first verifies the package (``read_path.verifier``: checksum,
-    ``signing_key``'s signature when set, key binding)."""
-    trust = {"trust_shared": settings.trust_shared(), "accept": verifier(signing_key)}
+    ``signing_key``'s signature when set, key binding), and for Redis stores leases signed
+    with ``signing_key`` (only those are waited for)."""
+    trust = {"trust_shared": settings.trust_shared(), "accept": verifier(signing_key),
+             "lease_key": signing_key}
     if store is not None:
         return open_store(store, **trust)
     if cache_dir is not None:

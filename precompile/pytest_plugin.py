@@ -194,13 +194,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     state = config.stash.get(_STATE, None)
     if state is None or state.totals is None:
         return
-    from precompile.counters import stats_summary_lines
+    from precompile.counters import printable, stats_summary_lines
 
     write = terminalreporter.write_line
     for line in stats_summary_lines(state.totals):
         write(line)
     for error in state.errors:
-        write(f"precompile: {error}", yellow=True)
+        write(f"precompile: {printable(error)}", yellow=True)
     if state.strict_failed:
         write(f"precompile: --precompile-strict: {state.totals.get('misses', 0)} cache "
               "misses, failing the run", red=True, bold=True)

@@ -70,12 +70,15 @@ def seconds(name: str, default: float) -> float:
 
 def cache_spec() -> tuple[str, str | list[str]] | None:
     """(variable, value) of the store the environment names, URL first; None if neither.
-    ``PRECOMPILE_CACHE_URL`` may list tiers, fastest first, separated by commas
-    (``/var/cache/overlay,/opt/baked``: a writable overlay over a read-only baked cache)."""
+    ``PRECOMPILE_CACHE_URL`` may list tiers, fastest first, separated by ``|``
+    (``/var/cache/overlay|/opt/baked``: a writable overlay over a read-only baked cache);
+    commas still separate tiers where no URL could hold them (``cache_backends.urls``)."""
+    from cache_backends.urls import split_specs  # stores load only when a store is opened
+
     for name in (CACHE_URL, CACHE_DIR):
         value = text(name)
-        if value and name == CACHE_URL and "," in value:
-            return name, [tier.strip() for tier in value.split(",") if tier.strip()]
+        if value and name == CACHE_URL:
+            return name, split_specs(value)
         if value:
             return name, value
     return None

@@ -427,7 +427,8 @@ def test_redis_lock_release_is_safe_and_lease_renewed(redis_server: RedisServer)
     st.client.delete(name)
 
     # a holder that died: its lock frees itself when the lease runs out
-    st.client.set(name, b"dead-holder", px=300)
+    from cache_backends.redis_lease import Lease
+    st.client.set(name, Lease.issue(name, Lease.new_token(), 300, None).to_bytes(), px=300)
     t0 = time.monotonic()
     with st.lock("k", timeout=5):
         assert time.monotonic() - t0 >= 0.2

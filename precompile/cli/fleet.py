@@ -66,7 +66,7 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     if args.json:
         text.print_json(report.to_dict())
     elif args.quiet:  # otherwise the summary followed the progress bar on stderr
-        print(report.summary())
+        text.emit(report.summary())
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
@@ -81,7 +81,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     if args.json:
         text.print_json(report.to_dict())
     else:
-        print(report.summary())
+        text.emit(report.summary())
     unchecked = report.with_status(lib.fleet_report.UNCHECKED)
     return EXIT_OK if report.ok and not (args.strict and unchecked) else EXIT_PROBLEMS
 

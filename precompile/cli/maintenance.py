@@ -22,8 +22,8 @@ from cache_backends.local import atomic_output
 from . import _library as lib
 from . import text
 from .common import EXIT_OK, EXIT_PROBLEMS, CliError
-from .inventory import (fetch_raw, iter_raw, iter_store, load_from_store, open_store,
-                        store_keys)
+from .inventory import (_Unreadable, fetch_raw, iter_raw, iter_store, load_from_store,
+                        open_store, store_keys)
 
 if TYPE_CHECKING:
     from precompile.read.verdict import StoredPackage as Pkg
@@ -190,7 +190,10 @@ def _named_kernels(store: Any, gone: set[str]) -> set[str]:
     """The shared kernels the packages left in ``store`` (all but ``gone``) need."""
     named: set[str] = set()
     for key in store_keys(store):
-        fetched = None if key in gone else fetch_raw(store, key)
+        try:
+            fetched = None if key in gone else fetch_raw(store, key)
+        except _Unreadable:  # a FIFO, a planted name, a file over the cap: no package of ours
+            continue
         if fetched is not None:
             named |= lib.shared_blobs.references(fetched[0])
     return named

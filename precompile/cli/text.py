@@ -12,19 +12,12 @@ import math
 import time
 from typing import Any, TextIO
 
-from precompile.counters import stats_summary_lines
+from precompile.counters import printable, stats_summary_lines
 
 # ------------------------------------------------------------------ values
 
 
-def clean(value: Any) -> str:
-    """``str(value)`` with every non-printable character (controls, escapes, bidi and
-    other format characters, line breaks) written as its backslash escape."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
+clean = printable  # the one escaping function (precompile.counters), by the CLI's name
 
 
 def emit(text: str = "", *, file: TextIO | None = None) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..counters import printable
+
 COVERED, COMPILED, MISS, UNCHECKED, FAILED = "covered", "compiled", "miss", "unchecked", "failed"
 WARMUP, COVERAGE = "warmup", "coverage"
 _COUNTED = {WARMUP: (COMPILED, COVERED, FAILED), COVERAGE: (COVERED, MISS, UNCHECKED, FAILED)}
@@ -67,14 +69,17 @@ class FleetReport:
                 "signatures": [r.to_dict() for r in self.results]}
 
     def summary(self) -> str:
+        """For people: every field from the store or the spec made printable."""
         return "\n".join(_warmup_lines(self) if self.action == WARMUP else _coverage_lines(self))
 
 
 def _warmup_lines(report: FleetReport) -> list[str]:
     counts = report.counts()
-    lines = [f"warmup of {report.function} into {report.store}: {counts[COMPILED]} compiled, "
+    lines = [f"warmup of {printable(report.function)} into {printable(report.store)}: "
+             f"{counts[COMPILED]} compiled, "
              f"{counts[COVERED]} already covered, {counts[FAILED]} failed"]
-    lines += [f"  failed {r.name}: {'; '.join(r.reasons)}" for r in report.with_status(FAILED)]
+    lines += [f"  failed {printable(r.name)}: {printable('; '.join(r.reasons))}"
+              for r in report.with_status(FAILED)]
     if not report.saved:
         lines.append("  the package could not be saved (see the warning above)")
     if report.materialized:
@@ -83,11 +88,11 @@ def _warmup_lines(report: FleetReport) -> list[str]:
 
 
 def _coverage_lines(report: FleetReport) -> list[str]:
-    lines = [f"{report.function} ({report.store})"]
+    lines = [f"{printable(report.function)} ({printable(report.store)})"]
     if report.install_note:
-        lines.append(f"  nothing installed: {report.install_note}")
+        lines.append(f"  nothing installed: {printable(report.install_note)}")
     for r in report.results:
-        lines.append(f"  {r.status.upper():9} {r.signature}")
-        lines.extend(f"            {reason}" for reason in r.reasons)
+        lines.append(f"  {r.status.upper():9} {printable(r.signature)}")
+        lines.extend(f"            {printable(reason)}" for reason in r.reasons)
     lines.append("coverage: " + ", ".join(f"{n} {s}" for s, n in report.counts().items()))
     return lines

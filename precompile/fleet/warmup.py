@@ -20,7 +20,7 @@ import time
 from typing import Any, TextIO
 
 from .. import _torch
-from ..counters import STATS
+from ..counters import STATS, printable
 from .coverage import check_signature, install_stored, store_url
 from .report import (COMPILED, COVERED, FAILED, MISS, UNCHECKED, WARMUP, FleetReport,
                      SignatureReport)
@@ -40,7 +40,7 @@ class Progress:
             return
         filled = self.width * self.done // max(self.total, 1)
         bar = "#" * filled + "-" * (self.width - filled)
-        print(f"precompile warmup [{bar}] {self.done}/{self.total} {text}",
+        print(f"precompile warmup [{bar}] {self.done}/{self.total} {printable(text)}",
               file=self.stream, flush=True)
 
     def start(self, sig: Signature) -> None:
