@@ -62,7 +62,7 @@ PLANTED: dict[str, Callable[[object, str], None]] = {
 @pytest.mark.parametrize("plant", PLANTED.values(), ids=list(PLANTED))
 def test_a_planted_lease_is_not_waited_on(redis_server: RedisServer,
                                           plant: Callable[[object, str], None]) -> None:
-    from precompile.single_flight import LEASE_SUFFIX, wait_or_lead
+    from precompile.read.single_flight import LEASE_SUFFIX, wait_or_lead
 
     st = _store(redis_server, f"t-{uuid.uuid4().hex[:12]}")
     name = f"{st.namespace}:v1:lock:{KEY}{LEASE_SUFFIX}"
@@ -148,7 +148,7 @@ def test_a_cold_first_call_does_not_wait_on_a_planted_lease(
     """The proof of concept: a fresh process, a cold key whose compile lease someone planted
     (no expiry) in the shared namespace, ``PRECOMPILE_WAIT_TIMEOUT=20``."""
     from cache_backends import RedisBackend
-    from precompile.single_flight import LEASE_SUFFIX
+    from precompile.read.single_flight import LEASE_SUFFIX
     from test_single_flight import WORK
 
     ns = f"t-{uuid.uuid4().hex[:12]}"
