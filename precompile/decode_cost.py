@@ -60,10 +60,20 @@ _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _UINT = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I")}
 
 
-def _fixed_cost(first: int) -> int:
-    if first in (0xca, 0xcb):
-        return FLOAT
-    return 0 if first in (0xc0, 0xc2, 0xc3) else INT
+def _fixed_table() -> list[tuple[int, int] | None]:
+    """first byte -> (bytes that follow, cost) for every token of fixed width."""
+    table: list[tuple[int, int] | None] = [None] * 256
+    for first in range(0x80):
+        table[first] = (0, 0)  # positive fixint: cached
+    for first in range(0xe0, 0x100):
+        table[first] = (0, INT)  # negative fixint
+    for first, width in _FIXED.items():
+        cost = FLOAT if first in (0xca, 0xcb) else 0 if first in (0xc0, 0xc2, 0xc3) else INT
+        table[first] = (width, cost)
+    return table
+
+
+_FIXED_TABLE = _fixed_table()
 
 
 def _sized_cost(kind: str, data: bytes, start: int, length: int) -> int:
@@ -83,6 +93,7 @@ def scan(data: bytes, max_values: int, max_bytes: int) -> Cost:
     scan itself is bounded in time by the budget it checks."""
     pos, todo, end = 0, 1, len(data)
     values = cost = 0
+    fixed, ascii_end = _FIXED_TABLE, _NON_ASCII.search
     while todo:
         if pos >= end:
             raise _truncated()
@@ -90,10 +101,10 @@ def scan(data: bytes, max_values: int, max_bytes: int) -> Cost:
         pos += 1
         todo -= 1
         values += 1
-        if first < 0x80:  # positive fixint: cached
-            continue
-        if first >= 0xe0:  # negative fixint
-            cost += INT
+        step = fixed[first]
+        if step is not None:  # ints, floats, nil, bools: one table lookup
+            pos += step[0]
+            cost += step[1]
         elif first < 0x90:  # fixmap
             todo += 2 * (first & 0x0f)
             cost += MAP + PAIR * (first & 0x0f)
@@ -102,7 +113,7 @@ def scan(data: bytes, max_values: int, max_bytes: int) -> Cost:
             cost += LIST + SLOT * (first & 0x0f)
         elif first < 0xc0:  # fixstr
             n = first & 0x1f
-            cost += _sized_cost("str", data, pos, n)
+            cost += STR + n if ascii_end(data, pos, pos + n) is None else STR_WIDE + 4 * n
             pos += n
         else:
             pos, todo, more = _other(data, pos, first, todo)
@@ -115,11 +126,8 @@ def scan(data: bytes, max_values: int, max_bytes: int) -> Cost:
 
 
 def _other(data: bytes, pos: int, first: int, todo: int) -> tuple[int, int, int]:
-    """(position after, values still to read, cost) for a token whose first byte is
-    0xc0-0xdf: nil, bool, numbers, and the long forms of strings, blobs, ext values,
-    arrays and maps."""
-    if first in _FIXED:
-        return pos + _FIXED[first], todo, _fixed_cost(first)
+    """(position after, values still to read, cost) for the long forms of strings,
+    blobs, ext values, arrays and maps."""
     if first in _FIXEXT:
         n = _FIXEXT[first]
         return pos + 1 + n, todo, _sized_cost("ext", data, pos + 1, n)
