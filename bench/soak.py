@@ -118,9 +118,12 @@ def _value(rng: random.Random, depth: int) -> bytes:
 
 
 def _scaled(rng: random.Random) -> bytes:
-    """A small random value repeated to ~0.25-1 MiB: a per-token blow-up shows as a
-    multiple of the size, not hidden under the fixed slack."""
-    one = _value(rng, 2)
+    """A small value repeated to ~0.25-1 MiB (often one of the tokens that cost most
+    memory per byte): a per-token blow-up shows as a multiple of the size, not hidden
+    under the fixed slack."""
+    tiny = [b"\x90", b"\x80", b"\xa3abc", b"\xfa", b"\xcb" + bytes(8), b"\x81\x00\xc0",
+            _ext(8, b"a"), _ext(2, b"\x90"), _ext(3, b"\x91\x01")]
+    one = rng.choice([_value(rng, 2), _leaf(rng), *tiny])
     n = max(1, rng.randint(MiB // 4, MiB) // max(1, len(one)))
     return _array([one] * n)
 
