@@ -193,8 +193,8 @@ class BoundedUnpacker:
             raise _too_costly(f"more than {MAX_VALUES} values")
         self._charge_memory(cost.bytes)
         self._pending = 0
-        return msgpack.unpackb(data, ext_hook=self._ext_hook, object_pairs_hook=self._map_hook, raw=False,
-                               strict_map_key=False)
+        return msgpack.unpackb(data, ext_hook=self._ext_hook, object_pairs_hook=self._map_hook,
+                               raw=False, strict_map_key=False)
 
     def _ext_hook(self, code: int, data: bytes) -> _Pending:
         if code not in self._decoders:

@@ -22,7 +22,8 @@ from precompile.shared_blobs import encode_blob
 KEY = b"team-key"
 
 
-def _package(fn: str, signing_key: bytes | None, kernels: list[str] = ()) -> tuple[str, bytes]:
+def _package(fn: str, signing_key: bytes | None,
+             kernels: tuple[str, ...] | list[str] = ()) -> tuple[str, bytes]:
     factors = {"function": f"m:{fn}"}
     meta = {"saved": 1, "function": f"m:{fn}", "factors": factors}
     manifest = {"kernels": [{"path": "k.so", "blob": digest} for digest in kernels]}
