@@ -8,9 +8,10 @@ the input bytes therefore left memory at ~32x a package's size, and ~80x in the 
 
 :func:`scan` walks the tokens of one value (no object is built; strings, blobs and ext
 payloads are skipped over, not copied) and returns what decoding it costs: the number of
-values and an estimate of the bytes CPython allocates for them, taken from the object
-sizes of a 64-bit CPython 3.11-3.13 (rounded up: the estimate is an upper bound of what
-``msgpack.unpackb`` allocates, checked by tests/test_decode_budget.py). The caller
+values and an estimate of the bytes CPython allocates for them, from the object sizes of a
+64-bit CPython (rounded up: the estimate is an upper bound of what ``msgpack.unpackb``
+allocates, within 5x of it, which tests/test_decode_budget.py checks on the interpreter it
+runs on). The caller
 (``decode_limits.BoundedUnpacker``) charges it against the package's budget *before*
 decoding, so a value over the budget is never built.
 """
