@@ -30,6 +30,11 @@ def is_blob_key(key: str) -> bool:
             and all(c in string.hexdigits[:16] for c in digest))
 
 
+def digest_of(key: str) -> str:
+    """The sha256 a shared kernel's key names (``key`` must pass ``is_blob_key``)."""
+    return key[len(BLOB_PREFIX):]
+
+
 def is_young(written: float | None, now: float) -> bool:
     """Whether a shared kernel written at ``written`` may belong to a package being written
     right now (an unknown write time counts as old)."""

@@ -145,10 +145,10 @@ def test_a_symlink_under_a_package_name_is_never_followed(env: Path,
             read()
     assert cli.main(["inspect", KEY, "--cache", str(cache)]) == 1  # unreadable: a problem
     assert "symbolic link" in capsys.readouterr().out and CALLS == []
-    for args in (["inspect", str(cache / f"{KEY}.pcpkg"), "--trust"], ["export", str(cache),
-                                                                       str(env / "a.tgz")]):
-        assert cli.main(args) == 2
-        assert "symbolic link" in capsys.readouterr().err and CALLS == []
+    assert cli.main(["inspect", str(cache / f"{KEY}.pcpkg"), "--trust"]) == 2
+    assert "symbolic link" in capsys.readouterr().err and CALLS == []
+    assert cli.main(["export", str(cache), str(env / "a.tgz")]) == 1  # left out, with why
+    assert "symbolic link" in capsys.readouterr().out and CALLS == []
 
 
 def test_a_package_over_the_size_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:

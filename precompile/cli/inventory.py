@@ -152,22 +152,49 @@ def iter_store(store: Any, *, read: bool = True) -> Iterator[Pkg]:
             yield pkg
 
 
-def iter_raw(store: Any) -> Iterator[tuple[str, bytes]]:
-    """(key, bytes) of every package, fetched as the library fetches them (for copying
-    packages out unchanged: nothing is decoded), then each shared kernel they name, once."""
-    named: set[str] = set()
+def iter_exportable(store: Any, skipped: list[str]) -> Iterator[tuple[str, bytes]]:
+    """(key, bytes) of every package that ``precompile import`` would accept (it verifies
+    under the signing key in force and was written for the key it is stored under), then
+    each shared kernel they name, verified the same way, once. Anything else (a planted
+    or damaged file, a kernel name that is not a sha256) is left out with a line in
+    ``skipped``: one bad file never makes the whole archive refused, and a name read from
+    a package is never used as a path."""
+    signing_key = lib.settings.signing_key()
+    kernels: dict[str, str] = {}  # kernel key -> the first package naming it
     for key in store_keys(store):
-        try:
-            data = store.get(key)
-        except lib.errors.StoreError as e:  # e.g. a FIFO under a package's name
-            raise CliError(str(e)) from e
+        data = _verified_get(store, key, skipped, lambda data, key=key: (
+            lib.read_path.open_package(data, signing_key=signing_key, key=key)))
+        if data is None:
+            continue
+        for kernel in sorted(lib.shared_blobs.references(data)):
+            if lib.blobs.is_blob_key(kernel):
+                kernels.setdefault(kernel, key)
+            else:
+                skipped.append(f"{key}: names a shared kernel {kernel!r} that is not a "
+                               "sha256; the package is exported, the name is not")
+        yield key, data
+    for kernel in sorted(kernels):
+        digest = lib.blobs.digest_of(kernel)
+        data = _verified_get(store, kernel, skipped, lambda data, d=digest: (
+            lib.shared_blobs.decode_blob(data, d, signing_key)))
         if data is not None:
-            named |= lib.shared_blobs.references(data)
-            yield key, data
-    for key in sorted(named):
+            yield kernel, data
+
+
+def _verified_get(store: Any, key: str, skipped: list[str],
+                  verify: Any) -> bytes | None:
+    """The stored bytes of ``key`` if ``verify(bytes)`` accepts them; else None, with the
+    reason appended to ``skipped``."""
+    errors = lib.errors
+    try:
         data = store.get(key)
-        if data is not None:
-            yield key, data
+        if data is None:
+            return None
+        verify(data)
+    except (errors.PackageError, errors.StoreError) as e:
+        skipped.append(f"{key}: {e}; not exported")
+        return None
+    return data
 
 
 def looks_like_store(ref: str) -> bool:

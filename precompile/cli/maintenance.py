@@ -22,7 +22,7 @@ from cache_backends.local import atomic_output
 from . import _library as lib
 from . import text
 from .common import EXIT_OK, EXIT_PROBLEMS, CliError
-from .inventory import (_Unreadable, fetch_raw, iter_raw, iter_store, load_from_store,
+from .inventory import (_Unreadable, fetch_raw, iter_exportable, iter_store, load_from_store,
                         open_store, store_keys)
 
 if TYPE_CHECKING:
@@ -250,15 +250,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write every package of a cache into one archive (a tar of .pcpkg files)."""
+    """Write every package of a cache that ``import`` would accept into one archive (a tar
+    of .pcpkg files); what does not verify is left out, with a line saying why."""
     store = open_store(args.cache)
+    skipped: list[str] = []
     with atomic_output(args.file, mode=0o644) as fh:
-        count, kernels = _write_archive(fh, iter_raw(store))
+        count, kernels = _write_archive(fh, iter_exportable(store, skipped))
     if args.json:
-        text.print_json({"file": args.file, "packages": count, "shared_kernels": kernels})
+        text.print_json({"file": args.file, "packages": count, "shared_kernels": kernels,
+                         "skipped": skipped})
     else:
         text.emit(f"exported {count} packages and {kernels} shared kernels to {args.file}")
-    return EXIT_OK
+        for line in skipped:
+            text.emit(f"  skipped {line}")
+    return EXIT_PROBLEMS if skipped else EXIT_OK
 
 
 def _write_archive(out: BinaryIO, packages: Iterable[tuple[str, bytes]]) -> tuple[int, int]:
@@ -285,7 +290,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     store = open_store(args.cache)
     key = lib.settings.signing_key()
     limits = archive.Limits(max_package_bytes=args.max_package_size,
-                            max_total_bytes=args.max_total_size, max_members=args.max_packages)
+                            max_total_bytes=args.max_total_size, max_members=args.max_packages,
+                            max_seconds=args.max_seconds)
     try:
         with archive.staging_dir() as staging:
             staged, skipped = archive.stage(args.file, staging, signing_key=key, limits=limits)

@@ -94,10 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-package-size", type=parse_size, metavar="SIZE",
                    default=1 << 30, help="refuse the archive if a package is larger (1G)")
     p.add_argument("--max-total-size", type=parse_size, metavar="SIZE", default=16 << 30,
-                   help="refuse the archive if its packages together are larger (16G); an "
-                        "archive is also refused when it expands over 100 times its size")
+                   help="refuse the archive if it expands to more (16G, every member "
+                        "counted); an archive is also refused when it expands over 100 "
+                        "times its size")
     p.add_argument("--max-packages", type=int, metavar="N", default=100_000,
                    help="refuse the archive if it has more members (100000)")
+    p.add_argument("--max-seconds", type=float, metavar="S", default=900.0,
+                   help="refuse the archive if reading and verifying it takes longer (900)")
     p.set_defaults(func=cmd_import)
 
     p = add("stats", "show the counters a run wrote to $PRECOMPILE_STATS_FILE")

@@ -14,27 +14,41 @@ finished members. One unpacker per body counts, across all nested payloads:
 
 * ext nesting depth (``MAX_EXT_DEPTH``: code -> constants tuple -> code ... 16 functions
   deep, far beyond what Python source nests);
-* bytes unpacked in total (``EXPANSION`` x the body, so nesting cannot multiply memory);
-* containers built in total (``MAX_CONTAINERS``: every list and map, the objects that cost
-  memory beyond their bytes);
-* map keys: ``str`` or an ``int`` that fits msgpack's 64 bits, nothing else.
+* bytes unpacked in total (``EXPANSION`` x the body, so nesting cannot multiply time);
+* memory: before msgpack builds anything, ``decode_cost.scan`` reads what the value will
+  allocate (every value, string, list and map, with CPython's object sizes) and charges it,
+  and every ext value built (tuple, code object...) is charged its size, against
+  ``MEMORY_MULTIPLE`` x the body + ``MEMORY_SLACK``: small tokens that become large objects
+  (a list of 3-byte strings, nested empty lists) cannot make memory a large multiple of the
+  package;
+* values in total (``MAX_VALUES``), which bounds the time of the scan and the decode;
+* map keys: ``str`` or an ``int`` that fits msgpack's 64 bits, nothing else; a frozenset's
+  members: at most ``MAX_SAME_HASH`` of them share a hash (big ints ``7 + k*(2**61-1)``
+  all hash alike and made building a set quadratic), and a big int at most
+  ``MAX_INT_DIGITS`` digits whatever ``sys.set_int_max_str_digits`` says.
 
 Anything over a bound is a :class:`FormatError`, like any other malformed package.
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import msgpack
 
+from . import decode_cost
 from ..errors import FormatError
 
 MAX_EXT_DEPTH = 32
 EXPANSION = 8  # total bytes decoded <= EXPANSION x body + SLACK
 SLACK = 1 << 20
-MAX_CONTAINERS = 1 << 20  # ~10 per stored code object: 100,000 of them
+MEMORY_MULTIPLE = 12  # estimated bytes allocated <= MEMORY_MULTIPLE x body + MEMORY_SLACK
+MEMORY_SLACK = 4 << 20
+MAX_VALUES = 1 << 21  # one compiled function's package held 614 (measured): ~3,000x that
+MAX_SAME_HASH = 8  # frozenset members sharing one hash (-1 and -2 do: a few are genuine)
+MAX_INT_DIGITS = 4300  # CPython's default int/str conversion limit
 _KEY_INT_MIN, _KEY_INT_END = -(1 << 63), 1 << 64
 
 
@@ -47,7 +61,7 @@ class ExtDecoder:
     nested: bool = True
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class _Pending:
     """An ext value seen by msgpack's hook, decoded later from the work stack."""
 
@@ -63,6 +77,29 @@ def _too_costly(what: str) -> FormatError:
                        "delete it and let precompile rewrite it")
 
 
+def distinct_hashes(items: list[Any]) -> frozenset[Any]:
+    """``frozenset(items)``, refused when more than ``MAX_SAME_HASH`` members share a hash:
+    members with one hash are compared with each other one by one, so a set of chosen
+    colliding members costs the square of their number. Members with different hashes
+    spread over the table whatever their values (CPython probes with every bit of the
+    hash), so this bound keeps building the set linear."""
+    seen: dict[int, int] = {}  # hash -> members with it; an int's hash is itself
+    for item in items:
+        h = hash(item)
+        seen[h] = count = seen.get(h, 0) + 1
+        if count > MAX_SAME_HASH:
+            raise _too_costly(f"more than {MAX_SAME_HASH} set members with one hash")
+    return frozenset(items)
+
+
+def decimal_int(data: bytes) -> int:
+    """A big int from its decimal digits, at most ``MAX_INT_DIGITS`` of them (parsing is
+    quadratic in the digits, and ``sys.set_int_max_str_digits(0)`` lifts Python's own cap)."""
+    if len(data) > MAX_INT_DIGITS + 1:
+        raise _too_costly(f"an integer of more than {MAX_INT_DIGITS} digits")
+    return int(data.decode())
+
+
 class BoundedUnpacker:
     """Decodes one body and every ext payload nested in it, sharing one set of budgets."""
 
@@ -71,7 +108,8 @@ class BoundedUnpacker:
         self._decoders = decoders
         self._unknown = unknown
         self._bytes_left = EXPANSION * body_len + SLACK
-        self._containers_left = MAX_CONTAINERS
+        self._memory_left = MEMORY_MULTIPLE * body_len + MEMORY_SLACK
+        self._values_left = MAX_VALUES
         self._pending = 0  # ext values recorded by the last flat unpack
 
     def decode(self, data: bytes) -> Any:
@@ -107,12 +145,17 @@ class BoundedUnpacker:
             if depth >= MAX_EXT_DEPTH:
                 raise _too_costly(f"values nested more than {MAX_EXT_DEPTH} deep")
             decoder = self._decoders[value.code]
+            data, value.data = value.data, b""
+            freed = decode_cost.BYTES + len(data)  # the record itself stays a while
             if not decoder.nested:
-                return decoder.build(value.data)
-            payload = self._flat(value.data)
+                return self._built(decoder.build(data), freed)
+            payload = self._flat(data)
+            del data  # the payload's bytes go once decoded
             if self._pending:
                 payload = yield payload, depth + 1
-            return decoder.build(payload)
+            if isinstance(payload, list):  # its members move into the value built
+                freed += decode_cost.LIST + decode_cost.SLOT * len(payload)
+            return self._built(decoder.build(payload), freed)
         if isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, (_Pending, list, dict)):
@@ -123,15 +166,35 @@ class BoundedUnpacker:
                     value[key] = yield item, depth
         return value
 
+    def _built(self, value: Any, freed: int) -> Any:
+        """Charge an ext value just built (a tuple, a code object...) its own size, and
+        give back what was charged for the payload it was built from (freed now: the
+        budget follows live memory, so nesting is not charged at every level)."""
+        self._memory_left += freed
+        if value is not Ellipsis:
+            self._charge_memory(sys.getsizeof(value) + (
+                sys.getsizeof(value.__dict__) if hasattr(value, "__dict__") else 0))
+        return value
+
+    def _charge_memory(self, size: int) -> None:
+        self._memory_left -= size
+        if self._memory_left < 0:
+            raise _too_costly("memory the decoded values would take")
+
     def _flat(self, data: bytes) -> Any:
-        """One msgpack value filling ``data``; ext values left as ``_Pending``."""
+        """One msgpack value filling ``data``; ext values left as ``_Pending``. Its cost is
+        charged before msgpack builds anything."""
         self._bytes_left -= len(data)
         if self._bytes_left < 0:
             raise _too_costly("total size of nested values")
+        cost = decode_cost.scan(data, self._values_left, self._memory_left)
+        self._values_left -= cost.values
+        if self._values_left < 0:
+            raise _too_costly(f"more than {MAX_VALUES} values")
+        self._charge_memory(cost.bytes)
         self._pending = 0
-        return msgpack.unpackb(data, ext_hook=self._ext_hook, list_hook=self._list_hook,
-                               object_pairs_hook=self._map_hook, raw=False,
-                               strict_map_key=False)
+        return msgpack.unpackb(data, ext_hook=self._ext_hook, object_pairs_hook=self._map_hook,
+                               raw=False, strict_map_key=False)
 
     def _ext_hook(self, code: int, data: bytes) -> _Pending:
         if code not in self._decoders:
@@ -139,19 +202,10 @@ class BoundedUnpacker:
         self._pending += 1
         return _Pending(code, data)
 
-    def _count_container(self) -> None:
-        self._containers_left -= 1
-        if self._containers_left < 0:
-            raise _too_costly(f"more than {MAX_CONTAINERS} lists and maps")
-
-    def _list_hook(self, items: list[Any]) -> list[Any]:
-        self._count_container()
-        return items
-
-    def _map_hook(self, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    @staticmethod
+    def _map_hook(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
         """Keys are names or small numbers: anything else (a tuple, a big int, a float)
         could be chosen to collide in the hash table and make the map quadratic."""
-        self._count_container()
         for key, _ in pairs:
             if not (type(key) is str
                     or (type(key) is int and _KEY_INT_MIN <= key < _KEY_INT_END)):

@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 
 from .code_check import check_code_fields
-from .decode_limits import BoundedUnpacker, ExtDecoder
+from .decode_limits import BoundedUnpacker, ExtDecoder, decimal_int, distinct_hashes
 from ..errors import FormatError, IntegrityError
 
 MAGIC = b"PCPKG\x00\r\n"
@@ -184,9 +184,9 @@ def _plain_constant(value: Any) -> bool:
 
 
 def _decode_bigint(data: bytes) -> int:
-    """Decimal text: Python's own parser bounds the digits (``sys.set_int_max_str_digits``)."""
+    """Decimal text, at most ``decode_limits.MAX_INT_DIGITS`` digits."""
     try:
-        return int(data.decode())
+        return decimal_int(data)
     except (UnicodeDecodeError, ValueError):
         raise _malformed("integer") from None
 
@@ -212,7 +212,7 @@ def _decode_value(payload: Any) -> ValueRef:
 _DECODERS: dict[int, ExtDecoder] = {
     EXT_CODE: ExtDecoder(_decode_code),
     EXT_TUPLE: ExtDecoder(lambda payload: tuple(_as_list(payload))),
-    EXT_FROZENSET: ExtDecoder(lambda payload: frozenset(_as_list(payload))),
+    EXT_FROZENSET: ExtDecoder(lambda payload: distinct_hashes(_as_list(payload))),
     EXT_COMPLEX: ExtDecoder(lambda payload: complex(*_numbers(_pair(payload, 2)))),
     EXT_ELLIPSIS: ExtDecoder(lambda data: Ellipsis, nested=False),
     EXT_BIGINT: ExtDecoder(_decode_bigint, nested=False),
@@ -324,7 +324,7 @@ def _check_length(data: bytes, flags: int, end: int) -> None:
 
 def _check_digest(data: bytes, end: int) -> None:
     """The trailing sha256 covers header and body: any flipped bit is caught here."""
-    if hashlib.sha256(data[:end]).digest() != data[end:end + _DIGEST_LEN]:
+    if hashlib.sha256(memoryview(data)[:end]).digest() != data[end:end + _DIGEST_LEN]:
         raise IntegrityError("package checksum mismatch: the file was changed or corrupted "
                              "after it was written; delete it and let precompile rewrite it")
 
@@ -380,6 +380,6 @@ def _check_signature(data: bytes, flags: int, signed_end: int, key: bytes | None
     if not signed:
         raise IntegrityError("package is not signed but a signing key is set; refusing it. "
                              "Rewrite it with the key set, or unset PRECOMPILE_SIGNING_KEY")
-    mac = hmac.new(key, data[:signed_end], hashlib.sha256).digest()
+    mac = hmac.new(key, memoryview(data)[:signed_end], hashlib.sha256).digest()
     if not hmac.compare_digest(mac, data[signed_end:]):
         raise IntegrityError("package signature does not match the signing key; refusing it")

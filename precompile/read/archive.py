@@ -2,10 +2,12 @@
 
 An archive comes from elsewhere (a CI cache, a colleague), so it is read as untrusted input:
 
-* it is streamed once, and bounded before anything is staged: at most ``max_members``
-  members, each package at most ``max_package_bytes``, all packages together at most
-  ``max_total_bytes`` and at most ``MAX_EXPANSION`` times the archive's own size (a 28 KiB
-  archive that would expand to 144 MiB is refused after staging at most a few MiB);
+* it is streamed once (``archive_reader``: linear in what it reads, gzip, bzip2 and xz
+  alike), and bounded before anything is staged: at most ``max_members`` members, each
+  package at most ``max_package_bytes``, every decompressed byte (packages or not, tar
+  headers included) at most ``max_total_bytes`` and at most ``MAX_EXPANSION`` times the
+  archive's own size (a 145-byte .tar.bz2 expanding to gigabytes is refused after reading
+  16 MiB), and reading and verifying it at most ``max_seconds``;
 * each package is checked while it streams to a private staging file (its declared length,
   its checksum and, with a signing key, its signature), so a bad member is refused without
   ever being held in memory or decoded; only then is it decoded once, to learn the key it
@@ -29,6 +31,7 @@ import dataclasses
 import os
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +40,7 @@ from cache_backends.blobs import is_blob_key
 from cache_backends.safe_read import read_file
 
 from . import read_path
+from ..format.archive_reader import ArchiveLimitError, BoundedTarInfo, check_deadline, open_archive
 from ..format.archive_stream import PackageStream
 from ..errors import PackageError
 from .shared_blobs import stored_blob_key
@@ -44,7 +48,8 @@ from .shared_blobs import stored_blob_key
 DEFAULT_MAX_PACKAGE_BYTES = 1 << 30  # 1 GiB: far above real packages, far below a machine's RAM
 DEFAULT_MAX_TOTAL_BYTES = 16 << 30  # all packages of one archive together
 DEFAULT_MAX_MEMBERS = 100_000
-MAX_EXPANSION = 100  # staged bytes per archive byte; real package archives expand 2-10x
+DEFAULT_MAX_SECONDS = 900.0
+MAX_EXPANSION = 100  # decompressed bytes per archive byte; real package archives expand 2-10x
 _EXPANSION_FLOOR = 16 << 20  # so tiny archives are never refused for their tar padding
 _CHUNK = 1 << 20
 _SUFFIX = ".pcpkg"
@@ -62,6 +67,7 @@ class Limits:
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
     max_members: int = DEFAULT_MAX_MEMBERS
+    max_seconds: float = DEFAULT_MAX_SECONDS
 
 
 @dataclasses.dataclass
@@ -76,10 +82,11 @@ class Staged:
 
 @dataclasses.dataclass
 class _Budget:
-    """Bytes and members left for the rest of the archive."""
+    """Members left for the rest of the archive, and when reading it must be done (bytes
+    are counted as they are read: ``archive_reader``)."""
 
-    bytes_left: int
     members_left: int
+    deadline: float
 
 
 def stage(archive: str, staging: str, *, signing_key: bytes | None,
@@ -91,16 +98,22 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
     skipped: list[str] = []
     try:
         with open(archive, "rb") as raw:
-            expansion_cap = max(os.fstat(raw.fileno()).st_size * MAX_EXPANSION,
-                                _EXPANSION_FLOOR)
-            budget = _Budget(min(limits.max_total_bytes, expansion_cap), limits.max_members)
-            with tarfile.open(fileobj=raw, mode="r|*") as tar:  # one pass, no seeking
+            size = os.fstat(raw.fileno()).st_size
+            cap = min(limits.max_total_bytes, max(size * MAX_EXPANSION, _EXPANSION_FLOOR))
+            budget = _Budget(limits.max_members, time.monotonic() + limits.max_seconds)
+            source = open_archive(raw, cap, budget.deadline,
+                                  f"{limits.max_total_bytes} bytes or {MAX_EXPANSION} times "
+                                  "its own size")
+            with tarfile.open(fileobj=source, mode="r|",  # one pass, no seeking
+                              tarinfo=BoundedTarInfo) as tar:
                 for n, member in enumerate(tar):
                     item = _take(tar, member, n, staging, signing_key, limits, budget)
                     if item is None:
                         skipped.append(f"{member.name}: not a package")
                     elif item.key not in staged or staged[item.key].saved < item.saved:
                         staged[item.key] = item
+    except ArchiveLimitError as e:
+        raise ArchiveError(str(e)) from None
     except ArchiveError:
         raise
     except Exception as e:  # noqa: BLE001 - tarfile, zlib, lzma, bz2 raise many things
@@ -114,6 +127,7 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
 def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, n: int, staging: str,
           signing_key: bytes | None, limits: Limits, budget: _Budget) -> Staged | None:
     """Stage one member if it is a package (None if it is not one); within the budget."""
+    check_deadline(budget.deadline)
     budget.members_left -= 1
     if budget.members_left < 0:
         raise ArchiveError(f"archive has more than {limits.max_members} members; nothing was "
@@ -125,11 +139,6 @@ def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, n: int, staging: str,
         raise ArchiveError(f"archive member {member.name} is {member.size} bytes, over the "
                            f"{limits.max_package_bytes}-byte cap; nothing was imported. Raise "
                            "--max-package-size if the package is genuine")
-    if member.size > budget.bytes_left:
-        raise ArchiveError(f"archive expands to more than {limits.max_total_bytes} bytes or "
-                           f"{MAX_EXPANSION} times its own size; nothing was imported. Raise "
-                           "--max-total-size if it is genuine")
-    budget.bytes_left -= member.size
     path = os.path.join(staging, f"{n}{_SUFFIX}")  # the member's index: unique
     try:
         _stream(tar, member, path, signing_key)
