@@ -42,7 +42,8 @@ def run():
 
 def _start(scenario: Scenario, **env: str) -> subprocess.Popen:
     full = scrubbed_environ(PRECOMPILE_CACHE_DIR=str(scenario.cache),
-                TORCHINDUCTOR_CACHE_DIR=str(scenario.inductor), PRECOMPILE_LOG="info", **env)
+                            TORCHINDUCTOR_CACHE_DIR=str(scenario.inductor), PRECOMPILE_LOG="info",
+                            **env)
     return subprocess.Popen([sys.executable, str(DRIVER), str(scenario.path), "cold"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)
 
