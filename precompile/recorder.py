@@ -32,7 +32,7 @@ from .bytecode import code_with_refs, rename_globals
 from .context import BackendArtifact, PrecompileContext
 from .counters import STATS
 from .model import ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry, Package, merge
-from .names import code_fingerprint
+from .names import code_fingerprint, module_globals
 from .pending_entry import PendingEntry, never_raises, report_bypass
 from .recorder_hook import KeptByDynamo, _no_recorder
 
@@ -121,7 +121,7 @@ class CompilePackage(KeptByDynamo, Package):
             for reason in _torch.failed_precompiled_guards(code):
                 self.on_guard_fail(reason, code)
         mod = sys.modules.get(frame.module)
-        before = frozenset(mod.__dict__) if mod is not None else frozenset()
+        before = frozenset(module_globals(mod)) if mod is not None else frozenset()
         pending = PendingEntry(frame, before)
         self._pending.append(pending)
         libs: list[str] = []
@@ -313,7 +313,8 @@ class CompilePackage(KeptByDynamo, Package):
             return why
         known = (set(pending.backend_ids) | set(pending.import_sources) | set(self._resume_names)
                  | self.resume_names() | pending.globals_before)
-        return storable.placed_globals(dynamo_code, mod, known, pending.import_sources)
+        return storable.placed_globals(dynamo_code, module_globals(mod), known,
+                                       pending.import_sources)
 
     @never_raises(None)
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:
