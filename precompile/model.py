@@ -54,6 +54,22 @@ class StateInit:
 
 
 @dataclasses.dataclass
+class ConstantCall:
+    """A global Dynamo placed for the bytecode that holds what a function marked
+    ``assume_constant_result`` returned (constant_calls.py): repeated, and compared, in
+    the loading process before the value is placed there again."""
+
+    global_name: str
+    function: str  # names.importable_name of the function (or of the wrapper found by name)
+    args: list[Any]  # plain constants only
+    kwargs: dict[str, Any]
+    value: Any  # None, bool, int, float or str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
 class GuardedEntry:
     """One compiled version of a frame: guards -> transformed bytecode."""
 
@@ -70,6 +86,7 @@ class GuardedEntry:
     # as seen under the thread's dispatch state then, so they are rebuilt under it too.
     inference_mode: bool = False
     state_inits: list[StateInit] = dataclasses.field(default_factory=list)
+    constant_calls: list[ConstantCall] = dataclasses.field(default_factory=list)
 
     @property
     def entry_id(self) -> str:

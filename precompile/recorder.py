@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from . import _torch, first_step, keys, storable
+from . import _torch, constant_calls, first_step, keys, storable
 from .bytecode import code_with_refs, rename_globals
 from .context import BackendArtifact, PrecompileContext
 from .counters import STATS
@@ -157,6 +157,7 @@ class CompilePackage(KeptByDynamo, Package):
             stack.enter_context(_torch.cacheable_graph_calls())
             stack.enter_context(_torch.optimizer_state_as_inputs())
             stack.enter_context(_torch.recording_state_inits(self._note_state_init))
+            stack.enter_context(_torch.recording_constant_calls(self._note_constant_call))
             if self.capture_kernels:
                 stack.enter_context(_torch.no_precompiled_headers())
             stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
@@ -168,6 +169,14 @@ class CompilePackage(KeptByDynamo, Package):
         if self.current_entry is not None:
             self.current_entry.optimizer_calls.append(
                 (optimizer, source, args, _torch.optimizer_state_size(optimizer)))
+
+    @never_raises(None)
+    def _note_constant_call(self, global_name: str, fn: Any, args: list[Any] | None,
+                            kwargs: dict[str, Any] | None, value: Any) -> None:
+        """Dynamo answered a marked-constant call into ``global_name`` (constant_calls.py)."""
+        if self.current_entry is not None:
+            self.current_entry.constant_calls.setdefault(global_name, []).append(
+                constant_calls.record(fn, args, kwargs, value, global_name))
 
     def _note_outcome(self, pending: PendingEntry, error: BaseException | None) -> None:
         """A frame compiled without an entry: if Dynamo will run it eagerly from now on
@@ -294,7 +303,8 @@ class CompilePackage(KeptByDynamo, Package):
                              dict(pending.import_sources), list(pending.identity_checks),
                              _torch.take_guard_tree(),
                              inference_mode=torch.is_inference_mode_enabled(),
-                             state_inits=first_step.state_inits(pending.optimizer_calls))
+                             state_inits=first_step.state_inits(pending.optimizer_calls),
+                             constant_calls=storable.constant_globals(dynamo_code, pending))
         with self.lock:
             self._take_artifacts(entry.backend_ids)
             self.guard_blobs[sha] = guards_state
@@ -314,7 +324,7 @@ class CompilePackage(KeptByDynamo, Package):
         known = (set(pending.backend_ids) | set(pending.import_sources) | set(self._resume_names)
                  | self.resume_names() | pending.globals_before)
         return storable.placed_globals(dynamo_code, module_globals(mod), known,
-                                       pending.import_sources)
+                                       pending.import_sources, pending.constant_calls)
 
     @never_raises(None)
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _torch
 from .context import PrecompileContext
-from .model import IdentityCheck
+from .model import ConstantCall, IdentityCheck
 from .bytecode import global_names
 from .identity import dict_keys_fingerprint
 from .names import importable_name, object_fingerprint
@@ -41,30 +41,54 @@ def artifact_problem(ctx: PrecompileContext, backend_ids: Iterable[str], *,
 
 
 def placed_globals(code: types.CodeType, scope: dict[str, Any], known: set[str],
-                   import_sources: dict[str, str]) -> str | None:
+                   import_sources: dict[str, str],
+                   constant_calls: dict[str, list[Any]] | None = None) -> str | None:
     """Add to ``import_sources`` every global Dynamo placed in ``scope`` (the globals the
     frame runs in, ``names.module_globals``) for this entry (not in ``known``: the module's
     own names and the entry's graphs, aliases and resume functions); returns why not when
-    one cannot be found again by name."""
-    why = _bytecode_globals(code, scope, known, import_sources)
+    one cannot be found again by name nor made again by a marked-constant call
+    (``constant_calls``: global name -> what ``constant_calls.record`` made of each call)."""
+    why = _bytecode_globals(code, scope, known, import_sources, constant_calls or {})
     if why is None:
         _guard_only_globals(scope, known, import_sources)
     return why
 
 
 def _bytecode_globals(code: types.CodeType, scope: dict[str, Any], known: set[str],
-                      import_sources: dict[str, str]) -> str | None:
+                      import_sources: dict[str, str],
+                      constant_calls: dict[str, list[Any]]) -> str | None:
     """Globals the entry's bytecode reads that Dynamo put into the module
-    (``install_global_by_id``: a module, or a class to rebuild an output with). The
-    bytecode cannot run without them, so one with no name makes the entry unstorable."""
+    (``install_global_by_id``: a module, or a class to rebuild an output with; the answer
+    of a marked-constant call). The bytecode cannot run without them, so one that can be
+    neither imported by name nor asked for again makes the entry unstorable."""
     for name in global_names(code):
         if name in known or name.startswith("__builtins_dict__") or name not in scope:
             continue
+        calls = constant_calls.get(name)
+        if calls:
+            why = next((c for c in calls if isinstance(c, str)), None)
+            if why is not None:
+                return (f"its bytecode needs the global {name!r} Dynamo placed in "
+                        f"{scope.get('__name__')}: the answer of {why}")
+            continue
         ref = importable_name(scope[name])
         if ref is None:
-            return f"its bytecode needs the runtime-only global {name!r}"
+            return (f"its bytecode needs the runtime-only global {name!r} (a "
+                    f"{type(scope[name]).__name__} Dynamo placed in {scope.get('__name__')}, "
+                    "with no name that finds it in another process)")
         import_sources[name] = ref
     return None
+
+
+def constant_globals(code: types.CodeType, pending: Any) -> list[ConstantCall]:
+    """The marked-constant calls whose answers the entry's bytecode reads
+    (``PendingEntry.constant_calls``; ``_bytecode_globals`` made sure each is storable)."""
+    used = set(global_names(code))
+    found: list[ConstantCall] = []
+    for name, calls in pending.constant_calls.items():
+        found += [c for c in calls if name in used and isinstance(c, ConstantCall)
+                  and c not in found]  # every layer of a model asks the same
+    return found
 
 
 def _guard_only_globals(scope: dict[str, Any], known: set[str],
