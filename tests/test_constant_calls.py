@@ -6,6 +6,7 @@ entry only when the answer is the same. Fresh processes, one cache."""
 from __future__ import annotations
 
 from conftest import Scenario
+from test_fleet import _cli
 
 # A library's probe, marked constant the way transformers marks its own (an attribute, so
 # the library need not import torch), behind lru_cache: Dynamo calls the inner function.
@@ -51,6 +52,8 @@ def test_a_marked_constant_answer_is_asked_again_and_warm_starts(scenario: Scena
     assert cold.stats["bypasses"] == 0, cold.describe()
     warm = sc.run("warm").assert_warm()
     assert warm.stats["misses"] == 0, warm.describe()
+    shown = _cli(sc.root, "inspect", *map(str, sc.packages()))
+    assert "asks     probes:has_feature('fast') == True" in shown.stdout, shown.stdout
 
 
 def test_a_different_answer_leaves_the_entry_out(scenario: Scenario) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 
 
 def keep_package_in_ddp_clones() -> None:
-    """Make the converters' ``_clone_with_backend`` hand the package they were given to the
-    clone (process-wide, once; a converter with no package clones exactly as before, so
-    plain ``torch.compile`` is unchanged). A release whose converters are shaped otherwise
+    """Make the converters' ``_clone_with_backend`` hand precompile's recorder to the clone
+    (process-wide, once; a converter without one clones exactly as before, so plain
+    ``torch.compile`` is unchanged). A release whose converters are shaped otherwise
     is left alone: its DDP frames then compile unrecorded, as before."""
     from torch._dynamo import convert_frame
 
@@ -49,7 +49,11 @@ def _keeping_package(original: Callable[[Any], Callable[[Any], Any]],
 
 
 def _package_of(converter: Any) -> Any:
-    """The package a ``ConvertFrame`` (through its inner converter) or a
-    ``ConvertFrameAssert`` was built with, or None."""
+    """The precompile recorder a ``ConvertFrame`` (through its inner converter) or a
+    ``ConvertFrameAssert`` was built with, or None. torch's own ``caching_precompile``
+    package is left as torch treats it (its DDP frames compile without it)."""
     holder = getattr(converter, "_inner_convert", converter)
-    return getattr(holder, "_package", None)
+    package = getattr(holder, "_package", None)
+    if package is None or type(package).__module__.startswith("torch."):
+        return None
+    return package

@@ -203,6 +203,11 @@ def _print_entry(e: dict[str, Any]) -> None:
         emit(f"      calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})")
     for alias, mod in sorted(e["imports"].items()):
         emit(f"      imports  {mod} as {alias}")
+    for c in e.get("constant_calls", []):
+        args = ", ".join([*map(repr, c.get("args", [])),
+                          *(f"{k}={v!r}" for k, v in c.get("kwargs", {}).items())])
+        emit(f"      asks     {c.get('function')}({args}) == {c.get('value')!r} "
+             f"as {c.get('global_name')}")
 
 
 # ------------------------------------------------------------------ verify
