@@ -41,6 +41,31 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         monkeypatch.delenv(name)
     return monkeypatch
 
+# The libraries the zoo and the sweep compile: their installed versions head every run (pip
+# gives the newest releases; constraints/known-good.txt pins the last set that passed).
+ECOSYSTEM = ("torch", "transformers", "kernels", "diffusers", "peft", "timm", "accelerate")
+
+
+def _ecosystem_versions() -> str:
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return "ecosystem: " + ", ".join(f"{n} {version(n)}" for n in ECOSYSTEM)
+
+
+def pytest_report_header() -> str:
+    return _ecosystem_versions()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The versions again at the end, where ``-q`` runs (``make test``) show them too."""
+    terminalreporter.write_line(_ecosystem_versions())
+
 
 @dataclasses.dataclass
 class Run:

@@ -20,6 +20,8 @@ One module per engine concern:
     cpu_isa          Inductor's CPU vector-ISA probe, recorded and reused
     kernels          Inductor's C++ kernel libraries
     optimizer_state  the optimizer state Dynamo creates while tracing: heard, made again
+    constant_calls   calls to assume_constant_result functions Dynamo answers while tracing
+    ddp              frames DDPOptimizer compiles keep precompile's package
     compat           the differences between torch 2.13, 2.14 and 2.15
 
 Every change precompile makes to torch's state, and how long it lasts:
@@ -48,7 +50,11 @@ Every change precompile makes to torch's state, and how long it lasts:
   the HOPs of ``hops.STORABLE_HOPS``) and
   ``cpp_cache_precompile_headers=False`` (kernels.no_precompiled_headers),
   ``OptimizerVariable.get_python_args`` wrapped to hear ``_init_group`` calls
-  (optimizer_state.recording_state_inits);
+  (optimizer_state.recording_state_inits), ``invoke_and_store_as_constant`` wrapped to hear
+  marked-constant calls (constant_calls.recording_constant_calls);
+* process-wide, installed once: ``ConvertFrame._clone_with_backend`` (and
+  ``ConvertFrameAssert``'s) hand their package to DDPOptimizer's clone
+  (ddp.keep_package_in_ddp_clones; unchanged for a converter without a package);
 * on an installed entry whose trace created optimizer state, before its guards read that
   state: the optimizer's own ``_init_group`` calls, as Dynamo made them
   (optimizer_state.init_optimizer_state, from first_step.StatePrologue);
@@ -74,6 +80,7 @@ from .compile import (
     compiled_original,
     describe_backend,
     dynamo_skips_frame_after,
+    first_frame_function,
     functorch_patch,
     innermost_fn,
     make_backend,
@@ -82,6 +89,7 @@ from .compile import (
     optimizer_state_as_inputs,
     unwrap_compiled,
 )
+from .constant_calls import marked_constant, recording_constant_calls
 from .constants import rebuild_value, value_ref
 from .cpu_isa import cpu_isa_record, use_recorded_cpu_isa
 from .entries import (
@@ -141,10 +149,11 @@ __all__ = [
     "cacheable_graph_calls", "check_entries", "codegen_env", "compiled_original",
     "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend",
     "deserialize_backend", "dict_key_by_id", "dynamo_skips_frame_after",
-    "failed_precompiled_guards", "forget_live_only", "functorch_patch", "global_numerics",
+    "failed_precompiled_guards", "first_frame_function", "forget_live_only", "functorch_patch", "global_numerics",
     "gpu_info", "guard_source_name", "inductor_cache_dir", "init_optimizer_state",
     "innermost_fn", "install_entry", "is_optimizer", "keep_guard_live_only",
     "light_inductor_imports", "load_guard_manager", "make_backend", "mark_dynamic",
+    "marked_constant", "recording_constant_calls",
     "no_precompiled_headers", "on_dynamo_reset", "optimize", "optimizer_param_count",
     "optimizer_state_as_inputs", "optimizer_state_size", "rebuild_value", "recording_guards",
     "recording_state_inits",

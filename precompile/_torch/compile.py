@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .ddp import keep_package_in_ddp_clones
 from .environment import TORCH_VERSION
 from .hops import checking_subgraphs, storable_hop_names
 from .light_loads import light_optimize_imports
@@ -130,6 +131,7 @@ def optimize(backend_obj: Any, recorder: Any, *, dynamic: bool | None, fullgraph
     """``torch._dynamo.optimize`` with our recorder as Dynamo's package object.
     ``guard_fail_fn(reason, code)`` hears why an entry's guards failed (a recompile)."""
     backend_obj = defer_compiler_import(backend_obj)
+    keep_package_in_ddp_clones()
     with light_optimize_imports():
         return torch._dynamo.optimize(backend=backend_obj, nopython=fullgraph,
                                       dynamic=dynamic, guard_filter_fn=guard_filter_fn,
@@ -234,6 +236,24 @@ def describe_backend(backend_obj: Any) -> str:
     name = getattr(backend_obj, "__qualname__", None) or type(backend_obj).__qualname__
     module = getattr(backend_obj, "__module__", None) or type(backend_obj).__module__
     return f"{module}.{name}"
+
+
+def first_frame_function(target: Any) -> Any:
+    """For a module whose ``forward`` Dynamo's trace rules never compile as a frame of its
+    own (torch's classes: ``nn.Sequential``, ``nn.ModuleDict``...), the function whose frame
+    ``torch.compile`` compiles instead: ``OptimizedModule`` wraps the module in
+    ``external_utils.wrap_inline``, an ``inner(*args, **kwargs)`` closing over it as ``fn``
+    (torch/_dynamo/eval_frame.py ``OptimizedModule._initialize``). A new wrapper has that
+    frame's code object. None for anything else: its own ``forward`` is the first frame."""
+    from torch._dynamo import config, external_utils, trace_rules
+
+    if not isinstance(target, torch.nn.Module):
+        return None
+    forward = target.forward
+    if config.wrap_top_frame or (isinstance(forward, types.MethodType)
+                                 and trace_rules.check(forward)):
+        return external_utils.wrap_inline(target)
+    return None
 
 
 def innermost_fn(fn: Any) -> Any:

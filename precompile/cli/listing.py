@@ -105,6 +105,7 @@ def _entry_dict(pkg: Pkg, index: int, ed: dict[str, Any], guards: bool) -> dict[
                       "size": len(blobs.get(artifacts.get(b, {}).get("blob"), b""))}
                      for b in ed.get("backends", [])],
         "imports": ed.get("imports", {}),
+        "constant_calls": ed.get("constant_calls", []),
         "code": _code_info(ed.get("code")),
     }
     if guards:

@@ -186,7 +186,8 @@ def _print_entry(e: dict[str, Any]) -> None:
 
 
 def _entry_lines(e: dict[str, Any]) -> list[str]:
-    """An entry's guards, identity checks, guard tree, graph calls and imports, a line each."""
+    """An entry's guards, identity checks, guard tree, graph calls, imports and the constant
+    calls it asks again, a line each."""
     lines = [f"guard    {g['name'] or '(global state)'}: {g['type']}"
              + (f" {g['detail']}" if g["detail"] else "") for g in e.get("guards", [])]
     lines += [f"guard    shape: {s}" for s in e.get("shape_guards", [])]
@@ -196,7 +197,14 @@ def _entry_lines(e: dict[str, Any]) -> list[str]:
         "checks   none recorded (written by an earlier precompile: not installed)"]
     lines += [f"calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})" for b in e["backends"]]
     lines += [f"imports  {mod} as {alias}" for alias, mod in sorted(e["imports"].items())]
+    lines += [_constant_call_line(c) for c in e.get("constant_calls", [])]
     return lines
+
+
+def _constant_call_line(c: dict[str, Any]) -> str:
+    args = ", ".join([*map(repr, c.get("args", [])),
+                      *(f"{k}={v!r}" for k, v in c.get("kwargs", {}).items())])
+    return f"asks     {c.get('function')}({args}) == {c.get('value')!r} as {c.get('global_name')}"
 
 
 # ------------------------------------------------------------------ verify

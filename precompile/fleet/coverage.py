@@ -20,8 +20,9 @@ from typing import Any
 from .. import _torch
 from ..errors import PackageError, WarmupError
 from .report import COVERAGE, COVERED, FAILED, MISS, UNCHECKED, FleetReport, SignatureReport
-from .target import FleetTarget, fleet_target, frame_locals
+from .target import FleetTarget, fleet_target, first_frame
 from ..package.model import ROLE_MAIN
+from ..identity.names import code_fingerprint
 from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, size_variants
 
 _MAX_PART = 240
@@ -82,8 +83,8 @@ def _verdict(target: FleetTarget, sig: Signature, spec: Spec,
              sizes: dict[tuple[Any, int], int]) -> _torch.EntryVerdict:
     with mode_context(sig.mode):
         args, kwargs = build_inputs(sig, spec, sizes)
-        f_locals = frame_locals(target.impl, args, kwargs)
-        return _torch.check_entries(target.impl.main_code, f_locals)
+        code, f_locals = first_frame(target.impl, args, kwargs)
+        return _torch.check_entries(code, f_locals)
 
 
 def _miss_reason(label: str, verdict: _torch.EntryVerdict, target: FleetTarget) -> str:
@@ -94,10 +95,13 @@ def _miss_reason(label: str, verdict: _torch.EntryVerdict, target: FleetTarget) 
 
 
 def later_frames(target: FleetTarget) -> list[str]:
-    """Names of the frames with entries other than the function's own (graph-break resume
-    functions, functions compiled as their own frames)."""
+    """Names of the frames with entries other than the function's own first frame
+    (graph-break resume functions, functions compiled as their own frames)."""
+    wrapper = _torch.first_frame_function(target.impl.target)
+    first = (None if wrapper is None else
+             (wrapper.__code__.co_qualname, code_fingerprint(wrapper.__code__)))
     return sorted({f.qualname for f in target.impl.package.frames
-                   if f.role != ROLE_MAIN and f.entries})
+                   if f.role != ROLE_MAIN and f.entries and (f.qualname, f.fingerprint) != first})
 
 
 def _clip(parts: list[str]) -> str:

@@ -21,10 +21,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import itertools
+import types
 from typing import Any
 
 import torch
 
+from .. import _torch
 from ..cached_function import CachedFunction
 from ..errors import WarmupError
 from ..identity.names import main_function
@@ -94,14 +96,17 @@ def materialize(module: torch.nn.Module, device: str, seed: int = 0) -> None:
                 t.zero_()
 
 
-def frame_locals(impl: CachedFunction, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The locals of the first frame Dynamo would see for ``fn(*args, **kwargs)``: arguments
-    bound to the main function's parameters (``self`` for modules and methods, defaults
-    applied, ``*args``/``**kwargs`` collected) plus the values of its free variables, which
-    Dynamo's guards read as locals too (``L['func']`` in a decorator's wrapper)."""
-    fn = main_function(impl.target)
-    bound_self = _bound_self(impl.target)
+def first_frame(impl: CachedFunction, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> tuple[types.CodeType, dict[str, Any]]:
+    """The code of the first frame Dynamo compiles for ``fn(*args, **kwargs)`` and that
+    frame's locals: arguments bound to the function's parameters (``self`` for modules and
+    methods, defaults applied, ``*args``/``**kwargs`` collected) plus the values of its free
+    variables, which Dynamo's guards read as locals too (``L['func']`` in a decorator's
+    wrapper). For torch's own module classes (``nn.Sequential``...) that frame is not their
+    ``forward`` but the wrapper Dynamo puts around the module (``_torch.first_frame_function``)."""
+    wrapper = _torch.first_frame_function(impl.target)
+    fn = wrapper if wrapper is not None else main_function(impl.target)
+    bound_self = None if wrapper is not None else _bound_self(impl.target)
     sig = inspect.signature(fn, follow_wrapped=False)
     try:
         bound = (sig.bind(bound_self, *args, **kwargs) if bound_self is not None
@@ -115,7 +120,7 @@ def frame_locals(impl: CachedFunction, args: tuple[Any, ...],
             f_locals[name] = cell.cell_contents
         except ValueError:  # an empty cell is not a local yet
             continue
-    return f_locals
+    return fn.__code__, f_locals
 
 
 def _bound_self(target: Any) -> Any:

@@ -202,14 +202,43 @@ def shadowed_function(obj: Any) -> bool:
 
 
 def module_dict(module_name: str) -> dict[str, Any] | None:
-    """The globals of ``module_name``, importing it if needed; None if it does not import."""
+    """The globals the functions of ``module_name`` run in (``module_globals``), importing
+    it if needed; None if it does not import."""
     mod = sys.modules.get(module_name)
     if mod is None:
         try:
             mod = importlib.import_module(module_name)
         except Exception:  # noqa: BLE001 - a module that fails to import is not there
             return None
-    return mod.__dict__
+    return module_globals(mod)
+
+
+def module_globals(mod: types.ModuleType) -> dict[str, Any]:
+    """The dict the functions defined in ``mod`` read their globals from: ``mod.__dict__``,
+    except for a script run through ``runpy.run_path``. multiprocessing's spawn start method
+    (``torch.multiprocessing.spawn`` too) runs the parent's main script that way as
+    ``__mp_main__``: the code runs in a temporary module and only a *copy* of its globals
+    lands in ``sys.modules['__mp_main__']``, so its functions (and the frames Dynamo
+    compiles) keep reading the temporary dict. Globals placed for them, and guards on
+    ``G[...]``, belong in that dict."""
+    own = mod.__dict__
+    name = own.get("__name__")
+    for value in list(own.values()):
+        for fn in _functions_of(value):
+            scope = fn.__globals__
+            if scope is own:
+                return own
+            if scope.get("__name__") == name and scope.get("__file__") == own.get("__file__"):
+                return scope
+    return own
+
+
+def _functions_of(value: Any) -> Iterator[types.FunctionType]:
+    """``value`` if it is a function, or the functions in a class's own namespace."""
+    if isinstance(value, types.FunctionType):
+        yield value
+    elif isinstance(value, type):
+        yield from (v for v in vars(value).values() if isinstance(v, types.FunctionType))
 
 
 def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.CodeType | None:

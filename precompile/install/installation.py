@@ -27,6 +27,7 @@ from ..identity.guard_path import GuardPathError
 from ..package.artifacts import PrecompileContext
 from .kernel_files import restore_kernels
 from ..identity.bytecode import resolve_refs, retarget_filename
+from ..record.constant_calls import answer_again
 from ..identity.names import module_dict, resolve_code, resolve_importable
 from ..package.model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
 
@@ -157,7 +158,7 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     """Attach one stored entry to ``target``, or return why it is skipped. The globals it
     places are recorded in ``inst`` as they go, so a skipped entry leaves nothing behind
     that ``uninstall`` does not remove."""
-    why = _place_import_aliases(entry, scope, inst)
+    why = _place_import_aliases(entry, scope, inst) or _place_constant_calls(entry, scope, inst)
     if why is not None:
         return why
     at_call, why = _check_identities(entry, scope)
@@ -219,6 +220,23 @@ def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any],
     for alias, ref in entry.import_sources.items():
         if not _place_global(scope, alias, resolve_importable(ref), inst):
             return f"global {alias} names something else"
+    return None
+
+
+def _place_constant_calls(entry: GuardedEntry, scope: dict[str, Any],
+                          inst: Installation) -> str | None:
+    """The answers of the marked-constant calls the bytecode reads, asked again here
+    (constant_calls.py); why not when one answers differently or its name is taken."""
+    for call in entry.constant_calls:
+        same, why = answer_again(call)
+        if not same:
+            return f"global {call.global_name}: {why}"
+        if call.global_name not in scope:
+            inst.add_global(scope, call.global_name, call.value)
+            continue
+        held = scope[call.global_name]  # placed by another entry: the same answer, or taken
+        if type(held) is not type(call.value) or held != call.value:
+            return f"global {call.global_name} names something else"
     return None
 
 

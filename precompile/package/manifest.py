@@ -14,8 +14,8 @@ from .artifacts import BackendArtifact
 from ..errors import FormatError
 from ..format.envelope import sha256_hex
 from .keys import SourceRange
-from .model import (ROLE_MAIN, ROLE_RESUME, ROLES, FrameRecord, GuardedEntry, IdentityCheck,
-                    Package, StateInit)
+from .model import (ROLE_MAIN, ROLE_RESUME, ROLES, ConstantCall, FrameRecord, GuardedEntry,
+                    IdentityCheck, Package, StateInit)
 
 _MAX_BYPASSES = 50  # the most recent reasons an entry was not stored, kept for `inspect`
 
@@ -71,6 +71,7 @@ def _frame_dict(f: FrameRecord, pkg: Package, blobs: dict[str, bytes]) -> dict[s
             "guard_tree": e.guard_tree,
             "inference_mode": e.inference_mode,
             "state_inits": [i.to_dict() for i in e.state_inits],
+            "constant_calls": [c.to_dict() for c in e.constant_calls],
         })
     return {
         "role": f.role, "module": f.module, "qualname": f.qualname,
@@ -158,7 +159,8 @@ def _entry(ed: dict[str, Any]) -> GuardedEntry:
         # written before guard parity: empty, so the installer refuses the entry
         [_expect(d, str) for d in ed.get("guard_tree", [])],
         _expect(ed.get("inference_mode", False), bool),
-        [_state_init(d) for d in ed.get("state_inits", [])])
+        [_state_init(d) for d in ed.get("state_inits", [])],
+        [ConstantCall.from_dict(d) for d in ed.get("constant_calls", [])])
 
 
 def _state_init(d: dict[str, Any]) -> StateInit:

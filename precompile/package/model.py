@@ -54,6 +54,42 @@ class StateInit:
 
 
 @dataclasses.dataclass
+class ConstantCall:
+    """A global Dynamo placed for the bytecode that holds what a function marked
+    ``assume_constant_result`` returned (constant_calls.py): repeated, and compared, in
+    the loading process before the value is placed there again."""
+
+    global_name: str
+    function: str  # names.importable_name of the function (or of the wrapper found by name)
+    args: list[Any]  # plain constants only
+    kwargs: dict[str, Any]
+    value: Any  # None, bool, int, float or str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConstantCall:
+        """A stored call read back from a manifest (ValueError/TypeError when malformed)."""
+        call = cls(d["global_name"], d["function"], list(d["args"]), dict(d["kwargs"]),
+                   d["value"])
+        if not (isinstance(call.global_name, str) and isinstance(call.function, str)
+                and ":" in call.function and all(isinstance(k, str) for k in call.kwargs)
+                and all(is_plain(v) for v in [*call.args, *call.kwargs.values(), call.value])):
+            raise ValueError(f"malformed constant call {d!r}")
+        return call
+
+
+_PLAIN = (type(None), bool, int, float, str)
+_MAX_TEXT = 200  # a longer str argument or answer is not a probe's: not stored
+
+
+def is_plain(value: Any) -> bool:
+    """A value a constant call may take or answer: a short scalar, the same in every process."""
+    return type(value) in _PLAIN and not (isinstance(value, str) and len(value) > _MAX_TEXT)
+
+
+@dataclasses.dataclass
 class GuardedEntry:
     """One compiled version of a frame: guards -> transformed bytecode."""
 
@@ -70,6 +106,7 @@ class GuardedEntry:
     # as seen under the thread's dispatch state then, so they are rebuilt under it too.
     inference_mode: bool = False
     state_inits: list[StateInit] = dataclasses.field(default_factory=list)
+    constant_calls: list[ConstantCall] = dataclasses.field(default_factory=list)
 
     @property
     def entry_id(self) -> str:

@@ -45,6 +45,9 @@ class PendingEntry:
     optimizer_calls: list[tuple[Any, str, list[list[Any]], int]] = dataclasses.field(
         default_factory=list)
     reported: bool = False  # the bypass is in stats() already
+    # global name -> each marked-constant call Dynamo answered under it (constant_calls.py):
+    # a ConstantCall, or why that call cannot be repeated in another process
+    constant_calls: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
 
 
 class Recording(Protocol):

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from .. import _torch
-from . import first_step
+from . import constant_calls, first_step
 from ..package import keys
 from . import storable
 from ..identity.bytecode import code_with_refs, rename_globals
@@ -36,7 +36,7 @@ from ..package.artifacts import BackendArtifact, PrecompileContext
 from ..counters import STATS
 from ..package.model import (ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry, Package,
                              merge)
-from ..identity.names import code_fingerprint
+from ..identity.names import code_fingerprint, module_globals
 from .pending_entry import PendingEntry, never_raises, report_bypass
 from .recorder_hook import KeptByDynamo
 
@@ -123,7 +123,7 @@ class CompilePackage(KeptByDynamo, Package):
             for reason in _torch.failed_precompiled_guards(code):
                 self.on_guard_fail(reason, code)
         mod = sys.modules.get(frame.module)
-        before = frozenset(mod.__dict__) if mod is not None else frozenset()
+        before = frozenset(module_globals(mod)) if mod is not None else frozenset()
         pending = PendingEntry(frame, before)
         self._pending.append(pending)
         libs: list[str] = []
@@ -159,6 +159,7 @@ class CompilePackage(KeptByDynamo, Package):
             stack.enter_context(_torch.cacheable_graph_calls())
             stack.enter_context(_torch.optimizer_state_as_inputs())
             stack.enter_context(_torch.recording_state_inits(self._note_state_init))
+            stack.enter_context(_torch.recording_constant_calls(self._note_constant_call))
             if self.capture_kernels:
                 stack.enter_context(_torch.no_precompiled_headers())
             stack.enter_context(_torch.recording_kernel_libraries(self.capture_kernels, libs))
@@ -170,6 +171,14 @@ class CompilePackage(KeptByDynamo, Package):
         if self.current_entry is not None:
             self.current_entry.optimizer_calls.append(
                 (optimizer, source, args, _torch.optimizer_state_size(optimizer)))
+
+    @never_raises(None)
+    def _note_constant_call(self, global_name: str, fn: Any, args: list[Any] | None,
+                            kwargs: dict[str, Any] | None, value: Any) -> None:
+        """Dynamo answered a marked-constant call into ``global_name`` (constant_calls.py)."""
+        if self.current_entry is not None:
+            self.current_entry.constant_calls.setdefault(global_name, []).append(
+                constant_calls.record(fn, args, kwargs, value, global_name))
 
     def _note_outcome(self, pending: PendingEntry, error: BaseException | None) -> None:
         """A frame compiled without an entry: if Dynamo will run it eagerly from now on
@@ -296,7 +305,8 @@ class CompilePackage(KeptByDynamo, Package):
                              dict(pending.import_sources), list(pending.identity_checks),
                              _torch.take_guard_tree(),
                              inference_mode=torch.is_inference_mode_enabled(),
-                             state_inits=first_step.state_inits(pending.optimizer_calls))
+                             state_inits=first_step.state_inits(pending.optimizer_calls),
+                             constant_calls=storable.constant_globals(dynamo_code, pending))
         with self.lock:
             self._take_artifacts(entry.backend_ids)
             self.guard_blobs[sha] = guards_state
@@ -315,7 +325,8 @@ class CompilePackage(KeptByDynamo, Package):
             return why
         known = (set(pending.backend_ids) | set(pending.import_sources) | set(self._resume_names)
                  | self.resume_names() | pending.globals_before)
-        return storable.placed_globals(dynamo_code, mod, known, pending.import_sources)
+        return storable.placed_globals(dynamo_code, module_globals(mod), known,
+                                       pending.import_sources, pending.constant_calls)
 
     @never_raises(None)
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _torch
 from ..package.artifacts import PrecompileContext
-from ..package.model import IdentityCheck
+from ..package.model import ConstantCall, IdentityCheck
 from ..identity.bytecode import global_names
 from ..identity.checks import dict_keys_fingerprint
 from ..identity.names import importable_name, object_fingerprint
@@ -40,44 +40,68 @@ def artifact_problem(ctx: PrecompileContext, backend_ids: Iterable[str], *,
     return None
 
 
-def placed_globals(code: types.CodeType, mod: types.ModuleType, known: set[str],
-                   import_sources: dict[str, str]) -> str | None:
-    """Add to ``import_sources`` every global Dynamo placed in ``mod`` for this entry (not
-    in ``known``: the module's own names and the entry's graphs, aliases and resume
-    functions); returns why not when one cannot be found again by name."""
-    why = _bytecode_globals(code, mod.__dict__, known, import_sources)
+def placed_globals(code: types.CodeType, scope: dict[str, Any], known: set[str],
+                   import_sources: dict[str, str],
+                   constant_calls: dict[str, list[Any]] | None = None) -> str | None:
+    """Add to ``import_sources`` every global Dynamo placed in ``scope`` (the globals the
+    frame runs in, ``names.module_globals``) for this entry (not in ``known``: the module's
+    own names and the entry's graphs, aliases and resume functions); returns why not when
+    one cannot be found again by name nor made again by a marked-constant call
+    (``constant_calls``: global name -> what ``constant_calls.record`` made of each call)."""
+    why = _bytecode_globals(code, scope, known, import_sources, constant_calls or {})
     if why is None:
-        _guard_only_globals(mod, known, import_sources)
+        _guard_only_globals(scope, known, import_sources)
     return why
 
 
 def _bytecode_globals(code: types.CodeType, scope: dict[str, Any], known: set[str],
-                      import_sources: dict[str, str]) -> str | None:
+                      import_sources: dict[str, str],
+                      constant_calls: dict[str, list[Any]]) -> str | None:
     """Globals the entry's bytecode reads that Dynamo put into the module
-    (``install_global_by_id``: a module, or a class to rebuild an output with). The
-    bytecode cannot run without them, so one with no name makes the entry unstorable."""
+    (``install_global_by_id``: a module, or a class to rebuild an output with; the answer
+    of a marked-constant call). The bytecode cannot run without them, so one that can be
+    neither imported by name nor asked for again makes the entry unstorable."""
     for name in global_names(code):
         if name in known or name.startswith("__builtins_dict__") or name not in scope:
             continue
+        calls = constant_calls.get(name)
+        if calls:
+            why = next((c for c in calls if isinstance(c, str)), None)
+            if why is not None:
+                return (f"its bytecode needs the global {name!r} Dynamo placed in "
+                        f"{scope.get('__name__')}: the answer of {why}")
+            continue
         ref = importable_name(scope[name])
         if ref is None:
-            return f"its bytecode needs the runtime-only global {name!r}"
+            return (f"its bytecode needs the runtime-only global {name!r} (a "
+                    f"{type(scope[name]).__name__} Dynamo placed in {scope.get('__name__')}, "
+                    "with no name that finds it in another process)")
         import_sources[name] = ref
     return None
 
 
-def _guard_only_globals(mod: types.ModuleType, known: set[str],
+def constant_globals(code: types.CodeType, pending: Any) -> list[ConstantCall]:
+    """The marked-constant calls whose answers the entry's bytecode reads
+    (``PendingEntry.constant_calls``; ``_bytecode_globals`` made sure each is storable)."""
+    used = set(global_names(code))
+    found: list[ConstantCall] = []
+    for name, calls in pending.constant_calls.items():
+        found += [c for c in calls if name in used and isinstance(c, ConstantCall)
+                  and c not in found]  # every layer of a model asks the same
+    return found
+
+
+def _guard_only_globals(scope: dict[str, Any], known: set[str],
                         import_sources: dict[str, str]) -> None:
     """Globals only guards read, which Dynamo installs by id: a module it reaches an
     attribute through (torch 2.15 guards ``G['_<id>_c0'].Tensor``), or a namedtuple's
     ``__new__`` scope, where what it looks up is guarded. Stored by name when they have one;
     otherwise the guards that read them fail the install (never a guess), so a missing name
     is no reason to refuse the entry here."""
-    scope = mod.__dict__
     for name in scope.keys() - known:
         if not _DYNAMO_BY_ID.match(name) or name in import_sources:
             continue
-        ref = importable_name(scope[name]) or _namedtuple_scope_ref(scope[name], mod)
+        ref = importable_name(scope[name]) or _namedtuple_scope_ref(scope[name], scope)
         if ref is not None:
             import_sources[name] = ref
 
@@ -147,15 +171,15 @@ def _without_by_id_aliases(checks: list[tuple[str, str, Any]]) -> list[tuple[str
     return kept + [c for c in checks if _BY_ID_SOURCE.match(c[0]) and id(c[2]) not in pinned]
 
 
-def _namedtuple_scope_ref(scope: Any, mod: types.ModuleType) -> str | None:
+def _namedtuple_scope_ref(scope: Any, module_scope: dict[str, Any]) -> str | None:
     """A reference to ``scope`` if it is the globals of a namedtuple class's ``__new__``
     (``collections.namedtuple`` evaluates ``__new__`` in a namespace named
-    ``namedtuple_<typename>``) and that class can be found from ``mod`` by name."""
+    ``namedtuple_<typename>``) and that class can be found from ``module_scope`` by name."""
     if not isinstance(scope, dict) or not str(scope.get("__name__", "")).startswith("namedtuple_"):
         return None
     typename = scope["__name__"][len("namedtuple_"):]
-    candidates = [mod.__dict__.get(typename)] + [
-        getattr(v, typename, None) for v in mod.__dict__.values() if isinstance(v, types.ModuleType)]
+    candidates = [module_scope.get(typename)] + [
+        getattr(v, typename, None) for v in module_scope.values() if isinstance(v, types.ModuleType)]
     for cls in candidates:
         new = getattr(cls, "__new__", None)
         if isinstance(cls, type) and getattr(new, "__globals__", None) is scope:
