@@ -59,14 +59,15 @@ def versions(python: str) -> dict[str, str | None]:
 
 
 def run_batch(python: str, names: list[str], phase: str, scratch: Path, backend: str,
-              timeout: float) -> dict[str, dict[str, Any]]:
-    """One worker process; its RESULT rows by family, and an error row for every family it
-    never reported (a crash or a timeout takes the rest of the batch with it)."""
+              timeout: float, threads: int = 1) -> dict[str, dict[str, Any]]:
+    """One worker process (``threads`` intra-op threads: tiny models gain nothing from more,
+    and batches run side by side); its RESULT rows by family, and an error row for every
+    family it never reported (a crash or a timeout takes the rest of the batch with it)."""
     inductor = scratch / f"inductor-{phase}"
     env = {**os.environ, "PRECOMPILE_CACHE_DIR": str(scratch / "precompile"),
            "TORCHINDUCTOR_CACHE_DIR": str(inductor), "PYTHONDONTWRITEBYTECODE": "1",
            "PRECOMPILE_LOG": "error", "TMPDIR": str(scratch / "tmp"),
-           "TOKENIZERS_PARALLELISM": "false"}
+           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads)}
     (scratch / "tmp").mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {}
     cmd = [python, str(WORKER), phase, ",".join(names), "--backend", backend]
@@ -98,11 +99,12 @@ def verdict(cold: dict[str, Any], warm: dict[str, Any]) -> tuple[bool, list[str]
                if r.get("error")]
     if reasons:
         return False, reasons
-    reasons += [r for r in cold.get("miss_reasons", []) if r.startswith("not stored")]
-    reasons += [f"warm miss: {r}" for r in warm.get("miss_reasons", [])]
-    if warm.get("frames"):
+    stored_not = [r for r in cold.get("miss_reasons", []) if r.startswith("not stored")]
+    reasons += stored_not
+    reasons += [f"warm miss: {r}" for r in warm.get("miss_reasons", [])
+                if r not in stored_not and not r.endswith("(first compile)")]
+    if warm.get("frames"):  # the warm run's recompile reasons stay in the raw runs
         reasons.append(f"warm run traced {warm['frames']} frame(s)")
-        reasons += [f"recompile: {r.splitlines()[0]}" for r in warm.get("recompile_reasons", [])]
     if not warm.get("hits"):
         reasons.append("no package installed")
     for phase, r in (("cold", cold), ("warm", warm)):
@@ -176,7 +178,8 @@ def run_sweep(backend: str = "aot_eager", select: str = "", batch: int = 8, jobs
              or f["library"] in wanted]
     report: dict[str, Any] = {"benchmark": "model-family sweep", "backend": backend,
                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                              "versions": versions(sys.executable), "loadavg": os.getloadavg()}
+                              "versions": versions(sys.executable),
+                              "loadavg": [round(x, 1) for x in os.getloadavg()]}
     not_run: dict[str, str] = {}
     plan: list[tuple[str, list[str]]] = []
     main_names = [f["name"] for f in index if f["library"] != "timm"]
@@ -208,7 +211,10 @@ def run_sweep(backend: str = "aot_eager", select: str = "", batch: int = 8, jobs
         list(pool.map(lambda job: cold_then_warm(*job), plan))
     rows = summarize(index, cold, warm)
     rows += [not_run_row(f, not_run[f["name"]]) for f in index if f["name"] in not_run]
+    cpu = sum(max((r.get("process_cpu_s") or 0) for r in runs.values() if r["family"] in b)
+              for runs in (cold, warm) for _, b in plan)
     report.update(rows=rows, runs={"cold": cold, "warm": warm}, total_s=time.perf_counter() - t0,
+                  worker_cpu_s=cpu,
                   settings={"batch": batch, "jobs": jobs, "timm_python": timm_py})
     if own:
         import shutil
@@ -232,7 +238,8 @@ def markdown(report: dict[str, Any]) -> str:
             + (f"; timm rows: torch {timm.get('torch')}, torchvision {timm.get('torchvision')}, "
                f"timm {timm.get('timm')}" if timm else "")
             + f". Load average at start {report['loadavg']}; sweep took "
-              f"{report['total_s']:.0f} s.", ""]
+              f"{report['total_s']:.0f} s, {report['worker_cpu_s']:.0f} CPU-seconds in its "
+              f"workers.", ""]
     return "\n".join(head + [table(rows)]) + "\n"
 
 

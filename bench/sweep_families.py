@@ -128,7 +128,8 @@ for _name, _type, _cls, _extra in [
     ("deepseek_v3", "deepseek_v3", "DeepseekV3ForCausalLM",
      dict(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
           kv_lora_rank=16, q_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=8,
-          v_head_dim=16, first_k_dense_replace=1, n_group=1, topk_group=1)),
+          v_head_dim=16, first_k_dense_replace=1, n_group=1, topk_group=1,
+          num_key_value_heads=4)),  # multi-head latent attention: as many k/v heads as q
     ("olmo", "olmo", "OlmoForCausalLM", {}),
     ("olmo2", "olmo2", "Olmo2ForCausalLM", {}),
     ("starcoder2", "starcoder2", "Starcoder2ForCausalLM", {}),

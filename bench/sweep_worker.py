@@ -157,7 +157,8 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001 - one family's failure is its row, not the batch's
             row = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400],
                    "traceback": traceback.format_exc()[-2000:]}
-        row.update(family=name, phase=args.phase, wall_s=time.perf_counter() - t0)
+        row.update(family=name, phase=args.phase, wall_s=time.perf_counter() - t0,
+                   process_cpu_s=time.process_time())
         print("RESULT " + json.dumps(row, default=str), flush=True)
 
 
