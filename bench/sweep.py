@@ -174,6 +174,10 @@ def run_sweep(backend: str = "aot_eager", select: str = "", batch: int = 8, jobs
     timm_py = timm_python or (str(DEFAULT_TIMM_PYTHON) if DEFAULT_TIMM_PYTHON.exists() else "")
     index = family_index(sys.executable)
     wanted = set(select.split(",")) - {""}
+    unknown = wanted - {f[k] for f in index for k in ("name", "group", "library")}
+    if unknown:
+        raise SystemExit(f"unknown families, groups or libraries: {', '.join(sorted(unknown))}; "
+                         f"known families: {', '.join(f['name'] for f in index)}")
     index = [f for f in index if not wanted or f["name"] in wanted or f["group"] in wanted
              or f["library"] in wanted]
     report: dict[str, Any] = {"benchmark": "model-family sweep", "backend": backend,
