@@ -21,6 +21,10 @@ Scenarios (the parent never imports torch; every measurement is a new Python pro
   serving  K models x B shape buckets: seconds until every bucket is ready in a fresh replica
            with the baked store vs PyTorch's warm caches and eager, store bytes with and
            without shared kernels (bench/serving.py; --serving-k, --serving-buckets)
+  sweep    (only with --only sweep) 40+ model families (transformers, diffusers, timm), cold
+           then warm in fresh processes: warm-start yes/no, frames traced, warm/eager time,
+           the reason for every no (bench/sweep.py; --sweep-backend aot_eager|inductor,
+           --sweep-families; writes bench/results/sweep.{json,md})
 
 Repeats: every mode runs ``--repeat`` times (default 3; min and median reported). The
 writer modes (cold, pt_precompile_cold, precompile_cold: 20-60 s each on 2 cores) run in the
@@ -47,12 +51,14 @@ sys.path.insert(0, HERE)
 import overhead  # noqa: E402  (torch-free at import)
 import profile_start  # noqa: E402
 import serving  # noqa: E402
+import sweep  # noqa: E402
 import warm_start  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 FULL_WORKLOADS = "mlp,transformer,convnet,graph_breaks,train_step,dynamic_shapes,gpt2,bert"
 QUICK_WORKLOADS = "mlp,graph_breaks"
 SCENARIOS = ("startup", "guards", "frames", "profile", "serving")
+OPT_IN = ("sweep",)  # run only when --only names them
 
 
 def goals(summary: dict, guard_runs: list[dict]) -> str:
@@ -189,6 +195,10 @@ def main(argv=None) -> int:
     ap.add_argument("--serving-k", type=int, default=2, help="serving: models (default 2)")
     ap.add_argument("--serving-buckets", type=int, default=3,
                     help="serving: batch-size buckets per model (default 3)")
+    ap.add_argument("--sweep-backend", default="aot_eager",
+                    help="sweep: aot_eager (the CI tier's) or inductor (the full bench)")
+    ap.add_argument("--sweep-families", default="",
+                    help="sweep: family names, groups or libraries (default all)")
     ap.add_argument("--profile", action="store_true",
                     help="(the profile scenario runs by default; kept for explicitness)")
     ap.add_argument("--out", default=os.path.join(RESULTS, "latest"),
@@ -208,6 +218,7 @@ def main(argv=None) -> int:
     prof_w = args.profile_workload or ("mlp" if args.quick else "transformer")
     todo = [s for s in SCENARIOS if s not in args.skip.split(",")
             and (not args.only or s in args.only.split(","))]
+    todo += [s for s in OPT_IN if s in args.only.split(",")]
     import workloads
 
     for w in wl:
@@ -297,6 +308,14 @@ def main(argv=None) -> int:
                                       args.timeout, os.path.join(scratch, "serving"))
             report["serving"] = res
             finish("serving", "## Serving: K models x B buckets\n\n" + serving.tables(res), t)
+        if "sweep" in todo:
+            t = time.perf_counter()
+            print(f"== sweep: backend {args.sweep_backend}", flush=True)
+            res = sweep.run_sweep(args.sweep_backend, args.sweep_families,
+                                  scratch=os.path.join(scratch, "sweep"))
+            sweep.write(res, os.path.join(RESULTS, "sweep"))
+            report["sweep"] = {k: v for k, v in res.items() if k != "runs"}
+            finish("sweep", "## Model-family sweep\n\n" + sweep.markdown(res), t)
         if summary or guard_runs:
             text = "## Goals (reported, not asserted)\n\n" + goals(summary, guard_runs)
             print(text, flush=True)
