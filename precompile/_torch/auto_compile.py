@@ -119,13 +119,19 @@ def unpatch_compile() -> None:
 
 
 def dynamo_frames_total() -> int:
-    """Frames Dynamo compiled in this process, precompile's or not (0 if it never loaded)."""
+    """Frames Dynamo traced in this process, precompile's or not (0 if it never loaded).
+    Each trace is one ``_compile.compile_inner`` timing; ``counters["frames"]["total"]``
+    would also count every frame Dynamo only looked at and skipped (DDP's helpers, frames
+    without tensors), which a warm process sees too."""
     import sys
 
     utils = sys.modules.get("torch._dynamo.utils")
     if utils is None:
         return 0
-    return int(utils.counters["frames"].get("total", 0))
+    metrics = getattr(utils, "compilation_time_metrics", None)
+    if isinstance(metrics, dict):
+        return len(metrics.get("_compile.compile_inner", ()))
+    return int(utils.counters["stats"].get("unique_graphs", 0))
 
 
 def _name(model: Any) -> str:
