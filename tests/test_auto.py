@@ -199,7 +199,8 @@ def test_module_compile_method(tmp_path: Path) -> None:
     backward, Inductor. Two models compile the same code (``Module._call_impl``): each has
     a package of its own (the key names the submodule structure), both are warm."""
     cold, warm = Program(tmp_path, MODEL_COMPILE).cold_then_warm()
-    assert cold.stats["saves"] == 2 and len(list((tmp_path / "cache").glob("*.pcpkg"))) == 2
+    packages = list((tmp_path / "cache").glob("Module._call_impl-*.pcpkg"))
+    assert cold.stats["saves"] == 2 and len(packages) == 2, cold.describe()
     assert warm.stats["hits"] == 2, warm.describe()
 
 
@@ -378,13 +379,13 @@ def test_same_packages_as_the_explicit_decorator(tmp_path: Path) -> None:
     written = prog.run(PRECOMPILE_AUTO="", FORM="decorator")
     assert written.proc.returncode == 0 and "TARGET True" in written.proc.stdout, \
         written.describe()
-    assert len(list(prog.cache.glob("*.pcpkg"))) == 1, written.describe()
+    assert len(list(prog.cache.glob("f-*.pcpkg"))) == 1, written.describe()
     auto = prog.run(FORM="mode")
     auto.assert_warm_of(written)
     both = prog.run(FORM="both")
     both.assert_warm_of(written)
     assert "TARGET True" in both.proc.stdout and both.stats["hits"] == 1, both.describe()
-    assert len(list(prog.cache.glob("*.pcpkg"))) == 1
+    assert len(list(prog.cache.glob("f-*.pcpkg"))) == 1
 
 
 DISABLED = """
@@ -425,3 +426,15 @@ def test_precompile_run_and_stats(tmp_path: Path) -> None:
                             str(stats)], capture_output=True, text=True, timeout=120, env=env)
     assert shown.returncode == 0, shown.stderr
     assert "1 misses, 1 saves" in shown.stdout and "functions" in shown.stdout, shown.stdout
+
+
+def test_precompile_run_a_command(tmp_path: Path) -> None:
+    """``precompile run -- COMMAND``: the command (here another python) gets the variable
+    and turns the mode on through the .pth file."""
+    prog = Program(tmp_path, NO_COMPILE)
+    proc = subprocess.run([sys.executable, "-m", "precompile", "run", "--", sys.executable,
+                           str(prog.path), str(tmp_path / "out.pt")], capture_output=True,
+                          text=True, timeout=600, cwd=str(tmp_path),
+                          env=prog.env(PRECOMPILE_AUTO=""))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["replaced"] is True, proc.stdout

@@ -17,6 +17,8 @@ import os
 import runpy
 import site
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from precompile import settings
 
@@ -57,13 +59,13 @@ def run(argv: list[str]) -> int:
     return 0  # not reached: execvp replaces this process
 
 
-def _in_process(start: object, argv: list[str], path0: str) -> int:
+def _in_process(start: Callable[[], Any], argv: list[str], path0: str) -> int:
     from precompile import auto
 
     auto.boot()
     sys.argv = list(argv)
     sys.path.insert(0, path0)  # what python puts first for a script (or the cwd for -m)
-    start()  # type: ignore[operator]
+    start()
     return 0
 
 
