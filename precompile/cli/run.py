@@ -38,6 +38,7 @@ def run(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         return 0 if argv else 2
     os.environ[settings.AUTO] = "1"
+    settings.share_auto_run()  # every process under this command adds to one stats file
     if argv[0] == "-m":
         if len(argv) < 2:
             raise CliError("run -m needs a module name")
