@@ -52,6 +52,10 @@ def cached(fn: Any = None, *, cache_dir: Any = None, backend: Any = "inductor",
             cached, cache_dir=cache_dir, backend=backend, store=store, strict=strict,
             eager_backward=eager_backward, single_flight=single_flight,
             wait_timeout=wait_timeout, signing_key=signing_key, **compile_kwargs)
+    made = getattr(fn, "_precompile_auto", None)  # torch.compile's, under PRECOMPILE_AUTO
+    if made is not None:  # cache what torch.compile was given, once, with its options
+        fn, backend = made.model, made.backend
+        compile_kwargs = {**made.compile_kwargs, **compile_kwargs}
     if settings.or_default(lambda: settings.flag(settings.DISABLE), False, strict=False):
         return fn if _torch.unwrap_compiled(fn) is not None else torch.compile(
             fn, backend=backend, **compile_kwargs)
@@ -105,6 +109,11 @@ def _front(impl: CachedFunction) -> Any:
 
     wrapper._precompile = impl  # type: ignore[attr-defined]
     return wrapper
+
+
+def is_cached(obj: Any) -> bool:
+    """Whether ``obj`` is what ``precompile.cached`` or ``precompile.load`` returned."""
+    return isinstance(getattr(obj, "_precompile", None), CachedFunction)
 
 
 def _impl_of(obj: Any) -> CachedFunction:

@@ -150,7 +150,10 @@ class CachedFunction:
     def _key_factors(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, str]:
         """The package key's inputs for this first call; sets the package's key."""
         roots = [self.target, *args, *kwargs.values()]
-        tree = keys.module_tree(self.target) if isinstance(self.target, torch.nn.Module) else None
+        # a module's bound method (``model.compile()`` compiles ``model._call_impl``): the
+        # code is shared by every module, the submodule structure tells models apart
+        owner = getattr(self.target, "__self__", self.target)
+        tree = keys.module_tree(owner) if isinstance(owner, torch.nn.Module) else None
         factors = keys.key_factors(self.main_code, self.module, self.backend_desc,
                                    dynamic=self.dynamic, fullgraph=self.fullgraph,
                                    device_types=_torch.tensor_device_types(roots),

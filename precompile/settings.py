@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -30,6 +31,8 @@ TRUST_SHARED_CACHE = "PRECOMPILE_TRUST_SHARED_CACHE"  # use stores other users c
 FULL_IMPORTS = "PRECOMPILE_FULL_IMPORTS"  # load graphs the way torch does
 LOG = "PRECOMPILE_LOG"  # debug|info|warning|error
 STATS_FILE = "PRECOMPILE_STATS_FILE"  # where the pytest plugin writes the counters
+AUTO = "PRECOMPILE_AUTO"  # every torch.compile in the process (and its children) is cached
+AUTO_RUN = "PRECOMPILE_AUTO_RUN"  # set by the first auto process: its children share a stats file
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -96,6 +99,17 @@ def signing_key() -> bytes | None:
                            f"off; set it to the key, or unset {SIGNING_KEY} to run without "
                            "signing")
     return raw.encode()
+
+
+def share_auto_run() -> str:
+    """The ``PRECOMPILE_AUTO`` run this process belongs to: the first process of a run names
+    it (pid and start time) in the environment, its children inherit the name, so all of
+    them add up in one stats file rather than overwrite each other's."""
+    run = text(AUTO_RUN)
+    if run is None:
+        run = f"{os.getpid()}-{time.time_ns()}"
+        os.environ[AUTO_RUN] = run
+    return run
 
 
 def log_level() -> str | None:

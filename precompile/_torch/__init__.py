@@ -23,6 +23,7 @@ One module per engine concern:
     constant_calls   calls to assume_constant_result functions Dynamo answers while tracing
     ddp              frames DDPOptimizer compiles keep precompile's package
     compat           the differences between torch 2.13, 2.14 and 2.15
+    auto_compile     ``torch.compile`` replaced in place, for ``PRECOMPILE_AUTO``
 
 Every change precompile makes to torch's state, and how long it lasts:
 
@@ -44,6 +45,9 @@ Every change precompile makes to torch's state, and how long it lasts:
   probe set on the ISA objects, when this CPU's features match exactly
   (cpu_isa.use_recorded_cpu_isa); ``torch._dynamo.reset_code_caches`` also tells
   precompile, which uninstalls its entries (entries.on_dynamo_reset);
+* under ``PRECOMPILE_AUTO`` only, from the end of ``import torch``: the ``torch.compile``
+  attribute, a function that hands each call to ``precompile.cached`` or to torch's own
+  (auto_compile.patch_compile);
 * while one of precompile's frames compiles: ``torch._dynamo.decorators.mark_static_address``
   with ``guard=False`` (compile.optimizer_state_as_inputs), Inductor's
   ``unsafe_marked_cacheable_functions`` (compile.cacheable_graph_calls: a few graph calls and
@@ -88,6 +92,13 @@ from .compile import (
     optimize,
     optimizer_state_as_inputs,
     unwrap_compiled,
+)
+from .auto_compile import (
+    CompileCall,
+    PlainCompile,
+    dynamo_frames_total,
+    patch_compile,
+    unpatch_compile,
 )
 from .constant_calls import marked_constant, recording_constant_calls
 from .constants import rebuild_value, value_ref
@@ -144,6 +155,7 @@ from .guard_recording import rebuild_function  # noqa: E402
 
 
 __all__ = [
+    "CompileCall", "PlainCompile", "dynamo_frames_total", "patch_compile", "unpatch_compile",
     "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
     "EntryVerdict", "HitCounter", "add_call_guard", "add_epilogue_guard", "bundle_lazy_backwards",
     "cacheable_graph_calls", "check_entries", "codegen_env", "compiled_original",

@@ -10,6 +10,7 @@
     precompile export CACHE FILE                a cache's packages in one archive
     precompile import FILE [--cache CACHE]      an archive's packages into a cache
     precompile stats [--file FILE]              counters a run wrote to $PRECOMPILE_STATS_FILE
+    precompile run [--] script.py|-m mod|CMD    a program with PRECOMPILE_AUTO=1 (cli/run.py)
 
 ``python -m precompile ...`` runs the same commands.
 
@@ -55,12 +56,20 @@ from precompile.errors import SettingError
 from . import text
 from .common import EXIT_ERROR, EXIT_OK, CliError
 from .parser import build_parser, parse_age, parse_size
+from .run import run
 
 __all__ = ["main", "build_parser", "parse_age", "parse_size", "write_stats_file"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status (errors are printed, never raised)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # everything after it is the program's, not ours to parse
+        try:
+            return run(argv[1:])
+        except CliError as e:
+            text.emit(f"precompile run: {e}", file=sys.stderr)
+            return EXIT_ERROR
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

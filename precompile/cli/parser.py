@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse the archive if reading and verifying it takes longer (900)")
     p.set_defaults(func=cmd_import)
 
+    p = add("run", "run a program with PRECOMPILE_AUTO=1: `precompile run [--] script.py "
+               "ARGS`, `-m module ARGS` or any COMMAND (torchrun ...)", json_flag=False)
+    p.add_argument("program", nargs="*", metavar="PROGRAM")
+
     p = add("stats", "show the counters a run wrote to $PRECOMPILE_STATS_FILE")
     p.add_argument("--file", metavar="FILE", help="stats file (default $PRECOMPILE_STATS_FILE)")
     p.set_defaults(func=cmd_stats)

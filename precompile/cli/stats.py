@@ -44,4 +44,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
         text.print_json(doc)
     else:
         text.print_stats(path, doc)
+        _print_processes(doc)
     return EXIT_OK
+
+
+def _print_processes(doc: dict[str, Any]) -> None:
+    """A ``PRECOMPILE_AUTO`` run's file has a line per process that compiled."""
+    processes = doc.get("processes")
+    if not isinstance(processes, list):
+        return
+    from precompile.auto_report import summary_line
+
+    text.emit(f"  {len(processes)} process(es) of this run:")
+    for p in processes:
+        if isinstance(p, dict) and isinstance(p.get("stats"), dict):
+            text.emit("  " + summary_line(p["stats"], p.get("pid", "?")))
