@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "precompile"
 BASE = {"errors", "counters", "settings", "probes"}
-FACE = {"__init__", "api", "cached_function", "policy", "pytest_plugin"}
+FACE = {"__init__", "api", "cached_function", "policy", "pytest_plugin", "auto", "auto_report"}
 RANK = {"base": 0, "format": 1, "identity": 2, "package": 3, "read": 4, "record": 5,
         "install": 6, "face": 7, "fleet": 8, "cli": 9}
 TORCH_LAYER_IMPORTS = {"base", "format", "identity", "_torch"}

@@ -64,7 +64,8 @@ __all__ = ["main", "build_parser", "parse_age", "parse_size", "write_stats_file"
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status (errors are printed, never raised)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["run"]:  # everything after it is the program's, not ours to parse
+    if argv[:1] == ["run"] and argv[1:2] not in (["-h"], ["--help"]):
+        # everything after it is the program's, not ours to parse
         try:
             return run(argv[1:])
         except CliError as e:
