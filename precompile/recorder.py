@@ -341,6 +341,10 @@ class CompilePackage(KeptByDynamo, Package):
                     # The unstripped name (``L['self'].act``, not ``self.act``) says
                     # unambiguously whether the object is reached from the call's locals.
                     checks.append((_torch.guard_source_name(e), e.guard_type, e.value))
+            elif e.guard_type == "TYPE_MATCH" and e.has_value and _torch.refused_type_match(e.value):
+                # A class no other process finds by name: checked by fingerprint instead.
+                pending.live_only.append(_torch.keep_guard_live_only(e))
+                checks.append((f"type({_torch.guard_source_name(e)})", "TYPE_MATCH", type(e.value)))
         pending.identity_checks.extend(storable.identity_checks(checks))
         for e, check in storable.dict_keys_checks(entries):
             pending.live_only.append(_torch.keep_guard_live_only(e))
