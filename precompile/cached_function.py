@@ -24,7 +24,8 @@ from .explain import explain_absent
 from .install import Installation, install
 from .loading import Miss
 from .model import Package
-from .names import closure_fingerprint, function_label, main_code
+from .names import (closure_fingerprint, function_label, main_code, main_locals,
+                    unowned_globals)
 from .policy import Policy
 from .recorder import CompilePackage
 from .recorder_hook import RecorderHook
@@ -57,6 +58,8 @@ class CachedFunction:
                                       eager_backward=policy.eager_backward,
                                       capture_kernels=self.backend_desc.startswith("inductor"),
                                       skip_on_soft_failure=not fullgraph)
+        self.package.main_globals = unowned_globals(target)
+        self.package.main_locals = main_locals(target)
         self.compiled = _torch.optimize(backend_obj, self.package, dynamic=dynamic,
                                         fullgraph=fullgraph,
                                         guard_filter_fn=RecorderHook(self.package.guard_filter),

@@ -45,6 +45,9 @@ class PendingEntry:
     optimizer_calls: list[tuple[Any, str, list[list[Any]], int]] = dataclasses.field(
         default_factory=list)
     reported: bool = False  # the bypass is in stats() already
+    # id(f.__globals__) -> the guard source of a function f an identity guard pinned: how a
+    # scope no module owns (``___unnamed_scope_<id>``) is found again (storable.py)
+    globals_sources: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 class Recording(Protocol):

@@ -161,7 +161,7 @@ def _pickling_functions_by_code(original: Any) -> Any:
             reduced = original(self, obj)
         except PackageError as e:  # an instance of a class made in a function
             reduced = e
-        standin = replacement(obj, reduced)
+        standin = replacement(obj, reduced, self.guard_tree_values)
         if standin is not None:
             return standin
         if isinstance(reduced, Exception):

@@ -35,6 +35,7 @@ from ..names import importable_name
 # Objects pickle saves by name or as primitives, never through their reduction.
 _SAVED_BY_PICKLE = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
                     types.MethodType, types.CodeType, types.CellType, tuple)
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
 # Class attributes never copied onto a rebuilt class.
 _NOT_COPIED = frozenset({"__dict__", "__weakref__", "__module__", "__qualname__"})
 
@@ -56,17 +57,19 @@ def refused_type_match(value: Any) -> bool:
     return unnamed_class(type(value))
 
 
-def replacement(obj: Any, reduced: Any) -> tuple[Any, ...] | None:
+def replacement(obj: Any, reduced: Any, guarded: dict[int, Any]) -> tuple[Any, ...] | None:
     """What to pickle instead of ``obj``, given what Dynamo's pickler made of it
     (``reduced``: its reduction, ``NotImplemented`` for pickle's default, or the error it
-    raised), or None to keep that."""
+    raised), or None to keep that. ``guarded``: the objects the guard tree reads, by id."""
     import torch
     from torch._dynamo.guards import _Missing
 
     if isinstance(reduced, tuple) and reduced and reduced[0] is _Missing:
         return None  # pruned: no guard reads it
     if isinstance(obj, type):
-        return _class_reduction(obj) if reduced is NotImplemented and unnamed_class(obj) else None
+        if reduced is NotImplemented and unnamed_class(obj):
+            return _class_reduction(obj, guarded)
+        return None
     if isinstance(obj, (_SAVED_BY_PICKLE, torch.Tensor)) or type(obj).__module__ == "builtins":
         return _descriptor_reduction(obj)
     dynamo_standin = isinstance(reduced, tuple) and getattr(
@@ -74,7 +77,9 @@ def replacement(obj: Any, reduced: Any) -> tuple[Any, ...] | None:
     refused = reduced is NotImplemented or isinstance(reduced, Exception) or dynamo_standin
     if refused and (unnamed_class(type(obj)) or (reduced is NotImplemented
                                                   and _reduction_raises(obj))):
-        return _standin_reduction(obj)
+        if id(obj) not in guarded:  # pruned, as Dynamo prunes the modules no guard reads
+            return _Missing, ("unpicklable object no guard reads",)
+        return _standin_reduction(obj, guarded)
     return None
 
 
@@ -125,8 +130,13 @@ def unowned_function(fn: types.FunctionType) -> bool:
     return not isinstance(fn.__module__, str) or fn.__module__ not in sys.modules
 
 
-def _class_reduction(cls: type) -> tuple[Any, ...]:
-    attrs = {k: v for k, v in vars(cls).items() if k not in _NOT_COPIED}
+def _class_reduction(cls: type, guarded: dict[int, Any]) -> tuple[Any, ...]:
+    """The class made again from its bases and the part of its body the guards read; the
+    rest is pruned the way Dynamo prunes a module's attributes (``_Missing``)."""
+    from torch._dynamo.guards import _Missing
+
+    attrs = {k: v if id(v) in guarded else _Missing("class attribute no guard reads")
+             for k, v in vars(cls).items() if k not in _NOT_COPIED}
     # The body goes in the state, pickled after the class is memoized: attributes that
     # refer back to the class (FX's ``_wrapped_call``) then find it.
     return (rebuild_class, (cls.__name__, cls.__qualname__, cls.__module__, cls.__bases__),
@@ -142,11 +152,16 @@ def _descriptor_reduction(obj: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def _standin_reduction(obj: Any) -> tuple[Any, tuple[Any, ...]] | None:
+def _standin_reduction(obj: Any, guarded: dict[int, Any]) -> tuple[Any, tuple[Any, ...]] | None:
+    """The object's class and the attributes the guards read (plain values always)."""
+    from torch._dynamo.guards import _Missing
+
     state = getattr(obj, "__dict__", None)
     if not isinstance(state, dict):
         return None
-    return rebuild_standin, (type(obj), dict(state))
+    kept = {k: v if id(v) in guarded or isinstance(v, _PLAIN) else _Missing("attribute")
+            for k, v in state.items()}
+    return rebuild_standin, (type(obj), kept)
 
 
 def _reduction_raises(obj: Any) -> bool:
