@@ -222,10 +222,11 @@ def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any], inst: Inst
             value: Any = scope
         elif ref.startswith(GLOBALS_OF):  # a function's globals, found through its source
             roots = Roots(identity.GlobalsView(scope), frame_locals)  # type: ignore[arg-type]
+            owner = ref[len(GLOBALS_OF):]
             try:
-                value = parse(ref[len(GLOBALS_OF):]).resolve(roots).__globals__
+                value = parse(owner).resolve(roots).__globals__
             except Exception as e:  # noqa: BLE001 - not found before the call: not installed
-                return f"the globals of {ref[len(GLOBALS_OF):]} cannot be found ({type(e).__name__})"
+                return f"the globals of {owner} cannot be found ({type(e).__name__})"
         else:
             value = resolve_importable(ref)
         if not _place_global(scope, alias, value, inst):

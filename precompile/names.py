@@ -72,51 +72,6 @@ def _feed_const(h: Any, const: Any) -> None:
         h.update(f"{type(const).__name__}:{const!r}".encode())
 
 
-def class_body_fingerprint(cls: type) -> str:
-    """sha256 of what a class no other process finds by name *does*: every attribute of it
-    and of its bases up to the first named one (methods by code and closure, plain values by
-    value, others by type). Such a class is made at run time (inside a function, by
-    ``type()``, or as FX's per-module ``GraphModuleImpl`` with generated ``forward`` code
-    that has no source file), so its name alone says nothing about its body."""
-    h = hashlib.sha256()
-    for klass in cls.__mro__:
-        h.update(f"{klass.__module__}.{klass.__qualname__}".encode())
-        if importable_name(klass) is not None:
-            break
-        for name, attr in sorted(vars(klass).items(), key=lambda item: item[0]):
-            if name not in ("__dict__", "__weakref__", "__doc__"):
-                h.update(f"{name}={_attribute_fingerprint(attr)};".encode())
-    return h.hexdigest()
-
-
-def _attribute_fingerprint(attr: Any) -> str:
-    if isinstance(attr, (staticmethod, classmethod)):
-        attr = attr.__func__
-    if isinstance(attr, property):
-        return ",".join(_attribute_fingerprint(f) for f in (attr.fget, attr.fset, attr.fdel))
-    if isinstance(attr, types.FunctionType):
-        cells = []
-        for cell in attr.__closure__ or ():
-            try:
-                cells.append(_cell_fingerprint(cell.cell_contents))
-            except ValueError:  # an empty cell
-                cells.append("empty")
-        return f"{code_fingerprint(attr.__code__)}({','.join(cells)})"
-    return _cell_fingerprint(attr)
-
-
-def _cell_fingerprint(value: Any) -> str:
-    """A closed-over or class-level value, without recursing into classes (a method's
-    ``__class__`` cell is its own class)."""
-    if isinstance(value, type):
-        return f"class:{value.__module__}.{value.__qualname__}"
-    if isinstance(value, (types.FunctionType, types.ModuleType)):
-        return _layer_fingerprint(value)
-    if isinstance(value, (int, float, str, bytes, bool, type(None))):
-        return f"{type(value).__name__}:{value!r}"
-    return f"instance:{type(value).__module__}.{type(value).__qualname__}"
-
-
 # Between the layers of a ``functools.wraps`` chain in a fingerprint, outermost first.
 WRAPS = " > "
 
@@ -149,6 +104,8 @@ def _layer_fingerprint(value: Any) -> str:
         own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
         return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
     if isinstance(value, type):
+        from .class_body import class_body_fingerprint  # it fingerprints methods with this module
+
         body = "" if importable_name(value) is not None else f":{class_body_fingerprint(value)}"
         return f"class:{value.__module__}.{value.__qualname__}{body}"
     if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):

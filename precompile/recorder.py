@@ -353,7 +353,8 @@ class CompilePackage(KeptByDynamo, Package):
                     scope = getattr(e.value, "__globals__", None)
                     if isinstance(scope, dict):
                         pending.globals_sources.setdefault(id(scope), _torch.guard_source_name(e))
-            elif e.guard_type == "TYPE_MATCH" and e.has_value and _torch.refused_type_match(e.value):
+            elif (e.guard_type == "TYPE_MATCH" and e.has_value
+                  and _torch.refused_type_match(e.value)):
                 # A class no other process finds by name: checked by fingerprint instead.
                 pending.live_only.append(_torch.keep_guard_live_only(e))
                 checks.append((f"type({_torch.guard_source_name(e)})", "TYPE_MATCH", type(e.value)))
