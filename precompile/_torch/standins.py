@@ -27,6 +27,8 @@ of its body, so a changed class body or generated ``forward`` is a miss, never a
 """
 from __future__ import annotations
 
+import builtins
+import sys
 import types
 from typing import Any
 
@@ -115,8 +117,6 @@ def rebuild_unowned_function(code: types.CodeType, name: str, qualname: str,
                              closure: tuple[types.CellType, ...] | None) -> types.FunctionType:
     """A function no module owns (FX's generated ``forward``, ``__module__`` None) made
     again for guards to read: its code, defaults and closure, with empty globals."""
-    import builtins
-
     fn = types.FunctionType(code, {"__builtins__": builtins}, name, defaults, closure)
     fn.__qualname__ = qualname
     fn.__kwdefaults__ = kwdefaults
@@ -125,8 +125,6 @@ def rebuild_unowned_function(code: types.CodeType, name: str, qualname: str,
 
 def unowned_function(fn: types.FunctionType) -> bool:
     """A function whose module is not importable: only its code can bring it back."""
-    import sys
-
     return not isinstance(fn.__module__, str) or fn.__module__ not in sys.modules
 
 
