@@ -27,7 +27,8 @@ from .read.explain import explain_absent
 from .install.installation import Installation, install
 from .read.loading import Miss
 from .package.model import Package
-from .identity.names import closure_fingerprint, function_label, main_code
+from .identity.names import (closure_fingerprint, function_label, main_code, main_locals,
+                             unowned_globals)
 from .policy import Policy
 from .record.recorder import CompilePackage
 from .record.recorder_hook import RecorderHook
@@ -60,6 +61,8 @@ class CachedFunction:
                                       eager_backward=policy.eager_backward,
                                       capture_kernels=self.backend_desc.startswith("inductor"),
                                       skip_on_soft_failure=not fullgraph)
+        self.package.main_globals = unowned_globals(target)
+        self.package.main_locals = main_locals(target)
         self.compiled = _torch.optimize(backend_obj, self.package, dynamic=dynamic,
                                         fullgraph=fullgraph,
                                         guard_filter_fn=RecorderHook(self.package.guard_filter),

@@ -429,7 +429,9 @@ def _cold_warm_changed(scenario: Scenario, program: str) -> Run:
 
 def test_test_package_programs(scenario: Scenario) -> None:
     changed = _cold_warm_changed(scenario, TEST_PACKAGE)
-    assert changed.stats["bypasses"] >= 3  # the configs that cannot pickle: never stored
+    # The configs that cannot pickle (a bypass upstream) are stored as stand-ins and their
+    # guards checked in the next process (precompile/_torch/standins.py).
+    assert changed.stats["bypasses"] == 0, changed.stats["miss_reasons"]
 
 
 def test_test_precompile_package_programs(scenario: Scenario) -> None:

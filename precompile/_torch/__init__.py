@@ -15,6 +15,7 @@ One module per engine concern:
     guard_recording  guard serialization while one of precompile's frames compiles
     guard_loading    serialized guard state -> Dynamo's C++ guard manager
     guard_parity     the rebuilt guard tree checks what Dynamo's tree checked when compiling
+    standins         objects Dynamo's guard pickler refuses, stored as stand-ins
     entries          Dynamo's per-code cache of precompiled entries (eval_frame)
     environment      versions, GPUs, configs and variables compiled code depends on
     cpu_isa          Inductor's CPU vector-ISA probe, recorded and reused
@@ -127,6 +128,7 @@ from .environment import (
 from .hops import take_cache_refusal
 from .guard_loading import dataclass_fields, load_guard_manager, unpickle_guards_state
 from .guard_parity import tree_changes
+from .standins import refused_type_match
 from .guard_recording import (
     IDENTITY_GUARD_TYPES,
     dict_key_by_id,
@@ -168,7 +170,7 @@ __all__ = [
     "marked_constant", "recording_constant_calls",
     "no_precompiled_headers", "on_dynamo_reset", "optimize", "optimizer_param_count",
     "optimizer_state_as_inputs", "optimizer_state_size", "rebuild_value", "recording_guards",
-    "recording_state_inits",
+    "recording_state_inits", "refused_type_match",
     "recording_kernel_libraries", "reserve_global_names", "reset_entries",
     "serialize_backend", "skip_code", "subscribe_backend_artifacts", "system_info",
     "take_cache_refusal", "take_guard_failure", "take_guard_tree", "tensor_device_types",

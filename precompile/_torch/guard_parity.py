@@ -173,7 +173,7 @@ def _under_any(source: str, roots: set[str]) -> bool:
     ``G['m'].fn`` checks the id of ``G['m'].fn.__code__``; a dict's identity guard checks
     the ids of its keys, ``list(dict.keys(G['d']))[0]``)."""
     key_of = _DICT_KEY.match(source)
-    if key_of is not None:
+    if key_of is not None and source not in roots:
         return _under_any(key_of.group(1), roots)
     return source in roots or any(
         source.startswith(root) and source[len(root)] in ".[" for root in roots

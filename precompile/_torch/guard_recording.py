@@ -13,6 +13,7 @@ from typing import Any
 
 from ..identity.names import shadowed_function as _shadowed_function
 from .guard_parity import rebuild_for_parity, recorded_tree
+from .standins import rebuild_unowned_function, replacement, unowned_function
 
 
 # Guard kinds that hold a process-specific identity (an id() or a dict version). Dynamo
@@ -138,6 +139,8 @@ def _pickling_functions_by_code(original: Any) -> Any:
     """``GuardsStatePickler.reducer_override`` that pickles nested and decorator-shadowed
     functions through ``rebuild_function`` while recording (not precompile's own front
     functions, which keep Dynamo's placeholder)."""
+    from torch._dynamo.exc import PackageError
+
     @functools.wraps(original)
     def reducer_override(self: Any, obj: Any) -> Any:
         if not getattr(_RECORDING, "depth", 0):
@@ -150,7 +153,19 @@ def _pickling_functions_by_code(original: Any) -> Any:
                 obj.__kwdefaults__, obj.__closure__)
         if getattr(_RECORDING, "depth", 0) and inspect.ismethod(obj) and not _bound_by_name(obj):
             return type(self)._unpickle_bound_method, (obj.__func__, obj.__self__)
-        reduced = original(self, obj)
+        if inspect.isfunction(obj) and unowned_function(obj):
+            return rebuild_unowned_function, (
+                obj.__code__, obj.__name__, obj.__qualname__, obj.__defaults__,
+                obj.__kwdefaults__, obj.__closure__)
+        try:
+            reduced = original(self, obj)
+        except PackageError as e:  # an instance of a class made in a function
+            reduced = e
+        standin = replacement(obj, reduced, self.guard_tree_values)
+        if standin is not None:
+            return standin
+        if isinstance(reduced, Exception):
+            raise reduced
         marks = _dimension_marks(obj) if isinstance(reduced, tuple) else None
         return (rebuild_marked_tensor, (*reduced[:2], marks)) if marks else reduced
 

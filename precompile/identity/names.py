@@ -104,7 +104,10 @@ def _layer_fingerprint(value: Any) -> str:
         own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
         return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
     if isinstance(value, type):
-        return f"class:{value.__module__}.{value.__qualname__}"
+        from .class_body import class_body_fingerprint  # it fingerprints methods with this module
+
+        body = "" if importable_name(value) is not None else f":{class_body_fingerprint(value)}"
+        return f"class:{value.__module__}.{value.__qualname__}{body}"
     if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
         owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
         return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
@@ -325,6 +328,12 @@ def _method_name(method: types.MethodType) -> str | None:
         return None
 
 
+# The reference ``importable_name`` cannot give: the globals of the frame itself.
+OWN_GLOBALS = "<own globals>"
+# ... and the ``__globals__`` of the function at a guard source: ``GLOBALS_OF + source``.
+GLOBALS_OF = "<globals of> "
+
+
 def resolve_importable(ref: str) -> Any:
     """The object ``importable_name`` named (imports the module; raises if it is gone)."""
     module, _, qualname = ref.partition(":")
@@ -361,6 +370,31 @@ def main_code(target: Any) -> tuple[types.CodeType, str]:
                         f"got {type(target).__name__}")
     scope = getattr(fn, "__globals__", None) or {}
     return code, scope.get("__name__") or getattr(fn, "__module__", None) or "__main__"
+
+
+def unowned_globals(target: Any) -> dict[str, Any] | None:
+    """The globals the main function runs in when they are no module's (code generated into
+    a dict of its own, as FX's ``GraphModule.forward``), else None."""
+    scope = getattr(main_function(target), "__globals__", None)
+    if not isinstance(scope, dict):
+        return None
+    module = sys.modules.get(str(scope.get("__name__")))
+    return None if module is not None and module.__dict__ is scope else scope
+
+
+def main_locals(target: Any) -> dict[str, Any] | None:
+    """``{"self": module}`` when ``target`` is a module (compiled or not): the main frame's
+    ``self``, known before the first call."""
+    import torch
+
+    if not isinstance(target, torch.nn.Module):
+        return None
+    owner = getattr(main_function(target), "__self__", None)
+    if not isinstance(owner, torch.nn.Module):
+        from . import _torch
+
+        owner = getattr(_torch.innermost_fn(target.forward), "__self__", None)
+    return {"self": owner} if isinstance(owner, torch.nn.Module) else None
 
 
 def function_label(target: Any) -> str | None:

@@ -23,12 +23,13 @@ from .. import _torch, settings
 from ..record import first_step
 from ..identity import checks as identity
 from .entry_order import ORDER
-from ..identity.guard_path import GuardPathError
+from ..identity.guard_path import GuardPathError, Roots, parse
 from ..package.artifacts import PrecompileContext
 from .kernel_files import restore_kernels
 from ..identity.bytecode import resolve_refs, retarget_filename
 from ..record.constant_calls import answer_again
-from ..identity.names import module_dict, resolve_code, resolve_importable
+from ..identity.names import (GLOBALS_OF, OWN_GLOBALS, module_dict, resolve_code,
+                              resolve_importable)
 from ..package.model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
 
 log = logging.getLogger("precompile")
@@ -98,7 +99,8 @@ def install(pkg: Package,
         if target is None:
             continue
         inst.bound.append((target, frame))
-        scope = module_dict(frame.module)
+        scope = (pkg.main_globals if frame.role == ROLE_MAIN and pkg.main_globals is not None
+                 else module_dict(frame.module))
         if scope is None:
             inst.skipped.append(f"{frame.qualname}: module {frame.module} is not importable")
             continue
@@ -158,7 +160,9 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     """Attach one stored entry to ``target``, or return why it is skipped. The globals it
     places are recorded in ``inst`` as they go, so a skipped entry leaves nothing behind
     that ``uninstall`` does not remove."""
-    why = _place_import_aliases(entry, scope, inst) or _place_constant_calls(entry, scope, inst)
+    main_locals = pkg.main_locals if frame.role == ROLE_MAIN else None
+    why = (_place_import_aliases(entry, scope, inst, main_locals)
+           or _place_constant_calls(entry, scope, inst))
     if why is not None:
         return why
     at_call, why = _check_identities(entry, scope)
@@ -213,12 +217,23 @@ def _add_state_prologue(entry: GuardedEntry, scope: dict[str, Any], guard_manage
     _torch.add_call_guard(guard_manager, prologue, prologue.description())
 
 
-def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any],
-                          inst: Installation) -> str | None:
+def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any], inst: Installation,
+                          frame_locals: dict[str, Any] | None) -> str | None:
     """The objects Dynamo placed in the module for the bytecode, found again by name; why
     not when an alias is already taken by something else (the bytecode would call that)."""
     for alias, ref in entry.import_sources.items():
-        if not _place_global(scope, alias, resolve_importable(ref), inst):
+        if ref == OWN_GLOBALS:
+            value: Any = scope
+        elif ref.startswith(GLOBALS_OF):  # a function's globals, found through its source
+            roots = Roots(identity.GlobalsView(scope), frame_locals)  # type: ignore[arg-type]
+            owner = ref[len(GLOBALS_OF):]
+            try:
+                value = parse(owner).resolve(roots).__globals__
+            except Exception as e:  # noqa: BLE001 - not found before the call: not installed
+                return f"the globals of {owner} cannot be found ({type(e).__name__})"
+        else:
+            value = resolve_importable(ref)
+        if not _place_global(scope, alias, value, inst):
             return f"global {alias} names something else"
     return None
 

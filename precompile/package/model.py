@@ -157,6 +157,12 @@ class Package:
     compile_seconds: float = 0.0  # time Dynamo spent compiling what this package holds
     created: float = 0.0
     cpu_isa: Any = None  # Inductor's CPU ISA probe, as the writing process answered it
+    # The main function's globals when no module owns them (FX's generated ``forward``
+    # runs in a dict of its own): where its entries are installed. Never stored.
+    main_globals: dict[str, Any] | None = None
+    # The main frame's ``self`` when the target is a module (never stored): what a stored
+    # reference into ``L['self']`` finds at install (``names.GLOBALS_OF``).
+    main_locals: dict[str, Any] | None = None
 
     def backend_ids(self) -> set[str]:
         return {b for f in self.frames for e in f.entries for b in e.backend_ids}

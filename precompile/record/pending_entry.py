@@ -48,6 +48,9 @@ class PendingEntry:
     # global name -> each marked-constant call Dynamo answered under it (constant_calls.py):
     # a ConstantCall, or why that call cannot be repeated in another process
     constant_calls: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    # id(f.__globals__) -> the guard source of a function f an identity guard pinned: how a
+    # scope no module owns (``___unnamed_scope_<id>``) is found again (storable.py)
+    globals_sources: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 class Recording(Protocol):

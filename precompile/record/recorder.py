@@ -122,8 +122,8 @@ class CompilePackage(KeptByDynamo, Package):
         if frame.entries:
             for reason in _torch.failed_precompiled_guards(code):
                 self.on_guard_fail(reason, code)
-        mod = sys.modules.get(frame.module)
-        before = frozenset(module_globals(mod)) if mod is not None else frozenset()
+        scope = self._frame_globals(frame)
+        before = frozenset(scope) if scope is not None else frozenset()
         pending = PendingEntry(frame, before)
         self._pending.append(pending)
         libs: list[str] = []
@@ -320,13 +320,22 @@ class CompilePackage(KeptByDynamo, Package):
         globals Dynamo placed for it to its import sources)."""
         why = storable.artifact_problem(self._context, pending.backend_ids,
                                         lazy_backward=not self.eager_backward)
-        mod = sys.modules.get(pending.frame.module)
-        if why is not None or mod is None:
+        scope = self._frame_globals(pending.frame)
+        if why is not None or scope is None:
             return why
         known = (set(pending.backend_ids) | set(pending.import_sources) | set(self._resume_names)
                  | self.resume_names() | pending.globals_before)
-        return storable.placed_globals(dynamo_code, module_globals(mod), known,
-                                       pending.import_sources, pending.constant_calls)
+        return storable.placed_globals(dynamo_code, scope, known, pending.import_sources,
+                                       pending.constant_calls, pending.globals_sources)
+
+    def _frame_globals(self, frame: FrameRecord) -> dict[str, Any] | None:
+        """The globals a frame runs in: its module's (``names.module_globals``: a spawned
+        rank's ``__mp_main__`` functions read a copy), or the main function's own
+        (``main_globals``, for generated code no module owns)."""
+        if frame.role == ROLE_MAIN and self.main_globals is not None:
+            return self.main_globals
+        mod = sys.modules.get(frame.module)
+        return module_globals(mod) if mod is not None else None
 
     @never_raises(None)
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:
@@ -354,6 +363,14 @@ class CompilePackage(KeptByDynamo, Package):
                     # The unstripped name (``L['self'].act``, not ``self.act``) says
                     # unambiguously whether the object is reached from the call's locals.
                     checks.append((_torch.guard_source_name(e), e.guard_type, e.value))
+                    scope = getattr(e.value, "__globals__", None)
+                    if isinstance(scope, dict):
+                        pending.globals_sources.setdefault(id(scope), _torch.guard_source_name(e))
+            elif (e.guard_type == "TYPE_MATCH" and e.has_value
+                  and _torch.refused_type_match(e.value)):
+                # A class no other process finds by name: checked by fingerprint instead.
+                pending.live_only.append(_torch.keep_guard_live_only(e))
+                checks.append((f"type({_torch.guard_source_name(e)})", "TYPE_MATCH", type(e.value)))
         pending.identity_checks.extend(storable.identity_checks(checks))
         for e, check in storable.dict_keys_checks(entries):
             pending.live_only.append(_torch.keep_guard_live_only(e))

@@ -18,7 +18,7 @@ from ..package.artifacts import PrecompileContext
 from ..package.model import ConstantCall, IdentityCheck
 from ..identity.bytecode import global_names
 from ..identity.checks import dict_keys_fingerprint
-from ..identity.names import importable_name, object_fingerprint
+from ..identity.names import GLOBALS_OF, OWN_GLOBALS, importable_name, object_fingerprint
 
 _NO_ARTIFACT = ("the backend produced no storable artifact (precompile stores backends that go "
                 "through AOTAutograd, such as inductor and aot_eager, and backend='eager')")
@@ -42,15 +42,17 @@ def artifact_problem(ctx: PrecompileContext, backend_ids: Iterable[str], *,
 
 def placed_globals(code: types.CodeType, scope: dict[str, Any], known: set[str],
                    import_sources: dict[str, str],
-                   constant_calls: dict[str, list[Any]] | None = None) -> str | None:
+                   constant_calls: dict[str, list[Any]] | None = None,
+                   globals_sources: dict[int, str] | None = None) -> str | None:
     """Add to ``import_sources`` every global Dynamo placed in ``scope`` (the globals the
-    frame runs in, ``names.module_globals``) for this entry (not in ``known``: the module's
-    own names and the entry's graphs, aliases and resume functions); returns why not when
-    one cannot be found again by name nor made again by a marked-constant call
-    (``constant_calls``: global name -> what ``constant_calls.record`` made of each call)."""
+    frame runs in) for this entry (not in ``known``: the module's own names and the entry's
+    graphs, aliases and resume functions); returns why not when one cannot be found again by
+    name nor made again by a marked-constant call (``constant_calls``: global name -> what
+    ``constant_calls.record`` made of each call). ``globals_sources``: id of a function's
+    globals -> the source of that function."""
     why = _bytecode_globals(code, scope, known, import_sources, constant_calls or {})
     if why is None:
-        _guard_only_globals(scope, known, import_sources)
+        _guard_only_globals(scope, known, import_sources, globals_sources or {})
     return why
 
 
@@ -91,17 +93,23 @@ def constant_globals(code: types.CodeType, pending: Any) -> list[ConstantCall]:
     return found
 
 
-def _guard_only_globals(scope: dict[str, Any], known: set[str],
-                        import_sources: dict[str, str]) -> None:
+def _guard_only_globals(scope: dict[str, Any], known: set[str], import_sources: dict[str, str],
+                        globals_sources: dict[int, str]) -> None:
     """Globals only guards read, which Dynamo installs by id: a module it reaches an
     attribute through (torch 2.15 guards ``G['_<id>_c0'].Tensor``), or a namedtuple's
-    ``__new__`` scope, where what it looks up is guarded. Stored by name when they have one;
+    ``__new__`` scope, where what it looks up is guarded, or the frame's own globals when no
+    module owns them (``___unnamed_scope_<id>``: the frame's, or those of a function its
+    identity guards pinned, by that function's source). Stored by name when they have one;
     otherwise the guards that read them fail the install (never a guess), so a missing name
     is no reason to refuse the entry here."""
     for name in scope.keys() - known:
         if not _DYNAMO_BY_ID.match(name) or name in import_sources:
             continue
-        ref = importable_name(scope[name]) or _namedtuple_scope_ref(scope[name], scope)
+        value = scope[name]
+        ref = (OWN_GLOBALS if value is scope  # the unnamed scope Dynamo reads globals through
+               else importable_name(value) or _namedtuple_scope_ref(value, scope))
+        if ref is None and isinstance(value, dict) and id(value) in globals_sources:
+            ref = GLOBALS_OF + globals_sources[id(value)]
         if ref is not None:
             import_sources[name] = ref
 
@@ -171,15 +179,16 @@ def _without_by_id_aliases(checks: list[tuple[str, str, Any]]) -> list[tuple[str
     return kept + [c for c in checks if _BY_ID_SOURCE.match(c[0]) and id(c[2]) not in pinned]
 
 
-def _namedtuple_scope_ref(scope: Any, module_scope: dict[str, Any]) -> str | None:
+def _namedtuple_scope_ref(scope: Any, frame_globals: dict[str, Any]) -> str | None:
     """A reference to ``scope`` if it is the globals of a namedtuple class's ``__new__``
     (``collections.namedtuple`` evaluates ``__new__`` in a namespace named
-    ``namedtuple_<typename>``) and that class can be found from ``module_scope`` by name."""
+    ``namedtuple_<typename>``) and that class can be found from ``frame_globals`` by name."""
     if not isinstance(scope, dict) or not str(scope.get("__name__", "")).startswith("namedtuple_"):
         return None
     typename = scope["__name__"][len("namedtuple_"):]
-    candidates = [module_scope.get(typename)] + [
-        getattr(v, typename, None) for v in module_scope.values() if isinstance(v, types.ModuleType)]
+    candidates = [frame_globals.get(typename)] + [
+        getattr(v, typename, None) for v in frame_globals.values()
+        if isinstance(v, types.ModuleType)]
     for cls in candidates:
         new = getattr(cls, "__new__", None)
         if isinstance(cls, type) and getattr(new, "__globals__", None) is scope:

@@ -1,0 +1,61 @@
+"""The fingerprint of a class no other process finds by name (``names.object_fingerprint``
+adds it to such a class's name).
+
+Such a class is made at run time: inside a function (``kernels``' ``Func``), by ``type()``
+(``torch.nn.utils.parametrize``'s ``ParametrizedConv1d``) or per instance (FX's
+``GraphModuleImpl``, whose ``forward`` is generated code with no source file). Its name alone
+says nothing about its body, and no source range covers what it does, so identity checks on
+it compare a hash of its body.
+"""
+from __future__ import annotations
+
+import hashlib
+import types
+from typing import Any
+
+from .names import code_fingerprint, importable_name, object_fingerprint
+
+
+def class_body_fingerprint(cls: type) -> str:
+    """sha256 of what a class no other process finds by name *does*: every attribute of it
+    and of its bases up to the first named one (methods by code and closure, plain values by
+    value, others by type). Such a class is made at run time (inside a function, by
+    ``type()``, or as FX's per-module ``GraphModuleImpl`` with generated ``forward`` code
+    that has no source file), so its name alone says nothing about its body."""
+    h = hashlib.sha256()
+    for klass in cls.__mro__:
+        h.update(f"{klass.__module__}.{klass.__qualname__}".encode())
+        if importable_name(klass) is not None:
+            break
+        for name, attr in sorted(vars(klass).items(), key=lambda item: item[0]):
+            if name not in ("__dict__", "__weakref__", "__doc__"):
+                h.update(f"{name}={_attribute_fingerprint(attr)};".encode())
+    return h.hexdigest()
+
+
+def _attribute_fingerprint(attr: Any) -> str:
+    if isinstance(attr, (staticmethod, classmethod)):
+        attr = attr.__func__
+    if isinstance(attr, property):
+        return ",".join(_attribute_fingerprint(f) for f in (attr.fget, attr.fset, attr.fdel))
+    if isinstance(attr, types.FunctionType):
+        cells = []
+        for cell in attr.__closure__ or ():
+            try:
+                cells.append(_cell_fingerprint(cell.cell_contents))
+            except ValueError:  # an empty cell
+                cells.append("empty")
+        return f"{code_fingerprint(attr.__code__)}({','.join(cells)})"
+    return _cell_fingerprint(attr)
+
+
+def _cell_fingerprint(value: Any) -> str:
+    """A closed-over or class-level value, without recursing into classes (a method's
+    ``__class__`` cell is its own class)."""
+    if isinstance(value, type):
+        return f"class:{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (types.FunctionType, types.ModuleType)):
+        return object_fingerprint(value)
+    if isinstance(value, (int, float, str, bytes, bool, type(None))):
+        return f"{type(value).__name__}:{value!r}"
+    return f"instance:{type(value).__module__}.{type(value).__qualname__}"
