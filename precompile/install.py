@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from . import _torch, first_step, identity
+from . import _torch, first_step, identity, module_hooks
 from .entry_order import ORDER
 from .guard_path import GuardPathError
 from .context import PrecompileContext
@@ -175,6 +175,8 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     if why is not None:
         return why
     at_call, dict_keys = _split_dict_keys_checks(at_call)
+    hooks = [c for c in at_call if module_hooks.is_hook_check(c)]
+    at_call = [c for c in at_call if not module_hooks.is_hook_check(c)]
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
@@ -182,6 +184,9 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     for source, fingerprint in dict_keys:
         keys_check = identity.DictKeysCheck(source, fingerprint, scope)
         _torch.add_epilogue_guard(guard_manager, keys_check, keys_check.description())
+    if hooks:
+        hooks_check = module_hooks.HooksCheck(hooks, scope, frame.qualname)
+        _torch.add_epilogue_guard(guard_manager, hooks_check, hooks_check.description())
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _skip_namedtuple_make(code)
     ORDER.attach(target, guard_manager, code)
@@ -231,6 +236,8 @@ def _check_identities(entry: GuardedEntry,
         ok, detail = identity.check_before_call(check.source, check.fingerprint, scope)
         if ok is None:
             at_call.append((check.source, check.fingerprint))
+        elif not ok and module_hooks.is_hook_check((check.source, check.fingerprint)):
+            return [], f"{check.source} holds other hooks than when it was compiled ({detail})"
         elif not ok:
             return [], f"{check.source} is no longer the object it was compiled for ({detail})"
     return at_call, None

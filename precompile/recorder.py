@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from . import _torch, first_step, keys, storable
+from . import _torch, first_step, keys, module_hooks, storable
 from .bytecode import code_with_refs, rename_globals
 from .context import BackendArtifact, PrecompileContext
 from .counters import STATS
@@ -345,6 +345,7 @@ class CompilePackage(KeptByDynamo, Package):
         for e, check in storable.dict_keys_checks(entries):
             pending.live_only.append(_torch.keep_guard_live_only(e))
             pending.identity_checks.append(check)
+        pending.identity_checks.extend(module_hooks.hook_checks(entries))
         return [True] * len(entries)
 
     # ------------------------------------------------------------------ saving

@@ -21,6 +21,7 @@ One module per engine concern:
     kernels          Inductor's C++ kernel libraries
     optimizer_state  the optimizer state Dynamo creates while tracing: heard, made again
     compat           the differences between torch 2.13, 2.14 and 2.15
+    in_process_assumptions  what Dynamo leaves unchecked inside one process, checked instead
 
 Every change precompile makes to torch's state, and how long it lasts:
 
@@ -118,6 +119,7 @@ from .guard_recording import (
     take_guard_failure,
     take_guard_tree,
 )
+from .in_process_assumptions import INVENTORY, hook_dict_source
 from .kernels import inductor_cache_dir, no_precompiled_headers, recording_kernel_libraries
 from .light_loads import light_inductor_imports
 from .optimizer_state import (
@@ -136,7 +138,7 @@ from .guard_recording import rebuild_function  # noqa: E402
 
 
 __all__ = [
-    "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
+    "IDENTITY_GUARD_TYPES", "INVENTORY", "hook_dict_source", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
     "EntryVerdict", "HitCounter", "add_call_guard", "add_epilogue_guard", "bundle_lazy_backwards",
     "cacheable_graph_calls", "check_entries", "codegen_env", "compiled_original",
     "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend",
