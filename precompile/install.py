@@ -220,6 +220,8 @@ def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any],
                           inst: Installation) -> str | None:
     """The objects Dynamo placed in the module for the bytecode, found again by name; why
     not when an alias is already taken by something else (the bytecode would call that)."""
+    if entry.import_sources:
+        _torch.rebind_stale_aliases()
     for alias, ref in entry.import_sources.items():
         if not _place_global(scope, alias, resolve_importable(ref), inst):
             return f"global {alias} names something else"

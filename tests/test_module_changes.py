@@ -178,3 +178,128 @@ def test_parameters_and_buffers_changed_between_processes(scenario: Scenario) ->
         assert changed.stats["frames_traced"] >= 1, (name, changed.stats)
         assert "helper'].HEAD" in _reasons(changed) or "SCALED" in _reasons(changed), (
             name, _reasons(changed))
+
+
+ALIAS_USER = """
+import os, sys, types, torch, precompile
+
+def scaled(x):
+    import alias_shim
+    return x * alias_shim.VALUE
+
+def shifted(x):
+    import alias_shim
+    return x + alias_shim.VALUE
+
+c_scaled = precompile.cached(backend="eager")(scaled)
+c_shifted = precompile.cached(backend="eager")(shifted)
+
+def run():
+    x = torch.ones(3)
+    out = [("scaled", c_scaled(x), scaled(x))]
+    if os.environ.get("SWAP"):
+        new = types.ModuleType("alias_shim")
+        new.VALUE = 7
+        sys.modules["alias_shim"] = new
+    out.append(("shifted", c_shifted(x), shifted(x)))
+    out.append(("scaled_again", c_scaled(x), scaled(x)))
+    return out
+"""
+
+
+def test_sys_modules_swap_after_an_install_then_another_import_compiles(
+        scenario: Scenario) -> None:
+    """The import-alias handover: an installed entry placed ``__import_alias_shim``; the
+    program swaps ``sys.modules['alias_shim']`` and a second function importing it compiles
+    (Dynamo asserted the alias is the module the import gives now), then the first runs
+    again with the new module's value."""
+    scenario.write(ALIAS_USER)
+    (scenario.root / "alias_shim.py").write_text("VALUE = 2\n")
+    scenario.run("cold").assert_ok()
+    scenario.run("warm").assert_warm()
+    swapped = scenario.run("cold", SWAP="1").assert_ok()
+    assert swapped.stats["frames_traced"] >= 2, swapped.stats
+
+
+# Generated models (seeded), each compiled with Inductor; the second process builds the same
+# models, changes each one's structure before its first call, and must give eager's answers.
+RANDOM_USER = """
+import os, random, torch, precompile
+
+class Scaled(torch.nn.Module):
+    def __init__(self, d, shape=None):
+        super().__init__()
+        self.register_buffer("scale", torch.linspace(0.5, 2.0, d).reshape(shape or (d,)))
+
+    def forward(self, x):
+        return x * self.scale
+
+def tenfold(module, args, out):
+    return out * 10
+
+def layer(rng, d):
+    kind = rng.choice(["linear", "relu", "scaled", "norm", "tanh"])
+    return {"linear": lambda: torch.nn.Linear(d, d), "relu": torch.nn.ReLU,
+            "scaled": lambda: Scaled(d), "norm": lambda: torch.nn.BatchNorm1d(d),
+            "tanh": torch.nn.Tanh}[kind]()
+
+def model(seed, d=4):
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(d, d),
+                               *[layer(rng, d) for _ in range(rng.randint(1, 3))])
+
+def mutate(net, rng, d=4):
+    kind = rng.choice(["hook", "pre_hook", "no_bias", "buffer", "submodule", "eval",
+                       "parametrize", "global_hook"])
+    i = rng.randrange(len(net))
+    if kind == "hook":
+        net[i].register_forward_hook(tenfold)
+    elif kind == "pre_hook":
+        net[i].register_forward_pre_hook(lambda m, args: (args[0] + 1,))
+    elif kind == "no_bias":
+        net[0].bias = None
+    elif kind == "buffer":
+        net.append(Scaled(d, shape=(1, d)))
+        net[-1].scale = torch.full((1,), 3.0)
+    elif kind == "submodule":
+        net.append(torch.nn.Linear(d, d))
+    elif kind == "eval":
+        net.eval()
+    elif kind == "parametrize":
+        torch.nn.utils.parametrizations.weight_norm(net[0])
+    else:
+        net[i].register_forward_hook(lambda m, i, o: o - 1, always_call=True)
+    return kind
+
+SEED = int(os.environ["SEED"])
+MODELS = [model(SEED * 100 + k) for k in range(4)]
+KINDS = []
+if os.environ.get("MUTATE"):
+    rng = random.Random(SEED)
+    KINDS = [mutate(m, rng) for m in MODELS]
+EXTRA = {"kinds": KINDS}
+# half compiled as modules (reached from the call's locals), half through a global
+COMPILED = [precompile.cached(torch.compile(m)) for m in MODELS[:2]]
+
+def through_global_2(x):
+    return MODELS[2](x)
+
+def through_global_3(x):
+    return MODELS[3](x)
+
+COMPILED += [precompile.cached(through_global_2), precompile.cached(through_global_3)]
+
+def run():
+    x = torch.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    return [(f"model{k}", c(x), m(x)) for k, (c, m) in enumerate(zip(COMPILED, MODELS))]
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_generated_models_match_eager_after_structural_changes(scenario: Scenario,
+                                                                seed: int) -> None:
+    scenario.write(RANDOM_USER)
+    scenario.run("cold", SEED=str(seed)).assert_ok()
+    changed = scenario.run("cold", SEED=str(seed), MUTATE="1").assert_ok()
+    assert changed.stats["frames_traced"] >= 1, (changed.result["extra"], changed.stats)

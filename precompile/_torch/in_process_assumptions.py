@@ -63,8 +63,9 @@ INVENTORY: tuple[Assumption, ...] = (
     Assumption(
         "skip_fsdp_guards / _unsafe_skip_fsdp_module_guards",
         "an FSDP-managed module's attributes",
-        "no guards to store: such an entry checks what plain torch.compile checks, the "
-        "module's identity by fingerprint; FSDP modules are rebuilt by the job itself"),
+        "Dynamo leaves out the same guards in every process (a changed flag changes the "
+        "package key); the guards it does build are stored and compared like any other. "
+        "Not measured across processes: no FSDP run on CPU here"),
     Assumption(
         "skip_no_tensor_aliasing_guards_on_parameters",
         "one parameter passed as two inputs",
@@ -73,9 +74,11 @@ INVENTORY: tuple[Assumption, ...] = (
         "guard, never a weaker one)"),
     Assumption(
         "skip_guards_on_constant_func_defaults",
-        "a constant in a function's __defaults__",
-        "the function is checked by fingerprint (its bytecode and, through the source "
-        "check, its source text, where defaults are written)"),
+        "a constant in a function's __defaults__ (guarded unless the flag is on; on by "
+        "default from 2.15)",
+        "an inlined function's source range is re-hashed before install and the compiled "
+        "function's code is part of the key, so an edited default is a miss; a default "
+        "rebound at run time (f.__defaults__ = ...) is not seen, as by plain torch.compile"),
     Assumption(
         "skip_torchrec",
         "whether torchrec's files are traced or skipped",
