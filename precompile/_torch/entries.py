@@ -55,13 +55,15 @@ def _failing_parts(entry: Any, f_locals: dict[str, Any]) -> list[str] | None:
     # entry guarded through a module since swapped in ``sys.modules``, depending on guard
     # order); Dynamo, compiling this frame, then found its global-state guard failing on the
     # frame it was built for. Restored whatever happens.
-    state = torch._C._get_torch_function_state()
+    get_state = getattr(torch._C, "_get_torch_function_state", None)
+    state = get_state() if get_state is not None else None
     try:
         info = entry.guard_manager.check_verbose(f_locals)
     except Exception:  # noqa: BLE001 - diagnostics only
         return None
     finally:
-        torch._C._set_torch_function_state(state)
+        if state is not None:
+            torch._C._set_torch_function_state(state)
     return [p.strip() for p in getattr(info, "verbose_code_parts", []) if p.strip()]
 
 

@@ -30,9 +30,9 @@ def rebind_stale_aliases() -> None:
     from torch._dynamo.symbolic_convert import InstructionTranslatorBase
 
     with _HOOKED:
-        original = InstructionTranslatorBase.__dict__["import_source"]
-        if getattr(original, "_precompile_hooked", False):
-            return
+        original = InstructionTranslatorBase.__dict__.get("import_source")
+        if original is None or getattr(original, "_precompile_hooked", False):
+            return  # (a release without it asserts nothing to rebind for)
         InstructionTranslatorBase.import_source = _rebinding(original)  # type: ignore
 
 
