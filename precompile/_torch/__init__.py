@@ -145,7 +145,8 @@ from .guard_recording import rebuild_function  # noqa: E402
 
 
 __all__ = [
-    "IDENTITY_GUARD_TYPES", "INVENTORY", "hook_dict_source", "rebind_stale_aliases", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
+    "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
+    "INVENTORY", "hook_dict_source", "rebind_stale_aliases",
     "EntryVerdict", "HitCounter", "add_call_guard", "add_epilogue_guard", "bundle_lazy_backwards",
     "cacheable_graph_calls", "check_entries", "codegen_env", "compiled_original",
     "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend",
