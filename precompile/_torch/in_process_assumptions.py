@@ -135,4 +135,8 @@ def forget_dict_tags(guard_manager: Any) -> None:
     dict has), so its first check runs every guard and later calls are as fast as the
     compiling process's.
     """
-    guard_manager.root = guard_manager.root.clone_manager(lambda manager: True)
+    original = guard_manager.root
+    guard_manager.root = original.clone_manager(lambda manager: True)
+    # The clone shares leaf guards whose state the original tree owns (a tensor guard read
+    # garbage dispatch keys once the original was freed): it lives as long as the clone.
+    guard_manager.precompile_original_root = original
