@@ -25,6 +25,8 @@ One module per engine concern:
     ddp              frames DDPOptimizer compiles keep precompile's package
     compat           the differences between torch 2.13, 2.14 and 2.15
     auto_compile     ``torch.compile`` replaced in place, for ``PRECOMPILE_AUTO``
+    in_process_assumptions  what Dynamo leaves unchecked inside one process, checked instead
+    import_aliases   import aliases an installed entry placed never fail a later compile
 
 Every change precompile makes to torch's state, and how long it lasts:
 
@@ -63,6 +65,11 @@ Every change precompile makes to torch's state, and how long it lasts:
 * on an installed entry whose trace created optimizer state, before its guards read that
   state: the optimizer's own ``_init_group`` calls, as Dynamo made them
   (optimizer_state.init_optimizer_state, from first_step.StatePrologue);
+* once an entry with import aliases is installed: Dynamo's ``import_source`` rebinds an alias
+  holding another module than the import gives now before checking it
+  (import_aliases.rebind_stale_aliases);
+* a rebuilt guard tree is replaced by its clone, which has no recorded dict tags
+  (in_process_assumptions.forget_dict_tags);
 * while a stored entry's guards are rebuilt: the thread's ``torch.inference_mode`` set to the
   mode the entry was compiled in (guard_loading.load_guard_manager);
 * while a graph loads or ``optimize`` runs: stand-in modules in ``sys.modules`` for modules
@@ -139,6 +146,8 @@ from .guard_recording import (
     take_guard_failure,
     take_guard_tree,
 )
+from .import_aliases import rebind_stale_aliases
+from .in_process_assumptions import INVENTORY, hook_dict_source
 from .kernels import inductor_cache_dir, no_precompiled_headers, recording_kernel_libraries
 from .light_loads import light_inductor_imports
 from .optimizer_state import (
@@ -159,6 +168,7 @@ from .guard_recording import rebuild_function  # noqa: E402
 __all__ = [
     "CompileCall", "PlainCompile", "dynamo_frames_total", "patch_compile", "unpatch_compile",
     "IDENTITY_GUARD_TYPES", "KIND_AOT_BUNDLED", "KIND_FX_GRAPH", "CompiledParts",
+    "INVENTORY", "hook_dict_source", "rebind_stale_aliases",
     "EntryVerdict", "HitCounter", "add_call_guard", "add_epilogue_guard", "bundle_lazy_backwards",
     "cacheable_graph_calls", "check_entries", "codegen_env", "compiled_original",
     "config_diffs", "cpu_isa_record", "dataclass_fields", "describe_backend",

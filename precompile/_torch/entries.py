@@ -53,10 +53,19 @@ def _rejection(entry: Any, f_locals: dict[str, Any]) -> str | None:
 
 
 def _failing_parts(entry: Any, f_locals: dict[str, Any]) -> list[str] | None:
+    # ``check_verbose`` can leave the thread's torch-function state changed (measured: an
+    # entry guarded through a module since swapped in ``sys.modules``, depending on guard
+    # order); Dynamo, compiling this frame, then found its global-state guard failing on the
+    # frame it was built for. Restored whatever happens.
+    get_state = getattr(torch._C, "_get_torch_function_state", None)
+    state = get_state() if get_state is not None else None
     try:
         info = entry.guard_manager.check_verbose(f_locals)
     except Exception:  # noqa: BLE001 - diagnostics only
         return None
+    finally:
+        if state is not None:
+            torch._C._set_torch_function_state(state)
     parts = (without_user_stack(p).strip() for p in getattr(info, "verbose_code_parts", []))
     return [p for p in parts if p]
 

@@ -17,6 +17,7 @@ import torch
 from . import compat
 from .compile import guard_fail_adapter
 from .entries import reserve_global_names
+from .in_process_assumptions import forget_dict_tags
 
 
 class _GuardsUnpickler(pickle.Unpickler):
@@ -158,6 +159,9 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
     ``torch.inference_mode`` changes; so they are rebuilt under the mode the entry was
     compiled in (``inference_mode``), not the mode of whichever call installs the package.
 
+    The tree forgets the dict tags it recorded from this process's live objects
+    (``in_process_assumptions.forget_dict_tags``), so its first check runs every guard.
+
     Guards read builtins through a dict Dynamo keeps in the module's globals;
     ``place_global(name, value)`` puts it there the way the installer tracks globals.
     """
@@ -184,6 +188,7 @@ def load_guard_manager(guards_state: bytes, code: types.CodeType, f_globals: dic
             runtime_global_scope=f_globals,
             guard_fail_fn=guard_fail_adapter(guard_fail_fn),
         ).guard_manager
+    forget_dict_tags(manager)
     manager.global_scope = {"G": f_globals}  # what failure reasons evaluate guards against
     return manager
 

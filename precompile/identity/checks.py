@@ -59,7 +59,10 @@ class GlobalsView:
 
 def fingerprint_summary(fingerprint: str) -> str:
     """What a fingerprint names, for messages: ``function torch.nn.functional.gelu``,
-    ``instance functools._lru_cache_wrapper around function mod.f``."""
+    ``instance functools._lru_cache_wrapper around function mod.f``, ``hooks [function
+    m.<lambda>]``."""
+    if fingerprint.startswith(HOOKS):
+        return "hooks [" + ", ".join(map(fingerprint_summary, hook_list(fingerprint))) + "]"
     kind, _, rest = fingerprint.partition(":")
     if kind == "value":
         return f"value {rest}"
@@ -73,6 +76,8 @@ def fingerprint_difference(was: str, now: str, value: Any = None) -> str:
     same thing (a function redefined, another decorator around it), the differing layer's
     bytecode hashes and, for ``value`` (the object found now), where it is defined."""
     head = f"was {fingerprint_summary(was)}, now {fingerprint_summary(now)}"
+    if was.startswith(HOOKS) or now.startswith(HOOKS):
+        return head
     was_layers = was.split(WRAPS) if not was.startswith("value:") else [was]
     now_layers = now.split(WRAPS) if not now.startswith("value:") else [now]
     if len(was_layers) != len(now_layers):
@@ -112,6 +117,32 @@ def dict_keys_fingerprint(aliases: list[str]) -> str:
     return DICT_KEYS + json.dumps(aliases)
 
 
+# An IdentityCheck fingerprint of a module's hook dict: ``HOOKS + json([fingerprint of each
+# hook, in order])`` (module_hooks.py): the dict holds exactly these hooks.
+HOOKS = "hooks:"
+
+
+def hooks_fingerprint(hooks: Any) -> str:
+    """The fingerprint of a hook dict as it is now (anything but a dict never matches)."""
+    if not isinstance(hooks, dict):
+        return HOOKS + json.dumps(f"not a dict: {type(hooks).__qualname__}")
+    return HOOKS + json.dumps([object_fingerprint(hook) for hook in hooks.values()])
+
+
+def hook_list(fingerprint: str) -> list[str]:
+    """The hooks a hooks fingerprint names (a malformed one names none)."""
+    try:
+        hooks = json.loads(fingerprint[len(HOOKS):])
+    except ValueError:
+        return []
+    return [h for h in hooks if isinstance(h, str)] if isinstance(hooks, list) else []
+
+
+def fingerprint_now(value: Any, expected: str) -> str:
+    """``value``'s fingerprint of the kind ``expected`` is."""
+    return hooks_fingerprint(value) if expected.startswith(HOOKS) else object_fingerprint(value)
+
+
 def check_before_call(source: str, fingerprint: str,
                       scope: dict[str, Any]) -> tuple[bool | None, str]:
     """Resolve a check against a module's globals alone.
@@ -130,7 +161,7 @@ def check_before_call(source: str, fingerprint: str,
         value = path.resolve(Roots(GlobalsView(scope)))  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - the path no longer exists
         return False, f"{source} no longer resolves ({type(e).__name__})"
-    now = object_fingerprint(value)
+    now = fingerprint_now(value, fingerprint)
     if now != fingerprint:
         return False, fingerprint_difference(fingerprint, now, value)
     return True, ""
@@ -173,7 +204,7 @@ class CallTimeCheck:
         ids = tuple(map(id, values))
         if ids in self._verified:
             return True
-        if any(object_fingerprint(v) != want for v, want in zip(values, self.expected)):
+        if any(fingerprint_now(v, want) != want for v, want in zip(values, self.expected)):
             return False
         if len(self._verified) < _MEMO_SIZE:
             self._verified[ids] = values

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _torch, settings
-from ..record import first_step
+from ..record import first_step, module_hooks
 from ..identity import checks as identity
 from .entry_order import ORDER
 from ..identity.guard_path import GuardPathError, Roots, parse
@@ -181,6 +181,8 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     if why is not None:
         return why
     at_call, dict_keys = _split_dict_keys_checks(at_call)
+    hooks = [c for c in at_call if module_hooks.is_hook_check(c)]
+    at_call = [c for c in at_call if not module_hooks.is_hook_check(c)]
     if at_call:
         check = identity.CallTimeCheck(at_call, scope)
         _torch.add_call_guard(guard_manager, check, check.description())
@@ -188,6 +190,9 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     for source, fingerprint in dict_keys:
         keys_check = identity.DictKeysCheck(source, fingerprint, scope)
         _torch.add_epilogue_guard(guard_manager, keys_check, keys_check.description())
+    if hooks:
+        hooks_check = module_hooks.HooksCheck(hooks, scope, frame.qualname)
+        _torch.add_epilogue_guard(guard_manager, hooks_check, hooks_check.description())
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     _skip_namedtuple_make(code)
     ORDER.attach(target, guard_manager, code)
@@ -221,6 +226,8 @@ def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any], inst: Inst
                           frame_locals: dict[str, Any] | None) -> str | None:
     """The objects Dynamo placed in the module for the bytecode, found again by name; why
     not when an alias is already taken by something else (the bytecode would call that)."""
+    if entry.import_sources:
+        _torch.rebind_stale_aliases()
     for alias, ref in entry.import_sources.items():
         if ref == OWN_GLOBALS:
             value: Any = scope
@@ -265,6 +272,8 @@ def _check_identities(entry: GuardedEntry,
         ok, detail = identity.check_before_call(check.source, check.fingerprint, scope)
         if ok is None:
             at_call.append((check.source, check.fingerprint))
+        elif not ok and module_hooks.is_hook_check((check.source, check.fingerprint)):
+            return [], f"{check.source} holds other hooks than when it was compiled ({detail})"
         elif not ok:
             return [], f"{check.source} is no longer the object it was compiled for ({detail})"
     return at_call, None

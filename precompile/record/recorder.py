@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from .. import _torch
-from . import constant_calls, first_step
+from . import constant_calls, first_step, module_hooks
 from ..package import keys
 from . import storable
 from ..identity.bytecode import code_with_refs, rename_globals
@@ -375,6 +375,7 @@ class CompilePackage(KeptByDynamo, Package):
         for e, check in storable.dict_keys_checks(entries):
             pending.live_only.append(_torch.keep_guard_live_only(e))
             pending.identity_checks.append(check)
+        pending.identity_checks.extend(module_hooks.hook_checks(entries))
         return [True] * len(entries)
 
     # ------------------------------------------------------------------ saving
