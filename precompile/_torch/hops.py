@@ -121,6 +121,24 @@ def _install_check() -> None:
 
     check_cacheable._precompile_checks_subgraphs = True  # type: ignore[attr-defined]
     autograd_cache.check_cacheable = check_cacheable
+    _hear_save_errors(autograd_cache.AOTAutogradCache)
+
+
+def _hear_save_errors(cache: Any) -> None:
+    """Keep why AOTAutograd could not save a graph it compiled for a recording frame (an
+    object in the graph it cannot pickle, say), so the entry's bypass reason names it
+    rather than only saying no artifact arrived."""
+    real = getattr(cache, "_handle_save_error", None)
+    if real is None:  # another release's cache: the generic reason stays
+        return
+
+    def handle_save_error(e: Exception, remote: bool, is_bypass: bool) -> None:
+        if _recording > 0:
+            _refusal.reason = ("" if is_bypass else "unable to serialize: ") + " ".join(
+                str(e).split())
+        return real(e, remote, is_bypass)
+
+    cache._handle_save_error = staticmethod(handle_save_error)
 
 
 def _calls_storable_hop(gm: torch.fx.GraphModule) -> bool:
