@@ -190,6 +190,11 @@ SLOW_FILES = {
     "test_hops.py": "higher-order operators through Inductor",
     "test_shared_kernels.py": "C++ kernels built by Inductor in separate processes",
     "test_cross_torch.py": "a process per installed torch release",
+    "test_ddp.py": "DDP with Inductor on two spawned ranks, cold then warm",
+    "test_auto.py": "whole programs (HF Trainer, accelerate, DDP) run twice with PRECOMPILE_AUTO",
+    "test_unpicklable_guards.py": "objects the guard pickler refuses, each changed between processes",
+    "test_module_changes.py": "generated models mutated between processes, through Inductor",
+    "test_fleet_torch_modules.py": "warm-up and coverage of torch's module classes via the CLI",
 }
 
 

@@ -3,10 +3,9 @@ bench/sweep_families*.py built from a small config, compiled cold in one process
 warm in a fresh one (``aot_eager``), must warm-start: 0 frames traced, a package installed,
 eager's results. A family may fail only with a named torch limit (``sweep.TORCH_LIMITS``).
 
-``PENDING`` names failure causes that other work of issue 27 removes (the guard serializer's
-refusals, runtime-only globals) and one the sweep found that no work owns yet. Rows failing
-for them are reported, not failed, until that work lands; then the entry goes, and the family
-must warm-start like every other.
+``PENDING`` names failure causes known and not yet fixed, each with where it comes from.
+Rows failing for them are reported, not failed; when a cause is fixed its entry goes, and the
+family must warm-start like every other.
 """
 from __future__ import annotations
 
@@ -20,14 +19,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import sweep  # noqa: E402
 
 PENDING = {
-    "defined in local scope": "issue 27 item 1: classes defined inside a function "
-                              "(transformers' use_kernelized_func)",
-    "parametrized modules": "issue 27 item 1: weight_norm parametrizations",
-    "runtime-only global": "issue 27 item 2: globals the bytecode needs at run time",
+    # aot_eager only: its artifact is the pickled training graph, which names kernels'
+    # `_create_func_module.<locals>.Func` (Llama, Mistral, Qwen, Gemma, Mixtral, Mamba, ...);
+    # Inductor's artifact is compiled code, and those families warm-start there (tests/zoo).
+    "Can't pickle local object": "aot_eager's stored graph names a class defined in local "
+                                 "scope (transformers' use_kernelized_func)",
     # Found by the sweep, not yet owned: DeBERTa-v2's ID_MATCH guard on ACT2FN['gelu'] (an
     # object reached through a global dict) that guard parity cannot rebuild (README, cause D).
     "would not be checked as compiled after a reload": "sweep cause D: an id guard on a "
                                                         "value of a global dict",
+    # Found by the sweep, not yet owned: transformers' output capturing (README, cause E).
+    "IndexError: list index out of range": "sweep cause E: Dynamo's guard serializer fails "
+                                           "on transformers' output-capturing hooks",
 }
 MIN_FAMILIES = 40
 
@@ -51,8 +54,8 @@ def unexplained(rows: list[dict]) -> list[dict]:
 def test_unexplained_rows_are_the_ones_that_fail() -> None:
     """The filter itself: a row failing for a new cause is not excused."""
     row = dict(warm_start=False, torch_limit=None,
-               reasons=["not stored: f: Dynamo could not serialize this frame's guards "
-                        "(TypeError: ... defined in local scope ...)"])
+               reasons=["not stored: f: graph g cannot be stored: AOTAutograd's cache refused "
+                        "it (unable to serialize: Can't pickle local object 'f.<locals>.Func')"])
     new = dict(row, reasons=["warm run traced 3 frame(s)"])
     limit = dict(new, torch_limit="a torch limit")
     wrong = dict(row, reasons=row["reasons"] + ["warm results differ from eager (max diff 1)"])
