@@ -19,11 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import sweep  # noqa: E402
 
 PENDING = {
-    # aot_eager only: its artifact is the pickled training graph, which names kernels'
-    # `_create_func_module.<locals>.Func` (Llama, Mistral, Qwen, Gemma, Mixtral, Mamba, ...);
-    # Inductor's artifact is compiled code, and those families warm-start there (tests/zoo).
-    "Can't pickle local object": "aot_eager's stored graph names a class defined in local "
-                                 "scope (transformers' use_kernelized_func)",
+    # aot_eager only: its artifact is the pickled training graph, which names a class no
+    # other process finds by name: kernels' `_create_func_module.<locals>.Func` (Llama,
+    # Mistral, Qwen, Gemma, Mixtral, Mamba, ...) or parametrize's `ParametrizedConv1d`
+    # (wav2vec2, HuBERT, WavLM). Inductor's artifact is compiled code: Llama, Mistral, Qwen2
+    # and Mixtral warm-start there (tests/zoo), and weight_norm models too
+    # (tests/test_unpicklable_guards.py).
+    "unable to serialize: Can't pickle": "aot_eager's stored graph names a class no other "
+                                         "process finds by name",
     # Found by the sweep, not yet owned: DeBERTa-v2's ID_MATCH guard on ACT2FN['gelu'] (an
     # object reached through a global dict) that guard parity cannot rebuild (README, cause D).
     "would not be checked as compiled after a reload": "sweep cause D: an id guard on a "
