@@ -4,7 +4,7 @@ warm in a fresh one (``aot_eager``), must warm-start: 0 frames traced, a package
 eager's results. A family may fail only with a named torch limit (``sweep.TORCH_LIMITS``).
 
 ``PENDING`` names failure causes that other work of issue 27 removes (the guard serializer's
-refusals, runtime-only globals) and one the sweep found that no work owns yet. Rows failing
+refusals, runtime-only globals). Rows failing
 for them are reported, not failed, until that work lands; then the entry goes, and the family
 must warm-start like every other.
 """
@@ -24,10 +24,6 @@ PENDING = {
                               "(transformers' use_kernelized_func)",
     "parametrized modules": "issue 27 item 1: weight_norm parametrizations",
     "runtime-only global": "issue 27 item 2: globals the bytecode needs at run time",
-    # Found by the sweep, not yet owned: DeBERTa-v2's ID_MATCH guard on ACT2FN['gelu'] (an
-    # object reached through a global dict) that guard parity cannot rebuild (README, cause D).
-    "would not be checked as compiled after a reload": "sweep cause D: an id guard on a "
-                                                        "value of a global dict",
 }
 MIN_FAMILIES = 40
 

@@ -32,7 +32,7 @@ import sys
 import types
 from typing import Any
 
-from ..names import importable_name
+from ..identity.names import importable_name
 
 # Objects pickle saves by name or as primitives, never through their reduction.
 _SAVED_BY_PICKLE = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType,

@@ -391,7 +391,7 @@ def main_locals(target: Any) -> dict[str, Any] | None:
         return None
     owner = getattr(main_function(target), "__self__", None)
     if not isinstance(owner, torch.nn.Module):
-        from . import _torch
+        from .. import _torch
 
         owner = getattr(_torch.innermost_fn(target.forward), "__self__", None)
     return {"self": owner} if isinstance(owner, torch.nn.Module) else None
