@@ -142,11 +142,26 @@ def _checked_elsewhere(leaf: tuple[str, str], live_only_sources: set[str],
     dict-key guard under a source checked live instead, or a no-aliasing guard that a
     rebuilt one covers."""
     source, text = leaf
-    if (text.startswith(_IDENTITY_LEAVES) or _DICT_KEY.match(source)) and _under_any(
-            source, live_only_sources):
+    if (text.startswith(_IDENTITY_LEAVES) or _DICT_KEY.match(source)) and any(
+            _under_any(where, live_only_sources) for where in (source, _checked_source(text))
+            if where is not None):
         return True
     return text.startswith(_NO_ALIASING) and any(_aliasing_set(text) <= other
                                                  for other in aliasing)
+
+
+# The object an id()/type-id leaf checks, as its code names it: ``ID_MATCH:
+# ___check_obj_id(dict.__getitem__(G['ACT2FN'], list(dict.keys(G['ACT2FN']))[0]), #)``.
+_CHECKED = re.compile(r"^\w+: ___check_(?:obj|type)_id\((.*), #\)")
+
+
+def _checked_source(text: str) -> str | None:
+    """The source an id()/type-id leaf checks. It can differ from the source of the manager
+    that holds it: a value of a dict subclass Dynamo reads with ``dict.__getitem__``
+    (transformers' ``ACT2FN``) hangs under a manager named ``G['ACT2FN']['gelu']``, while
+    its guard, and the fingerprint check stored for it, name the read itself."""
+    found = _CHECKED.match(without_user_stack(text))
+    return found.group(1) if found else None
 
 
 def _aliasing_set(text: str) -> frozenset[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..identity.names import shadowed_function as _shadowed_function
 from .guard_parity import rebuild_for_parity, recorded_tree
+from .keyed_dicts import dict_subclass_reduction
 from .standins import rebuild_unowned_function, replacement, unowned_function
 
 
@@ -124,6 +125,8 @@ def _hook_guard_serialization() -> None:
       (``rebuild_marked_tensor``);
     * it fails on a bound method its receiver does not hold under the function's name
       (``types.MethodType(fn, obj)``); such a method pickles as function and receiver.
+    * it rebuilds a dict subclass through the subclass's own ``__setitem__``, which may
+      rewrite the keys (``keyed_dicts``); such a dict pickles with its keys as they are.
     """
     from torch._dynamo.guards import CheckFunctionManager, GuardsStatePickler
 
@@ -153,6 +156,9 @@ def _pickling_functions_by_code(original: Any) -> Any:
                 obj.__kwdefaults__, obj.__closure__)
         if getattr(_RECORDING, "depth", 0) and inspect.ismethod(obj) and not _bound_by_name(obj):
             return type(self)._unpickle_bound_method, (obj.__func__, obj.__self__)
+        keyed = dict_subclass_reduction(obj)
+        if keyed is not None:
+            return keyed
         if inspect.isfunction(obj) and unowned_function(obj):
             return rebuild_unowned_function, (
                 obj.__code__, obj.__name__, obj.__qualname__, obj.__defaults__,

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _torch
 from ..format import envelope as format
-from .names import importable_name, resolve_importable
+from .names import importable_name, module_dict_name, resolve_importable
 
 
 def global_names(code: types.CodeType) -> Iterator[str]:
@@ -41,7 +41,8 @@ def rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeTy
 def code_with_refs(code: types.CodeType) -> types.CodeType | str:
     """``code`` with every constant the format cannot hold replaced by a reference it can:
     a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes), an ``ObjectRef``
-    for objects found by name (a namedtuple's ``_make``, a class, an enum member). Returns
+    for objects found by name (a namedtuple's ``_make``, a class, an enum member, a module's
+    ``__dict__``). Returns
     why not (naming the constant's type) when a constant is neither."""
     consts = []
     for c in code.co_consts:
@@ -52,7 +53,7 @@ def code_with_refs(code: types.CodeType) -> types.CodeType | str:
         elif not format.storable(c):
             ref = _torch.value_ref(c)
             if ref is None:
-                name = importable_name(c)
+                name = importable_name(c) or module_dict_name(c)
                 if name is None:
                     return (f"its bytecode holds a constant of type {type(c).__qualname__} "
                             f"({_short_repr(c)}) that is neither plain data nor importable "

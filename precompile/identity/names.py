@@ -289,6 +289,16 @@ def importable_name(value: Any) -> str | None:
     return _qualified_name(value)
 
 
+def module_dict_name(value: Any) -> str | None:
+    """``"pkg.mod:__dict__"`` when ``value`` is the namespace of the module of that name (the
+    globals Dynamo bakes into bytecode that makes a nested function); else None."""
+    if type(value) is not dict:
+        return None
+    name = value.get("__name__")
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    return f"{name}:__dict__" if getattr(module, "__dict__", None) is value else None
+
+
 def _module_name(module: types.ModuleType) -> str | None:
     """A module's name, if importing it gives this very module (not one built by hand or
     since replaced in ``sys.modules``)."""
