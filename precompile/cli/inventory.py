@@ -72,7 +72,7 @@ def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
         return _stored(key, st)
     try:
         fetched = _fetch(store, key, getattr(st, "path", None))
-    except _Unreadable as e:  # a FIFO, a symlink, a file over the cap: listed, never read
+    except Unreadable as e:  # a FIFO, a symlink, a file over the cap: listed, never read
         return _stored(key, st, error=str(e), signature_ok=False,
                        signature="unknown (package not read)")
     if fetched is None:
@@ -103,7 +103,7 @@ def fetch_raw(store: Any, key: str) -> tuple[bytes, str | None] | None:
     return _fetch(store, key, key)
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """A local package file the safe reader refuses to read (see ``load_from_store``)."""
 
 
@@ -118,7 +118,7 @@ def _fetch(store: Any, key: str, path: str | None) -> tuple[bytes, str | None] |
             except FileNotFoundError:
                 return None
             except lib.errors.StoreError as e:
-                raise _Unreadable(str(e)) from e
+                raise Unreadable(str(e)) from e
         data = store.get(key)
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e

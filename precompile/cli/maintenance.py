@@ -22,7 +22,7 @@ from cache_backends.local import atomic_output
 from . import _library as lib
 from . import text
 from .common import EXIT_OK, EXIT_PROBLEMS, CliError
-from .inventory import (_Unreadable, fetch_raw, iter_exportable, iter_store, load_from_store,
+from .inventory import (Unreadable, fetch_raw, iter_exportable, iter_store, load_from_store,
                         open_store, store_keys)
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ def _named_kernels(store: Any, gone: set[str]) -> set[str]:
     for key in store_keys(store):
         try:
             fetched = None if key in gone else fetch_raw(store, key)
-        except _Unreadable:  # a FIFO, a planted name, a file over the cap: no package of ours
+        except Unreadable:  # a FIFO, a planted name, a file over the cap: no package of ours
             continue
         if fetched is not None:
             named |= lib.shared_blobs.references(fetched[0])
