@@ -156,6 +156,16 @@ def _seeded(seed: str | None, env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
+def local_cache(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Any:
+    """An empty local-directory store that is also this process's default cache
+    (``PRECOMPILE_CACHE_DIR``), with no other precompile setting."""
+    from cache_backends.local import LocalDirBackend
+
+    clean_env.setenv("PRECOMPILE_CACHE_DIR", str(tmp_path / "cache"))
+    return LocalDirBackend(tmp_path / "cache")
+
+
+@pytest.fixture
 def scenario(tmp_path: Path) -> Scenario:
     return Scenario(tmp_path)
 

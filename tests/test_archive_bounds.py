@@ -60,12 +60,8 @@ def _archive(path: Path, members: list[tuple[str, bytes | int]], mode: str,
 
 
 @pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalDirBackend:
-    for name in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_SIGNING_KEY",
-                 "PRECOMPILE_TRUST_SHARED_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PRECOMPILE_CACHE_DIR", str(tmp_path / "cache"))
-    return LocalDirBackend(tmp_path / "cache")
+def cache(local_cache: LocalDirBackend) -> LocalDirBackend:
+    return local_cache
 
 
 def test_a_tiny_bzip2_bomb_is_refused_in_seconds(cache: LocalDirBackend,
