@@ -10,8 +10,10 @@ time out. So an S3 object is read from its response stream in chunks, at most
 dropped then; and every call on an async filesystem (s3fs, gcsfs, adlfs...) runs on
 fsspec's event loop under ``asyncio.wait_for``, which cancels it at the deadline. On
 other async filesystems a read asks for the cap as a range (the deadline still holds); on
-synchronous ones (sftp, fsspec's memory filesystem...) it reads the open file in chunks up
-to the cap and checks the deadline between chunks.
+synchronous ones (sftp...) it reads the open file in chunks up to the cap and checks the
+deadline between chunks. fsspec's memory filesystem is read by a ranged ``cat_file``: its
+``open`` hands every reader the same file object, so two readers' chunked reads would share
+one position (the bytes are in memory already; the range copies only the cap).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fsspec.asyn import AsyncFileSystem, sync
+from fsspec.implementations.memory import MemoryFileSystem
 
 from .errors import StoreError
 
@@ -77,7 +80,7 @@ def read(fs: Any, path: str, max_bytes: int, deadline: float) -> bytes:
     FileNotFoundError when there is no such object."""
     if _is_async(fs) and hasattr(fs, "_call_s3"):
         return _on_loop(fs, lambda: _read_s3(fs, path, max_bytes + 1), deadline, "read")
-    if _is_async(fs):
+    if _is_async(fs) or isinstance(fs, MemoryFileSystem):
         return bytes(call(fs, deadline, "cat_file", path, start=0, end=max_bytes + 1))
     with fs.open(path, "rb") as fh:
         return _read_chunks(fh.read, max_bytes + 1, deadline)

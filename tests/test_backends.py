@@ -815,3 +815,32 @@ def test_open_store_without_client_packages(monkeypatch: pytest.MonkeyPatch) -> 
                      lambda: st.stat("k"), lambda: st.delete("k")):
             with pytest.raises(StoreError, match="pip install"):
                 call()
+
+
+def test_concurrent_readers_each_get_the_whole_value(store: CacheBackend) -> None:
+    """Readers of one unchanging value, at once, each get all of it (a store whose handles
+    share a file position would hand one reader the tail the other left). Threads switch
+    every microsecond here, so the readers' calls interleave."""
+    value = bytes(range(256)) * ((3 << 20) // 256 + 7)
+    store.put("shared", value)
+    start = threading.Barrier(4)
+    wrong: list[int] = []
+
+    def reader() -> None:
+        start.wait()
+        for _ in range(8):
+            data = store.get("shared")
+            if data != value:
+                wrong.append(-1 if data is None else len(data))
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong, f"readers got {wrong[:5]} bytes of {len(value)}"
