@@ -104,7 +104,9 @@ def verdict(cold: dict[str, Any], warm: dict[str, Any]) -> tuple[bool, list[str]
     reasons += [f"warm miss: {r}" for r in warm.get("miss_reasons", [])
                 if r not in stored_not and not r.endswith("(first compile)")]
     if warm.get("frames"):  # the warm run's recompile reasons stay in the raw runs
-        reasons.append(f"warm run traced {warm['frames']} frame(s)")
+        names = ", ".join(warm.get("frames_traced_names", []))
+        reasons.append(f"warm run traced {warm['frames']} frame(s)"
+                       + (f" ({names})" if names else ""))
     if not warm.get("hits"):
         reasons.append("no package installed")
     for phase, r in (("cold", cold), ("warm", warm)):
@@ -112,6 +114,19 @@ def verdict(cold: dict[str, Any], warm: dict[str, Any]) -> tuple[bool, list[str]
             reasons.append(f"{phase} results differ from eager (max diff {r.get('max_diff')})")
     ok = not warm.get("frames") and warm.get("hits", 0) >= 1 and bool(warm.get("same"))
     return ok, list(dict.fromkeys(reasons))
+
+
+def dynamo_gives_up(cold: dict, warm: dict) -> str | None:
+    """A torch limit when every frame the warm run traced is one Dynamo failed to compile
+    in the cold run too (it runs that frame eagerly and tries again on the next call, in
+    every process, with precompile or without), its results eager's; else None."""
+    failed = warm.get("frames_failed_count", 0)
+    if not warm.get("frames") or failed != warm["frames"] or not warm.get("same"):
+        return None
+    if not set(warm.get("frames_failed", [])) <= set(cold.get("frames_failed", [])):
+        return None
+    return ("Dynamo gives up on these frames on every call, cold or warm, precompile or not: "
+            + "; ".join(warm["frames_failed"]))
 
 
 def summarize(index: list[dict[str, str]], cold: dict, warm: dict) -> list[dict[str, Any]]:
@@ -126,11 +141,12 @@ def summarize(index: list[dict[str, str]], cold: dict, warm: dict) -> list[dict[
             continue
         ok, reasons = verdict(c, w)
         ratio = (w["compiled_s"] / w["eager_s"]) if w.get("eager_s") and "compiled_s" in w else None
+        limit = TORCH_LIMITS.get(name) or dynamo_gives_up(c, w)
         rows.append({**fam, "warm_start": ok, "frames_warm": w.get("frames"),
                      "frames_cold": c.get("frames"), "warm_s": w.get("compiled_s"),
                      "eager_s": w.get("eager_s"), "cold_s": c.get("compiled_s"),
                      "warm_over_eager": ratio, "train": c.get("train"),
-                     "max_diff": w.get("max_diff"), "torch_limit": TORCH_LIMITS.get(name),
+                     "max_diff": w.get("max_diff"), "torch_limit": limit,
                      "reasons": reasons})
     return rows
 

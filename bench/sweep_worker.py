@@ -38,7 +38,7 @@ import sweep_families_other  # noqa: E402,F401  (registers diffusers and timm)
 # after a few families, which a user compiling one model never meets.
 torch._dynamo.config.recompile_limit = 64
 torch._dynamo.config.accumulated_recompile_limit = 4096
-TRACED = {"frames": 0}
+TRACED: dict[str, Any] = {"frames": 0, "names": [], "failed": []}
 
 
 def _count_traced_frames() -> None:
@@ -51,7 +51,14 @@ def _count_traced_frames() -> None:
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         TRACED["frames"] += 1
-        return original(*args, **kwargs)
+        TRACED["names"].append(getattr(args[0], "co_qualname", "?"))
+        try:
+            return original(*args, **kwargs)
+        except Exception as e:  # Dynamo gives up on the frame: it runs eagerly this call
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            TRACED["failed"].append(f"{getattr(args[0], 'co_qualname', '?')}: "
+                                    f"{type(e).__name__}: {why}")
+            raise
 
     convert_frame._compile = counted
 
@@ -116,7 +123,8 @@ def run_family(family: sweep_families.Family, backend: str) -> dict[str, Any]:
     case = family.build()
     sweep_families._no_dropout(case.model)
     twin = copy.deepcopy(case.model)
-    before, traced0 = precompile.stats(), TRACED["frames"]
+    before, traced0, failed0 = precompile.stats(), TRACED["frames"], len(TRACED["failed"])
+    names0 = len(TRACED["names"])
     seen0 = counters["frames"].get("total", 0)
     t0 = time.perf_counter()
     want = run_model(twin, twin, case)
@@ -131,6 +139,9 @@ def run_family(family: sweep_families.Family, backend: str) -> dict[str, Any]:
     diff, same = max_diff(got, want)
     return {
         "frames": frames, "frames_seen": int(seen),
+        "frames_traced_names": list(dict.fromkeys(TRACED["names"][names0:])),
+        "frames_failed": list(dict.fromkeys(TRACED["failed"][failed0:])),
+        "frames_failed_count": len(TRACED["failed"]) - failed0,
         **{k: after[k] - before[k] for k in COUNTED},
         "miss_reasons": after["miss_reasons"][len(before["miss_reasons"]):],
         "recompile_reasons": after["recompile_reasons"][len(before["recompile_reasons"]):],

@@ -140,6 +140,38 @@ def test_torch_values_in_code_round_trip():
     assert back.co_consts[-1] is _ColorForTest.RED
 
 
+def test_dict_constants_round_trip():
+    """Dynamo loads a nested function's annotations as a dict constant (transformers' output
+    capturing): stored as its items, each a constant of the kinds above, and rebuilt as a
+    new dict of equal items; one holding what the format cannot store is refused by type."""
+    import torch
+
+    from precompile.identity.bytecode import code_with_refs, resolve_refs
+
+    annotations = {"x": "torch.Tensor", "return": None, 3: {"k": (1.5, "v"), 2: torch.float16}}
+    code = (lambda: None).__code__.replace(co_consts=(None, annotations))
+    stored = code_with_refs(code)
+    assert isinstance(stored, types.CodeType) and all(fmt.storable(c) for c in stored.co_consts)
+    back = resolve_refs(fmt.decode(fmt.encode({}, {"code": stored}, {})).manifest["code"])
+    assert back.co_consts == (None, annotations) and type(back.co_consts[1]) is dict
+    unstorable = code.replace(co_consts=(None, {"x": object()}))
+    assert "of type dict" in code_with_refs(unstorable)
+    nested: dict = {}
+    nested["self"] = nested
+    assert "of type dict" in code_with_refs(code.replace(co_consts=(None, nested)))
+
+
+def test_malformed_dict_constants_are_refused():
+    """A package's dict constant whose items are not pairs, or whose key cannot be hashed,
+    stops the install of that entry (ValueError) rather than building anything else."""
+    from precompile.identity.bytecode import DICT_KIND, resolve_refs
+
+    for args in ((("a",),), ("ab",), ((["unhashable"], 1),), (({"k": 1}, 1),)):
+        code = (lambda: None).__code__.replace(co_consts=(None, fmt.ValueRef(DICT_KIND, args)))
+        with pytest.raises(ValueError):
+            resolve_refs(code)
+
+
 def test_value_refs_rebuild_only_known_kinds():
     """A package cannot make the installer call anything but the few constructors it knows."""
     from precompile import _torch

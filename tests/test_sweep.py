@@ -19,18 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import sweep  # noqa: E402
 
 PENDING = {
-    # aot_eager only: its artifact is the pickled training graph, which names a class no
-    # other process finds by name: kernels' `_create_func_module.<locals>.Func` (Llama,
-    # Mistral, Qwen, Gemma, Mixtral, Mamba, ...) or parametrize's `ParametrizedConv1d`
-    # (wav2vec2, HuBERT, WavLM). Inductor's artifact is compiled code: Llama, Mistral, Qwen2
-    # and Mixtral warm-start there (tests/zoo), and weight_norm models too
-    # (tests/test_unpicklable_guards.py).
-    "unable to serialize: Can't pickle": "aot_eager's stored graph names a class no other "
-                                         "process finds by name",
-    # wav2vec2 (README, cause E): the bytecode transformers' output capturing makes holds a
-    # nested function's annotations dict, and the package format stores no dict constants.
-    "holds a constant of type dict": "sweep cause E: a dict constant in transformers' "
-                                     "output-capturing bytecode",
+    # wav2vec2, HuBERT (training step): the closures transformers' output capturing registers
+    # as forward hooks on first use trace again in a fresh process, and their new entries
+    # do not apply in the next one either; being looked into.
+    "output_capturing_hook": "transformers' output-capturing hook closures trace again in "
+                             "a fresh process (training step)",
 }
 MIN_FAMILIES = 40
 
@@ -54,8 +47,8 @@ def unexplained(rows: list[dict]) -> list[dict]:
 def test_unexplained_rows_are_the_ones_that_fail() -> None:
     """The filter itself: a row failing for a new cause is not excused."""
     row = dict(warm_start=False, torch_limit=None,
-               reasons=["not stored: f: graph g cannot be stored: AOTAutograd's cache refused "
-                        "it (unable to serialize: Can't pickle local object 'f.<locals>.Func')"])
+               reasons=["warm run traced 2 frame(s) (wrapper, install_output_capuring_hook."
+                        "<locals>.output_capturing_hook)"])
     new = dict(row, reasons=["warm run traced 3 frame(s)"])
     limit = dict(new, torch_limit="a torch limit")
     wrong = dict(row, reasons=row["reasons"] + ["warm results differ from eager (max diff 1)"])

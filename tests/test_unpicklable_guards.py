@@ -173,6 +173,38 @@ def test_warm_start_with_an_object_dynamo_cannot_pickle(scenario: Scenario, case
     assert warm.stats["misses"] == 0 and warm.stats["saves"] == 0, warm.describe()
 
 
+# A training step through aot_eager, whose stored artifact is the pickled training graph: the
+# backward's nodes name the modules they came from by class (``fwd_nn_module_stack``), here
+# a class made inside a function and a parametrized Conv1d (Llama, Mistral, Qwen...; wav2vec2).
+TRAIN_USER = """
+import torch, precompile
+from helper import build
+
+torch.manual_seed(0)
+model = build().train()
+twin = build().train()
+twin.load_state_dict(model.state_dict())
+compiled = precompile.cached(torch.compile(model, backend="aot_eager"))
+
+def run():
+    x = torch.randn({shape}, generator=torch.Generator().manual_seed(1))
+    compiled(x).square().mean().backward()
+    twin(x).square().mean().backward()
+    grads = [(n, p.grad, dict(twin.named_parameters())[n].grad)
+             for n, p in model.named_parameters()]
+    return [("loss", compiled(x).square().mean(), twin(x).square().mean())] + grads
+"""
+
+
+@pytest.mark.parametrize("case", ["local_class", "weight_norm"])
+def test_aot_eager_training_step_warm_starts(scenario: Scenario, case: str) -> None:
+    scenario.write(TRAIN_USER.format(shape=SHAPES[case]))
+    (scenario.root / "helper.py").write_text(textwrap.dedent(HELPERS[case].format(**BASE[case])))
+    cold = scenario.run("cold").assert_ok()
+    assert cold.stats["bypasses"] == 0 and scenario.packages(), cold.describe()
+    scenario.run("warm").assert_warm()
+
+
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_a_changed_object_is_a_miss_with_its_reason(scenario: Scenario, change: str) -> None:
     case, values, env, reason = CHANGES[change]

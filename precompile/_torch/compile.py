@@ -38,16 +38,49 @@ CACHEABLE_GRAPH_CALLS = (
 )
 
 
+# Node metadata AOTAutograd copies from the forward graph onto the backward's nodes, naming
+# the modules each node came from by class. torch drops ``nn_module_stack`` itself before it
+# pickles an ``aot_eager`` graph (backends/debugging.py ``AOTEagerOutputCode``), not these.
+_PROVENANCE_META = ("fwd_nn_module_stack", "fwd_source_fn_stack")
+
+
+def storable_aot_eager_graphs() -> None:
+    """Let AOTAutograd's cache store an ``aot_eager`` training graph whose model holds a
+    module of a class no other process finds by name (kernels'
+    ``_create_func_module.<locals>.Func`` in Llama, Mistral, Qwen..., parametrize's
+    ``ParametrizedConv1d``): the backward's nodes name it in ``fwd_nn_module_stack``, which
+    only says where a node came from; running the graph never reads it. Installed once,
+    process-wide, before torch pickles the graph."""
+    from torch._dynamo.backends import debugging
+
+    output_code = getattr(debugging, "AOTEagerOutputCode", None)
+    real = getattr(output_code, "prepare_for_serialization", None)
+    if real is None or getattr(real, "_precompile_drops_provenance", False):
+        return
+
+    def prepare_for_serialization(self: Any) -> None:
+        if self.gm is not None:
+            for node in self.gm.graph.nodes:
+                for key in _PROVENANCE_META:
+                    node.meta.pop(key, None)
+        real(self)
+
+    prepare_for_serialization._precompile_drops_provenance = True  # type: ignore[attr-defined]
+    output_code.prepare_for_serialization = prepare_for_serialization
+
+
 @contextlib.contextmanager
 def cacheable_graph_calls() -> Iterator[None]:
     """Mark ``CACHEABLE_GRAPH_CALLS`` and the higher-order operators of
     ``hops.STORABLE_HOPS`` cacheable while one of precompile's frames compiles
     (``torch._inductor.config.unsafe_marked_cacheable_functions``, keyed by the torch version
-    as that option's documentation asks). The HOPs only together with
+    as that option's documentation asks), and ``storable_aot_eager_graphs``. The HOPs only
+    together with
     ``hops.checking_subgraphs``: what their subgraphs call is checked like the graph itself.
     """
     import torch._inductor.config as inductor_config
 
+    storable_aot_eager_graphs()
     marked = dict(inductor_config.unsafe_marked_cacheable_functions)
     for name in CACHEABLE_GRAPH_CALLS + storable_hop_names():
         marked.setdefault(name, TORCH_VERSION)

@@ -38,30 +38,56 @@ def rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeTy
     return code.replace(co_names=names, co_consts=consts)
 
 
+# The ValueRef kind of a dict constant: Dynamo loads a nested function's annotations as one
+# (transformers' output-capturing hooks), and the format has no map type for constants.
+DICT_KIND = "builtins.dict"
+_MAX_DICT_DEPTH = 8
+_UNSTORABLE = object()
+
+
 def code_with_refs(code: types.CodeType) -> types.CodeType | str:
     """``code`` with every constant the format cannot hold replaced by a reference it can:
-    a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes), an ``ObjectRef``
-    for objects found by name (a namedtuple's ``_make``, a class, an enum member, a module's
-    ``__dict__``). Returns
-    why not (naming the constant's type) when a constant is neither."""
+    a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes) and for dicts
+    (their items, each a constant of these kinds), an ``ObjectRef`` for objects found by name
+    (a namedtuple's ``_make``, a class, an enum member, a module's ``__dict__``). Returns why
+    not (naming the constant's type) when a constant is neither."""
     consts = []
     for c in code.co_consts:
         if isinstance(c, types.CodeType):
             c = code_with_refs(c)
             if isinstance(c, str):
                 return c
-        elif not format.storable(c):
-            ref = _torch.value_ref(c)
-            if ref is None:
-                name = importable_name(c) or module_dict_name(c)
-                if name is None:
-                    return (f"its bytecode holds a constant of type {type(c).__qualname__} "
-                            f"({_short_repr(c)}) that is neither plain data nor importable "
-                            "by name")
-                ref = format.ObjectRef(name)
+        else:
+            ref = _constant_ref(c)
+            if ref is _UNSTORABLE:
+                return (f"its bytecode holds a constant of type {type(c).__qualname__} "
+                        f"({_short_repr(c)}) that is neither plain data nor importable "
+                        "by name")
             c = ref
         consts.append(c)
     return code.replace(co_consts=tuple(consts))
+
+
+def _constant_ref(value: Any, depth: int = 0) -> Any:
+    """``value`` as the format can hold it, or ``_UNSTORABLE`` (a dict nested deeper than
+    ``_MAX_DICT_DEPTH``, one that holds itself, included)."""
+    if format.storable(value):
+        return value
+    ref = _torch.value_ref(value)
+    if ref is not None:
+        return ref
+    name = importable_name(value) or module_dict_name(value)
+    if name is not None:
+        return format.ObjectRef(name)
+    if type(value) is dict:
+        if depth >= _MAX_DICT_DEPTH:
+            return _UNSTORABLE
+        items = [(_constant_ref(k, depth + 1), _constant_ref(v, depth + 1))
+                 for k, v in value.items()]
+        if any(k is _UNSTORABLE or v is _UNSTORABLE for k, v in items):
+            return _UNSTORABLE
+        return format.ValueRef(DICT_KIND, tuple(items))
+    return _UNSTORABLE
 
 
 def _short_repr(value: Any) -> str:
@@ -74,12 +100,25 @@ def _short_repr(value: Any) -> str:
 
 def resolve_refs(code: types.CodeType) -> types.CodeType:
     """Stored code with its ``ObjectRef`` and ``ValueRef`` constants replaced by the objects
-    they name (raises if one is gone: the entry is then not installed)."""
-    consts = tuple(resolve_refs(c) if isinstance(c, types.CodeType)
-                   else resolve_importable(c.name) if isinstance(c, format.ObjectRef)
-                   else _torch.rebuild_value(c) if isinstance(c, format.ValueRef) else c
+    they name (raises if one is gone or malformed: the entry is then not installed)."""
+    consts = tuple(resolve_refs(c) if isinstance(c, types.CodeType) else _resolve_constant(c)
                    for c in code.co_consts)
     return code if consts == code.co_consts else code.replace(co_consts=consts)
+
+
+def _resolve_constant(value: Any) -> Any:
+    if isinstance(value, format.ObjectRef):
+        return resolve_importable(value.name)
+    if isinstance(value, format.ValueRef) and value.kind == DICT_KIND:
+        if not all(type(item) is tuple and len(item) == 2 for item in value.args):
+            raise ValueError("package holds a malformed dict constant")
+        try:
+            return {_resolve_constant(k): _resolve_constant(v) for k, v in value.args}
+        except TypeError as e:  # an unhashable key
+            raise ValueError(f"package holds a malformed dict constant ({e})") from None
+    if isinstance(value, format.ValueRef):
+        return _torch.rebuild_value(value)
+    return value
 
 
 def retarget_filename(code: types.CodeType, module_name: str,
