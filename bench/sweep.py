@@ -125,7 +125,8 @@ def dynamo_gives_up(cold: dict, warm: dict) -> str | None:
         return None
     if not set(warm.get("frames_failed", [])) <= set(cold.get("frames_failed", [])):
         return None
-    return ("Dynamo gives up on these frames on every call, cold or warm, precompile or not: "
+    return ("Dynamo gives up on these frames in the cold run and again in the warm one, with "
+            "precompile or without (it compiles nothing there to store): "
             + "; ".join(warm["frames_failed"]))
 
 

@@ -16,8 +16,8 @@ from typing import Any
 ZOO = Path(__file__).resolve().parent / "zoo"
 
 
-def _run(tmp_path: Path, phase: str) -> dict[str, Any]:
-    env = dict(os.environ, PRECOMPILE_CACHE_DIR=str(tmp_path / "cache"),
+def _run(tmp_path: Path, phase: str, **extra: str) -> dict[str, Any]:
+    env = dict(os.environ, **extra, PRECOMPILE_CACHE_DIR=str(tmp_path / "cache"),
                TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"), PYTHONDONTWRITEBYTECODE="1")
     env.pop("PRECOMPILE_CACHE_URL", None)
     proc = subprocess.run([sys.executable, str(tmp_path / "ddp_spawn.py"), phase],
@@ -36,3 +36,21 @@ def test_ddp_inductor_spawned_ranks_warm_start(tmp_path: Path) -> None:
         assert report["same"], (rank, warm)
         assert report["frames"] == 0 and report["hits"] >= 1, (rank, warm)
         assert report["misses"] == 0 and report["saves"] == 0, (rank, warm)
+
+
+def test_ddp_split_by_buckets_warm_starts_as_one_graph(tmp_path: Path) -> None:
+    """A model larger than one gradient bucket: DDPOptimizer splits its graph, which torch
+    never caches, and the reason says so with the fix (``_torch/ddp.py``); with that fix,
+    ``optimize_ddp = False``, both ranks warm-start with nothing traced and eager's results."""
+    for where in (tmp_path / "split", tmp_path / "whole"):
+        where.mkdir()
+        shutil.copy(ZOO / "ddp_spawn.py", where / "ddp_spawn.py")
+    split = _run(tmp_path / "split", "cold", BUCKETS="many")
+    assert all(r["same"] and r["bypasses"] >= 1 for r in split.values()), split
+    assert all(any("optimize_ddp = False" in why for why in r["miss_reasons"])
+               for r in split.values()), split
+    cold = _run(tmp_path / "whole", "cold", BUCKETS="many", OPTIMIZE_DDP="0")
+    assert all(r["same"] and r["bypasses"] == 0 for r in cold.values()), cold
+    warm = _run(tmp_path / "whole", "warm", BUCKETS="many", OPTIMIZE_DDP="0")
+    for rank, report in warm.items():
+        assert report["same"] and report["frames"] == 0 and report["hits"] >= 1, (rank, warm)

@@ -12,6 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# How AOTAutograd's cache refuses a graph DDPOptimizer split by gradient bucket (a model
+# larger than one bucket, ``bucket_cap_mb``): it compiles each piece with
+# ``fakify_first_call`` (backends/distributed.py) and never caches such a graph
+# (autograd_cache.py ``check_cacheable``). One graph per frame is what warm-starts.
+SPLIT_GRAPH_REFUSAL = "fakify_first_call"
+SPLIT_GRAPH_HINT = (
+    "DDPOptimizer compiled this graph in pieces, one per gradient bucket, and torch never "
+    "caches those; torch._dynamo.config.optimize_ddp = False compiles it as one graph, which "
+    "warm-starts (DDP's all-reduce then waits for the compiled backward instead of overlapping "
+    "it)")
+
 
 def keep_package_in_ddp_clones() -> None:
     """Make the converters' ``_clone_with_backend`` hand precompile's recorder to the clone

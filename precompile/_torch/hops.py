@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from .ddp import SPLIT_GRAPH_HINT, SPLIT_GRAPH_REFUSAL
+
 # HOPs whose result is determined by their subgraphs and their (tensor, int, plain-data)
 # operands, named as ``HigherOrderOperator.cacheable()`` looks them up. Left out on
 # purpose: those that call a Python function by reference (``flat_apply``,
@@ -150,7 +152,10 @@ def _calls_storable_hop(gm: torch.fx.GraphModule) -> bool:
 
 
 def take_cache_refusal() -> str | None:
-    """Why AOTAutograd's cache last refused a graph on this thread (then forgotten)."""
+    """Why AOTAutograd's cache last refused a graph on this thread (then forgotten), with
+    what to do where there is something (a graph DDPOptimizer split)."""
     reason = getattr(_refusal, "reason", None)
     _refusal.reason = None
+    if reason and SPLIT_GRAPH_REFUSAL in reason:
+        reason = f"{reason}: {SPLIT_GRAPH_HINT}"
     return reason

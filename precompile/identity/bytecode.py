@@ -121,6 +121,37 @@ def _resolve_constant(value: Any) -> Any:
     return value
 
 
+def share_nested_code(code: types.CodeType, original: types.CodeType) -> types.CodeType:
+    """``code`` (stored bytecode Dynamo made from ``original``) with every nested code object
+    equal to one of ``original``'s replaced by that very object.
+
+    Dynamo's bytecode makes the frame's nested functions (a hook, a closure) from the code
+    objects of the original function. Decoded from a package, those are equal copies, and
+    functions made from a copy would miss what is installed on the original (their own
+    stored entries, Dynamo's per-code cache): each call would trace again."""
+    live = {id(c): c for c in _nested_code(original)}
+    by_value: dict[types.CodeType, types.CodeType] = {}
+    for c in live.values():
+        by_value.setdefault(c, c)
+    return _with_shared(code, by_value)
+
+
+def _nested_code(code: types.CodeType) -> Iterator[types.CodeType]:
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            yield c
+            yield from _nested_code(c)
+
+
+def _with_shared(code: types.CodeType,
+                 by_value: dict[types.CodeType, types.CodeType]) -> types.CodeType:
+    consts = tuple(by_value.get(c) or _with_shared(c, by_value)
+                   if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    if all(a is b for a, b in zip(consts, code.co_consts)):
+        return code
+    return code.replace(co_consts=consts)
+
+
 def retarget_filename(code: types.CodeType, module_name: str,
                       filename: str | None = None) -> types.CodeType:
     """Point stored code at this machine's copy of the source file (for tracebacks)."""

@@ -26,7 +26,7 @@ from .entry_order import ORDER
 from ..identity.guard_path import GuardPathError, Roots, parse
 from ..package.artifacts import PrecompileContext
 from .kernel_files import restore_kernels
-from ..identity.bytecode import resolve_refs, retarget_filename
+from ..identity.bytecode import resolve_refs, retarget_filename, share_nested_code
 from ..record.constant_calls import answer_again
 from ..identity.names import (GLOBALS_OF, OWN_GLOBALS, module_dict, resolve_code,
                               resolve_importable)
@@ -37,6 +37,16 @@ log = logging.getLogger("precompile")
 # Globals whose names carry a uuid (see recorder.add_resume_function and Dynamo's
 # unique_id(..., with_uuid=True)); the same name always means the same artifact.
 _UNIQUE_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_")
+
+
+# (module, fingerprint) -> the one code object, in this process, that every global name of a
+# resume function calls, whichever package placed it. Dynamo reuses a resume function's code
+# under a new global name when it compiles the same graph break again (recursion, another
+# caller, another model through the same library decorator), and the entries recorded for it
+# hang on that one code object, whichever name led there: in the compiling process a second
+# model could run on the first one's entry and record none of its own, so its package alone
+# would retrace there.
+_RESUME_CODES: dict[tuple[str, str], types.CodeType] = {}
 
 
 @dataclasses.dataclass
@@ -51,11 +61,6 @@ class Installation:
     _on_guard_fail: Callable[[str, types.CodeType], None] | None = None
     _globals: list[tuple[dict[str, Any], str, Any]] = dataclasses.field(default_factory=list)
     _codes: list[types.CodeType] = dataclasses.field(default_factory=list)
-    # (module, fingerprint) -> the one code object every global name of a resume function
-    # calls: Dynamo reuses a resume function's code under a new global name when it
-    # compiles the same graph break again (recursion, another caller), and the entries
-    # recorded for it hang on that one code object, whichever name led there.
-    _resume_codes: dict[tuple[str, str], types.CodeType] = dataclasses.field(default_factory=dict)
 
     def add_global(self, scope: dict[str, Any], name: str, value: Any) -> None:
         scope[name] = value
@@ -137,7 +142,7 @@ def _target_code(frame: FrameRecord, pkg: Package,
     if frame.role == ROLE_MAIN:
         return pkg.main_code
     if frame.role == ROLE_RESUME:
-        code = inst._resume_codes.setdefault(
+        code = _RESUME_CODES.setdefault(
             (frame.module, frame.fingerprint), retarget_filename(frame.code, frame.module))
         scope = module_dict(frame.module)
         if scope is None or not frame.global_name:
@@ -194,6 +199,7 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
         hooks_check = module_hooks.HooksCheck(hooks, scope, frame.qualname)
         _torch.add_epilogue_guard(guard_manager, hooks_check, hooks_check.description())
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
+    code = share_nested_code(code, target)
     _skip_namedtuple_make(code)
     ORDER.attach(target, guard_manager, code)
     inst._codes.append(target)

@@ -6,6 +6,10 @@ globals), ``precompile.cached(torch.compile(DistributedDataParallel(net)))``, In
 
     python ddp_spawn.py cold|warm      (warm: fail_on_recompile on every rank)
 
+With ``BUCKETS=many`` the net is wider than DDP's gradient bucket (``bucket_cap_mb=1``), so
+DDPOptimizer splits its graph by bucket; ``OPTIMIZE_DDP=0`` sets
+``torch._dynamo.config.optimize_ddp = False`` (one graph).
+
 Prints ``RESULT {rank: {...}}`` with each rank's frames traced, precompile stats and whether
 its output and gradients match eager.
 """
@@ -24,24 +28,33 @@ import precompile
 WORLD = 2
 
 
+MANY_BUCKETS = os.environ.get("BUCKETS") == "many"
+WIDTH = 512 if MANY_BUCKETS else 32  # 1 MiB of fc2 weights: a bucket of its own
+
+
 class Net(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.fc1 = torch.nn.Linear(16, 32)
-        self.fc2 = torch.nn.Linear(32, 4)
+        self.fc1 = torch.nn.Linear(16, WIDTH)
+        self.fc2 = torch.nn.Linear(WIDTH, WIDTH)
+        self.fc3 = torch.nn.Linear(WIDTH, 4)
 
     def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)))
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
 
 
 def worker(rank: int, init_file: str, stance: str, out_dir: str) -> None:
+    if os.environ.get("OPTIMIZE_DDP") == "0":
+        torch._dynamo.config.optimize_ddp = False
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=WORLD)
     try:
         torch.manual_seed(0)
         net = Net()
         twin = torch.nn.parallel.DistributedDataParallel(copy.deepcopy(net))
-        compiled = precompile.cached(torch.compile(torch.nn.parallel.DistributedDataParallel(net)))
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            net, **({"bucket_cap_mb": 1} if MANY_BUCKETS else {}))
+        compiled = precompile.cached(torch.compile(ddp))
         x = torch.randn(8, 16) + rank
         torch.compiler.set_stance(stance)
         out = compiled(x)
