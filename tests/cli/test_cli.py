@@ -1,4 +1,6 @@
-"""The ``precompile`` command line, run as a subprocess on packages a real compile wrote."""
+"""Each ``precompile`` command does what its help says (ls, inspect, verify, explain, prune,
+stats, export and import), run as a subprocess on packages a real compile wrote; import is
+streamed, verified and all or nothing."""
 from __future__ import annotations
 
 import argparse

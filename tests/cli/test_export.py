@@ -1,10 +1,9 @@
-"""Issue 30, finding 6: ``precompile export`` from a store others can write.
+"""``precompile export`` from a store others can write exports only what ``import`` accepts.
 
-One planted file broke export with a traceback (a package naming a kernel ``../x``, read
-as a store key), and a well-formed planted package was exported as is, so the importing
-side then refused the whole archive. Export now writes only what import accepts (verified
-under the signing key in force, stored under the key it was written for, kernels verified
-against their digests) and says what it left out.
+A package is exported only verified under the signing key in force, stored under the key it
+was written for, with its kernels verified against their digests; anything else is left
+out and named, never a traceback (a package naming a kernel ``../x``, read as a store key)
+and never a planted package that would make the importing side refuse the whole archive.
 """
 from __future__ import annotations
 

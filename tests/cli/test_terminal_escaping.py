@@ -1,4 +1,4 @@
-"""Issue 30.4: no store text reaches a terminal unescaped, from any command or the library.
+"""No store text reaches a terminal unescaped, from any command or the library.
 
 A redis server whose every reply is an error carrying terminal escape sequences, an S3
 endpoint whose error messages carry C1 controls and bidi overrides, a local cache with a

@@ -7,9 +7,10 @@ turns the mode on. Each process reports at exit into ``PRECOMPILE_STATS_FILE``
 (precompile/auto_report.py); the tests read that file. Backends: the bare
 ``@torch.compile`` and ``model.compile()`` programs use Inductor (what those forms mean); the
 Trainer, accelerate and DDP programs use ``aot_eager`` to keep a 2-core CI affordable
-(precompile stores both the same way, see tests/test_zoo.py). The Trainer's model is GPT-2:
-Llama-style models on transformers 5.25 hold a ``kernels`` class made in local scope that
-torch refuses to store (ENGINE-FACTS.md), a limit of the serializer, not of this mode.
+(precompile stores both the same way, see tests/ecosystem/test_zoo.py). The Trainer's model
+is GPT-2: Llama-style models on transformers 5.25 hold a ``kernels`` class made in local
+scope that torch refuses to store (ENGINE-FACTS.md), a limit of the serializer, not of this
+mode.
 """
 from __future__ import annotations
 

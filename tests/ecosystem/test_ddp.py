@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ZOO = Path(__file__).resolve().parent / "zoo"
+ZOO = Path(__file__).resolve().parents[1] / "zoo"
 
 
 def _run(tmp_path: Path, phase: str) -> dict[str, Any]:

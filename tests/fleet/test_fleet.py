@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Scenario
+from conftest import run_cli as _cli
 
 # The user's code: a function and an nn.Module, each behind a zero-argument factory. The
 # warm-up builds the module on the meta device (no weights at all); replicas build it with
@@ -136,16 +136,6 @@ def test_warmup_then_a_fresh_replica_serves_every_bucket_warm(scenario: Scenario
         assert _counts(again.result["extra"], name)["compiled"] == 0, again.result["extra"]
         assert _counts(again.result["extra"], name)["covered"] == 3
     assert again.frames == 0 and again.stats["saves"] == 0, again.describe()
-
-
-def _cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = dict(os.environ)
-    for name in ("PRECOMPILE_CACHE_URL", "PRECOMPILE_SIGNING_KEY", "PRECOMPILE_STRICT"):
-        full.pop(name, None)
-    full.update({"PRECOMPILE_CACHE_DIR": str(root / "cache"), "PYTHONDONTWRITEBYTECODE": "1",
-                 "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), **env})
-    return subprocess.run([sys.executable, "-m", "precompile.cli", *args], cwd=root,
-                          env=full, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_coverage_gate_from_the_command_line(scenario: Scenario) -> None:

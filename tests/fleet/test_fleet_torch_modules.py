@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from conftest import Scenario
-from test_fleet import _cli
+from conftest import run_cli as _cli
 
 MODELS = """
 import torch, precompile

@@ -1,8 +1,7 @@
-"""Crafted packages against the decoder and the CLI (issue 22, decode side): whatever a
-package holds, decoding it is bounded (nesting, total size, containers, key types), a
-code object is checked before ``CodeType.replace`` builds it, metadata has its types, and
-the CLI prints nothing raw from a package, never changes ``sys.path`` and refuses an empty
-signing key.
+"""Crafted packages against the decoder and the CLI: whatever a package holds, decoding it
+is bounded (nesting, total size, containers, key types), a code object is checked before
+``CodeType.replace`` builds it, metadata has its types, and the CLI prints nothing raw from
+a package, never changes ``sys.path`` and refuses an empty signing key.
 
 Packages are built by hand (raw msgpack where ``format.encode`` would refuse the value).
 Anything that crashed the interpreter before is decoded in a child process, so a segfault

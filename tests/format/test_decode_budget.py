@@ -1,7 +1,7 @@
-"""Decoding a package costs at most a stated multiple of its size (issue 30, findings 1 and
-3): small tokens that become large objects (3-byte strings, empty lists and maps, map
-pairs, ext references) are charged what CPython allocates for them before msgpack builds
-anything, and set members chosen to share one hash are refused.
+"""Decoding a package costs at most a stated multiple of its size: small tokens that become
+large objects (3-byte strings, empty lists and maps, map pairs, ext references) are charged
+what CPython allocates for them before msgpack builds anything, and set members chosen to
+share one hash are refused.
 
 Peak memory is measured in a child process (its peak RSS around the decode: the real
 memory, allocator included), so one shape's high-water mark never hides another's.

@@ -128,7 +128,7 @@ def test_crafted_nesting_keys_and_code_objects() -> None:
     """The long fuzzer's hand-crafted modes, briefly: ext values nested thousands deep,
     colliding and odd map keys, mutated code objects. In a child process, so a crash
     (the C stack, ``CodeType.replace``) fails this test instead of killing pytest."""
-    fuzzer = Path(__file__).resolve().parents[1] / "bench" / "fuzz_format.py"
+    fuzzer = Path(__file__).resolve().parents[2] / "bench" / "fuzz_format.py"
     proc = subprocess.run([sys.executable, str(fuzzer), "--modes", "nested,keys,code",
                            "--seconds", "3", "--seed", "1"],
                           capture_output=True, text=True, timeout=300, check=False)

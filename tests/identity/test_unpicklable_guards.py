@@ -1,5 +1,5 @@
 """Objects Dynamo's guard pickler refuses are checked in the loading process, not given up on
-(issue 27 item 1, issue 28; precompile/_torch/standins.py).
+(precompile/_torch/standins.py).
 
 Each scenario holds one kind of object Dynamo cannot pickle in its guard state: an instance
 of a class made inside a function (``kernels``' ``Func``, held by 114 transformers 5.25

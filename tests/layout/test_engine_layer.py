@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENGINE_LAYER = ROOT / "precompile" / "_torch"
 # probes.py counts Inductor codegens for tests and benchmarks; bench/ loads it by path
 # without the rest of precompile (its docstring says why), so it cannot call _torch.

@@ -9,7 +9,7 @@ read (and changed) knowing only what is under it:
 
 ``_torch`` (every engine touch point) sits beside them: anyone may import it, and it
 imports only the base, ``format`` and ``identity``. ``format`` reads untrusted bytes and
-never imports torch. Like tests/test_engine_layer.py, this reads syntax trees; imports
+never imports torch. Like tests/layout/test_engine_layer.py, this reads syntax trees; imports
 made by name at run time (``importlib``: the lazy public names, ``cli/_library``) are
 outside it.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "precompile"
 BASE = {"errors", "counters", "settings", "probes"}
 FACE = {"__init__", "api", "cached_function", "policy", "pytest_plugin", "auto", "auto_report"}

@@ -1,4 +1,4 @@
-"""Issue 22, ``precompile import``: bounded before staging, checked while streaming, keys from
+"""``precompile import`` is bounded before staging, checked while streaming, keys from
 the packages themselves, unique staging names, all or nothing on any failure, and a cache
 copy compared only once verified. Packages are written by hand; nothing compiles.
 """

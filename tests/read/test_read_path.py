@@ -23,7 +23,7 @@ from precompile.format import envelope as fmt
 from precompile.errors import IntegrityError, StoreError
 from _packages import CALLS, KEY, make_package
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _finishes(fn: Callable[[], object], seconds: float = 10.0) -> object:

@@ -1,4 +1,6 @@
-"""Single flight: processes that start cold together compile each package once."""
+"""Single flight: processes that start cold together compile each package once, and a cold
+first call waits only on a live compile lease (never the whole wait on one planted in a
+shared Redis namespace)."""
 from __future__ import annotations
 
 import json
@@ -6,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 from conftest import DRIVER, Scenario, scrubbed_environ
 from redis_server import RedisServer, redis_server  # noqa: F401 - the session fixture
@@ -106,3 +109,26 @@ def test_single_flight_through_redis(scenario: Scenario, redis_server: RedisServ
              for _ in range(3)]
     results = [_result(p) for p in procs]
     assert sorted(r["frames"] for r in results) == [0, 0, 1]
+
+
+def test_a_cold_first_call_does_not_wait_on_a_planted_lease(
+        scenario: Scenario, redis_server: RedisServer) -> None:
+    """The proof of concept: a fresh process, a cold key whose compile lease someone planted
+    (no expiry) in the shared namespace, ``PRECOMPILE_WAIT_TIMEOUT=20``."""
+    from cache_backends import RedisBackend
+    from precompile.read.single_flight import LEASE_SUFFIX
+
+    ns = f"t-{uuid.uuid4().hex[:12]}"
+    url = f"{redis_server.url}?namespace={ns}"
+    scenario.write(WORK)
+    first = scenario.run("cold", PRECOMPILE_CACHE_URL=url)
+    assert first.result is not None and first.result["frames"] == 1, first.stderr[-3000:]
+    st = RedisBackend(url)
+    (key,) = list(st.list())
+    st.delete(key)  # cold again, and now a lease nobody holds
+    st.client.set(f"{ns}:v1:lock:{key}{LEASE_SUFFIX}", b"planted")
+    again = scenario.run("cold", PRECOMPILE_CACHE_URL=url, PRECOMPILE_WAIT_TIMEOUT="20")
+    assert again.result is not None, again.stderr[-3000:]
+    assert all(again.result["checks"].values()) and again.result["frames"] == 1
+    assert again.result["stats"]["waited_s"] < 2.0, again.result["stats"]
+    assert "took over the lock" in again.stderr

@@ -6,7 +6,7 @@ entry only when the answer is the same. Fresh processes, one cache."""
 from __future__ import annotations
 
 from conftest import Scenario
-from test_fleet import _cli
+from conftest import run_cli as _cli
 
 # A library's probe, marked constant the way transformers marks its own (an attribute, so
 # the library need not import torch), behind lru_cache: Dynamo calls the inner function.

@@ -27,7 +27,7 @@ from precompile.format import envelope as format
 from precompile.read.single_flight import LEASE_SUFFIX as _LEASE_SUFFIX
 from precompile.errors import LockTimeout, PackageError, SettingError, StoreError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_script(source: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -1,5 +1,5 @@
 """Never a stale result II: a model changes between processes in ways Dynamo does not check
-inside one process (issue 28; ``precompile/_torch/in_process_assumptions.py``).
+inside one process (``precompile/_torch/in_process_assumptions.py``).
 
 Each scenario records in one process, checks that an unchanged process still warm-starts with
 nothing traced, then changes the model (hooks, parameters, buffers, submodules, modes) before

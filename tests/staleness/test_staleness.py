@@ -1,5 +1,5 @@
 """Never a stale result: a value a guard reads changes between processes, and the next process
-must return eager's answer for the new value (issue 21).
+must return eager's answer for the new value.
 
 Each scenario compiles with one version of a helper module, checks that an unchanged helper
 still warm-starts with nothing traced, then rewrites the helper and requires eager's result

@@ -635,24 +635,6 @@ def test_fsspec_errors_are_store_errors(tmp_path: Path) -> None:
         open_store("no-such-protocol-xyz://bucket/prefix")
 
 
-@pytest.fixture
-def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    pytest.importorskip("s3fs", reason="s3fs is not installed")
-    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    # Credentials given outright: botocore must never look for them on the network.
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1",
-                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
-        monkeypatch.setenv(name, value)
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def test_fsspec_s3_on_moto(moto_s3: str) -> None:
     import s3fs
 
@@ -799,7 +781,7 @@ def test_import_cache_backends_first_and_lazily() -> None:
             "assert 'redis' not in sys.modules and 'fsspec' not in sys.modules; "
             "cache_backends.open_store('redis://127.0.0.1:1/0'); assert 'redis' in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=str(Path(__file__).resolve().parent.parent))
+                          timeout=120, cwd=str(Path(__file__).resolve().parents[2]))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

@@ -1,4 +1,4 @@
-"""Issue 30.5: the fsspec/S3 store bounds what one call reads and how long it takes, whatever
+"""The fsspec/S3 store bounds what one call reads and how long it takes, whatever
 the endpoint does. A fake S3 endpoint (``fake_s3.py``) that ignores Range and one that
 trickles its body; moto's S3 server for what a real store does.
 """
@@ -14,7 +14,6 @@ pytest.importorskip("s3fs", reason="s3fs is not installed")
 
 from cache_backends.errors import StoreError  # noqa: E402
 from fake_s3 import FakeS3  # noqa: E402
-from test_backends import moto_s3  # noqa: E402,F401 - the fixture
 
 CAP = 1 << 20
 

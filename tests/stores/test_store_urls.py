@@ -1,8 +1,9 @@
-"""Issue 30.7: store URLs are parsed as URLs, and no message shows a password.
+"""Store URLs are parsed as URLs, and no message shows a password.
 
-``PRECOMPILE_CACHE_URL`` was split at every comma, a comma inside a Redis password
-included: ``redis://:pa,ss@host`` became a store ``redis://:pa`` (whose error printed the
-password's first half) and a directory ``ss@host:6379/0`` under the current one.
+``PRECOMPILE_CACHE_URL`` is split between stores, never inside one: ``redis://:pa,ss@host``
+is one Redis store whose password holds a comma, not a store ``redis://:pa`` (whose error
+would print the password's first half) and a directory ``ss@host:6379/0`` under the
+current one.
 """
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
-"""Changed code misses cleanly (never runs stale kernels), bad packages fall back to
-compiling with a logged warning and are replaced, and single package files round-trip."""
+"""Whatever stands between a process and a warm start is a clean miss, in fresh processes on
+one cache: changed code misses with the reason (never runs stale kernels); a damaged,
+foreign, unsigned or wrongly signed package, or a cache others could write or nobody can,
+falls back to compiling with a logged warning, and a good package replaces a bad one; a
+signal mid-write leaves whole packages; strict mode raises on a miss; a single package file
+saved by one process loads in another, and ``precompile.load`` raises typed errors (another
+torch's package among them)."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""PyTorch's own package tests as a peer suite (issue 21): the user programs of torch's
+"""PyTorch's own package tests as a peer suite: the user programs of torch's
 ``test/dynamo/test_package.py`` (``TestPackage`` and ``TestPrecompilePackage``), rewritten as
 precompile scenarios and run the way users hit them.
 
