@@ -1,13 +1,13 @@
 """An object held by id() as a value of a global dict subclass is checked by fingerprint
-(sweep cause D: DeBERTa-v2 reads ``ACT2FN[name]`` in its forward).
+(DeBERTa-v2 reads ``ACT2FN[name]`` in its forward).
 
 transformers' ``ACT2FN`` is an ``OrderedDict`` subclass whose ``__getitem__`` instantiates
 the class it holds. Dynamo reads the class with ``dict.__getitem__`` and guards it with an
 ID_MATCH that hangs under a manager named ``G['ACT2FN']['gelu']`` while the guard itself
-names ``dict.__getitem__(G['ACT2FN'], list(dict.keys(G['ACT2FN']))[0])``. Guard parity took
-that leaf for a lost guard and refused the entry. A fresh process must warm-start with
-nothing traced, and one whose dict now holds another class must compile again with eager's
-answer.
+names ``dict.__getitem__(G['ACT2FN'], list(dict.keys(G['ACT2FN']))[0])``: guard parity must
+match that leaf to its guard, not take it for a lost guard (which refuses the entry). A
+fresh process must warm-start with nothing traced, and one whose dict now holds another
+class must compile again with eager's answer.
 """
 from __future__ import annotations
 

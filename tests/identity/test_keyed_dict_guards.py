@@ -1,12 +1,12 @@
 """A global dict subclass whose ``__setitem__`` rewrites its keys is rebuilt with the keys it
-had (sweep cause E, in part: transformers' ``_CanRecordRegistry``, read by output capturing,
-stores ``str(model.__class__)`` for the model it is given; precompile/_torch/keyed_dicts.py).
+had (transformers' ``_CanRecordRegistry``, read by output capturing, stores
+``str(model.__class__)`` for the model it is given; precompile/_torch/keyed_dicts.py).
 
-Pickle refills a dict subclass through its own ``__setitem__``, so Dynamo's guard state came
-back with every key turned into ``"<class 'str'>"`` and rebuilding the guards failed with an
-``IndexError`` on a key-order source: the frame was not stored. A fresh process must now
-warm-start with nothing traced, and one whose registry holds another value must give eager's
-answer and say which guard failed.
+Pickle refills a dict subclass through its own ``__setitem__``: left to it, Dynamo's guard
+state comes back with every key turned into ``"<class 'str'>"``, rebuilding the guards fails
+with an ``IndexError`` on a key-order source and the frame is not stored. A fresh process
+must warm-start with nothing traced, and one whose registry holds another value must give
+eager's answer and say which guard failed.
 """
 from __future__ import annotations
 

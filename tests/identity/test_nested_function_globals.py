@@ -1,12 +1,12 @@
 """A nested function that a compiled frame hands back is made again, in a warm process, in
-its module's own namespace (sweep cause E, in part: transformers' output capturing registers
-a nested hook from ``install_output_capuring_hook``).
+its module's own namespace (transformers' output capturing registers a nested hook from
+``install_output_capuring_hook``).
 
 Dynamo's bytecode makes such a function with its module's ``__dict__`` as a constant
-(``NestedUserFunctionVariable.reconstruct``), which the package format stored neither as data
-nor by name, so the frame was not stored. It is now stored as a reference to that module's
-``__dict__``: the warm process traces nothing, and the function it gets reads the module's
-live globals, as plain torch.compile's does.
+(``NestedUserFunctionVariable.reconstruct``), which is neither data nor a name the package
+format could store. It is stored as a reference to that module's ``__dict__``: the warm
+process traces nothing, and the function it gets reads the module's live globals, as plain
+torch.compile's does.
 """
 from __future__ import annotations
 
