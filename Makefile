@@ -2,7 +2,7 @@
 #   make test                    torch 2.13.0 in .venv, the suite without its slow tier
 #   make test-all                the whole suite, slow tier included (what .ci/run runs)
 #   make test TORCH=2.15.0       the same against another supported torch, in .venv-2.15.0
-#   make test TORCH=2.14.1 TESTS="tests/test_warm_start.py tests/test_training.py"
+#   make test TORCH=2.14.1 TESTS="tests/warm_start tests/install"
 PYTHON ?= python3
 DEFAULT_TORCH := 2.13.0
 TORCH ?= $(DEFAULT_TORCH)
@@ -37,7 +37,7 @@ demo: $(STAMP)
 # (PRECOMPILE_SKIP_REDIS=1 skips both the install and those tests).
 test: $(STAMP)
 	@if [ "$${PRECOMPILE_SKIP_REDIS:-}" != 1 ] && ! command -v redis-server >/dev/null 2>&1; then \
-		echo "installing redis-server (for tests/test_backends.py)"; \
+		echo "installing redis-server (for tests/stores/test_backends.py)"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \

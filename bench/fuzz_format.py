@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Long fuzz run of the package reader (the test suite runs a short one: tests/test_fuzz.py).
+"""Long fuzz run of the package reader (the test suite runs a short one: tests/format/test_fuzz.py).
 
     python bench/fuzz_format.py [--seconds 300] [--seed 0] [--modes cli,guard_path]
 
@@ -21,7 +21,7 @@ Two more modes attack what reads packages outside the loader:
   a command or evaluates code (os.system, eval, exec... are tripwires).
 
 Three more craft inputs by hand (no real package needed, so ``--modes nested,keys,code``
-starts at once; tests/test_fuzz.py runs them for a few seconds):
+starts at once; tests/format/test_fuzz.py runs them for a few seconds):
 
 * ``nested``: ext values (tuples, frozensets, code, unknown types...) nested up to
   thousands deep, branching, truncated: decoding must stay within its bounds;

@@ -35,7 +35,8 @@ DEFAULT_TIMM_PYTHON = ROOT / ".venv-2.14.1" / "bin" / "python"
 PACKAGES = ("torch", "transformers", "diffusers", "timm", "kernels", "torchvision", "peft",
             "accelerate")
 # Families that cannot warm-start because of a limit of torch itself, with that limit's name.
-# The slow CI tier (tests/test_sweep.py) fails on any other family that does not warm-start.
+# The slow CI tier (tests/ecosystem/test_sweep.py) fails on any other family that does not
+# warm-start.
 TORCH_LIMITS: dict[str, str] = {}
 
 

@@ -10,7 +10,7 @@ function when its module is first imported (an import hook), or at once if it al
 No torch import here, and nothing from the rest of precompile: ``bench/`` loads this file by
 path so that PyTorch-only benchmark modes are measured without importing precompile. That is
 why the probed torch internals are named here and not in ``_torch`` (the one exception,
-allowed by name in tests/test_engine_layer.py); the library never imports this module.
+allowed by name in tests/layout/test_engine_layer.py); the library never imports this module.
 """
 from __future__ import annotations
 

@@ -1,7 +1,14 @@
 """Shared fixtures: one environment scrubber (``scrubbed_environ``, ``clean_env``), scenario
 modules run in fresh Python processes against one cache (``Scenario``, with
-``cold_then_warm``), and the project of stored-package tests (``env``, packages built by
-``tests/_packages.py``)."""
+``cold_then_warm``; ``run_cli`` for the command line on that cache), the project of
+stored-package tests (``env``, packages built by ``tests/_packages.py``), moto's S3 server
+(``moto_s3``) and the slow tier (``SLOW_FILES``).
+
+Test files sit in folders that mirror the pipeline (format, identity, package, record, read,
+install, engine, stores, fleet, cli, staleness, warm_start, ecosystem, layout); none imports
+another test file, and their basenames are unique (no ``__init__.py``: this directory is on
+``sys.path``, so ``conftest``, ``_packages``, ``redis_server`` and ``fake_s3`` import by
+name)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -155,6 +163,37 @@ def _seeded(seed: str | None, env: dict[str, str]) -> dict[str, str]:
     return env if seed is None else {**env, "PYTHONHASHSEED": seed}
 
 
+def run_cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m precompile.cli ARGS`` in ``root``, on the cache a ``Scenario`` there uses,
+    with no precompile setting from this process but ``env``."""
+    full = scrubbed_environ(**{"PRECOMPILE_CACHE_DIR": str(root / "cache"),
+                               "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+                               "PYTHONDONTWRITEBYTECODE": "1", **env})
+    return subprocess.run([sys.executable, "-m", "precompile.cli", *args], cwd=root,
+                          env=full, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture
+def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on loopback (skipped without moto[server] and s3fs): its URL."""
+    from redis_server import free_port
+
+    pytest.importorskip("s3fs", reason="s3fs is not installed")
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    # Credentials given outright: botocore must never look for them on the network.
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def local_cache(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Any:
     """An empty local-directory store that is also this process's default cache
@@ -189,26 +228,32 @@ def env(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Path:
 
 
 # The slow tier (``-m slow``; ``make test`` runs ``-m "not slow"``, ``make test-all`` and
-# .ci/run run everything): the fresh-process files whose programs take longest, listed here
-# rather than in each file. A test anywhere may also carry ``@pytest.mark.slow`` itself.
+# .ci/run run everything): the fresh-process files whose programs take longest, by path under
+# tests/, listed here rather than in each file. A test anywhere may also carry
+# ``@pytest.mark.slow`` itself.
 SLOW_FILES = {
-    "test_staleness.py": "a generated program per guard kind, a fresh process pair each",
-    "test_zoo.py": "real models (transformers, DDP on two ranks), cold then warm",
-    "test_first_step.py": "Inductor compiles of optimizer first steps",
-    "test_peer_package.py": "PyTorch's package tests as fresh-process scenarios",
-    "test_fleet.py": "warm-up, coverage and serving, each a fresh process",
-    "test_hops.py": "higher-order operators through Inductor",
-    "test_shared_kernels.py": "C++ kernels built by Inductor in separate processes",
-    "test_cross_torch.py": "a process per installed torch release",
-    "test_ddp.py": "DDP with Inductor on two spawned ranks, cold then warm",
-    "test_auto.py": "whole programs (HF Trainer, accelerate, DDP) run twice with PRECOMPILE_AUTO",
-    "test_unpicklable_guards.py": "objects the guard pickler refuses, each changed between processes",
-    "test_module_changes.py": "generated models mutated between processes, through Inductor",
-    "test_fleet_torch_modules.py": "warm-up and coverage of torch's module classes via the CLI",
+    "staleness/test_staleness.py": "a generated program per guard kind, a fresh process pair each",
+    "ecosystem/test_zoo.py": "real models (transformers, DDP on two ranks), cold then warm",
+    "record/test_first_step.py": "Inductor compiles of optimizer first steps",
+    "warm_start/test_peer_package.py": "PyTorch's package tests as fresh-process scenarios",
+    "fleet/test_fleet.py": "warm-up, coverage and serving, each a fresh process",
+    "warm_start/test_hops.py": "higher-order operators through Inductor",
+    "read/test_shared_kernels.py": "C++ kernels built by Inductor in separate processes",
+    "engine/test_cross_torch.py": "a process per installed torch release",
+    "ecosystem/test_ddp.py": "DDP with Inductor on two spawned ranks, cold then warm",
+    "ecosystem/test_auto.py":
+        "whole programs (HF Trainer, accelerate, DDP) run twice with PRECOMPILE_AUTO",
+    "identity/test_unpicklable_guards.py":
+        "objects the guard pickler refuses, each changed between processes",
+    "staleness/test_module_changes.py":
+        "generated models mutated between processes, through Inductor",
+    "fleet/test_fleet_torch_modules.py":
+        "warm-up and coverage of torch's module classes via the CLI",
 }
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.name in SLOW_FILES:
+        path = item.path.resolve()
+        if path.is_relative_to(HERE) and path.relative_to(HERE).as_posix() in SLOW_FILES:
             item.add_marker(pytest.mark.slow)

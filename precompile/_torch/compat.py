@@ -13,7 +13,7 @@ import re
 import torch
 
 
-# Releases whose internals tests/test_light_loads.py checked the light-load stand-ins against
+# Releases whose internals tests/engine/test_light_loads.py checked the light-load stand-ins against
 # (import graph, extern-kernel registry, WrapBackendDebug, cpp_extension paths). CI runs those
 # tests on each of them (.ci/run).
 CHECKED_RELEASES = frozenset({(2, 13), (2, 14), (2, 15)})

@@ -4,7 +4,7 @@ stood in for while precompile loads a graph or calls ``optimize``.
 A warm start that compiles nothing still imported about 1.7 s of compiler code (torch 2.13
 CPU, measured after torch._dynamo) for a handful of names. Each is deferred until
 something really compiles, and each stand-in is checked against torch's in
-tests/test_light_loads.py:
+tests/engine/test_light_loads.py:
   * the generated wrapper module runs
       from torch._inductor.select_algorithm import extern_kernels   (autotuner + lowering)
       from torch._inductor.codegen.memory_planning import _align     (wrapper codegen)
@@ -44,7 +44,7 @@ class _DeferredBackendDebug:
     """``repro.after_dynamo.WrapBackendDebug`` (the minifier's wrapper that ``optimize`` puts
     around every backend) with the same attributes, built for real at the first compile:
     importing the minifier costs 0.15-0.35 s of a warm start that compiles nothing.
-    ``__init__`` mirrors torch 2.13's; tests/test_light_loads.py compares the two."""
+    ``__init__`` mirrors torch 2.13's; tests/engine/test_light_loads.py compares the two."""
 
     def __init__(self, compiler_fn: Any, compiler_name: str | None) -> None:
         functools.wraps(compiler_fn)(self)
@@ -70,7 +70,7 @@ class _DeferredBackendDebug:
 # ``extern_kernels.<name>`` is what ``ExternKernelChoice(kernel, name=...)`` registered. These
 # names are registered with plain torch functions in torch 2.13, 2.14 and 2.15 alike
 # (kernel/mm.py, bmm.py, conv.py, mm_grouped.py, quantized_lowerings.py);
-# tests/test_light_loads.py checks each against the running torch's own registry. Any other
+# tests/engine/test_light_loads.py checks each against the running torch's own registry. Any other
 # name (2.15 adds a few, none a plain torch function) imports the real module on first use.
 _EXTERN_KERNEL_FUNCTIONS = {
     "mm": "mm", "mm_dtype": "mm", "addmm": "addmm", "_int_mm": "_int_mm",
@@ -174,7 +174,7 @@ _TORCH_LIB = os.path.join(_TORCH_DIR, "lib")
 
 
 # ``cpp_extension.include_paths`` and ``library_paths`` as torch 2.13 computes them for the
-# CPU; any other device gets the real function. Checked in tests/test_light_loads.py.
+# CPU; any other device gets the real function. Checked in tests/engine/test_light_loads.py.
 def _include_paths(device_type: str = "cpu", torch_include_dirs: bool = True) -> list[str]:
     if device_type != "cpu":
         return _real_module("torch.utils.cpp_extension").include_paths(

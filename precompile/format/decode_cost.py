@@ -10,7 +10,7 @@ the input bytes therefore left memory at ~32x a package's size, and ~80x in the 
 payloads are skipped over, not copied) and returns what decoding it costs: the number of
 values and an estimate of the bytes CPython allocates for them, from the object sizes of a
 64-bit CPython (rounded up: the estimate is an upper bound of what ``msgpack.unpackb``
-allocates, within 5x of it, which tests/test_decode_budget.py checks on the interpreter it
+allocates, within 5x of it, which tests/format/test_decode_budget.py checks on the interpreter it
 runs on). The caller
 (``decode_limits.BoundedUnpacker``) charges it against the package's budget *before*
 decoding, so a value over the budget is never built.
