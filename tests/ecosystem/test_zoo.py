@@ -15,7 +15,7 @@ import pytest
 from conftest import Run, Scenario
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
-HF = ["llama", "qwen2", "mistral", "mixtral", "t5", "vit", "bert_train", "generate"]
+HF = ["llama", "qwen2", "mistral", "mixtral", "mamba", "t5", "vit", "bert_train", "generate"]
 PLAIN = ["optimizer", "autocast", "recursion"]
 
 
