@@ -62,6 +62,8 @@ Every change precompile makes to torch's state, and how long it lasts:
 * process-wide, installed once: ``ConvertFrame._clone_with_backend`` (and
   ``ConvertFrameAssert``'s) hand their package to DDPOptimizer's clone
   (ddp.keep_package_in_ddp_clones; unchanged for a converter without a package);
+  ``AOTEagerOutputCode.prepare_for_serialization`` drops the provenance metadata that names
+  module classes before the graph is pickled (compile.storable_aot_eager_graphs);
 * on an installed entry whose trace created optimizer state, before its guards read that
   state: the optimizer's own ``_init_group`` calls, as Dynamo made them
   (optimizer_state.init_optimizer_state, from first_step.StatePrologue);
