@@ -211,8 +211,5 @@ def explain(ref: str, cache: str | None) -> tuple[dict[str, Any], int]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     doc, looked_at = explain(args.ref, args.cache)
-    if args.json:
-        text.print_json(doc)
-    else:
-        text.print_explain(doc, looked_at=looked_at)
+    text.show(doc, args.json, lambda: text.print_explain(doc, looked_at=looked_at))
     return EXIT_OK if doc["would_hit"] else EXIT_PROBLEMS

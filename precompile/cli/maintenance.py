@@ -239,10 +239,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                                     dry_run=args.dry_run)
     doc = _prune_doc(pkgs.values(), removed + k_removed, kept + k_kept,
                      dry_run=bool(args.dry_run), kernel_bytes=kernel_bytes)
-    if args.json:
-        text.print_json(doc)
-    else:
-        text.print_prune(doc, store.url)
+    text.show(doc, args.json, lambda: text.print_prune(doc, store.url))
     return EXIT_OK
 
 
@@ -256,13 +253,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     with atomic_output(args.file, mode=0o644) as fh:
         count, kernels = _write_archive(fh, iter_exportable(store, skipped))
-    if args.json:
-        text.print_json({"file": args.file, "packages": count, "shared_kernels": kernels,
-                         "skipped": skipped})
-    else:
-        text.emit(f"exported {count} packages and {kernels} shared kernels to {args.file}")
-        for line in skipped:
-            text.emit(f"  skipped {line}")
+    text.show({"file": args.file, "packages": count, "shared_kernels": kernels,
+               "skipped": skipped}, args.json,
+              lambda: text.print_skipped(f"exported {count} packages and {kernels} shared "
+                                         f"kernels to {args.file}", skipped))
     return EXIT_PROBLEMS if skipped else EXIT_OK
 
 
@@ -301,10 +295,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError as e:  # the staging directory itself (disk full, no /tmp)
         raise CliError(f"cannot stage the archive: {e}; nothing was imported") from e
     skipped += not_newer
-    if args.json:
-        text.print_json({"file": args.file, "imported": imported, "skipped": skipped})
-    else:
-        text.emit(f"imported {imported} packages into {store.url}")
-        for line in skipped:
-            text.emit(f"  skipped {line}")
+    text.show({"file": args.file, "imported": imported, "skipped": skipped}, args.json,
+              lambda: text.print_skipped(f"imported {imported} packages into {store.url}",
+                                         skipped))
     return EXIT_OK if imported or not skipped else EXIT_PROBLEMS

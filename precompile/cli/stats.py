@@ -34,18 +34,17 @@ def read_stats_file(path: str) -> dict[str, Any]:
 def cmd_stats(args: argparse.Namespace) -> int:
     path = args.file or lib.settings.text(lib.settings.STATS_FILE)
     if not path:
-        if args.json:
-            text.print_json({"error": "no stats file", "fields": STATS_FIELDS})
-        else:
-            text.print_stats_help(lib.settings.STATS_FILE, STATS_FIELDS)
+        text.show({"error": "no stats file", "fields": STATS_FIELDS}, args.json,
+                  lambda: text.print_stats_help(lib.settings.STATS_FILE, STATS_FIELDS))
         return EXIT_OK
     doc = read_stats_file(path)
-    if args.json:
-        text.print_json(doc)
-    else:
-        text.print_stats(path, doc)
-        _print_processes(doc)
+    text.show(doc, args.json, lambda: _print_stats(path, doc))
     return EXIT_OK
+
+
+def _print_stats(path: str, doc: dict[str, Any]) -> None:
+    text.print_stats(path, doc)
+    _print_processes(doc)
 
 
 def _print_processes(doc: dict[str, Any]) -> None:
