@@ -27,7 +27,7 @@ from ..identity.guard_path import GuardPathError, Roots, parse
 from ..package.artifacts import PrecompileContext
 from .kernel_files import restore_kernels
 from ..identity.bytecode import resolve_refs, retarget_filename
-from ..record.constant_calls import answer_again
+from ..record.constant_calls import answer_again, same_answer
 from ..identity.names import (GLOBALS_OF, OWN_GLOBALS, module_dict, resolve_code,
                               resolve_importable)
 from ..package.model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
@@ -317,8 +317,8 @@ def _place_constant_calls(entry: GuardedEntry, scope: dict[str, Any],
         if call.global_name not in scope:
             inst.add_global(scope, call.global_name, call.value)
             continue
-        held = scope[call.global_name]  # placed by another entry: the same answer, or taken
-        if type(held) is not type(call.value) or held != call.value:
+        # placed by another entry: the same answer, or taken
+        if not same_answer(scope[call.global_name], call.value):
             return f"global {call.global_name} names something else"
     return None
 

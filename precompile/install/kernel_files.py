@@ -69,16 +69,21 @@ def _ensure_private_dirs(root: str, directory: str, trust_shared: bool) -> bool:
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = root
     for part in os.path.relpath(directory, root).split(os.sep):
-        if part in ("", "."):
-            continue
-        path = os.path.join(path, part)
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode):
-            raise StoreError(f"{path} is not a directory (a symbolic link?)")
-        problem = None if trust_shared else writable_by_others(st)
-        if problem:
-            raise StoreError(f"{path} {problem}")
+        if part not in ("", "."):
+            path = os.path.join(path, part)
+            _check_private_dir(path, trust_shared)
     return True
+
+
+def _check_private_dir(path: str, trust_shared: bool) -> None:
+    """StoreError unless ``path`` is a directory itself (not a symlink to one) that no
+    other user can write (unless shared caches are trusted)."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path} is not a directory (a symbolic link?)")
+    problem = None if trust_shared else writable_by_others(st)
+    if problem:
+        raise StoreError(f"{path} {problem}")
 
 
 def _holds(dest: str, data: bytes, trust_shared: bool) -> bool:
