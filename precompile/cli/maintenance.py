@@ -118,19 +118,23 @@ def apply_prune(store: Any, pkgs: dict[str, Pkg], plan: dict[str, str], *, force
     for key, why in plan.items():
         p = pkgs[key]
         item = {"key": key, "path": p.path, "size": p.size, "reason": why}
-        if not force and is_recent(p, time.time()):
-            kept.append({**item, "kept_because": f"written {text.fmt_age(_mtime(p))}: less "
-                                                 f"than {int(RECENT_SECONDS)}s ago (use --force)"})
-            continue
-        outcome = None if dry_run else _delete(store, p, why, force)
-        if outcome is None:
+        kept_because = _remove(store, p, why, force=force, dry_run=dry_run)
+        if kept_because is None:
             removed.append(item)
         else:
-            kept.append({**item, "kept_because": outcome})
+            kept.append({**item, "kept_because": kept_because})
     if not dry_run and hasattr(store, "clean_temp_files"):
         with contextlib.suppress(Exception):
             store.clean_temp_files()
     return removed, kept
+
+
+def _remove(store: Any, pkg: Pkg, why: str, *, force: bool, dry_run: bool) -> str | None:
+    """Delete one planned package (with ``dry_run``, only decide); why it stays, or None."""
+    if not force and is_recent(pkg, time.time()):
+        return (f"written {text.fmt_age(_mtime(pkg))}: less than {int(RECENT_SECONDS)}s ago "
+                "(use --force)")
+    return None if dry_run else _delete(store, pkg, why, force)
 
 
 def _delete(store: Any, pkg: Pkg, why: str, force: bool) -> str | None:
@@ -223,10 +227,14 @@ def _prune_doc(pkgs: Iterable[Pkg], removed: list[dict[str, Any]], kept: list[di
             "dry_run": dry_run}
 
 
-def cmd_prune(args: argparse.Namespace) -> int:
+def _prune_options(args: argparse.Namespace) -> PruneOptions:
     if args.max_size is None and args.older_than is None and not args.stale:
         raise CliError("say what to prune: --max-size SIZE, --older-than AGE and/or --stale")
-    opts = PruneOptions(args.max_size, args.older_than, args.stale, args.force)
+    return PruneOptions(args.max_size, args.older_than, args.stale, args.force)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    opts = _prune_options(args)
     store = open_store(args.cache)
     now = time.time()
     # Only --stale needs the packages' bytes; sizes and times come from stat().

@@ -35,8 +35,7 @@ def run(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE, file=sys.stderr if not argv else sys.stdout)
-        return 0 if argv else 2
+        return _usage(asked=bool(argv))
     os.environ[settings.AUTO] = "1"
     settings.share_auto_run()  # every process under this command adds to one stats file
     if argv[0] == "-m":
@@ -46,6 +45,12 @@ def run(argv: list[str]) -> int:
         return _in_process(lambda: runpy.run_path(path, run_name="__main__"), argv,
                            os.path.dirname(os.path.abspath(path)))
     return _exec_command(argv)
+
+
+def _usage(*, asked: bool) -> int:
+    """The usage: on stdout when asked for (status 0), else on stderr (status 2)."""
+    print(USAGE, file=sys.stdout if asked else sys.stderr)
+    return 0 if asked else 2
 
 
 def _run_module(argv: list[str]) -> int:

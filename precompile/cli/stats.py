@@ -24,6 +24,11 @@ def read_stats_file(path: str) -> dict[str, Any]:
                        ) from None
     except (OSError, ValueError) as e:
         raise CliError(f"cannot read stats file {path}: {e}") from e
+    return _stats_doc(doc, path)
+
+
+def _stats_doc(doc: Any, path: str) -> dict[str, Any]:
+    """A stats file's document as ``precompile stats`` prints it."""
     if isinstance(doc, dict) and isinstance(doc.get("stats"), dict):
         return doc
     if isinstance(doc, dict) and "hits" in doc:
