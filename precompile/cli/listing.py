@@ -55,16 +55,23 @@ def readable_guards(blob: bytes) -> dict[str, Any]:
     with contextlib.redirect_stdout(sys.stderr):
         state = lib.unpickle_guards_state(blob)  # verified package, see docstring
     og = state.output_graph
-    sizes = {}
-    for src, ss in (getattr(og, "input_source_to_sizes_strides", None) or {}).items():
-        with contextlib.suppress(Exception):
-            sizes[_source_label(src)] = ss
+    sizes = _input_sizes(og)
     guards = [_guard_dict(g, sizes) for g in getattr(og, "guards", None) or []]
     guards.sort(key=lambda d: (d["name"] == "", d["name"], d["type"]))
     shape = []
     with contextlib.suppress(Exception):
         shape = [str(e) for e in state.shape_code_parts.verbose_code_parts.exprs]
     return {"guards": guards, "shape_guards": shape}
+
+
+def _input_sizes(og: Any) -> dict[str, Any]:
+    """Source name -> the sizes and strides Dynamo recorded for that input tensor (shown
+    with its TENSOR_MATCH guard); a source without a readable name is left out."""
+    sizes = {}
+    for src, ss in (getattr(og, "input_source_to_sizes_strides", None) or {}).items():
+        with contextlib.suppress(Exception):
+            sizes[_source_label(src)] = ss
+    return sizes
 
 
 def _source_label(src: Any) -> str:

@@ -114,11 +114,8 @@ def print_ls(rows: list[dict[str, Any]], url: str) -> None:
     now = time.time()
     emit(table([_ls_row(r, now) for r in rows],
                 ["FUNCTION", "ENTRIES", "SIZE", "CREATED", "LAST USED", "KEY"]))
-    for r in rows:
-        if r["error"]:
-            emit(f"{r['key']}: {r['error']}")
-        elif not r["trusted"]:
-            emit(f"{r['key']}: UNTRUSTED, the library will not load it: {r['untrusted_reason']}")
+    for problem in filter(None, map(_ls_problem, rows)):
+        emit(problem)
     emit(f"\n{len(rows)} packages, {fmt_size(sum(r['size'] or 0 for r in rows))} in {url}")
 
 
@@ -126,6 +123,15 @@ def _ls_row(r: dict[str, Any], now: float) -> list[str]:
     entries = str(r["entries"]) if r["entries"] is not None else "-"
     return [r["function"] or "(unreadable)", entries, fmt_size(r["size"]),
             fmt_time(r["created"]), fmt_age(r["last_used"], now), r["key"]]
+
+
+def _ls_problem(r: dict[str, Any]) -> str | None:
+    """Why a listed package is of no use here (unreadable, untrusted), or None."""
+    if r["error"]:
+        return f"{r['key']}: {r['error']}"
+    if not r["trusted"]:
+        return f"{r['key']}: UNTRUSTED, the library will not load it: {r['untrusted_reason']}"
+    return None
 
 
 # ----------------------------------------------------------------- inspect

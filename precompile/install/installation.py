@@ -230,8 +230,9 @@ def _add_identity_guards(guard_manager: Any, entry: GuardedEntry,
                          at_call: list[tuple[str, str]], scope: dict[str, Any],
                          qualname: str) -> None:
     """The checks Dynamo's guards cannot make, added to the loaded guard tree: identities
-    read from the call's locals and the optimizer-state prologue before the guards, dict
-    keys and module hooks last (they read what the guards proved present)."""
+    read from the call's locals and the optimizer-state prologue with the guards, dict keys
+    and module hooks as epilogues (run once every other guard passed, so only the entry
+    that runs pays for their lookups)."""
     plain, dict_keys, hooks = _split_checks(at_call)
     if plain:
         check = identity.CallTimeCheck(plain, scope)

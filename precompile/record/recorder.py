@@ -79,15 +79,9 @@ class CompilePackage(LivePackage):
 
     @contextlib.contextmanager
     def code_context(self, code: types.CodeType) -> Iterator[None]:
-        frame = self._by_code.get(code) or self._new_user_frame(code)
-        STATS.frames_traced += 1
-        if frame.entries:
-            for reason in _torch.failed_precompiled_guards(code):
-                self.on_guard_fail(reason, code)
-        scope = self._frame_globals(frame)
-        before = frozenset(scope) if scope is not None else frozenset()
-        pending = PendingEntry(frame, before)
-        self._pending.append(pending)
+        """Around Dynamo's compile of one frame: a pending entry collects what the protocol
+        steps say, under the patches that make the compile storable (``_recording``)."""
+        pending = self._open_entry(code)
         libs: list[str] = []
         started = time.perf_counter()
         outcome: BaseException | None = None
@@ -104,6 +98,19 @@ class CompilePackage(LivePackage):
             with self.lock:
                 self.compile_seconds += time.perf_counter() - started
             self._note_outcome(pending, outcome)
+
+    def _open_entry(self, code: types.CodeType) -> PendingEntry:
+        """The pending entry of the frame Dynamo starts compiling, on top of the stack. A
+        frame that has entries compiles again because their guards failed: say why first."""
+        frame = self._by_code.get(code) or self._new_user_frame(code)
+        STATS.frames_traced += 1
+        if frame.entries:
+            for reason in _torch.failed_precompiled_guards(code):
+                self.on_guard_fail(reason, code)
+        scope = self._frame_globals(frame)
+        pending = PendingEntry(frame, frozenset(scope) if scope is not None else frozenset())
+        self._pending.append(pending)
+        return pending
 
     @contextlib.contextmanager
     def _recording(self, libs: list[str]) -> Iterator[None]:
