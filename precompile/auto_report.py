@@ -118,9 +118,15 @@ def totals(many: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for stats in many:
         for name, value in stats.items():
-            if isinstance(value, list):
-                merged = out.setdefault(name, [])
-                merged.extend(v for v in value if v not in merged)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[name] = out.get(name, 0) + value
+            _add_counter(out, name, value)
     return out
+
+
+def _add_counter(out: dict[str, Any], name: str, value: Any) -> None:
+    """One process's counter into the totals: lists merged, numbers added, flags and
+    anything else left out."""
+    if isinstance(value, list):
+        merged = out.setdefault(name, [])
+        merged.extend(v for v in value if v not in merged)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[name] = out.get(name, 0) + value

@@ -218,10 +218,12 @@ class CachedFunction:
             self._miss(Miss(f"{factors['function']}: package {self.package.key} had no entry "
                             "that still applies"))
             return
+        self._hit(self.installation.installed_entries, factors["function"])
+
+    def _hit(self, entries: int, function: str) -> None:
         STATS.hits += 1
         STATS.seconds_saved += self.package.compile_seconds
-        log.info("precompile: installed %d entries for %s from %s",
-                 self.installation.installed_entries, factors["function"],
+        log.info("precompile: installed %d entries for %s from %s", entries, function,
                  self.store.url if self.store else "package file")
 
     def _miss(self, miss: Miss) -> None:

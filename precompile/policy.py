@@ -85,15 +85,22 @@ class Policy:
         key = resolve_signing_key(signing_key) if signing_key is not None else (
             settings.or_default(settings.signing_key, _UNUSABLE_KEY, strict=strict,
                                 instead="running without a cache"))
-        the_store = None
         if key is _UNUSABLE_KEY:  # neither signed nor unsigned packages may be trusted
-            key = None
-        elif env_store or cache_dir is not None or store is not None:
-            the_store = settings.or_default(
-                lambda: default_store(cache_dir, store, signing_key=key), None,
-                strict=strict, instead="running without a cache")
+            key, the_store = None, None
+        else:
+            the_store = _resolve_store(cache_dir, store, env_store, key, strict)
         if wait_timeout is None:
             wait_timeout = settings.or_default(
                 lambda: settings.seconds(settings.WAIT_TIMEOUT, 600.0), 600.0, strict=strict)
         return cls(store=the_store, strict=strict, eager_backward=eager_backward,
                    single_flight=single_flight, wait_timeout=wait_timeout, signing_key=key)
+
+
+def _resolve_store(cache_dir: Any, store: Any, env_store: bool, key: bytes | None,
+                   strict: bool) -> CacheBackend | None:
+    """The store a cached function uses: none unless one is named or the environment may
+    name it; one that cannot be opened is a warning and no cache (strict: SettingError)."""
+    if not (env_store or cache_dir is not None or store is not None):
+        return None
+    return settings.or_default(lambda: default_store(cache_dir, store, signing_key=key), None,
+                               strict=strict, instead="running without a cache")

@@ -120,17 +120,18 @@ def _stats() -> dict[str, Any]:
 def _delta(now: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
     """This session's share of the process-wide counters."""
     base = base or {}
-    out: dict[str, Any] = {}
-    for name, value in now.items():
-        before = base.get(name)
-        if name == "miss_reasons":
-            seen = set(before or [])
-            out[name] = [r for r in value if r not in seen]
-        elif isinstance(value, (int, float)) and isinstance(before, (int, float)):
-            out[name] = value - before
-        else:
-            out[name] = value
-    return out
+    return {name: _counter_delta(name, value, base.get(name)) for name, value in now.items()}
+
+
+def _counter_delta(name: str, value: Any, before: Any) -> Any:
+    """One counter's growth since ``before``: new miss reasons, a number's difference, or
+    (anything else) the value as it is now."""
+    if name == "miss_reasons":
+        seen = set(before or [])
+        return [r for r in value if r not in seen]
+    if isinstance(value, (int, float)) and isinstance(before, (int, float)):
+        return value - before
+    return value
 
 
 def _add(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
@@ -174,19 +175,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state.totals = totals
     state.errors = [flush_error] if flush_error else []
     if config.getoption("precompile_strict") and totals.get("misses", 0) > 0:
-        state.strict_failed = True
-        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        _fail_strict(session, state)
+    _write_stats_file(state, totals)
+
+
+def _fail_strict(session: pytest.Session, state: _State) -> None:
+    """--precompile-strict and a miss: the run fails, unless it already failed otherwise."""
+    state.strict_failed = True
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _write_stats_file(state: _State, totals: dict[str, Any]) -> None:
+    """The session's counters into ``$PRECOMPILE_STATS_FILE`` when set (``precompile
+    stats --file`` reads it); a file that cannot be written is a reported error."""
     from precompile import settings
 
     stats_file = settings.text(settings.STATS_FILE)
-    if stats_file:
-        from precompile.counters import write_stats_file
+    if not stats_file:
+        return
+    from precompile.counters import write_stats_file
 
-        try:
-            write_stats_file(stats_file, totals, source="pytest")
-        except OSError as e:
-            state.errors.append(f"cannot write {stats_file}: {e}")
+    try:
+        write_stats_file(stats_file, totals, source="pytest")
+    except OSError as e:
+        state.errors.append(f"cannot write {stats_file}: {e}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,

@@ -46,22 +46,35 @@ class CompileCall:
 def plain_reason(kwargs: dict[str, Any]) -> str | None:
     """Why this call must stay torch's own ``torch.compile``; None when precompile can take
     it. Torch handles whatever it would reject, too (its errors are the user's)."""
+    why = _arguments_reason(kwargs) or _options_reason(kwargs)
+    if why is None and torch.compiler.is_exporting():
+        return "torch.compile inside torch.export"
+    return why
+
+
+def _arguments_reason(kwargs: dict[str, Any]) -> str | None:
+    """An argument precompile does not take, or one given a value that changes something."""
     for name, value in kwargs.items():
         if name in CACHED_ARGS:
             continue
         if name not in NEUTRAL_ARGS:
             return f"torch.compile argument {name}= is not one precompile knows"
-        if value is not NEUTRAL_ARGS[name] and value != NEUTRAL_ARGS[name]:
+        neutral = NEUTRAL_ARGS[name]
+        if value is not neutral and value != neutral:
             return f"torch.compile({name}={value!r}) is compiled by torch as asked"
+    return None
+
+
+def _options_reason(kwargs: dict[str, Any]) -> str | None:
+    """``options`` precompile cannot pass on as Inductor options."""
     options = kwargs.get("options")
     if options is not None and not isinstance(options, dict):
         return "torch.compile options that are not a dict"
-    if options and any(k in options for k in _TORCH_ONLY_OPTIONS):
-        return f"torch.compile options {sorted(k for k in _TORCH_ONLY_OPTIONS if k in options)}"
+    torch_only = sorted(k for k in _TORCH_ONLY_OPTIONS if k in (options or ()))
+    if torch_only:
+        return f"torch.compile options {torch_only}"
     if kwargs.get("mode") is not None and options is not None:
         return "torch.compile given both mode and options"
-    if torch.compiler.is_exporting():
-        return "torch.compile inside torch.export"
     return None
 
 

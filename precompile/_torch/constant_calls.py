@@ -11,18 +11,17 @@ hears those calls while one of precompile's frames compiles.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
+
+from .listener_patch import ListenerPatch
 
 # listener(global_name, function, args, kwargs, value); args None when one of them is not
 # a plain constant (a tensor, a guarded object): such a call cannot be repeated elsewhere.
 Listener = Callable[[str, Any, "list[Any] | None", "dict[str, Any] | None", Any], None]
 
-_local = threading.local()
-_lock = threading.Lock()
-_users = 0
 _installed: dict[str, Any] = {}  # module name -> the original function there
 
 # Where Dynamo calls it from: its own module, and modules that imported it by name.
@@ -43,13 +42,13 @@ def _make_listening(original: Callable[..., Any]) -> Callable[..., Any]:
     def invoke_and_store_as_constant(tx: Any, fn: Any, name: str, args: list[Any],
                                      kwargs: dict[str, Any]) -> Any:
         result = original(tx, fn, name, args, kwargs)
-        listeners = getattr(_local, "stack", None)
+        listener = _PATCH.listener()
         global_name = getattr(getattr(result, "source", None), "source_name", None)
-        if listeners and isinstance(global_name, str):
+        if listener is not None and isinstance(global_name, str):
             py_args = _constants(list(args))
             py_kwargs = _constants(list(kwargs.values()))
             value = result.as_python_constant() if result.is_python_constant() else None
-            listeners[-1](global_name, fn, py_args,
+            listener(global_name, fn, py_args,
                           None if py_kwargs is None else dict(zip(kwargs, py_kwargs)), value)
         return result
 
@@ -57,35 +56,29 @@ def _make_listening(original: Callable[..., Any]) -> Callable[..., Any]:
     return invoke_and_store_as_constant
 
 
-@contextlib.contextmanager
-def recording_constant_calls(listener: Listener) -> Iterator[None]:
+def _install() -> None:
+    for name in _CALLERS:
+        mod = importlib.import_module(name)
+        real = getattr(mod, "invoke_and_store_as_constant", None)
+        if real is not None and not getattr(real, "_precompile_hooked", False):
+            _installed[name] = real
+            mod.invoke_and_store_as_constant = _make_listening(real)
+
+
+def _remove() -> None:
+    for name, real in _installed.items():
+        importlib.import_module(name).invoke_and_store_as_constant = real
+    _installed.clear()
+
+
+_PATCH = ListenerPatch(_install, _remove)
+
+
+def recording_constant_calls(listener: Listener) -> AbstractContextManager[None]:
     """While one of precompile's frames compiles, tell ``listener`` about every call Dynamo
     answers by calling a marked-constant function. Only the innermost recording on a thread
-    hears it; the hook is in place while any thread records."""
-    global _users
-    import importlib
-
-    stack = _local.__dict__.setdefault("stack", [])
-    stack.append(listener)
-    with _lock:
-        if _users == 0:
-            for name in _CALLERS:
-                mod = importlib.import_module(name)
-                real = getattr(mod, "invoke_and_store_as_constant", None)
-                if real is not None and not getattr(real, "_precompile_hooked", False):
-                    _installed[name] = real
-                    mod.invoke_and_store_as_constant = _make_listening(real)
-        _users += 1
-    try:
-        yield
-    finally:
-        stack.pop()
-        with _lock:
-            _users -= 1
-            if _users == 0:
-                for name, real in _installed.items():
-                    importlib.import_module(name).invoke_and_store_as_constant = real
-                _installed.clear()
+    hears it; the hook is in place while any thread records (listener_patch.py)."""
+    return _PATCH.recording(listener)
 
 
 def marked_constant(fn: Any) -> bool:

@@ -19,7 +19,8 @@ from .standins import rebuild_unowned_function, replacement, unowned_function
 
 # Guard kinds that hold a process-specific identity (an id() or a dict version). Dynamo
 # cannot serialize them; precompile drops them from the stored guards and checks the object
-# they guarded by a stable fingerprint when installing instead (storable.py, identity.py).
+# they guarded by a stable fingerprint when installing instead (record/guard_filter.py,
+# identity/checks.py).
 IDENTITY_GUARD_TYPES = frozenset({
     "DICT_VERSION", "NN_MODULE", "ID_MATCH", "FUNCTION_MATCH", "CLASS_MATCH",
     "MODULE_MATCH", "CLOSURE_MATCH", "WEAKREF_ALIVE",

@@ -12,21 +12,19 @@ entry's guards look at the state: the state eager's own ``step()`` would create 
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
+
+from .listener_patch import ListenerPatch
 
 # (optimizer, source name, encoded arguments) -> None; see ``recording_state_inits``
 Listener = Callable[[Any, str, list[list[Any]]], None]
 
 _CONSTANTS = (type(None), bool, int, float, str)
-_lock = threading.Lock()
 _installed: list[Any] = []  # the real ``get_python_args`` while ours is in place
-_users = 0
-_local = threading.local()
 
 
 def encode_args(optimizer: Any, args: list[Any]) -> list[list[Any]] | None:
@@ -62,40 +60,38 @@ def decode_args(optimizer: Any, encoded: list[list[Any]]) -> list[Any]:
 
 def _listening_get_python_args(self: Any, *args: Any, **kwargs: Any) -> Any:
     py_args, py_kwargs = _installed[0](self, *args, **kwargs)
-    listeners = getattr(_local, "stack", None)
+    listener = _PATCH.listener()
     source = getattr(self, "source", None)
-    if listeners and source is not None and not py_kwargs:
+    if listener is not None and source is not None and not py_kwargs:
         name = str(source.name)  # ``L['self']``, ``G['opt']``: as guards write it
         encoded = encode_args(self.value, list(py_args))
         if encoded is not None:
-            listeners[-1](self.value, name, encoded)
+            listener(self.value, name, encoded)
     return py_args, py_kwargs
 
 
-@contextlib.contextmanager
-def recording_state_inits(listener: Listener) -> Iterator[None]:
+def _install() -> None:
+    from torch._dynamo.variables.optimizer import OptimizerVariable
+
+    _installed[:] = [OptimizerVariable.get_python_args]
+    OptimizerVariable.get_python_args = _listening_get_python_args
+
+
+def _remove() -> None:
+    from torch._dynamo.variables.optimizer import OptimizerVariable
+
+    OptimizerVariable.get_python_args = _installed.pop()
+
+
+_PATCH = ListenerPatch(_install, _remove)
+
+
+def recording_state_inits(listener: Listener) -> AbstractContextManager[None]:
     """While one of precompile's frames compiles, tell ``listener`` about each
     ``_init_group`` call Dynamo is about to make on a live optimizer (the optimizer, its
     guard source, the encoded arguments). Only the innermost recording on a thread hears
-    it; the hook is in place while any thread records."""
-    global _users
-    from torch._dynamo.variables.optimizer import OptimizerVariable
-
-    stack = _local.__dict__.setdefault("stack", [])
-    stack.append(listener)
-    with _lock:
-        if _users == 0:
-            _installed[:] = [OptimizerVariable.get_python_args]
-            OptimizerVariable.get_python_args = _listening_get_python_args
-        _users += 1
-    try:
-        yield
-    finally:
-        stack.pop()
-        with _lock:
-            _users -= 1
-            if _users == 0:
-                OptimizerVariable.get_python_args = _installed.pop()
+    it; the hook is in place while any thread records (listener_patch.py)."""
+    return _PATCH.recording(listener)
 
 
 def is_optimizer(value: Any) -> bool:

@@ -68,21 +68,36 @@ def replacement(obj: Any, reduced: Any, guarded: dict[int, Any]) -> tuple[Any, .
 
     if isinstance(reduced, tuple) and reduced and reduced[0] is _Missing:
         return None  # pruned: no guard reads it
-    if isinstance(obj, type):
-        if reduced is NotImplemented and unnamed_class(obj):
-            return _class_reduction(obj, guarded)
-        return None
+    if isinstance(obj, type):  # rebuilt only where pickle's own (by name) cannot work
+        unnamed = reduced is NotImplemented and unnamed_class(obj)
+        return _class_reduction(obj, guarded) if unnamed else None
     if isinstance(obj, (_SAVED_BY_PICKLE, torch.Tensor)) or type(obj).__module__ == "builtins":
         return _descriptor_reduction(obj)
+    return _standin_replacement(obj, reduced, guarded)
+
+
+def _standin_replacement(obj: Any, reduced: Any,
+                         guarded: dict[int, Any]) -> tuple[Any, ...] | None:
+    """A stand-in for an object Dynamo's pickler refused, pruned when no guard reads it."""
+    from torch._dynamo.guards import _Missing
+
+    if not _needs_standin(obj, reduced):
+        return None
+    if id(obj) not in guarded:  # pruned, as Dynamo prunes the modules no guard reads
+        return _Missing, ("unpicklable object no guard reads",)
+    return _standin_reduction(obj, guarded)
+
+
+def _needs_standin(obj: Any, reduced: Any) -> bool:
+    """Whether Dynamo's pickler refused ``obj`` (or stood a plain Module in for a local
+    class) because no other process could find its class by name, or because reducing it
+    raises: then a stand-in carries what the guards read of it."""
     dynamo_standin = isinstance(reduced, tuple) and getattr(
         reduced[0], "__name__", "") == "_unpickle_module"  # a plain Module for a local class
     refused = reduced is NotImplemented or isinstance(reduced, Exception) or dynamo_standin
-    if refused and (unnamed_class(type(obj)) or (reduced is NotImplemented
-                                                  and _reduction_raises(obj))):
-        if id(obj) not in guarded:  # pruned, as Dynamo prunes the modules no guard reads
-            return _Missing, ("unpicklable object no guard reads",)
-        return _standin_reduction(obj, guarded)
-    return None
+    if not refused:
+        return False
+    return unnamed_class(type(obj)) or (reduced is NotImplemented and _reduction_raises(obj))
 
 
 def rebuild_standin(cls: type, state: dict[str, Any]) -> Any:

@@ -46,6 +46,7 @@ Layout: ``parser`` (arguments), ``inventory`` (reading and trusting packages), `
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -65,17 +66,26 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status (errors are printed, never raised)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"] and argv[1:2] not in (["-h"], ["--help"]):
-        # everything after it is the program's, not ours to parse
-        try:
-            return run(argv[1:])
-        except CliError as e:
-            text.emit(f"precompile run: {e}", file=sys.stderr)
-            return EXIT_ERROR
+        return _run(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    return _call(args)
+
+
+def _run(argv: list[str]) -> int:
+    """``precompile run``: everything after it is the program's, not ours to parse."""
+    try:
+        return run(argv)
+    except CliError as e:
+        text.emit(f"precompile run: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Run a parsed command; what stops it becomes an exit status and one line."""
     try:
         return int(args.func(args))
     except (CliError, SettingError) as e:  # SettingError: a PRECOMPILE_* variable is unusable

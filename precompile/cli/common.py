@@ -30,13 +30,20 @@ def import_user_module(name: str) -> types.ModuleType:
     them to sys.path: its own imports resolve the normal way."""
     top = name.partition(".")[0]
     if top not in sys.modules and importlib.util.find_spec(top) is None:
-        spec = importlib.machinery.PathFinder.find_spec(top, list(user_module_dirs()))
-        if spec is not None and spec.loader is not None:
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[top] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(top, None)
-                raise
+        _import_from_user_dirs(top)
     return importlib.import_module(name)
+
+
+def _import_from_user_dirs(top: str) -> None:
+    """Import the top-level package ``top`` from :func:`user_module_dirs` into
+    ``sys.modules`` (nothing when it is not there: the import that follows says so)."""
+    spec = importlib.machinery.PathFinder.find_spec(top, list(user_module_dirs()))
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(top, None)
+        raise

@@ -70,8 +70,8 @@ def unwrap_target(obj: Any) -> tuple[Any, Any]:
     ``forward``. Returns (target, impl or None)."""
     impl = None
     for _ in range(20):
-        pc = getattr(obj, "_precompile", None)
-        if pc is not None and hasattr(pc, "target") and hasattr(pc, "backend_desc"):
+        pc = _cached_impl(obj)
+        if pc is not None:
             impl, obj = pc, pc.target
             continue
         parts = lib.unwrap_compiled(obj)
@@ -81,6 +81,12 @@ def unwrap_target(obj: Any) -> tuple[Any, Any]:
     if isinstance(obj, type) and issubclass(obj, lib.torch.nn.Module):
         obj = obj.forward
     return obj, impl
+
+
+def _cached_impl(obj: Any) -> Any:
+    """The CachedFunction behind a ``precompile.cached`` wrapper, or None."""
+    pc = getattr(obj, "_precompile", None)
+    return pc if hasattr(pc, "target") and hasattr(pc, "backend_desc") else None
 
 
 def _main_code(obj: Any) -> tuple[Any, str]:
@@ -129,10 +135,14 @@ def _live_factors(pkg: Pkg, code: Any, module: str, impl: Any,
     wrapper, module trees and closures of live objects)."""
     stored = pkg.factors
     device = stored.get("device", "none")
+    if impl is not None:
+        options = {"backend": impl.backend_desc, "dynamic": impl.dynamic,
+                   "fullgraph": impl.fullgraph}
+    else:
+        options = {"backend": stored.get("backend", ""), "dynamic": None, "fullgraph": False}
     now = lib.keys.key_factors(
-        code, module, impl.backend_desc if impl is not None else stored.get("backend", ""),
-        dynamic=impl.dynamic if impl is not None else None,
-        fullgraph=impl.fullgraph if impl is not None else False,
+        code, module, options["backend"], dynamic=options["dynamic"],
+        fullgraph=options["fullgraph"],
         device_types=[] if device in ("", "none") else device.split(","), label=label)
     if impl is None:
         now.update({n: stored.get(n, now[n]) for n in ("backend", "dynamic", "fullgraph")})
@@ -146,10 +156,10 @@ def _miss_reasons(pkg: Pkg, factor_reasons: list[str], sources_changed: bool, ok
     their diffs). Empty when it would."""
     reasons = [] if pkg.trusted else [f"the library will not load it: {pkg.untrusted_reason}"]
     reasons.extend(factor_reasons)
-    main_entries = sum(len(f.get("entries", [])) for f in pkg.manifest.get("frames", [])
-                       if f.get("role") == "main")
     if sources_changed:
         return reasons
+    main_entries = sum(len(f.get("entries", [])) for f in pkg.manifest.get("frames", [])
+                       if f.get("role") == "main")
     if main_entries and not ok_main and not factor_reasons:
         reasons.append("no entry of the function still applies: " + "; ".join(id_failures))
     elif not main_entries and not reasons:
@@ -211,8 +221,5 @@ def explain(ref: str, cache: str | None) -> tuple[dict[str, Any], int]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     doc, looked_at = explain(args.ref, args.cache)
-    if args.json:
-        text.print_json(doc)
-    else:
-        text.print_explain(doc, looked_at=looked_at)
+    text.show(doc, args.json, lambda: text.print_explain(doc, looked_at=looked_at))
     return EXIT_OK if doc["would_hit"] else EXIT_PROBLEMS

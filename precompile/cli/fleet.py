@@ -78,10 +78,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
             report = lib.fleet_coverage.coverage(fn, spec, **_options(args))
     except lib.errors.WarmupError as e:
         raise CliError(str(e)) from e
-    if args.json:
-        text.print_json(report.to_dict())
-    else:
-        text.emit(report.summary())
+    text.show(report.to_dict(), args.json, lambda: text.emit(report.summary()))
     unchecked = report.with_status(lib.fleet_report.UNCHECKED)
     return EXIT_OK if report.ok and not (args.strict and unchecked) else EXIT_PROBLEMS
 

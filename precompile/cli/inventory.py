@@ -35,22 +35,29 @@ def load_file(path: str, store: Any, *, trust: bool) -> Pkg:
                         os.path.basename(path))
     key = os.path.basename(path).removesuffix(".pcpkg")
     local = _local_store_for(store, os.path.dirname(real)) if path.endswith(".pcpkg") else None
-    try:
-        if local is not None:
-            data, problem = local.peek(key)
-        else:
-            data, problem = lib.peek_file(real, trust_shared=lib.trust_shared())
-        st = os.lstat(real)
-    except OSError as e:
-        raise CliError(f"cannot read {path}: {e.strerror}") from e
-    except lib.errors.StoreError as e:
-        raise CliError(str(e)) from e
+    data, problem, st = _read_file(path, real, key, local)
     if local is None and not trust:
         problem = (f"{path} is outside the configured cache ({store.url}); its pickles are not "
                    "loaded unless you ask: pass --trust if you trust whoever wrote it")
     pkg = lib.verdict.StoredPackage(key, os.path.abspath(path), len(data), st.st_mtime,
                                     max(st.st_atime, st.st_mtime), data, trust_problem=problem)
     return lib.verdict.decode(pkg, bound=local is not None)
+
+
+def _read_file(path: str, real: str, key: str,
+               local: Any) -> tuple[bytes, str | None, os.stat_result]:
+    """(bytes, why the checks refuse them, stat) of a package file: through its store's
+    ``peek`` when it is in one (that store's checks), else the library's safe reader."""
+    try:
+        if local is not None:
+            data, problem = local.peek(key)
+        else:
+            data, problem = lib.peek_file(real, trust_shared=lib.trust_shared())
+        return data, problem, os.lstat(real)
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from e
+    except lib.errors.StoreError as e:
+        raise CliError(str(e)) from e
 
 
 def _local_store_for(store: Any, directory: str) -> Any:
@@ -113,18 +120,24 @@ def _fetch(store: Any, key: str, path: str | None) -> tuple[bytes, str | None] |
     apply their own checks in ``get``, or raise."""
     try:
         if hasattr(store, "peek"):
-            try:
-                return store.peek(key)
-            except FileNotFoundError:
-                return None
-            except lib.errors.StoreError as e:
-                raise Unreadable(str(e)) from e
+            return _peek(store, key)
         data = store.get(key)
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
     except lib.errors.StoreError as e:
         raise CliError(str(e)) from e
     return None if data is None else (data, None)
+
+
+def _peek(store: Any, key: str) -> tuple[bytes, str | None] | None:
+    """A local directory's package, read with its checks, "last used" left alone; None
+    when it is gone, Unreadable when the safe reader refuses the file."""
+    try:
+        return store.peek(key)
+    except FileNotFoundError:
+        return None
+    except lib.errors.StoreError as e:
+        raise Unreadable(str(e)) from e
 
 
 def open_store(spec: str | None) -> Any:
@@ -166,12 +179,7 @@ def iter_exportable(store: Any, skipped: list[str]) -> Iterator[tuple[str, bytes
             lib.read_path.open_package(data, signing_key=signing_key, key=key)))
         if data is None:
             continue
-        for kernel in sorted(lib.shared_blobs.references(data)):
-            if lib.blobs.is_blob_key(kernel):
-                kernels.setdefault(kernel, key)
-            else:
-                skipped.append(f"{key}: names a shared kernel {kernel!r} that is not a "
-                               "sha256; the package is exported, the name is not")
+        _note_kernels(key, data, kernels, skipped)
         yield key, data
     for kernel in sorted(kernels):
         digest = lib.blobs.digest_of(kernel)
@@ -179,6 +187,17 @@ def iter_exportable(store: Any, skipped: list[str]) -> Iterator[tuple[str, bytes
             lib.shared_blobs.decode_blob(data, d, signing_key)))
         if data is not None:
             yield kernel, data
+
+
+def _note_kernels(key: str, data: bytes, kernels: dict[str, str], skipped: list[str]) -> None:
+    """Remember each shared kernel the package ``key`` names, with the first package that
+    names it; a name that is not a sha256 is reported in ``skipped``, never used."""
+    for kernel in sorted(lib.shared_blobs.references(data)):
+        if lib.blobs.is_blob_key(kernel):
+            kernels.setdefault(kernel, key)
+        else:
+            skipped.append(f"{key}: names a shared kernel {kernel!r} that is not a "
+                           "sha256; the package is exported, the name is not")
 
 
 def _verified_get(store: Any, key: str, skipped: list[str],

@@ -42,10 +42,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     store = open_store(args.cache)
     rows = sorted((summary(p) for p in iter_store(store)),
                   key=lambda r: (r["function"] or "~", -(r["saved"] or 0)))
-    if args.json:
-        text.print_json(rows)
-    else:
-        text.print_ls(rows, store.url)
+    text.show(rows, args.json, lambda: text.print_ls(rows, store.url))
     return EXIT_OK
 
 
@@ -58,16 +55,23 @@ def readable_guards(blob: bytes) -> dict[str, Any]:
     with contextlib.redirect_stdout(sys.stderr):
         state = lib.unpickle_guards_state(blob)  # verified package, see docstring
     og = state.output_graph
-    sizes = {}
-    for src, ss in (getattr(og, "input_source_to_sizes_strides", None) or {}).items():
-        with contextlib.suppress(Exception):
-            sizes[_source_label(src)] = ss
+    sizes = _input_sizes(og)
     guards = [_guard_dict(g, sizes) for g in getattr(og, "guards", None) or []]
     guards.sort(key=lambda d: (d["name"] == "", d["name"], d["type"]))
     shape = []
     with contextlib.suppress(Exception):
         shape = [str(e) for e in state.shape_code_parts.verbose_code_parts.exprs]
     return {"guards": guards, "shape_guards": shape}
+
+
+def _input_sizes(og: Any) -> dict[str, Any]:
+    """Source name -> the sizes and strides Dynamo recorded for that input tensor (shown
+    with its TENSOR_MATCH guard); a source without a readable name is left out."""
+    sizes = {}
+    for src, ss in (getattr(og, "input_source_to_sizes_strides", None) or {}).items():
+        with contextlib.suppress(Exception):
+            sizes[_source_label(src)] = ss
+    return sizes
 
 
 def _source_label(src: Any) -> str:
@@ -168,10 +172,7 @@ def inspect_dict(pkg: Pkg, *, guards: bool = True) -> dict[str, Any]:
 def cmd_inspect(args: argparse.Namespace) -> int:
     pkg = find_package(args.package, args.cache, trust=args.trust)
     doc = inspect_dict(pkg, guards=not args.no_guards)
-    if args.json:
-        text.print_json(doc)
-    else:
-        text.print_inspect(doc)
+    text.show(doc, args.json, lambda: text.print_inspect(doc))
     return EXIT_OK if pkg.env is not None else EXIT_PROBLEMS
 
 
@@ -199,8 +200,6 @@ def _verify_targets(ref: str | None) -> tuple[str, list[Pkg]]:
 def cmd_verify(args: argparse.Namespace) -> int:
     where, pkgs = _verify_targets(args.target)
     results = [verify_pkg(p) for p in pkgs]
-    if args.json:
-        text.print_json(results)
-    else:
-        text.print_verify(results, where, verbose=args.verbose)
+    text.show(results, args.json,
+              lambda: text.print_verify(results, where, verbose=args.verbose))
     return EXIT_PROBLEMS if any(not r["ok"] for r in results) else EXIT_OK

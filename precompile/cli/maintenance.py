@@ -118,19 +118,23 @@ def apply_prune(store: Any, pkgs: dict[str, Pkg], plan: dict[str, str], *, force
     for key, why in plan.items():
         p = pkgs[key]
         item = {"key": key, "path": p.path, "size": p.size, "reason": why}
-        if not force and is_recent(p, time.time()):
-            kept.append({**item, "kept_because": f"written {text.fmt_age(_mtime(p))}: less "
-                                                 f"than {int(RECENT_SECONDS)}s ago (use --force)"})
-            continue
-        outcome = None if dry_run else _delete(store, p, why, force)
-        if outcome is None:
+        kept_because = _remove(store, p, why, force=force, dry_run=dry_run)
+        if kept_because is None:
             removed.append(item)
         else:
-            kept.append({**item, "kept_because": outcome})
+            kept.append({**item, "kept_because": kept_because})
     if not dry_run and hasattr(store, "clean_temp_files"):
         with contextlib.suppress(Exception):
             store.clean_temp_files()
     return removed, kept
+
+
+def _remove(store: Any, pkg: Pkg, why: str, *, force: bool, dry_run: bool) -> str | None:
+    """Delete one planned package (with ``dry_run``, only decide); why it stays, or None."""
+    if not force and is_recent(pkg, time.time()):
+        return (f"written {text.fmt_age(_mtime(pkg))}: less than {int(RECENT_SECONDS)}s ago "
+                "(use --force)")
+    return None if dry_run else _delete(store, pkg, why, force)
 
 
 def _delete(store: Any, pkg: Pkg, why: str, force: bool) -> str | None:
@@ -223,10 +227,14 @@ def _prune_doc(pkgs: Iterable[Pkg], removed: list[dict[str, Any]], kept: list[di
             "dry_run": dry_run}
 
 
-def cmd_prune(args: argparse.Namespace) -> int:
+def _prune_options(args: argparse.Namespace) -> PruneOptions:
     if args.max_size is None and args.older_than is None and not args.stale:
         raise CliError("say what to prune: --max-size SIZE, --older-than AGE and/or --stale")
-    opts = PruneOptions(args.max_size, args.older_than, args.stale, args.force)
+    return PruneOptions(args.max_size, args.older_than, args.stale, args.force)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    opts = _prune_options(args)
     store = open_store(args.cache)
     now = time.time()
     # Only --stale needs the packages' bytes; sizes and times come from stat().
@@ -239,10 +247,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                                     dry_run=args.dry_run)
     doc = _prune_doc(pkgs.values(), removed + k_removed, kept + k_kept,
                      dry_run=bool(args.dry_run), kernel_bytes=kernel_bytes)
-    if args.json:
-        text.print_json(doc)
-    else:
-        text.print_prune(doc, store.url)
+    text.show(doc, args.json, lambda: text.print_prune(doc, store.url))
     return EXIT_OK
 
 
@@ -256,13 +261,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     with atomic_output(args.file, mode=0o644) as fh:
         count, kernels = _write_archive(fh, iter_exportable(store, skipped))
-    if args.json:
-        text.print_json({"file": args.file, "packages": count, "shared_kernels": kernels,
-                         "skipped": skipped})
-    else:
-        text.emit(f"exported {count} packages and {kernels} shared kernels to {args.file}")
-        for line in skipped:
-            text.emit(f"  skipped {line}")
+    text.show({"file": args.file, "packages": count, "shared_kernels": kernels,
+               "skipped": skipped}, args.json,
+              lambda: text.print_skipped(f"exported {count} packages and {kernels} shared "
+                                         f"kernels to {args.file}", skipped))
     return EXIT_PROBLEMS if skipped else EXIT_OK
 
 
@@ -301,10 +303,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError as e:  # the staging directory itself (disk full, no /tmp)
         raise CliError(f"cannot stage the archive: {e}; nothing was imported") from e
     skipped += not_newer
-    if args.json:
-        text.print_json({"file": args.file, "imported": imported, "skipped": skipped})
-    else:
-        text.emit(f"imported {imported} packages into {store.url}")
-        for line in skipped:
-            text.emit(f"  skipped {line}")
+    text.show({"file": args.file, "imported": imported, "skipped": skipped}, args.json,
+              lambda: text.print_skipped(f"imported {imported} packages into {store.url}",
+                                         skipped))
     return EXIT_OK if imported or not skipped else EXIT_PROBLEMS

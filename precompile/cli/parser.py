@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 
 from .explain import cmd_explain
 from .fleet import add_commands as add_fleet_commands
 from .listing import cmd_inspect, cmd_ls, cmd_verify
 from .maintenance import RECENT_SECONDS, cmd_export, cmd_import, cmd_prune
 from .stats import cmd_stats
+
+# add(name, help, json_flag=True): a subcommand's parser (``--json`` added unless told not)
+AddCommand = Callable[..., argparse.ArgumentParser]
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -43,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
 
+    _add_reading_commands(add)
+    add_fleet_commands(add)
+    _add_changing_commands(add)
+    _add_run_and_stats(add)
+    return parser
+
+
+def _add_reading_commands(add: AddCommand) -> None:
+    """``ls``, ``inspect``, ``verify``, ``explain``: what a cache holds (listing.py, explain.py)."""
     p = add("ls", "list the packages in a cache")
     p.add_argument("cache", nargs="?", metavar="CACHE")
     p.set_defaults(func=cmd_ls)
@@ -68,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cache", nargs="?", metavar="CACHE")
     p.set_defaults(func=cmd_explain)
 
-    add_fleet_commands(add)
 
+def _add_changing_commands(add: AddCommand) -> None:
+    """``prune``, ``export``, ``import``: the commands that change or copy a cache
+    (maintenance.py)."""
     p = add("prune", "delete packages (safe while other processes use the cache)")
     p.add_argument("cache", nargs="?", metavar="CACHE")
     p.add_argument("--max-size", type=parse_size, metavar="SIZE",
@@ -103,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse the archive if reading and verifying it takes longer (900)")
     p.set_defaults(func=cmd_import)
 
+
+def _add_run_and_stats(add: AddCommand) -> None:
+    """``run`` (parsed by run.py itself: listed here for --help) and ``stats``."""
     p = add("run", "run a program with PRECOMPILE_AUTO=1: `precompile run [--] script.py "
                "ARGS`, `-m module ARGS` or any COMMAND (torchrun ...)", json_flag=False)
     p.add_argument("program", nargs="*", metavar="PROGRAM")
@@ -110,4 +128,3 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("stats", "show the counters a run wrote to $PRECOMPILE_STATS_FILE")
     p.add_argument("--file", metavar="FILE", help="stats file (default $PRECOMPILE_STATS_FILE)")
     p.set_defaults(func=cmd_stats)
-    return parser

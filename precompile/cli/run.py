@@ -35,19 +35,35 @@ def run(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE, file=sys.stderr if not argv else sys.stdout)
-        return 0 if argv else 2
+        return _usage(asked=bool(argv))
     os.environ[settings.AUTO] = "1"
     settings.share_auto_run()  # every process under this command adds to one stats file
     if argv[0] == "-m":
-        if len(argv) < 2:
-            raise CliError("run -m needs a module name")
-        return _in_process(lambda: runpy.run_module(argv[1], run_name="__main__",
-                                                    alter_sys=True), argv[1:], os.getcwd())
+        return _run_module(argv)
     if argv[0].endswith(".py") and os.path.isfile(argv[0]):
         path = argv[0]
         return _in_process(lambda: runpy.run_path(path, run_name="__main__"), argv,
                            os.path.dirname(os.path.abspath(path)))
+    return _exec_command(argv)
+
+
+def _usage(*, asked: bool) -> int:
+    """The usage: on stdout when asked for (status 0), else on stderr (status 2)."""
+    print(USAGE, file=sys.stdout if asked else sys.stderr)
+    return 0 if asked else 2
+
+
+def _run_module(argv: list[str]) -> int:
+    """``-m module ARGS`` in this process, as ``python -m`` runs it."""
+    if len(argv) < 2:
+        raise CliError("run -m needs a module name")
+    return _in_process(lambda: runpy.run_module(argv[1], run_name="__main__", alter_sys=True),
+                       argv[1:], os.getcwd())
+
+
+def _exec_command(argv: list[str]) -> int:
+    """Replace this process with any other command, the variable in its environment; its
+    Python processes turn the mode on through the ``.pth`` file (warned when missing)."""
     if not pth_installed():
         print(f"precompile run: warning: {PTH_NAME} is not in site-packages, so Python "
               "processes started by this command will not cache torch.compile; reinstall "

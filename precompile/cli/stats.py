@@ -24,6 +24,11 @@ def read_stats_file(path: str) -> dict[str, Any]:
                        ) from None
     except (OSError, ValueError) as e:
         raise CliError(f"cannot read stats file {path}: {e}") from e
+    return _stats_doc(doc, path)
+
+
+def _stats_doc(doc: Any, path: str) -> dict[str, Any]:
+    """A stats file's document as ``precompile stats`` prints it."""
     if isinstance(doc, dict) and isinstance(doc.get("stats"), dict):
         return doc
     if isinstance(doc, dict) and "hits" in doc:
@@ -34,18 +39,17 @@ def read_stats_file(path: str) -> dict[str, Any]:
 def cmd_stats(args: argparse.Namespace) -> int:
     path = args.file or lib.settings.text(lib.settings.STATS_FILE)
     if not path:
-        if args.json:
-            text.print_json({"error": "no stats file", "fields": STATS_FIELDS})
-        else:
-            text.print_stats_help(lib.settings.STATS_FILE, STATS_FIELDS)
+        text.show({"error": "no stats file", "fields": STATS_FIELDS}, args.json,
+                  lambda: text.print_stats_help(lib.settings.STATS_FILE, STATS_FIELDS))
         return EXIT_OK
     doc = read_stats_file(path)
-    if args.json:
-        text.print_json(doc)
-    else:
-        text.print_stats(path, doc)
-        _print_processes(doc)
+    text.show(doc, args.json, lambda: _print_stats(path, doc))
     return EXIT_OK
+
+
+def _print_stats(path: str, doc: dict[str, Any]) -> None:
+    text.print_stats(path, doc)
+    _print_processes(doc)
 
 
 def _print_processes(doc: dict[str, Any]) -> None:

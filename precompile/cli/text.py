@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from precompile.counters import printable, stats_summary_lines
@@ -78,6 +79,15 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
+def show(doc: Any, as_json: bool, for_people: Callable[[], None]) -> None:
+    """A command's document: as JSON with ``--json``, else as ``for_people`` prints it
+    (built from the same document, so both outputs say the same thing)."""
+    if as_json:
+        print_json(doc)
+    else:
+        for_people()
+
+
 def table(rows: list[list[str]], header: list[str]) -> str:
     rows = [[clean(c) for c in r] for r in [header, *rows]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -102,17 +112,26 @@ def print_ls(rows: list[dict[str, Any]], url: str) -> None:
         emit(f"no packages in {url}")
         return
     now = time.time()
-    emit(table([[r["function"] or "(unreadable)",
-                  str(r["entries"] if r["entries"] is not None else "-"), fmt_size(r["size"]),
-                  fmt_time(r["created"]), fmt_age(r["last_used"], now), r["key"]]
-                 for r in rows],
+    emit(table([_ls_row(r, now) for r in rows],
                 ["FUNCTION", "ENTRIES", "SIZE", "CREATED", "LAST USED", "KEY"]))
-    for r in rows:
-        if r["error"]:
-            emit(f"{r['key']}: {r['error']}")
-        elif not r["trusted"]:
-            emit(f"{r['key']}: UNTRUSTED, the library will not load it: {r['untrusted_reason']}")
+    for problem in filter(None, map(_ls_problem, rows)):
+        emit(problem)
     emit(f"\n{len(rows)} packages, {fmt_size(sum(r['size'] or 0 for r in rows))} in {url}")
+
+
+def _ls_row(r: dict[str, Any], now: float) -> list[str]:
+    entries = str(r["entries"]) if r["entries"] is not None else "-"
+    return [r["function"] or "(unreadable)", entries, fmt_size(r["size"]),
+            fmt_time(r["created"]), fmt_age(r["last_used"], now), r["key"]]
+
+
+def _ls_problem(r: dict[str, Any]) -> str | None:
+    """Why a listed package is of no use here (unreadable, untrusted), or None."""
+    if r["error"]:
+        return f"{r['key']}: {r['error']}"
+    if not r["trusted"]:
+        return f"{r['key']}: UNTRUSTED, the library will not load it: {r['untrusted_reason']}"
+    return None
 
 
 # ----------------------------------------------------------------- inspect
@@ -137,21 +156,23 @@ def print_inspect(d: dict[str, Any]) -> None:
 
 def _print_inspect_tail(d: dict[str, Any]) -> None:
     """Artifacts, sources, bypasses and key factors: the package beyond its frames."""
-    emit(f"\nbackend artifacts ({len(d['artifacts'])}):")
-    for a in d["artifacts"]:
-        emit(f"  {a['id']}  {a['kind']}  {a['parts']}  {fmt_size(a['size'])}")
-    emit(f"\ninlined sources ({len(d['sources'])}):")
-    for s in d["sources"]:
-        emit(f"  {s['module']}:{s['qualname']}  lines {s['first_line']}-"
-              f"{(s['last_line'] or 1) - 1}  sha256 {str(s['sha256'])[:12]}")
+    _print_section(f"backend artifacts ({len(d['artifacts'])})",
+                   [f"{a['id']}  {a['kind']}  {a['parts']}  {fmt_size(a['size'])}"
+                    for a in d["artifacts"]])
+    _print_section(f"inlined sources ({len(d['sources'])})",
+                   [f"{s['module']}:{s['qualname']}  lines {s['first_line']}-"
+                    f"{(s['last_line'] or 1) - 1}  sha256 {str(s['sha256'])[:12]}"
+                    for s in d["sources"]])
     if d["bypasses"]:
-        emit("\nentries not stored:")
-        for b in d["bypasses"]:
-            emit(f"  {b}")
+        _print_section("entries not stored", d["bypasses"])
     for title, values in (("key factors", d["factors"]), ("written on", d["system"])):
-        emit(f"\n{title}:")
-        for k, v in sorted(values.items()):
-            emit(f"  {k:<17} {v}")
+        _print_section(title, [f"{k:<17} {v}" for k, v in sorted(values.items())])
+
+
+def _print_section(title: str, lines: list[str]) -> None:
+    emit(f"\n{title}:")
+    for line in lines:
+        emit(f"  {line}")
 
 
 def _print_inspect_head(d: dict[str, Any]) -> None:
@@ -188,17 +209,21 @@ def _print_entry(e: dict[str, Any]) -> None:
 def _entry_lines(e: dict[str, Any]) -> list[str]:
     """An entry's guards, identity checks, guard tree, graph calls, imports and the constant
     calls it asks again, a line each."""
-    lines = [f"guard    {g['name'] or '(global state)'}: {g['type']}"
-             + (f" {g['detail']}" if g["detail"] else "") for g in e.get("guards", [])]
-    lines += [f"guard    shape: {s}" for s in e.get("shape_guards", [])]
-    lines += [f"identity {c.get('source')}: {c.get('guard_type')} -> {c.get('fingerprint')}"
-              for c in e["identity_checks"]]
-    lines += [f"checks   {line}" for line in e.get("guard_tree", [])] or [
+    tree = [f"checks   {line}" for line in e.get("guard_tree", [])] or [
         "checks   none recorded (written by an earlier precompile: not installed)"]
-    lines += [f"calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})" for b in e["backends"]]
-    lines += [f"imports  {mod} as {alias}" for alias, mod in sorted(e["imports"].items())]
-    lines += [_constant_call_line(c) for c in e.get("constant_calls", [])]
-    return lines
+    return [*map(_guard_line, e.get("guards", [])),
+            *(f"guard    shape: {s}" for s in e.get("shape_guards", [])),
+            *(f"identity {c.get('source')}: {c.get('guard_type')} -> {c.get('fingerprint')}"
+              for c in e["identity_checks"]),
+            *tree,
+            *(f"calls    {b['id']} ({b['kind']}, {fmt_size(b['size'])})" for b in e["backends"]),
+            *(f"imports  {mod} as {alias}" for alias, mod in sorted(e["imports"].items())),
+            *map(_constant_call_line, e.get("constant_calls", []))]
+
+
+def _guard_line(g: dict[str, Any]) -> str:
+    detail = f" {g['detail']}" if g["detail"] else ""
+    return f"guard    {g['name'] or '(global state)'}: {g['type']}{detail}"
 
 
 def _constant_call_line(c: dict[str, Any]) -> str:
@@ -223,19 +248,26 @@ def print_verify(results: list[dict[str, Any]], where: str, *, verbose: bool) ->
 
 
 def _print_verdict(r: dict[str, Any], verbose: bool) -> None:
+    """One line a package, and with ``verbose`` the rest of every problem (their diffs)
+    and the notes."""
+    emit(_verdict_line(r))
+    if verbose:
+        for prob in r["problems"]:
+            for ln in prob.splitlines()[1:]:
+                emit(f"    {ln}")
+        for n in r["notes"]:
+            emit(f"    note: {n}")
+
+
+def _verdict_line(r: dict[str, Any]) -> str:
+    """Status, key, function and the first line of the first problem."""
     problems = r["problems"]
     line = f"{r['status'].upper():<13} {r['key']}  {r['function'] or '?'}"
     first = (problems[0].splitlines() or [""])[0] if problems else ""
     if first:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         line += f": {first}{more}"
-    emit(line)
-    if verbose:
-        for prob in problems:
-            for ln in prob.splitlines()[1:]:
-                emit(f"    {ln}")
-        for n in r["notes"]:
-            emit(f"    note: {n}")
+    return line
 
 
 # ----------------------------------------------------------------- explain
@@ -254,12 +286,17 @@ def print_explain(doc: dict[str, Any], *, looked_at: int) -> None:
     elif doc["would_hit"]:
         _print_hit(results[0])
     else:
-        emit(f"would MISS: {len(results)} stored package(s) for {function}, none applies")
-        for r in results:
-            emit(f"  package {r['key']} (saved {fmt_time(r['saved'])}):")
-            for reason in r["reasons"] + r["source_changes"]:
-                _print_multiline(reason, "    - ", "      ")
-            _print_notes(r, indent="    ")
+        _print_misses(function, results)
+
+
+def _print_misses(function: str, results: list[dict[str, Any]]) -> None:
+    """Every stored package of the function, each with all its reasons (and diffs)."""
+    emit(f"would MISS: {len(results)} stored package(s) for {function}, none applies")
+    for r in results:
+        emit(f"  package {r['key']} (saved {fmt_time(r['saved'])}):")
+        for reason in r["reasons"] + r["source_changes"]:
+            _print_multiline(reason, "    - ", "      ")
+        _print_notes(r, indent="    ")
 
 
 def _print_hit(best: dict[str, Any]) -> None:
@@ -292,6 +329,16 @@ def print_prune(doc: dict[str, Any], url: str) -> None:
         emit(f"kept    {k['key']}: {k['kept_because']}")
     emit(f"{verb} {len(doc['removed'])} packages, {fmt_size(doc['freed'])}; "
           f"{fmt_size(doc['remaining'])} {'would be ' if dry else ''}left in {url}")
+
+
+# ---------------------------------------------------------- export / import
+
+
+def print_skipped(headline: str, skipped: list[str]) -> None:
+    """What an archive command did, then each package it left out and why."""
+    emit(headline)
+    for line in skipped:
+        emit(f"  skipped {line}")
 
 
 # ------------------------------------------------------------------- stats

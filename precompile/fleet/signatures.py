@@ -146,17 +146,26 @@ def parse_spec(doc: Any, where: str = "spec") -> Spec:
     seed = doc.get("seed", 0)
     _expect(isinstance(seed, int) and not isinstance(seed, bool), f"{where}.seed",
             "must be an integer")
-    device = doc.get("device", "cpu")
-    _expect(isinstance(device, str), f"{where}.device", "must be a string such as 'cpu'")
+    device = _device(doc.get("device", "cpu"), f"{where}.device")
+    return Spec(_signatures(sigs, f"{where}.signatures"), device=device, fill=fill, seed=seed)
+
+
+def _device(device: Any, where: str) -> str:
+    _expect(isinstance(device, str), where, "must be a string such as 'cpu'")
     try:
         torch.device(device)
     except (RuntimeError, ValueError) as e:
-        raise SpecError(f"{where}.device: {device!r} is not a device ({e})") from e
-    parsed = tuple(_signature(s, i, f"{where}.signatures[{i}]") for i, s in enumerate(sigs))
+        raise SpecError(f"{where}: {device!r} is not a device ({e})") from e
+    return device
+
+
+def _signatures(sigs: list[Any], where: str) -> tuple[Signature, ...]:
+    """Every signature, parsed, under names that are unique (reports name a signature)."""
+    parsed = tuple(_signature(s, i, f"{where}[{i}]") for i, s in enumerate(sigs))
     names = [s.name for s in parsed]
     dup = sorted({n for n in names if names.count(n) > 1})
-    _expect(not dup, f"{where}.signatures", f"names must be unique (repeated: {dup})")
-    return Spec(parsed, device=device, fill=fill, seed=seed)
+    _expect(not dup, where, f"names must be unique (repeated: {dup})")
+    return parsed
 
 
 def _signature(doc: Any, index: int, where: str) -> Signature:
@@ -185,6 +194,10 @@ def _input(doc: Any, where: str) -> InputSpec:
     if "value" in doc:
         _known(doc, {"value"}, where)
         return ValueSpec(doc["value"])
+    return _tensor_input(doc, where)
+
+
+def _tensor_input(doc: dict[str, Any], where: str) -> TensorSpec:
     _known(doc, {"shape", "dtype", "dynamic", "requires_grad", "fill", "low", "high"}, where)
     shape = doc["shape"]
     _expect(isinstance(shape, list) and all(_is_size(n) for n in shape), f"{where}.shape",
@@ -223,12 +236,18 @@ def _dynamic(doc: Any, shape: list[int], where: str) -> DynamicDim:
     _expect(isinstance(dim, int) and 0 <= dim < len(shape), where,
             f"dim {dim!r} is not a dim of shape {shape}")
     _expect(all(v is None or _is_size(v) for v in (lo, hi)), where, "min/max: integers")
-    size = shape[dim]
+    _check_example_size(shape[dim], dim, lo, hi, where)
+    return DynamicDim(dim, lo, hi)
+
+
+def _check_example_size(size: int, dim: int, lo: int | None, hi: int | None,
+                        where: str) -> None:
+    """A dynamic dim is compiled (and checked) at its example size: one Dynamo does not
+    specialize, within the range given."""
     _expect(size >= 2, where, f"dim {dim} is dynamic, so its example size must be at least "
             f"2 (Dynamo specializes sizes 0 and 1), not {size}")
     _expect((lo is None or lo <= size) and (hi is None or size <= hi), where,
             f"the example size {size} of dim {dim} is outside min/max")
-    return DynamicDim(dim, lo, hi)
 
 
 def _dtype(name: Any, where: str) -> torch.dtype:
@@ -281,14 +300,17 @@ def _make(x: InputSpec, spec: Spec, gen: torch.Generator,
     if isinstance(x, ValueSpec):
         return x.value
     shape = [sizes.get((where, d), n) for d, n in enumerate(x.shape)]
-    if (x.fill or spec.fill) == "zeros":
-        t = torch.zeros(shape, dtype=x.dtype)
-    elif x.dtype.is_floating_point or x.dtype.is_complex:
-        t = torch.randn(shape, generator=gen).to(x.dtype)
-    else:
-        t = torch.randint(x.low, x.high, shape, generator=gen).to(x.dtype)
-    t = t.to(spec.device)
+    t = _filled(x, shape, x.fill or spec.fill, gen).to(spec.device)
     return t.requires_grad_() if x.requires_grad else t
+
+
+def _filled(x: TensorSpec, shape: list[int], fill: str, gen: torch.Generator) -> torch.Tensor:
+    """Zeros, or seeded values: normal for floating dtypes, ``[low, high)`` for the others."""
+    if fill == "zeros":
+        return torch.zeros(shape, dtype=x.dtype)
+    if x.dtype.is_floating_point or x.dtype.is_complex:
+        return torch.randn(shape, generator=gen).to(x.dtype)
+    return torch.randint(x.low, x.high, shape, generator=gen).to(x.dtype)
 
 
 def tensor_inputs(sig: Signature) -> Iterator[tuple[Any, TensorSpec]]:

@@ -45,30 +45,35 @@ class FleetTarget:
 
 def fleet_target(obj: Any, device: str, seed: int = 0, **options: Any) -> FleetTarget:
     """Wrap ``obj`` (unless it is wrapped already) and materialize a meta-device model."""
-    options = {k: v for k, v in options.items() if v is not None}
+    fn, impl = _wrapped(obj, {k: v for k, v in options.items() if v is not None})
+    materialized = False
+    if isinstance(impl.target, torch.nn.Module) and _on_meta(impl.target):
+        materialize(impl.target, device, seed)
+        materialized = True
+    return FleetTarget(fn, impl, materialized)
+
+
+def _wrapped(obj: Any, options: dict[str, Any]) -> tuple[Any, CachedFunction]:
+    """(what the user calls, its CachedFunction): ``obj`` as it is when precompile.cached
+    wrapped it already (with no options given here to contradict its own), else wrapped."""
     impl = getattr(obj, "_precompile", None)
     if isinstance(impl, CachedFunction):
         if options:
             raise WarmupError(f"the callable is already wrapped by precompile.cached, with its "
                               f"own store and options; drop {sorted(options)} or return the "
                               "plain function or module")
-        fn = obj
-    elif callable(obj):
-        from ..api import cached
-
-        fn = cached(obj, **options)
-        impl = getattr(fn, "_precompile", None)
-        if not isinstance(impl, CachedFunction):
-            raise WarmupError("precompile is disabled (PRECOMPILE_DISABLE=1): there is no "
-                              "cache to warm or check; unset it")
-    else:
+        return obj, impl
+    if not callable(obj):
         raise WarmupError(f"expected a function or nn.Module (or a factory returning one), "
                           f"got {type(obj).__name__}")
-    materialized = False
-    if isinstance(impl.target, torch.nn.Module) and _on_meta(impl.target):
-        materialize(impl.target, device, seed)
-        materialized = True
-    return FleetTarget(fn, impl, materialized)
+    from ..api import cached
+
+    fn = cached(obj, **options)
+    impl = getattr(fn, "_precompile", None)
+    if not isinstance(impl, CachedFunction):
+        raise WarmupError("precompile is disabled (PRECOMPILE_DISABLE=1): there is no "
+                          "cache to warm or check; unset it")
+    return fn, impl
 
 
 def _on_meta(module: torch.nn.Module) -> bool:
@@ -80,13 +85,7 @@ def materialize(module: torch.nn.Module, device: str, seed: int = 0) -> None:
     module.to_empty(device=device)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        done: set[int] = set()
-        for m in module.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
-                own = itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False))
-                done.update(id(t) for t in own)
+        done = _reset_parameters(module)
         for t in itertools.chain(module.parameters(), module.buffers()):
             if id(t) in done:
                 continue
@@ -94,6 +93,18 @@ def materialize(module: torch.nn.Module, device: str, seed: int = 0) -> None:
                 t.normal_(0.0, _INIT_STD)
             else:
                 t.zero_()
+
+
+def _reset_parameters(module: torch.nn.Module) -> set[int]:
+    """Run every submodule's own ``reset_parameters``; the ids of the tensors it set."""
+    done: set[int] = set()
+    for m in module.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
+            own = itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False))
+            done.update(id(t) for t in own)
+    return done
 
 
 def first_frame(impl: CachedFunction, args: tuple[Any, ...],
@@ -114,13 +125,18 @@ def first_frame(impl: CachedFunction, args: tuple[Any, ...],
     except TypeError as e:
         raise WarmupError(f"the signature does not fit {fn.__qualname__}{sig}: {e}") from e
     bound.apply_defaults()
-    f_locals = dict(bound.arguments)
+    return fn.__code__, {**bound.arguments, **_free_variables(fn)}
+
+
+def _free_variables(fn: types.FunctionType) -> dict[str, Any]:
+    """The values of ``fn``'s free variables: Dynamo's guards read them as locals."""
+    found = {}
     for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
         try:
-            f_locals[name] = cell.cell_contents
+            found[name] = cell.cell_contents
         except ValueError:  # an empty cell is not a local yet
             continue
-    return fn.__code__, f_locals
+    return found
 
 
 def _bound_self(target: Any) -> Any:

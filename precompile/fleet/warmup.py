@@ -91,6 +91,13 @@ def warm_one(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureReport
         return SignatureReport(sig.name, described, COVERED)
     if before.status not in (MISS, UNCHECKED):
         return SignatureReport(sig.name, described, FAILED, before.reasons)
+    return _compile_one(target, sig, spec, described)
+
+
+def _compile_one(target: FleetTarget, sig: Signature, spec: Spec,
+                 described: str) -> SignatureReport:
+    """Compile a signature no entry accepts: COMPILED once an entry is stored that accepts
+    it, COVERED when the call traced nothing after all, FAILED with the reason otherwise."""
     traced = STATS.frames_traced
     bypassed = len(target.impl.package.bypasses)
     try:

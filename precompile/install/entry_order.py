@@ -119,15 +119,22 @@ class EntryOrder:
 
 
 def _reorder(slot: _CodeEntries) -> None:
-    hits = [e.hits.take() if e.hits is not None else 0 for e in slot.entries]
-    order = sorted(range(len(hits)), key=lambda i: -hits[i])
-    saved = sum(h * i for i, h in enumerate(hits)) - sum(hits[k] * i for i, k in enumerate(order))
-    if saved < REATTACH_COST * len(hits):
+    """Re-attach the code's entries most-hit first, when that pays for itself."""
+    order = _better_order([e.hits.take() if e.hits is not None else 0 for e in slot.entries])
+    if order is None:
         return
     slot.entries = [slot.entries[k] for k in order]
     _torch.reset_entries(slot.code)
     for e in slot.entries:
         _torch.install_entry(slot.code, e.guard_manager, e.dynamo_code)
+
+
+def _better_order(hits: list[int]) -> list[int] | None:
+    """The entries' indices most-hit first (ties keep their place), or None when that order
+    would have saved fewer failing checks over the window than re-attaching costs."""
+    order = sorted(range(len(hits)), key=lambda i: -hits[i])
+    saved = sum(h * i for i, h in enumerate(hits)) - sum(hits[k] * i for i, k in enumerate(order))
+    return order if saved >= REATTACH_COST * len(hits) else None
 
 
 ORDER = EntryOrder()

@@ -27,7 +27,7 @@ from ..identity.guard_path import GuardPathError, Roots, parse
 from ..package.artifacts import PrecompileContext
 from .kernel_files import restore_kernels
 from ..identity.bytecode import resolve_refs, retarget_filename, share_nested_code
-from ..record.constant_calls import answer_again
+from ..record.constant_calls import answer_again, same_answer
 from ..identity.names import (GLOBALS_OF, OWN_GLOBALS, module_dict, resolve_code,
                               resolve_importable)
 from ..package.model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
@@ -91,7 +91,6 @@ def install(pkg: Package,
     that uses them includes them; ``on_guard_fail(reason, code)`` hears of every failing
     guard of an installed entry (Dynamo then recompiles)."""
     inst = Installation(_on_guard_fail=on_guard_fail)
-    backends: dict[str, Callable[..., Any]] = {}
     # First, before anything changes: StoreError (a miss) if Inductor's cache is untrusted.
     inst.kernels_restored = restore_kernels(pkg.kernel_blobs, trust_shared=settings.trust_shared())
     _torch.use_recorded_cpu_isa(pkg.cpu_isa)
@@ -99,33 +98,55 @@ def install(pkg: Package,
     for art in pkg.artifacts.values():
         context.add(art)
     _torch.reserve_global_names(_dynamo_global_names(pkg))
+    backends: dict[str, Callable[..., Any]] = {}
     for frame in pkg.frames:
-        target = _target_code(frame, pkg, inst)
-        if target is None:
-            continue
-        inst.bound.append((target, frame))
-        scope = (pkg.main_globals if frame.role == ROLE_MAIN and pkg.main_globals is not None
-                 else module_dict(frame.module))
-        if scope is None:
-            inst.skipped.append(f"{frame.qualname}: module {frame.module} is not importable")
-            continue
-        if frame.skipped and not frame.entries:
-            _torch.skip_code(target)
-            continue
-        for entry in frame.entries:
-            mark = len(inst._globals)
-            try:
-                reason = _install_entry(pkg, frame, entry, target, scope, inst, backends)
-            except Exception as e:  # noqa: BLE001 - one broken entry must not stop the rest
-                log.debug("precompile: entry install failed", exc_info=True)
-                reason = f"could not be installed ({type(e).__name__}: {e})"
-            if reason is not None:
-                # Nothing of a skipped entry stays in the module: Dynamo asserts that an
-                # import alias it places is free or already its module, so a leftover alias
-                # would break the compile that replaces the entry.
-                inst._remove_globals_after(mark)
-                inst.skipped.append(f"{frame.qualname}: {reason}")
+        _install_frame(pkg, frame, inst, backends)
     return inst
+
+
+def _install_frame(pkg: Package, frame: FrameRecord, inst: Installation,
+                   backends: dict[str, Callable[..., Any]]) -> None:
+    """Bind one stored frame to this process's code object and install its entries; a
+    frame Dynamo skipped (nothing to compile) is marked skipped here too."""
+    target = _target_code(frame, pkg, inst)
+    if target is None:
+        return
+    inst.bound.append((target, frame))
+    scope = _frame_scope(pkg, frame)
+    if scope is None:
+        inst.skipped.append(f"{frame.qualname}: module {frame.module} is not importable")
+        return
+    if frame.skipped and not frame.entries:
+        _torch.skip_code(target)
+        return
+    for entry in frame.entries:
+        _install_or_undo(pkg, frame, entry, target, scope, inst, backends)
+
+
+def _frame_scope(pkg: Package, frame: FrameRecord) -> dict[str, Any] | None:
+    """The globals a frame runs in: ``__main__``'s as recorded for the main frame of a
+    script, else its module's (None when that is not importable)."""
+    if frame.role == ROLE_MAIN and pkg.main_globals is not None:
+        return pkg.main_globals
+    return module_dict(frame.module)
+
+
+def _install_or_undo(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
+                     target: types.CodeType, scope: dict[str, Any], inst: Installation,
+                     backends: dict[str, Callable[..., Any]]) -> None:
+    """Install one entry whole, or skip it with its reason and nothing of it left behind."""
+    mark = len(inst._globals)
+    try:
+        reason = _install_entry(pkg, frame, entry, target, scope, inst, backends)
+    except Exception as e:  # noqa: BLE001 - one broken entry must not stop the rest
+        log.debug("precompile: entry install failed", exc_info=True)
+        reason = f"could not be installed ({type(e).__name__}: {e})"
+    if reason is not None:
+        # Nothing of a skipped entry stays in the module: Dynamo asserts that an
+        # import alias it places is free or already its module, so a leftover alias
+        # would break the compile that replaces the entry.
+        inst._remove_globals_after(mark)
+        inst.skipped.append(f"{frame.qualname}: {reason}")
 
 
 def _dynamo_global_names(pkg: Package) -> list[str]:
@@ -142,20 +163,26 @@ def _target_code(frame: FrameRecord, pkg: Package,
     if frame.role == ROLE_MAIN:
         return pkg.main_code
     if frame.role == ROLE_RESUME:
-        code = _RESUME_CODES.setdefault(
-            (frame.module, frame.fingerprint), retarget_filename(frame.code, frame.module))
-        scope = module_dict(frame.module)
-        if scope is None or not frame.global_name:
-            inst.skipped.append(f"{frame.qualname}: cannot place resume function")
-            return None
-        fn = _resume_global(code, scope, frame.global_name)
-        if not _place_global(scope, frame.global_name, fn, inst):
-            inst.skipped.append(f"{frame.qualname}: global {frame.global_name} is taken")
-            return None
-        return code
+        return _resume_target(frame, inst)
     code = resolve_code(frame.module, frame.qualname, frame.fingerprint)
     if code is None:
         inst.skipped.append(f"{frame.qualname} in {frame.module}: not found, or its code changed")
+    return code
+
+
+def _resume_target(frame: FrameRecord, inst: Installation) -> types.CodeType | None:
+    """A stored resume function's code, placed under the global name the caller's bytecode
+    calls (one code object for every name of it, in this process: see ``_RESUME_CODES``)."""
+    code = _RESUME_CODES.setdefault(
+        (frame.module, frame.fingerprint), retarget_filename(frame.code, frame.module))
+    scope = module_dict(frame.module)
+    if scope is None or not frame.global_name:
+        inst.skipped.append(f"{frame.qualname}: cannot place resume function")
+        return None
+    fn = _resume_global(code, scope, frame.global_name)
+    if not _place_global(scope, frame.global_name, fn, inst):
+        inst.skipped.append(f"{frame.qualname}: global {frame.global_name} is taken")
+        return None
     return code
 
 
@@ -165,15 +192,7 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     """Attach one stored entry to ``target``, or return why it is skipped. The globals it
     places are recorded in ``inst`` as they go, so a skipped entry leaves nothing behind
     that ``uninstall`` does not remove."""
-    main_locals = pkg.main_locals if frame.role == ROLE_MAIN else None
-    why = (_place_import_aliases(entry, scope, inst, main_locals)
-           or _place_constant_calls(entry, scope, inst))
-    if why is not None:
-        return why
-    at_call, why = _check_identities(entry, scope)
-    if why is not None:
-        return why
-    why = _place_backends(pkg, entry, scope, inst, backends)
+    at_call, why = _place_entry_globals(pkg, frame, entry, scope, inst, backends)
     if why is not None:
         return why
     if not entry.guard_tree:
@@ -185,19 +204,7 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     why = _torch.tree_changes(guard_manager, entry.guard_tree)
     if why is not None:
         return why
-    at_call, dict_keys = _split_dict_keys_checks(at_call)
-    hooks = [c for c in at_call if module_hooks.is_hook_check(c)]
-    at_call = [c for c in at_call if not module_hooks.is_hook_check(c)]
-    if at_call:
-        check = identity.CallTimeCheck(at_call, scope)
-        _torch.add_call_guard(guard_manager, check, check.description())
-    _add_state_prologue(entry, scope, guard_manager)
-    for source, fingerprint in dict_keys:
-        keys_check = identity.DictKeysCheck(source, fingerprint, scope)
-        _torch.add_epilogue_guard(guard_manager, keys_check, keys_check.description())
-    if hooks:
-        hooks_check = module_hooks.HooksCheck(hooks, scope, frame.qualname)
-        _torch.add_epilogue_guard(guard_manager, hooks_check, hooks_check.description())
+    _add_identity_guards(guard_manager, entry, at_call, scope, frame.qualname)
     code = retarget_filename(resolve_refs(entry.dynamo_code), frame.module, target.co_filename)
     code = share_nested_code(code, target)
     _skip_namedtuple_make(code)
@@ -207,11 +214,58 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     return None
 
 
-def _split_dict_keys_checks(checks: list[tuple[str, str]],
-                            ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(identity checks, dict keys checks): the latter run last (identity.DictKeysCheck)."""
-    keys = [c for c in checks if c[1].startswith(identity.DICT_KEYS)]
-    return [c for c in checks if not c[1].startswith(identity.DICT_KEYS)], keys
+def _place_entry_globals(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
+                         scope: dict[str, Any], inst: Installation,
+                         backends: dict[str, Callable[..., Any]],
+                         ) -> tuple[list[tuple[str, str]], str | None]:
+    """Everything the entry's bytecode reads from the module, placed and checked in order:
+    import aliases, constant-call answers, the identities the globals can tell now, the
+    compiled graphs. Returns the identity checks left for call time, or why not."""
+    main_locals = pkg.main_locals if frame.role == ROLE_MAIN else None
+    why = (_place_import_aliases(entry, scope, inst, main_locals)
+           or _place_constant_calls(entry, scope, inst))
+    if why is not None:
+        return [], why
+    at_call, why = _check_identities(entry, scope)
+    if why is not None:
+        return [], why
+    return at_call, _place_backends(pkg, entry, scope, inst, backends)
+
+
+def _add_identity_guards(guard_manager: Any, entry: GuardedEntry,
+                         at_call: list[tuple[str, str]], scope: dict[str, Any],
+                         qualname: str) -> None:
+    """The checks Dynamo's guards cannot make, added to the loaded guard tree: identities
+    read from the call's locals and the optimizer-state prologue with the guards, dict keys
+    and module hooks as epilogues (run once every other guard passed, so only the entry
+    that runs pays for their lookups)."""
+    plain, dict_keys, hooks = _split_checks(at_call)
+    if plain:
+        check = identity.CallTimeCheck(plain, scope)
+        _torch.add_call_guard(guard_manager, check, check.description())
+    _add_state_prologue(entry, scope, guard_manager)
+    for source, fingerprint in dict_keys:
+        keys_check = identity.DictKeysCheck(source, fingerprint, scope)
+        _torch.add_epilogue_guard(guard_manager, keys_check, keys_check.description())
+    if hooks:
+        hooks_check = module_hooks.HooksCheck(hooks, scope, qualname)
+        _torch.add_epilogue_guard(guard_manager, hooks_check, hooks_check.description())
+
+
+def _split_checks(checks: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], ...]:
+    """(identity checks, dict keys checks, module hooks checks): the last two run after
+    Dynamo's guards (identity.DictKeysCheck, module_hooks.HooksCheck)."""
+    plain: list[tuple[str, str]] = []
+    dict_keys: list[tuple[str, str]] = []
+    hooks: list[tuple[str, str]] = []
+    for check in checks:
+        if check[1].startswith(identity.DICT_KEYS):
+            dict_keys.append(check)
+        elif module_hooks.is_hook_check(check):
+            hooks.append(check)
+        else:
+            plain.append(check)
+    return plain, dict_keys, hooks
 
 
 def _add_state_prologue(entry: GuardedEntry, scope: dict[str, Any], guard_manager: Any) -> None:
@@ -235,20 +289,28 @@ def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any], inst: Inst
     if entry.import_sources:
         _torch.rebind_stale_aliases()
     for alias, ref in entry.import_sources.items():
-        if ref == OWN_GLOBALS:
-            value: Any = scope
-        elif ref.startswith(GLOBALS_OF):  # a function's globals, found through its source
-            roots = Roots(identity.GlobalsView(scope), frame_locals)  # type: ignore[arg-type]
-            owner = ref[len(GLOBALS_OF):]
-            try:
-                value = parse(owner).resolve(roots).__globals__
-            except Exception as e:  # noqa: BLE001 - not found before the call: not installed
-                return f"the globals of {owner} cannot be found ({type(e).__name__})"
-        else:
-            value = resolve_importable(ref)
+        value, why = _alias_value(ref, scope, frame_locals)
+        if why is not None:
+            return why
         if not _place_global(scope, alias, value, inst):
             return f"global {alias} names something else"
     return None
+
+
+def _alias_value(ref: str, scope: dict[str, Any],
+                 frame_locals: dict[str, Any] | None) -> tuple[Any, str | None]:
+    """The object an import alias stands for: the module's own globals, a function's
+    globals found through its source, or an importable name; or why it cannot be found."""
+    if ref == OWN_GLOBALS:
+        return scope, None
+    if not ref.startswith(GLOBALS_OF):
+        return resolve_importable(ref), None
+    roots = Roots(identity.GlobalsView(scope), frame_locals)  # type: ignore[arg-type]
+    owner = ref[len(GLOBALS_OF):]
+    try:
+        return parse(owner).resolve(roots).__globals__, None
+    except Exception as e:  # noqa: BLE001 - not found before the call: not installed
+        return None, f"the globals of {owner} cannot be found ({type(e).__name__})"
 
 
 def _place_constant_calls(entry: GuardedEntry, scope: dict[str, Any],
@@ -262,8 +324,8 @@ def _place_constant_calls(entry: GuardedEntry, scope: dict[str, Any],
         if call.global_name not in scope:
             inst.add_global(scope, call.global_name, call.value)
             continue
-        held = scope[call.global_name]  # placed by another entry: the same answer, or taken
-        if type(held) is not type(call.value) or held != call.value:
+        # placed by another entry: the same answer, or taken
+        if not same_answer(scope[call.global_name], call.value):
             return f"global {call.global_name} names something else"
     return None
 

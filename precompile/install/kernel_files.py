@@ -44,19 +44,23 @@ def restore_kernels(blobs: dict[str, bytes], *, trust_shared: bool) -> int:
                          f"{root}: it {problem}, so another user could swap the libraries "
                          "it loads. Point TORCHINDUCTOR_CACHE_DIR at a directory only you "
                          "can write, or opt in with PRECOMPILE_TRUST_SHARED_CACHE=1")
-    written = 0
-    for rel, data in blobs.items():
-        dest = os.path.join(root, rel)
-        try:
-            if _ensure_private_dirs(root, os.path.dirname(dest), trust_shared) and \
-                    _holds(dest, data, trust_shared):
-                continue
-            write_atomically(os.path.dirname(dest), dest, data, mode=0o755)
-            written += 1
-        except (OSError, StoreError) as e:
-            log.info("precompile: cannot restore kernel %s (%s); Inductor will rebuild it",
-                     rel, getattr(e, "strerror", None) or e)
-    return written
+    return sum(_restore_one(root, rel, data, trust_shared) for rel, data in blobs.items())
+
+
+def _restore_one(root: str, rel: str, data: bytes, trust_shared: bool) -> bool:
+    """Write one kernel file unless it is already there; whether it was written. A file
+    that cannot be written is left to Inductor, which rebuilds it."""
+    dest = os.path.join(root, rel)
+    try:
+        if _ensure_private_dirs(root, os.path.dirname(dest), trust_shared) and \
+                _holds(dest, data, trust_shared):
+            return False
+        write_atomically(os.path.dirname(dest), dest, data, mode=0o755)
+        return True
+    except (OSError, StoreError) as e:
+        log.info("precompile: cannot restore kernel %s (%s); Inductor will rebuild it",
+                 rel, getattr(e, "strerror", None) or e)
+        return False
 
 
 def _ensure_private_dirs(root: str, directory: str, trust_shared: bool) -> bool:
@@ -65,16 +69,21 @@ def _ensure_private_dirs(root: str, directory: str, trust_shared: bool) -> bool:
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = root
     for part in os.path.relpath(directory, root).split(os.sep):
-        if part in ("", "."):
-            continue
-        path = os.path.join(path, part)
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode):
-            raise StoreError(f"{path} is not a directory (a symbolic link?)")
-        problem = None if trust_shared else writable_by_others(st)
-        if problem:
-            raise StoreError(f"{path} {problem}")
+        if part not in ("", "."):
+            path = os.path.join(path, part)
+            _check_private_dir(path, trust_shared)
     return True
+
+
+def _check_private_dir(path: str, trust_shared: bool) -> None:
+    """StoreError unless ``path`` is a directory itself (not a symlink to one) that no
+    other user can write (unless shared caches are trusted)."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path} is not a directory (a symbolic link?)")
+    problem = None if trust_shared else writable_by_others(st)
+    if problem:
+        raise StoreError(f"{path} {problem}")
 
 
 def _holds(dest: str, data: bytes, trust_shared: bool) -> bool:

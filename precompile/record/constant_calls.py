@@ -42,9 +42,12 @@ def record(fn: Any, args: list[Any] | None, kwargs: dict[str, Any] | None,
 def function_ref(fn: Any) -> str | None:
     """How another process finds ``fn``: its own importable name, or that of the wrapper
     its qualified name finds (Dynamo calls the function inside ``lru_cache``)."""
-    ref = importable_name(fn)
-    if ref is not None:
-        return ref
+    return importable_name(fn) or _wrapper_ref(fn)
+
+
+def _wrapper_ref(fn: Any) -> str | None:
+    """The name of the wrapper (``lru_cache``...) found at ``fn``'s own qualified name,
+    when ``fn`` is one of its layers."""
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
@@ -71,6 +74,12 @@ def answer_again(call: ConstantCall) -> tuple[bool, str]:
         got = fn(*call.args, **call.kwargs)
     except Exception as e:  # noqa: BLE001 - a probe that fails here answers differently
         return False, f"{label} raised {type(e).__name__} here"
-    if type(got) is not type(call.value) or got != call.value:
+    if not same_answer(got, call.value):
         return False, f"{label} returns {got!r} here, the entry was compiled for {call.value!r}"
     return True, ""
+
+
+def same_answer(got: Any, want: Any) -> bool:
+    """Equal and of the same type: ``1 == True == 1.0``, but a bytecode compiled for one
+    of them may branch on which it got."""
+    return type(got) is type(want) and got == want

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from .. import _torch
 from ..counters import STATS
 from ..package.model import FrameRecord, GuardedEntry, IdentityCheck
 
@@ -40,7 +41,7 @@ class PendingEntry:
     identity_checks: list[IdentityCheck] = dataclasses.field(default_factory=list)
     bypass_reason: str | None = None
     added: list[GuardedEntry] = dataclasses.field(default_factory=list)  # entries stored
-    live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter (recorder)
+    live_only: list[int] = dataclasses.field(default_factory=list)  # see guard_filter.py
     # _init_group calls Dynamo made on live optimizers while tracing (first_step.HeardCall)
     optimizer_calls: list[tuple[Any, str, list[list[Any]], int]] = dataclasses.field(
         default_factory=list)
@@ -51,6 +52,16 @@ class PendingEntry:
     # id(f.__globals__) -> the guard source of a function f an identity guard pinned: how a
     # scope no module owns (``___unnamed_scope_<id>``) is found again (storable.py)
     globals_sources: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+def runs_eagerly_after(pending: PendingEntry, error: BaseException | None,
+                       skip_on_soft_failure: bool) -> bool:
+    """Whether the compile ended without an entry (stored or bypassed) and Dynamo runs the
+    frame eagerly from now on: nothing to compile, or an ``error`` it answers by skipping
+    the frame (without fullgraph: ``skip_on_soft_failure``)."""
+    if pending.added or pending.bypass_reason is not None:
+        return False
+    return error is None or (skip_on_soft_failure and _torch.dynamo_skips_frame_after(error))
 
 
 class Recording(Protocol):
@@ -96,14 +107,18 @@ def recording_failed(recorder: Recording, step: str, error: Exception) -> None:
     if first:
         pending.bypass_reason = reason
     if pending.added:  # stored before a later step failed (recording its inlined sources)
-        with recorder.lock:
-            pending.frame.entries = [e for e in pending.frame.entries
-                                     if e not in pending.added]
-            pending.added.clear()
+        _unstore(recorder, pending)
         report_bypass(recorder, pending)
     elif step == "add_guarded_code" and first:
         report_bypass(recorder, pending)
     # otherwise add_guarded_code reports the reason when Dynamo gets there
+
+
+def _unstore(recorder: Recording, pending: PendingEntry) -> None:
+    """Take back the entries ``pending`` already added to its frame."""
+    with recorder.lock:
+        pending.frame.entries = [e for e in pending.frame.entries if e not in pending.added]
+        pending.added.clear()
 
 
 def report_bypass(recorder: Recording, pending: PendingEntry) -> None:

@@ -8,7 +8,9 @@ package=obj)``): ``code_context`` around each frame, then ``add_import_source``,
 whose artifacts, globals or constants another process could not rebuild is a *bypass*,
 with its reason, never a guess. Every step runs inside the user's call, so none raises:
 ``pending_entry.py`` holds what one frame's compile told the recorder so far and reports
-the entries that end up bypasses.
+the entries that end up bypasses; ``guard_filter.py`` says which guards are stored as
+fingerprint checks. The package the protocol fills, its lock and version and what a save
+gathers, is ``live_package.py``: record -> save (``saving.py``) -> install.
 """
 from __future__ import annotations
 
@@ -17,28 +19,23 @@ import hashlib
 import inspect
 import logging
 import os
-import sys
-import threading
 import time
 import types
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
 from .. import _torch
-from . import constant_calls, first_step, module_hooks
-from ..package import keys
-from . import storable
-from ..identity.bytecode import code_with_refs, rename_globals
-from ..package.artifacts import BackendArtifact, PrecompileContext
 from ..counters import STATS
-from ..package.model import (ROLE_MAIN, ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry, Package,
-                             merge)
-from ..identity.names import code_fingerprint, module_globals
-from .pending_entry import PendingEntry, never_raises, report_bypass
-from .recorder_hook import KeptByDynamo
+from ..identity.bytecode import code_with_refs, rename_globals
+from ..identity.names import code_fingerprint
+from ..package import keys
+from ..package.model import ROLE_RESUME, ROLE_USER, FrameRecord, GuardedEntry
+from . import constant_calls, first_step, guard_filter, storable
+from .live_package import LivePackage
+from .pending_entry import PendingEntry, never_raises, report_bypass, runs_eagerly_after
 
 log = logging.getLogger("precompile")
 
@@ -57,58 +54,23 @@ def _keep_all(entries: Sequence[Any]) -> list[bool]:
 _DYNAMO_SKIPS: set[types.CodeType] = set()
 
 
-class CompilePackage(KeptByDynamo, Package):
+class CompilePackage(LivePackage):
     """The package of one function, filled in while Dynamo compiles it (Dynamo's package
-    protocol). Dynamo, the background saver and the first call reach it from several
-    threads: every change happens under ``lock`` and bumps ``version``. Copies of a compiled
-    module share it, pickles drop it (see ``recorder_hook.py``)."""
+    protocol); what it holds, and how a save takes it, is ``live_package.py``."""
 
     def __init__(self, main_code: types.CodeType, module: str, key: str,
                  factors: dict[str, str], *, eager_backward: bool = True,
                  capture_kernels: bool = False, skip_on_soft_failure: bool = True) -> None:
-        super().__init__(main_code, module, key, dict(factors))
+        super().__init__(main_code, module, key, factors)
         self.eager_backward = eager_backward
         self.capture_kernels = capture_kernels
         # Without fullgraph, Dynamo answers a frame it cannot compile by running it eagerly
         # for good (convert_frame.ConvertFrame); with fullgraph the error reaches the caller.
         self.skip_on_soft_failure = skip_on_soft_failure
-        # C++ kernel libraries recorded here: path relative to the Inductor cache dir ->
-        # absolute path, read into ``kernel_blobs`` when a save gathers them
-        self.kernel_paths: dict[str, str] = {}
         if not eager_backward:
             _torch.bundle_lazy_backwards()
-        self.dirty = False
-        self.version = 0  # bumps on every change; a save records the version it wrote
-        self.lock = threading.RLock()
-        self._by_code: dict[types.CodeType, FrameRecord] = {}
         self._resume_names: dict[str, str] = {}  # dynamo's global name -> stored name
         self._pending: list[PendingEntry] = []
-        self._context = PrecompileContext.get()
-        self._artifact_generation = -1  # the context's generation last compared with
-        self.add_frame(FrameRecord(ROLE_MAIN, module, main_code.co_qualname,
-                                   code_fingerprint(main_code), main_code))
-
-    # --------------------------------------------------------------- frames
-
-    def add_frame(self, frame: FrameRecord, code: types.CodeType | None = None) -> FrameRecord:
-        """Add ``frame`` (or return the one with the same identity) and map ``code`` to it."""
-        with self.lock:
-            existing = next((f for f in self.frames if f.identity == frame.identity), None)
-            if existing is None:
-                self.frames.append(frame)
-                existing = frame
-            self._by_code[code if code is not None else frame.code] = existing
-            return existing
-
-    def bind_code(self, code: types.CodeType, frame: FrameRecord) -> None:
-        """After install: ``code`` (this process's object) runs ``frame``."""
-        with self.lock:
-            self._by_code[code] = frame
-
-    def touch(self) -> None:
-        """Something changed that a save should write."""
-        self.dirty = True
-        self.version += 1
 
     # ------------------------------------------------- Dynamo's package protocol
 
@@ -117,15 +79,9 @@ class CompilePackage(KeptByDynamo, Package):
 
     @contextlib.contextmanager
     def code_context(self, code: types.CodeType) -> Iterator[None]:
-        frame = self._by_code.get(code) or self._new_user_frame(code)
-        STATS.frames_traced += 1
-        if frame.entries:
-            for reason in _torch.failed_precompiled_guards(code):
-                self.on_guard_fail(reason, code)
-        scope = self._frame_globals(frame)
-        before = frozenset(scope) if scope is not None else frozenset()
-        pending = PendingEntry(frame, before)
-        self._pending.append(pending)
+        """Around Dynamo's compile of one frame: a pending entry collects what the protocol
+        steps say, under the patches that make the compile storable (``_recording``)."""
+        pending = self._open_entry(code)
         libs: list[str] = []
         started = time.perf_counter()
         outcome: BaseException | None = None
@@ -142,6 +98,19 @@ class CompilePackage(KeptByDynamo, Package):
             with self.lock:
                 self.compile_seconds += time.perf_counter() - started
             self._note_outcome(pending, outcome)
+
+    def _open_entry(self, code: types.CodeType) -> PendingEntry:
+        """The pending entry of the frame Dynamo starts compiling, on top of the stack. A
+        frame that has entries compiles again because their guards failed: say why first."""
+        frame = self._by_code.get(code) or self._new_user_frame(code)
+        STATS.frames_traced += 1
+        if frame.entries:
+            for reason in _torch.failed_precompiled_guards(code):
+                self.on_guard_fail(reason, code)
+        scope = self._frame_globals(frame)
+        pending = PendingEntry(frame, frozenset(scope) if scope is not None else frozenset())
+        self._pending.append(pending)
+        return pending
 
     @contextlib.contextmanager
     def _recording(self, libs: list[str]) -> Iterator[None]:
@@ -185,18 +154,16 @@ class CompilePackage(KeptByDynamo, Package):
         (nothing to compile, or a failure it answers by skipping the frame), record that, so
         a loading process skips it too instead of tracing it again."""
         frame = pending.frame
-        if pending.added or pending.bypass_reason is not None:
-            return
-        if error is not None and not (self.skip_on_soft_failure
-                                      and _torch.dynamo_skips_frame_after(error)):
+        if not runs_eagerly_after(pending, error, self.skip_on_soft_failure):
             return
         _DYNAMO_SKIPS.add(frame.code)
         with self.lock:
-            if not frame.entries and not frame.skipped:
-                frame.skipped = True
-                self.touch()
-                log.debug("precompile: %s: Dynamo runs it eagerly%s; recorded as skipped",
-                          frame.qualname, f" ({type(error).__name__})" if error else "")
+            if frame.entries or frame.skipped:
+                return
+            frame.skipped = True
+            self.touch()
+        log.debug("precompile: %s: Dynamo runs it eagerly%s; recorded as skipped",
+                  frame.qualname, f" ({type(error).__name__})" if error else "")
 
     def _note_kernel_libraries(self, paths: list[str]) -> None:
         if not paths:
@@ -285,35 +252,44 @@ class CompilePackage(KeptByDynamo, Package):
         pending = self.current_entry
         if pending is None:
             return
-        if pending.bypass_reason is None:
-            pending.bypass_reason = self._unstorable_reason(pending, dynamo_code)
-        if pending.bypass_reason is not None:
+        entry = self._storable_entry(pending, guards_state, dynamo_code)
+        if entry is None:
             report_bypass(self, pending)
             return
-        sha = hashlib.sha256(guards_state).hexdigest()
-        with self.lock:
-            # Dynamo numbers resume functions per process; give them unique stored names so a
-            # later process's own resume functions can never shadow ours.
-            dynamo_code = rename_globals(dynamo_code, self._resume_names)
-        stored_code = code_with_refs(dynamo_code)
-        if isinstance(stored_code, str):
-            pending.bypass_reason = stored_code
-            report_bypass(self, pending)
-            return
-        dynamo_code = stored_code
-        entry = GuardedEntry(sha, dynamo_code, list(pending.backend_ids),
-                             dict(pending.import_sources), list(pending.identity_checks),
-                             _torch.take_guard_tree(),
-                             inference_mode=torch.is_inference_mode_enabled(),
-                             state_inits=first_step.state_inits(pending.optimizer_calls),
-                             constant_calls=storable.constant_globals(dynamo_code, pending))
         with self.lock:
             self._take_artifacts(entry.backend_ids)
-            self.guard_blobs[sha] = guards_state
+            self.guard_blobs[entry.guards_sha] = guards_state
             pending.frame.entries.append(entry)
             pending.frame.skipped = False
             pending.added.append(entry)
             self.touch()
+
+    def _storable_entry(self, pending: PendingEntry, guards_state: bytes,
+                        dynamo_code: types.CodeType) -> GuardedEntry | None:
+        """The entry as it is stored, or None with ``pending.bypass_reason`` saying why it
+        cannot be."""
+        if pending.bypass_reason is None:
+            pending.bypass_reason = self._unstorable_reason(pending, dynamo_code)
+        if pending.bypass_reason is not None:
+            return None
+        stored_code = self._stored_code(dynamo_code)
+        if isinstance(stored_code, str):
+            pending.bypass_reason = stored_code
+            return None
+        return GuardedEntry(hashlib.sha256(guards_state).hexdigest(), stored_code,
+                            list(pending.backend_ids), dict(pending.import_sources),
+                            list(pending.identity_checks), _torch.take_guard_tree(),
+                            inference_mode=torch.is_inference_mode_enabled(),
+                            state_inits=first_step.state_inits(pending.optimizer_calls),
+                            constant_calls=storable.constant_globals(stored_code, pending))
+
+    def _stored_code(self, dynamo_code: types.CodeType) -> types.CodeType | str:
+        """The bytecode as stored, or why it cannot be. Dynamo numbers resume functions per
+        process; they get unique stored names so a later process's own resume functions can
+        never shadow ours."""
+        with self.lock:
+            dynamo_code = rename_globals(dynamo_code, self._resume_names)
+        return code_with_refs(dynamo_code)
 
     def _unstorable_reason(self, pending: PendingEntry, dynamo_code: types.CodeType) -> str | None:
         """Why this entry could not run in another process, or None if it can (adding the
@@ -328,15 +304,6 @@ class CompilePackage(KeptByDynamo, Package):
         return storable.placed_globals(dynamo_code, scope, known, pending.import_sources,
                                        pending.constant_calls, pending.globals_sources)
 
-    def _frame_globals(self, frame: FrameRecord) -> dict[str, Any] | None:
-        """The globals a frame runs in: its module's (``names.module_globals``: a spawned
-        rank's ``__mp_main__`` functions read a copy), or the main function's own
-        (``main_globals``, for generated code no module owns)."""
-        if frame.role == ROLE_MAIN and self.main_globals is not None:
-            return self.main_globals
-        mod = sys.modules.get(frame.module)
-        return module_globals(mod) if mod is not None else None
-
     @never_raises(None)
     def on_guard_fail(self, reason: str, code: types.CodeType) -> None:
         """An entry's guards failed, so Dynamo recompiles: keep the failing guard."""
@@ -350,80 +317,8 @@ class CompilePackage(KeptByDynamo, Package):
     @never_raises(_keep_all)
     def guard_filter(self, entries: Sequence[Any]) -> list[bool]:
         """Keep every guard. Identity guards stay in this process's entry (as under plain
-        torch.compile) but are stored as fingerprint checks instead (see identity.py)."""
+        torch.compile) but are stored as fingerprint checks instead (guard_filter.py)."""
         pending = self.current_entry
-        if pending is None:
-            return [True] * len(entries)
-        checks: list[tuple[str, str, Any]] = []  # (source, guard type, guarded object)
-        for e in entries:
-            types_ = {e.guard_type, *e.derived_guard_types}
-            if types_ & _torch.IDENTITY_GUARD_TYPES:
-                pending.live_only.append(_torch.keep_guard_live_only(e))
-                if e.has_value:
-                    # The unstripped name (``L['self'].act``, not ``self.act``) says
-                    # unambiguously whether the object is reached from the call's locals.
-                    checks.append((_torch.guard_source_name(e), e.guard_type, e.value))
-                    scope = getattr(e.value, "__globals__", None)
-                    if isinstance(scope, dict):
-                        pending.globals_sources.setdefault(id(scope), _torch.guard_source_name(e))
-            elif (e.guard_type == "TYPE_MATCH" and e.has_value
-                  and _torch.refused_type_match(e.value)):
-                # A class no other process finds by name: checked by fingerprint instead.
-                pending.live_only.append(_torch.keep_guard_live_only(e))
-                checks.append((f"type({_torch.guard_source_name(e)})", "TYPE_MATCH", type(e.value)))
-        pending.identity_checks.extend(storable.identity_checks(checks))
-        for e, check in storable.dict_keys_checks(entries):
-            pending.live_only.append(_torch.keep_guard_live_only(e))
-            pending.identity_checks.append(check)
-        pending.identity_checks.extend(module_hooks.hook_checks(entries))
+        if pending is not None:
+            guard_filter.note_identity_guards(pending, entries)
         return [True] * len(entries)
-
-    # ------------------------------------------------------------------ saving
-
-    def _take_artifacts(self, backend_ids: Iterable[str]) -> None:
-        for backend_id in backend_ids:
-            art = self._context.artifact(backend_id)
-            if art is not None:
-                self.artifacts[backend_id] = art
-
-    def gather(self) -> None:
-        """Take what a save writes from outside the package: the freshest artifact of
-        every backend id it uses, and the bytes of the kernel libraries it recorded."""
-        with self.lock:
-            self._take_artifacts(self.backend_ids())
-            for rel, path in self.kernel_paths.items():
-                if rel in self.kernel_blobs:
-                    continue
-                try:
-                    with open(path, "rb") as fh:
-                        self.kernel_blobs[rel] = fh.read()
-                except OSError as e:
-                    self.unbundled.add(f"{rel}: {e.strerror}")
-
-    def note_artifact_updates(self) -> bool:
-        """Mark the package changed if an artifact it uses arrived or changed since it last
-        took them: a backward compiled lazily (``eager_backward=False``) arrives at
-        ``.backward()``, after the call that recorded its entry. Polled by the saver and
-        after each call; cheap while the context has recorded nothing new."""
-        generation = self._context.generation
-        if generation == self._artifact_generation:
-            return False
-        with self.lock:
-            self._artifact_generation = generation
-            changed = any(_differs(self._context.artifact(b), self.artifacts.get(b))
-                          for b in self.backend_ids())
-            if changed:
-                self.touch()
-            return changed
-
-    def merge(self, other: Package) -> int:
-        """Fold in what another process stored under this key (see ``model.merge``)."""
-        with self.lock:
-            return merge(self, other)
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def _differs(live: BackendArtifact | None, kept: BackendArtifact | None) -> bool:
-    return live is not None and live is not kept and live != kept

@@ -49,7 +49,15 @@ def envelope_bytes(pkg: CompilePackage, backend_name: str | None,
         manifest, blobs = to_manifest(pkg, share_kernels=shared_kernels is not None)
         if shared_kernels is not None:
             shared_kernels.update({format.sha256_hex(d): d for d in pkg.kernel_blobs.values()})
-    meta = {
+    return format.encode(_meta(pkg, manifest, backend_name), manifest, blobs,
+                         signing_key=signing_key)
+
+
+def _meta(pkg: CompilePackage, manifest: dict[str, Any],
+          backend_name: str | None) -> dict[str, Any]:
+    """What a reader checks before it decodes anything else: the key factors, the system
+    and CPU ISA it was written on, the GPUs its graphs were compiled for."""
+    return {
         "factors": pkg.factors,
         "system": _torch.system_info(),
         "created": pkg.created or time.time(),
@@ -62,7 +70,6 @@ def envelope_bytes(pkg: CompilePackage, backend_name: str | None,
         # and unit-checked on CPU only; no GPU run has verified it yet)
         "gpus": {d: _torch.gpu_info(d) for d in sorted(pkg.device_types) if d != "cpu"},
     }
-    return format.encode(meta, manifest, blobs, signing_key=signing_key)
 
 
 class PackageWriter:
