@@ -8,7 +8,7 @@ installer, the keys and the CLI agree on what "the same function" means.
 
 ``_torch`` imports this module (to pickle functions by name), so the one helper here that
 needs a torch entry point imports ``_torch`` when called. Rewriting the bytecode itself for
-storage is ``bytecode.py``.
+storage is ``bytecode.py``; which function a compile target runs is ``main_function.py``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import importlib
 import inspect
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -95,28 +95,53 @@ def object_fingerprint(value: Any) -> str:
 
 
 def _layer_fingerprint(value: Any) -> str:
-    if isinstance(value, types.ModuleType):
-        return f"module:{value.__name__}"
+    """One layer: a function (or a method's) by name and bytecode; otherwise by the first
+    kind in ``_LAYER_KINDS`` it is; an instance of anything else by its type alone."""
     fn = value.__func__ if isinstance(value, types.MethodType) else value
     if isinstance(fn, types.FunctionType):
-        # A wrapper made by ``functools.wraps`` carries the wrapped function's name; its
-        # code's own name (``deco.<locals>.wrapper``) says which decorator made it.
-        own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
-        return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
-    if isinstance(value, type):
-        from .class_body import class_body_fingerprint  # it fingerprints methods with this module
-
-        body = "" if importable_name(value) is not None else f":{class_body_fingerprint(value)}"
-        return f"class:{value.__module__}.{value.__qualname__}{body}"
-    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
-        owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
-        return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
+        return _function_layer(fn)
+    for kinds, describe in _LAYER_KINDS:
+        if isinstance(value, kinds):
+            return describe(value)
     t = type(value)
-    if isinstance(value, enum.Enum):  # members of one enum share a type: name the member
-        return f"enum:{t.__module__}.{t.__qualname__}.{value.name}"
-    if isinstance(value, (int, float, str, bytes, bool, type(None))):
-        return f"value:{t.__name__}:{value!r}"
     return f"instance:{t.__module__}.{t.__qualname__}"
+
+
+def _function_layer(fn: types.FunctionType) -> str:
+    """A wrapper made by ``functools.wraps`` carries the wrapped function's name; its code's
+    own name (``deco.<locals>.wrapper``) says which decorator made it."""
+    own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
+    return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
+
+
+def _class_layer(cls: type) -> str:
+    """A class by name, plus a hash of its body when no other process finds it by name."""
+    from .class_body import class_body_fingerprint  # it fingerprints methods with this module
+
+    body = "" if importable_name(cls) is not None else f":{class_body_fingerprint(cls)}"
+    return f"class:{cls.__module__}.{cls.__qualname__}{body}"
+
+
+def _builtin_layer(value: Any) -> str:
+    owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
+    return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
+
+
+def _enum_layer(member: enum.Enum) -> str:
+    """Members of one enum share a type: name the member."""
+    t = type(member)
+    return f"enum:{t.__module__}.{t.__qualname__}.{member.name}"
+
+
+# (kinds, description), first match wins: an enum member before the plain value it may be.
+_LAYER_KINDS: tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...] = (
+    (types.ModuleType, lambda module: f"module:{module.__name__}"),
+    (type, _class_layer),
+    ((types.BuiltinFunctionType, types.BuiltinMethodType), _builtin_layer),
+    (enum.Enum, _enum_layer),
+    ((int, float, str, bytes, bool, type(None)),
+     lambda value: f"value:{type(value).__name__}:{value!r}"),
+)
 
 
 # ------------------------------------------------------------------- unwrapping
@@ -348,84 +373,3 @@ def resolve_importable(ref: str) -> Any:
     """The object ``importable_name`` named (imports the module; raises if it is gone)."""
     module, _, qualname = ref.partition(":")
     return walk_qualname(importlib.import_module(module), qualname)
-
-
-# ------------------------------------------------------- the function a target runs
-
-
-def main_function(target: Any) -> Any:
-    """The Python function Dynamo compiles first for ``target`` (an nn.Module's
-    ``forward``, a bound method's function, a decorator's outermost wrapper)."""
-    from .. import _torch
-
-    import torch
-
-    fn = _torch.innermost_fn(target.forward if isinstance(target, torch.nn.Module) else target)
-    found = fn
-    for found in layers(fn):
-        if isinstance(found, types.FunctionType):
-            break
-    return found
-
-
-def main_code(target: Any) -> tuple[types.CodeType, str]:
-    """The code object Dynamo compiles first for ``target``, and the module whose globals it
-    runs in. That is ``__globals__``, not ``__module__``: ``functools.wraps`` copies the
-    wrapped function's ``__module__`` onto a decorator's wrapper, whose code still runs in
-    the decorator's module."""
-    fn = main_function(target)
-    code = getattr(fn, "__code__", None)
-    if not isinstance(code, types.CodeType):
-        raise TypeError(f"precompile.cached needs a Python function, method or nn.Module, "
-                        f"got {type(target).__name__}")
-    scope = getattr(fn, "__globals__", None) or {}
-    return code, scope.get("__name__") or getattr(fn, "__module__", None) or "__main__"
-
-
-def unowned_globals(target: Any) -> dict[str, Any] | None:
-    """The globals the main function runs in when they are no module's (code generated into
-    a dict of its own, as FX's ``GraphModule.forward``), else None."""
-    scope = getattr(main_function(target), "__globals__", None)
-    if not isinstance(scope, dict):
-        return None
-    module = sys.modules.get(str(scope.get("__name__")))
-    return None if module is not None and module.__dict__ is scope else scope
-
-
-def main_locals(target: Any) -> dict[str, Any] | None:
-    """``{"self": module}`` when ``target`` is a module (compiled or not): the main frame's
-    ``self``, known before the first call."""
-    import torch
-
-    if not isinstance(target, torch.nn.Module):
-        return None
-    owner = getattr(main_function(target), "__self__", None)
-    if not isinstance(owner, torch.nn.Module):
-        from .. import _torch
-
-        owner = getattr(_torch.innermost_fn(target.forward), "__self__", None)
-    return {"self": owner} if isinstance(owner, torch.nn.Module) else None
-
-
-def function_label(target: Any) -> str | None:
-    """``module:qualname`` of the function a decorator wrapped (``functools.wraps``), so
-    keys and messages name ``f`` rather than ``context_decorator.<locals>.decorate_context``;
-    None for an undecorated function."""
-    fn = main_function(target)
-    inner = unwrap(fn)
-    if inner is fn or not isinstance(inner, types.FunctionType):
-        return None
-    return f"{inner.__module__}:{inner.__qualname__}"
-
-
-def closure_fingerprint(target: Any) -> str | None:
-    """What the main function closes over, for its key. Functions made by one decorator share
-    a code object and differ only in their closure (``wrapper`` around ``f`` or ``g``)."""
-    cells = getattr(main_function(target), "__closure__", None) or ()
-    parts = []
-    for cell in cells:
-        try:
-            parts.append(object_fingerprint(cell.cell_contents))
-        except ValueError:  # an empty cell
-            parts.append("empty")
-    return ";".join(parts) or None
