@@ -15,15 +15,13 @@ from typing import Any
 
 from .. import _torch
 from ..format import envelope as format
-from .names import importable_name, module_dict_name, resolve_importable
+from .names import importable_name, module_dict_name, nested_codes, resolve_importable
 
 
 def global_names(code: types.CodeType) -> Iterator[str]:
     """Every name ``code`` and its nested code objects read or write."""
-    yield from code.co_names
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from global_names(const)
+    for each in (code, *nested_codes(code)):
+        yield from each.co_names
 
 
 def rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:

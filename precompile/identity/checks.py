@@ -78,21 +78,31 @@ def fingerprint_difference(was: str, now: str, value: Any = None) -> str:
     head = f"was {fingerprint_summary(was)}, now {fingerprint_summary(now)}"
     if was.startswith(HOOKS) or now.startswith(HOOKS):
         return head
-    was_layers = was.split(WRAPS) if not was.startswith("value:") else [was]
-    now_layers = now.split(WRAPS) if not now.startswith("value:") else [now]
+    was_layers, now_layers = _wrapper_layers(was), _wrapper_layers(now)
     if len(was_layers) != len(now_layers):
         return (f"{head}: wrapped {len(was_layers) - 1} times then, {len(now_layers) - 1} "
                 f"now ({' > '.join(map(fingerprint_summary, was_layers))} -> "
                 f"{' > '.join(map(fingerprint_summary, now_layers))})")
     for depth, (a, b) in enumerate(zip(was_layers, now_layers)):
-        if a == b:
-            continue
-        where = "" if depth == 0 else f" in the function wrapped {depth} layer(s) down"
-        if fingerprint_summary(a) != fingerprint_summary(b):
-            return f"{head}{where}: {fingerprint_summary(a)} -> {fingerprint_summary(b)}"
-        return (f"{head}: same name, other bytecode{where} (code {a.rpartition(':')[2][:12]} -> "
-                f"{b.rpartition(':')[2][:12]}{_defined_at(value, depth)})")
+        if a != b:
+            return head + _layer_difference(a, b, depth, value)
     return head
+
+
+def _wrapper_layers(fingerprint: str) -> list[str]:
+    """The layers of a wrapper chain, outermost first (a plain value's ``repr`` may hold
+    ``WRAPS`` itself, so it is one layer)."""
+    return [fingerprint] if fingerprint.startswith("value:") else fingerprint.split(WRAPS)
+
+
+def _layer_difference(was: str, now: str, depth: int, value: Any) -> str:
+    """How the first differing layer, ``depth`` down the chain, changed: another object, or
+    the same name with other bytecode."""
+    where = "" if depth == 0 else f" in the function wrapped {depth} layer(s) down"
+    if fingerprint_summary(was) != fingerprint_summary(now):
+        return f"{where}: {fingerprint_summary(was)} -> {fingerprint_summary(now)}"
+    return (f": same name, other bytecode{where} (code {was.rpartition(':')[2][:12]} -> "
+            f"{now.rpartition(':')[2][:12]}{_defined_at(value, depth)})")
 
 
 def _defined_at(value: Any, depth: int) -> str:
@@ -204,11 +214,15 @@ class CallTimeCheck:
         ids = tuple(map(id, values))
         if ids in self._verified:
             return True
-        if any(fingerprint_now(v, want) != want for v, want in zip(values, self.expected)):
+        if not self._fingerprints_match(values):
             return False
         if len(self._verified) < _MEMO_SIZE:
             self._verified[ids] = values
         return True
+
+    def _fingerprints_match(self, values: tuple[Any, ...]) -> bool:
+        """Each object found now has the fingerprint recorded (the slow path: new objects)."""
+        return all(fingerprint_now(v, want) == want for v, want in zip(values, self.expected))
 
 
 class DictKeysCheck:
@@ -219,9 +233,7 @@ class DictKeysCheck:
     for a fingerprint that is not a list of guard paths."""
 
     def __init__(self, source: str, fingerprint: str, scope: dict[str, Any]) -> None:
-        aliases = json.loads(fingerprint[len(DICT_KEYS):])
-        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise ValueError(f"malformed dict keys check {fingerprint[:80]!r}")
+        aliases = _alias_sources(fingerprint)
         self.source = source
         self.path = parse(source)
         self.alias_sources = aliases
@@ -242,3 +254,12 @@ class DictKeysCheck:
                        for key, alias in zip(dict.keys(value), self.aliases))
         except Exception:  # noqa: BLE001 - a missing attribute means "not this entry"
             return False
+
+
+def _alias_sources(fingerprint: str) -> list[str]:
+    """The key sources a ``DICT_KEYS`` fingerprint lists; ValueError unless it is a JSON
+    list of strings (it comes from a file)."""
+    aliases = json.loads(fingerprint[len(DICT_KEYS):])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise ValueError(f"malformed dict keys check {fingerprint[:80]!r}")
+    return aliases

@@ -13,7 +13,7 @@ import hashlib
 import types
 from typing import Any
 
-from .names import code_fingerprint, importable_name, object_fingerprint
+from .names import closure_fingerprints, code_fingerprint, importable_name, object_fingerprint
 
 
 def class_body_fingerprint(cls: type) -> str:
@@ -39,12 +39,7 @@ def _attribute_fingerprint(attr: Any) -> str:
     if isinstance(attr, property):
         return ",".join(_attribute_fingerprint(f) for f in (attr.fget, attr.fset, attr.fdel))
     if isinstance(attr, types.FunctionType):
-        cells = []
-        for cell in attr.__closure__ or ():
-            try:
-                cells.append(_cell_fingerprint(cell.cell_contents))
-            except ValueError:  # an empty cell
-                cells.append("empty")
+        cells = closure_fingerprints(attr, _cell_fingerprint)
         return f"{code_fingerprint(attr.__code__)}({','.join(cells)})"
     return _cell_fingerprint(attr)
 

@@ -33,12 +33,13 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import itertools
 import operator
 import sys
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import FormatError
 
@@ -92,14 +93,7 @@ class GuardPath:
 
     def lookup(self, globals_: Mapping[str, Any], locals_: Mapping[str, Any] | None = None) -> Any:
         """``resolve`` without building a Roots (the per-call path)."""
-        if self.root == "L":
-            if locals_ is None:
-                raise LookupError(f"{self.source} reads the call's locals")
-            value = locals_[self.name]
-        elif self.root == "G":
-            value = globals_[self.name]
-        else:
-            value = sys.modules[self.name]
+        value = self._root_value(globals_, locals_)
         fast = self._fast
         if fast is not None:
             for f in fast:
@@ -111,27 +105,42 @@ class GuardPath:
         return value
 
 
+    def _root_value(self, globals_: Mapping[str, Any],
+                    locals_: Mapping[str, Any] | None) -> Any:
+        if self.root == "G":
+            return globals_[self.name]
+        if self.root == "import":
+            return sys.modules[self.name]
+        if locals_ is None:
+            raise LookupError(f"{self.source} reads the call's locals")
+        return locals_[self.name]
+
+
 def _fast_steps(steps: tuple[Step, ...]) -> tuple[Callable[[Any], Any], ...] | None:
+    """The steps as one-argument callables: each run of plain attribute steps one
+    ``attrgetter("a.b.c")``, items an ``itemgetter``. None when a key is read by path
+    (it needs the roots)."""
     if any(isinstance(arg, GuardPath) for _, arg in steps):
         return None
     out: list[Callable[[Any], Any]] = []
-    attrs: list[str] = []
-    for fn, arg in steps:
-        if fn is _getattr and "." not in arg:
-            attrs.append(arg)  # a run of attributes: one attrgetter("a.b.c")
-            continue
-        if attrs:
-            out.append(operator.attrgetter(".".join(attrs)))
-            attrs = []
-        if fn is _getitem:
-            out.append(operator.itemgetter(arg))
-        elif fn is _type:
-            out.append(type)
+    for plain_attrs, run in itertools.groupby(steps, key=_is_plain_attr):
+        if plain_attrs:
+            out.append(operator.attrgetter(".".join(arg for _, arg in run)))
         else:
-            out.append(functools.partial(_apply, fn, arg))
-    if attrs:
-        out.append(operator.attrgetter(".".join(attrs)))
+            out.extend(_fast_step(fn, arg) for fn, arg in run)
     return tuple(out)
+
+
+def _is_plain_attr(step: Step) -> bool:
+    """A getattr step ``attrgetter`` can join with its neighbours (no dot in the name)."""
+    fn, arg = step
+    return fn is _getattr and "." not in arg
+
+
+def _fast_step(fn: Callable[[Any, Any, Any], Any], arg: Any) -> Callable[[Any], Any]:
+    if fn is _getitem:
+        return operator.itemgetter(arg)
+    return type if fn is _type else functools.partial(_apply, fn, arg)
 
 
 def _apply(fn: Callable[[Any, Any, Any], Any], arg: Any, value: Any) -> Any:
@@ -275,7 +284,7 @@ def _as_root(node: ast.AST, source: str) -> tuple[str, str] | None:
     if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
             and node.value.id in _ROOTS):
         return _scope_root(node, node.value.id, source)
-    if isinstance(node, ast.Call) and _func_name(node) == "__import__":
+    if _is_call(node, "__import__"):
         return _import_root(node, source)
     return None
 
@@ -302,20 +311,29 @@ def _outer_step(node: ast.AST, source: str, steps: list[Step]) -> ast.AST:
         steps.append((_getattr, node.attr))
         return node.value
     if isinstance(node, ast.Subscript):
-        inner = node.value
-        if isinstance(inner, ast.Call) and _func_name(inner) == "list":
-            (arg,) = _call_args(inner, 1, source)
-            index = _typed_literal(node.slice, int, source)
-            if isinstance(arg, ast.Call) and _func_name(arg) == "dict.keys":
-                steps.append((_dict_key, index))
-                return _call_args(arg, 1, source)[0]
-            steps.append((_container_item, index))
-            return arg
-        steps.append((_getitem, _key_arg(node.slice, source)))
-        return inner
+        return _subscript_step(node, source, steps)
     if isinstance(node, ast.Call):
         return _call_step(node, source, steps)
     raise _refuse(source, node)
+
+
+def _subscript_step(node: ast.Subscript, source: str, steps: list[Step]) -> ast.AST:
+    """``path[key]``, or an item by position: ``list(path)[i]``, ``list(dict.keys(path))[i]``."""
+    inner = node.value
+    if not _is_call(inner, "list"):
+        steps.append((_getitem, _key_arg(node.slice, source)))
+        return inner
+    (arg,) = _call_args(inner, 1, source)
+    index = _typed_literal(node.slice, int, source)
+    if _is_call(arg, "dict.keys"):
+        steps.append((_dict_key, index))
+        return _call_args(arg, 1, source)[0]
+    steps.append((_container_item, index))
+    return arg
+
+
+def _is_call(node: ast.AST, name: str) -> TypeGuard[ast.Call]:
+    return isinstance(node, ast.Call) and _func_name(node) == name
 
 
 def _call_step(node: ast.Call, source: str, steps: list[Step]) -> ast.AST:
@@ -360,7 +378,7 @@ _LITERAL_TYPES = (str, int, float, bytes, bool, type(None), slice)
 
 def _literal(node: ast.AST, source: str) -> Any:
     """A constant key: what ``repr`` of a str/int/float/bytes/bool/None/tuple/slice gives."""
-    if isinstance(node, ast.Call) and _func_name(node) == "slice" and not node.keywords:
+    if _is_call(node, "slice") and not node.keywords:
         return _slice_literal(node, source)
     if isinstance(node, ast.Tuple):
         return tuple(_literal(e, source) for e in node.elts)

@@ -12,7 +12,7 @@ import sys
 import types
 from typing import Any
 
-from .names import layers, object_fingerprint, unwrap
+from .names import closure_fingerprints, layers, object_fingerprint, unwrap
 
 
 def main_function(target: Any) -> Any:
@@ -83,11 +83,4 @@ def function_label(target: Any) -> str | None:
 def closure_fingerprint(target: Any) -> str | None:
     """What the main function closes over, for its key. Functions made by one decorator share
     a code object and differ only in their closure (``wrapper`` around ``f`` or ``g``)."""
-    cells = getattr(main_function(target), "__closure__", None) or ()
-    parts = []
-    for cell in cells:
-        try:
-            parts.append(object_fingerprint(cell.cell_contents))
-        except ValueError:  # an empty cell
-            parts.append("empty")
-    return ";".join(parts) or None
+    return ";".join(closure_fingerprints(main_function(target), object_fingerprint)) or None

@@ -60,16 +60,20 @@ def _feed_const(h: Any, const: Any) -> None:
         h.update(b"<code>")
         _feed_code(h, const)
     elif isinstance(const, (tuple, frozenset)):
-        parts = []
-        for item in const:
-            sub = hashlib.sha256()
-            _feed_const(sub, item)
-            parts.append(sub.hexdigest())
+        parts = [_const_digest(item) for item in const]
         h.update(f"{type(const).__name__}[{len(parts)}]".encode())
         for part in sorted(parts) if isinstance(const, frozenset) else parts:
             h.update(part.encode())
     else:
         h.update(f"{type(const).__name__}:{const!r}".encode())
+
+
+def _const_digest(const: Any) -> str:
+    """A member of a tuple or frozenset constant hashed on its own, so members can be
+    sorted by digest."""
+    sub = hashlib.sha256()
+    _feed_const(sub, const)
+    return sub.hexdigest()
 
 
 # Between the layers of a ``functools.wraps`` chain in a fingerprint, outermost first.
@@ -85,7 +89,7 @@ def object_fingerprint(value: Any) -> str:
     object Dynamo's identity guard pinned, and the function it wraps tells apart the many
     wrappers one decorator makes from one code object.
     """
-    if isinstance(value, types.ModuleType) or isinstance(value, type) or not callable(value):
+    if isinstance(value, (types.ModuleType, type)) or not callable(value):
         return _layer_fingerprint(value)
     try:
         chain = list(layers(value, wrapped_only=True))
@@ -144,18 +148,34 @@ _LAYER_KINDS: tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...] =
 )
 
 
+def closure_fingerprints(fn: Any, describe: Callable[[Any], str]) -> list[str]:
+    """What each of ``fn``'s closure cells holds, by ``describe``: functions one decorator
+    makes share a code object and differ only there. An empty cell (a variable not
+    assigned yet) is ``"empty"``."""
+    parts = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            parts.append(describe(cell.cell_contents))
+        except ValueError:  # an empty cell
+            parts.append("empty")
+    return parts
+
+
 # ------------------------------------------------------------------- unwrapping
+
+
+# (kinds, the attribute holding what they wrap) that ``layers`` sees through unless
+# ``wrapped_only``.
+_HOLDERS = (((staticmethod, classmethod, types.MethodType), "__func__"), (property, "fget"),
+            (functools.partial, "func"))
 
 
 def _inner(obj: Any, wrapped_only: bool) -> Any:
     """The object ``obj`` wraps, or None."""
     if not wrapped_only:
-        if isinstance(obj, (staticmethod, classmethod, types.MethodType)):
-            return obj.__func__
-        if isinstance(obj, property):
-            return obj.fget
-        if isinstance(obj, functools.partial):
-            return obj.func
+        for kinds, attr in _HOLDERS:
+            if isinstance(obj, kinds):
+                return getattr(obj, attr)
     if hasattr(obj, "__wrapped__"):
         return obj.__wrapped__
     if wrapped_only:
@@ -275,15 +295,8 @@ def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.Cod
     Walks attributes for the dotted part of the qualname; below ``<locals>`` it searches the
     enclosing function's constants, where Python keeps nested functions' code objects.
     """
-    scope = module_dict(module_name)
-    if scope is None:
-        return None
     head, nested, _ = qualname.partition(".<locals>")
-    first, _, rest = head.partition(".")
-    try:
-        obj = walk_qualname(scope[first], rest, static=True)
-    except (KeyError, AttributeError):
-        return None
+    obj = _defined_object(module_name, head)
     if nested:
         outer = find_code(obj)
         return None if outer is None else _find_nested(outer, qualname, fingerprint)
@@ -291,15 +304,31 @@ def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.Cod
     return code if code is not None and code_fingerprint(code) == fingerprint else None
 
 
-def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types.CodeType | None:
+def _defined_object(module_name: str, qualname: str) -> Any:
+    """The object at ``qualname`` in the module's globals, read without running descriptors;
+    None when there is none (``find_code`` finds no code in None either)."""
+    scope = module_dict(module_name)
+    if scope is None:
+        return None
+    first, _, rest = qualname.partition(".")
+    try:
+        return walk_qualname(scope[first], rest, static=True)
+    except (KeyError, AttributeError):
+        return None
+
+
+def nested_codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    """The code objects of the functions, classes and comprehensions defined in ``code``,
+    at every depth, each before the ones inside it."""
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            if const.co_qualname == qualname and code_fingerprint(const) == fingerprint:
-                return const
-            found = _find_nested(const, qualname, fingerprint)
-            if found is not None:
-                return found
-    return None
+            yield const
+            yield from nested_codes(const)
+
+
+def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types.CodeType | None:
+    return next((c for c in nested_codes(code)
+                 if c.co_qualname == qualname and code_fingerprint(c) == fingerprint), None)
 
 
 def importable_name(value: Any) -> str | None:
