@@ -27,10 +27,16 @@ def class_body_fingerprint(cls: type) -> str:
         h.update(f"{klass.__module__}.{klass.__qualname__}".encode())
         if importable_name(klass) is not None:
             break
-        for name, attr in sorted(vars(klass).items(), key=lambda item: item[0]):
-            if name not in ("__dict__", "__weakref__", "__doc__"):
-                h.update(f"{name}={_attribute_fingerprint(attr)};".encode())
+        for name, attr in _body(klass):
+            h.update(f"{name}={_attribute_fingerprint(attr)};".encode())
     return h.hexdigest()
+
+
+def _body(klass: type) -> list[tuple[str, Any]]:
+    """The attributes ``klass`` itself defines, by name (not the ``__dict__``,
+    ``__weakref__`` and ``__doc__`` every class gets)."""
+    return [(name, attr) for name, attr in sorted(vars(klass).items(), key=lambda item: item[0])
+            if name not in ("__dict__", "__weakref__", "__doc__")]
 
 
 def _attribute_fingerprint(attr: Any) -> str:

@@ -214,26 +214,6 @@ def _dataclass_fields(value: Any, _: Any, roots: Roots) -> Any:
     return _torch.dataclass_fields(value)
 
 
-# Dynamo helper called as ``helper(path, key)``: which step, and whether the key may be a path.
-_TWO_ARG_CALLS: dict[str, tuple[Callable[..., Any], bool]] = {
-    "getattr": (_getattr, False),
-    "object.__getattribute__": (_generic_getattr, False),
-    "dict.__getitem__": (_dict_getitem, True),
-    "list.__getitem__": (_list_getitem, False),
-    "___odict_getitem": (_odict_getitem, True),
-    "___tuple_iterator_getitem": (_tuple_iterator_getitem, False),
-}
-_ONE_ARG_CALLS: dict[str, Callable[..., Any]] = {
-    "type": _type,
-    "___namedtuple_fields": _namedtuple_fields,
-    "___dataclass_fields": _dataclass_fields,
-}
-# The argument each two-argument step needs: attribute names are strings, indexes ints.
-_ARG_TYPES: dict[Callable[..., Any], type | tuple[type, ...]] = {
-    _getattr: str, _generic_getattr: str, _list_getitem: int, _tuple_iterator_getitem: int,
-}
-
-
 # --------------------------------------------------------------------------- parsing
 
 
@@ -324,7 +304,7 @@ def _subscript_step(node: ast.Subscript, source: str, steps: list[Step]) -> ast.
         steps.append((_getitem, _key_arg(node.slice, source)))
         return inner
     (arg,) = _call_args(inner, 1, source)
-    index = _typed_literal(node.slice, int, source)
+    index = _typed_literal(node.slice, source, int)
     if _is_call(arg, "dict.keys"):
         steps.append((_dict_key, index))
         return _call_args(arg, 1, source)[0]
@@ -348,12 +328,9 @@ def _call_step(node: ast.Call, source: str, steps: list[Step]) -> ast.AST:
         steps.append((_dict_copy, None))
         return arg
     if name in _TWO_ARG_CALLS:
-        fn, key_may_be_path = _TWO_ARG_CALLS[name]
+        fn, read_key = _TWO_ARG_CALLS[name]
         base, key = _call_args(node, 2, source)
-        if key_may_be_path:
-            steps.append((fn, _key_arg(key, source)))
-        else:
-            steps.append((fn, _typed_literal(key, _ARG_TYPES[fn], source)))
+        steps.append((fn, read_key(key, source)))
         return base
     raise _refuse(source, node)
 
@@ -406,7 +383,7 @@ def _constant(node: ast.AST, source: str) -> Any:
     return value
 
 
-def _typed_literal(node: ast.AST, want: type | tuple[type, ...], source: str) -> Any:
+def _typed_literal(node: ast.AST, source: str, want: type) -> Any:
     value = _literal(node, source)
     if not isinstance(value, want) or isinstance(value, bool):
         raise _refuse(source, node)
@@ -420,3 +397,22 @@ def _key_arg(node: ast.AST, source: str) -> Any:
         return _literal(node, source)
     except GuardPathError:
         return _parse_node(node, source)
+
+
+# Dynamo helpers called as ``helper(path, key)``: which step, and how its key is read
+# (attribute names are strings, indexes ints; a dict key may be a path).
+_name_arg = functools.partial(_typed_literal, want=str)
+_index_arg = functools.partial(_typed_literal, want=int)
+_TWO_ARG_CALLS: dict[str, tuple[Callable[..., Any], Callable[[ast.AST, str], Any]]] = {
+    "getattr": (_getattr, _name_arg),
+    "object.__getattribute__": (_generic_getattr, _name_arg),
+    "dict.__getitem__": (_dict_getitem, _key_arg),
+    "list.__getitem__": (_list_getitem, _index_arg),
+    "___odict_getitem": (_odict_getitem, _key_arg),
+    "___tuple_iterator_getitem": (_tuple_iterator_getitem, _index_arg),
+}
+_ONE_ARG_CALLS: dict[str, Callable[..., Any]] = {
+    "type": _type,
+    "___namedtuple_fields": _namedtuple_fields,
+    "___dataclass_fields": _dataclass_fields,
+}

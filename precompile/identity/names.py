@@ -60,12 +60,20 @@ def _feed_const(h: Any, const: Any) -> None:
         h.update(b"<code>")
         _feed_code(h, const)
     elif isinstance(const, (tuple, frozenset)):
-        parts = [_const_digest(item) for item in const]
-        h.update(f"{type(const).__name__}[{len(parts)}]".encode())
-        for part in sorted(parts) if isinstance(const, frozenset) else parts:
-            h.update(part.encode())
+        _feed_members(h, const)
     else:
         h.update(f"{type(const).__name__}:{const!r}".encode())
+
+
+def _feed_members(h: Any, const: tuple[Any, ...] | frozenset[Any]) -> None:
+    """A tuple or frozenset: its type and size, then each member's own digest (a
+    frozenset's sorted, so its iteration order does not matter)."""
+    parts = [_const_digest(item) for item in const]
+    if isinstance(const, frozenset):
+        parts.sort()
+    h.update(f"{type(const).__name__}[{len(parts)}]".encode())
+    for part in parts:
+        h.update(part.encode())
 
 
 def _const_digest(const: Any) -> str:
@@ -270,15 +278,17 @@ def module_globals(mod: types.ModuleType) -> dict[str, Any]:
     compiles) keep reading the temporary dict. Globals placed for them, and guards on
     ``G[...]``, belong in that dict."""
     own = mod.__dict__
-    name = own.get("__name__")
     for value in list(own.values()):
         for fn in _functions_of(value):
-            scope = fn.__globals__
-            if scope is own:
-                return own
-            if scope.get("__name__") == name and scope.get("__file__") == own.get("__file__"):
-                return scope
+            if fn.__globals__ is own or _same_module(fn.__globals__, own):
+                return fn.__globals__
     return own
+
+
+def _same_module(scope: dict[str, Any], own: dict[str, Any]) -> bool:
+    """Globals of the same name and file: the dict ``runpy`` ran the module's code in."""
+    name, file = own.get("__name__"), own.get("__file__")
+    return scope.get("__name__") == name and scope.get("__file__") == file
 
 
 def _functions_of(value: Any) -> Iterator[types.FunctionType]:
@@ -334,12 +344,9 @@ def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types
 def importable_name(value: Any) -> str | None:
     """How another process finds ``value`` by name: ``"pkg.mod"`` for a module,
     ``"pkg.mod:Qual.name"`` for an object importing that name gives back; else None."""
-    if isinstance(value, types.ModuleType):
-        return _module_name(value)
-    if isinstance(value, types.MethodType):  # e.g. a namedtuple class's bound ``_make``
-        return _method_name(value)
-    if isinstance(value, enum.Enum):
-        return _enum_member_name(value)
+    for kind, name_of in _NAMED_BY:
+        if isinstance(value, kind):
+            return name_of(value)
     return _qualified_name(value)
 
 
@@ -382,6 +389,8 @@ def _qualified_name(value: Any) -> str | None:
 
 
 def _method_name(method: types.MethodType) -> str | None:
+    """``"pkg.mod:Cls.method"`` for a method bound to something found by name (a namedtuple
+    class's ``_make``), if that name gives back an equal method."""
     owner = importable_name(method.__self__)
     if not owner:
         return None
@@ -390,6 +399,13 @@ def _method_name(method: types.MethodType) -> str | None:
         return name if resolve_importable(name) == method else None
     except Exception:  # noqa: BLE001 - not reachable by that name
         return None
+
+
+# Kinds named otherwise than by ``__module__`` and ``__qualname__``: a module by its own
+# name, a bound method through its owner, an enum member through its class.
+_NAMED_BY: tuple[tuple[type, Callable[[Any], str | None]], ...] = (
+    (types.ModuleType, _module_name), (types.MethodType, _method_name),
+    (enum.Enum, _enum_member_name))
 
 
 # The reference ``importable_name`` cannot give: the globals of the frame itself.
