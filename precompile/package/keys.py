@@ -82,8 +82,8 @@ def find_module_file(name: str, fallback_dirs: tuple[str, ...] = ()) -> str | No
             return None
         spec = importlib.machinery.PathFinder.find_spec(
             ".".join(parts[: i + 1]), list(spec.submodule_search_locations or []))
-    origin = getattr(spec, "origin", None)
-    return origin if origin and origin.endswith(".py") else None
+    origin = getattr(spec, "origin", None) or ""  # None, or "built-in" and such
+    return origin if origin.endswith(".py") else None
 
 
 def _top_level_spec(name: str, fallback_dirs: tuple[str, ...]) -> Any:
