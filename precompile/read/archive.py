@@ -88,6 +88,15 @@ class _Budget:
     members_left: int
     deadline: float
 
+    def take_member(self, limit: int) -> None:
+        """Count one more member: ArchiveError past ``limit`` of them, ArchiveLimitError
+        once the time is up."""
+        check_deadline(self.deadline)
+        self.members_left -= 1
+        if self.members_left < 0:
+            raise ArchiveError(f"archive has more than {limit} members; nothing was "
+                               "imported. Raise --max-packages if it is genuine")
+
 
 def stage(archive: str, staging: str, *, signing_key: bytes | None,
           limits: Limits = Limits()) -> tuple[list[Staged], list[str]]:
@@ -110,8 +119,8 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
                     item = _take(tar, member, n, staging, signing_key, limits, budget)
                     if item is None:
                         skipped.append(f"{member.name}: not a package")
-                    elif item.key not in staged or staged[item.key].saved < item.saved:
-                        staged[item.key] = item
+                    else:
+                        _keep_newest(staged, item)
     except ArchiveLimitError as e:
         raise ArchiveError(str(e)) from None
     except ArchiveError:
@@ -124,16 +133,17 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
     return sorted(staged.values(), key=lambda item: not is_blob_key(item.key)), skipped
 
 
+def _keep_newest(staged: dict[str, Staged], item: Staged) -> None:
+    """Of two members under one key, the later save is imported."""
+    if item.key not in staged or staged[item.key].saved < item.saved:
+        staged[item.key] = item
+
+
 def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, n: int, staging: str,
           signing_key: bytes | None, limits: Limits, budget: _Budget) -> Staged | None:
     """Stage one member if it is a package (None if it is not one); within the budget."""
-    check_deadline(budget.deadline)
-    budget.members_left -= 1
-    if budget.members_left < 0:
-        raise ArchiveError(f"archive has more than {limits.max_members} members; nothing was "
-                           "imported. Raise --max-packages if it is genuine")
-    name = os.path.basename(member.name)
-    if not member.isfile() or not name.endswith(_SUFFIX) or name.startswith("."):
+    budget.take_member(limits.max_members)
+    if not _is_package_member(member):
         return None
     if member.size > limits.max_package_bytes:
         raise ArchiveError(f"archive member {member.name} is {member.size} bytes, over the "
@@ -147,6 +157,13 @@ def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, n: int, staging: str,
         raise ArchiveError(f"archive member {member.name} is not a usable package ({e}); "
                            "nothing was imported. Export the cache again, or remove that "
                            "member") from None
+
+
+def _is_package_member(member: tarfile.TarInfo) -> bool:
+    """A regular file named like a package (not a hidden one: editors' and macOS's
+    ``._`` companions are)."""
+    name = os.path.basename(member.name)
+    return member.isfile() and name.endswith(_SUFFIX) and not name.startswith(".")
 
 
 def _stream(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str,
@@ -174,15 +191,7 @@ def _verified(member: tarfile.TarInfo, path: str, signing_key: bytes | None,
     if key is None:
         key = read_path.bound_key(env.meta)
     check_key(key)
-    return Staged(key, member.name, path, _saved_time(env.meta))
-
-
-def _saved_time(meta: dict[str, Any]) -> float:
-    saved = meta.get("saved", 0)
-    try:
-        return float(saved) if isinstance(saved, (int, float)) else 0.0
-    except OverflowError:  # an integer too large for a float: no genuine save time
-        return 0.0
+    return Staged(key, member.name, path, read_path.meta_time(env.meta, "saved"))
 
 
 def _cached_saved(data: bytes, key: str, signing_key: bytes | None) -> float:
@@ -192,7 +201,7 @@ def _cached_saved(data: bytes, key: str, signing_key: bytes | None) -> float:
         env = read_path.open_package(data, signing_key=signing_key, key=key)
     except PackageError:
         return float("-inf")  # a corrupt or forged copy: anything genuine replaces it
-    return _saved_time(env.meta)
+    return read_path.meta_time(env.meta, "saved")
 
 
 def commit(store: Any, staged: list[Staged], staging: str, *,
@@ -210,11 +219,7 @@ def commit(store: Any, staged: list[Staged], staging: str, *,
                         and _cached_saved(current, item.key, signing_key) >= item.saved):
                     skipped.append(f"{item.member}: the cache has a newer or equal copy")
                     continue
-                previous = None
-                if current is not None:
-                    previous = os.path.join(staging, f"previous-{n}{_SUFFIX}")
-                    with open(previous, "xb") as fh:
-                        fh.write(current)
+                previous = _keep_copy(current, os.path.join(staging, f"previous-{n}{_SUFFIX}"))
                 with open(item.path, "rb") as fh:
                     store.put(item.key, fh.read())
                 done.append((item.key, previous))
@@ -226,6 +231,16 @@ def commit(store: Any, staged: list[Staged], staging: str, *,
                            f"the {len(done)} package(s) already written were taken back, so "
                            "the cache is as it was. Fix the cause and import again") from None
     return len(done), skipped
+
+
+def _keep_copy(current: bytes | None, path: str) -> str | None:
+    """Save what the store held under a key about to be replaced, for ``_roll_back``;
+    None when it held nothing (a roll back then deletes the key)."""
+    if current is None:
+        return None
+    with open(path, "xb") as fh:
+        fh.write(current)
+    return path
 
 
 def _roll_back(store: Any, done: list[tuple[str, str | None]]) -> None:
