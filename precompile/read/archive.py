@@ -33,14 +33,15 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from cache_backends.base import check_key
 from cache_backends.blobs import is_blob_key
 from cache_backends.safe_read import read_file
 
 from . import read_path
-from ..format.archive_reader import ArchiveLimitError, BoundedTarInfo, check_deadline, open_archive
+from ..format.archive_reader import (ArchiveLimitError, BoundedTarInfo, CountingReader,
+                                     check_deadline, open_archive)
 from ..format.archive_stream import PackageStream
 from ..errors import PackageError
 from .shared_blobs import stored_blob_key
@@ -107,12 +108,7 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
     skipped: list[str] = []
     try:
         with open(archive, "rb") as raw:
-            size = os.fstat(raw.fileno()).st_size
-            cap = min(limits.max_total_bytes, max(size * MAX_EXPANSION, _EXPANSION_FLOOR))
-            budget = _Budget(limits.max_members, time.monotonic() + limits.max_seconds)
-            source = open_archive(raw, cap, budget.deadline,
-                                  f"{limits.max_total_bytes} bytes or {MAX_EXPANSION} times "
-                                  "its own size")
+            source, budget = _bounded(raw, limits)
             with tarfile.open(fileobj=source, mode="r|",  # one pass, no seeking
                               tarinfo=BoundedTarInfo) as tar:
                 for n, member in enumerate(tar):
@@ -131,6 +127,18 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
                            "again (precompile export)") from None
     # shared kernels first: a package goes in only after the kernels it names
     return sorted(staged.values(), key=lambda item: not is_blob_key(item.key)), skipped
+
+
+def _bounded(raw: BinaryIO, limits: Limits) -> tuple[CountingReader, _Budget]:
+    """The archive decompressed, refused past what it may expand to (``MAX_EXPANSION``
+    times its own size, at least ``_EXPANSION_FLOOR``, at most ``max_total_bytes``), and
+    the budget its members and time are counted against."""
+    size = os.fstat(raw.fileno()).st_size
+    cap = min(limits.max_total_bytes, max(size * MAX_EXPANSION, _EXPANSION_FLOOR))
+    budget = _Budget(limits.max_members, time.monotonic() + limits.max_seconds)
+    source = open_archive(raw, cap, budget.deadline,
+                          f"{limits.max_total_bytes} bytes or {MAX_EXPANSION} times its own size")
+    return source, budget
 
 
 def _keep_newest(staged: dict[str, Staged], item: Staged) -> None:
@@ -194,14 +202,17 @@ def _verified(member: tarfile.TarInfo, path: str, signing_key: bytes | None,
     return Staged(key, member.name, path, read_path.meta_time(env.meta, "saved"))
 
 
-def _cached_saved(data: bytes, key: str, signing_key: bytes | None) -> float:
-    """When the cache's copy was saved, counted only if it passes the same checks as the
-    archive's packages (a forged copy with saved=1e308 must not keep a genuine one out)."""
+def _cache_is_newer(current: bytes | None, item: Staged, signing_key: bytes | None) -> bool:
+    """Whether the cache's copy of ``item`` was saved no earlier, counted only if it passes
+    the same checks as the archive's packages (a forged copy with saved=1e308 must not keep
+    a genuine one out)."""
+    if current is None:
+        return False
     try:
-        env = read_path.open_package(data, signing_key=signing_key, key=key)
+        env = read_path.open_package(current, signing_key=signing_key, key=item.key)
     except PackageError:
-        return float("-inf")  # a corrupt or forged copy: anything genuine replaces it
-    return read_path.meta_time(env.meta, "saved")
+        return False  # a corrupt or forged copy: anything genuine replaces it
+    return read_path.meta_time(env.meta, "saved") >= item.saved
 
 
 def commit(store: Any, staged: list[Staged], staging: str, *,
@@ -215,8 +226,7 @@ def commit(store: Any, staged: list[Staged], staging: str, *,
         for n, item in enumerate(staged):
             with store.lock(item.key):
                 current = store.get(item.key)
-                if (current is not None
-                        and _cached_saved(current, item.key, signing_key) >= item.saved):
+                if _cache_is_newer(current, item, signing_key):
                     skipped.append(f"{item.member}: the cache has a newer or equal copy")
                     continue
                 previous = _keep_copy(current, os.path.join(staging, f"previous-{n}{_SUFFIX}"))

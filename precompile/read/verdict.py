@@ -189,10 +189,14 @@ def system_problems(stored: Mapping[str, Any], gpus: Mapping[str, Any],
     GPUs ``gpus``: its python, torch and platform (``current``, default this process's),
     and each GPU it was compiled for against the one here."""
     current = keys.system_factors() if current is None else current
+    return _version_problems(stored, current) + _gpu_problems(gpus)
+
+
+def _version_problems(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Each of python, torch and platform that differs from what the package was written for."""
     return [f"package was written for {name} {stored.get(name)}, this process has "
             f"{current.get(name)}; it will be recompiled for this {name}"
-            for name in ("python", "torch", "platform")
-            if stored.get(name) != current.get(name)] + _gpu_problems(gpus)
+            for name in ("python", "torch", "platform") if stored.get(name) != current.get(name)]
 
 
 def _gpu_problems(gpus: Mapping[str, Any]) -> list[str]:
@@ -266,6 +270,13 @@ def judge(pkg: StoredPackage, fallback_dirs: tuple[str, ...] = ()) -> Verdict:
     incompatible = _pkg_system_problems(pkg)
     if incompatible:
         return Verdict("incompatible", incompatible, notes)
+    return _source_verdict(pkg, notes, fallback_dirs)
+
+
+def _source_verdict(pkg: StoredPackage, notes: list[str],
+                    fallback_dirs: tuple[str, ...]) -> Verdict:
+    """"stale" when a source it inlined changed, else "ok"; sources that cannot be checked
+    from here are added to ``notes``."""
     changed, unchecked = source_problems(pkg.manifest.get("sources", []), fallback_dirs)
     notes.extend(f"not checked: {u}" for u in unchecked)
     return Verdict("stale" if changed else "ok", changed, notes)
