@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .guard_path import GuardPath, GuardPathError, Roots, parse
-from .names import WRAPS, layers, object_fingerprint
+from .fingerprints import WRAPS, object_fingerprint
+from .names import layers
 
 # How many distinct tuples of objects one call-time check remembers as verified. Objects
 # are kept alive while remembered, so their ids cannot be reused by other objects.
@@ -80,9 +81,7 @@ def fingerprint_difference(was: str, now: str, value: Any = None) -> str:
         return head
     was_layers, now_layers = _wrapper_layers(was), _wrapper_layers(now)
     if len(was_layers) != len(now_layers):
-        return (f"{head}: wrapped {len(was_layers) - 1} times then, {len(now_layers) - 1} "
-                f"now ({' > '.join(map(fingerprint_summary, was_layers))} -> "
-                f"{' > '.join(map(fingerprint_summary, now_layers))})")
+        return head + _wrapping_difference(was_layers, now_layers)
     for depth, (a, b) in enumerate(zip(was_layers, now_layers)):
         if a != b:
             return head + _layer_difference(a, b, depth, value)
@@ -93,6 +92,13 @@ def _wrapper_layers(fingerprint: str) -> list[str]:
     """The layers of a wrapper chain, outermost first (a plain value's ``repr`` may hold
     ``WRAPS`` itself, so it is one layer)."""
     return [fingerprint] if fingerprint.startswith("value:") else fingerprint.split(WRAPS)
+
+
+def _wrapping_difference(was: list[str], now: list[str]) -> str:
+    """Another number of decorators around the function: both chains, outermost first."""
+    return (f": wrapped {len(was) - 1} times then, {len(now) - 1} now "
+            f"({' > '.join(map(fingerprint_summary, was))} -> "
+            f"{' > '.join(map(fingerprint_summary, now))})")
 
 
 def _layer_difference(was: str, now: str, depth: int, value: Any) -> str:
@@ -167,10 +173,16 @@ def check_before_call(source: str, fingerprint: str,
         return False, str(e)
     if path.reads_locals or fingerprint.startswith(DICT_KEYS):
         return None, "checked at every call"
+    return _check_in_globals(path, fingerprint, scope)
+
+
+def _check_in_globals(path: GuardPath, fingerprint: str,
+                      scope: dict[str, Any]) -> tuple[bool, str]:
+    """Resolve a path that reads globals only, and compare what it finds now."""
     try:
         value = path.resolve(Roots(GlobalsView(scope)))  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - the path no longer exists
-        return False, f"{source} no longer resolves ({type(e).__name__})"
+        return False, f"{path.source} no longer resolves ({type(e).__name__})"
     now = fingerprint_now(value, fingerprint)
     if now != fingerprint:
         return False, fingerprint_difference(fingerprint, now, value)

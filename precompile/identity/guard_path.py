@@ -38,7 +38,7 @@ import operator
 import sys
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 
 from ..errors import FormatError
@@ -124,11 +124,15 @@ def _fast_steps(steps: tuple[Step, ...]) -> tuple[Callable[[Any], Any], ...] | N
         return None
     out: list[Callable[[Any], Any]] = []
     for plain_attrs, run in itertools.groupby(steps, key=_is_plain_attr):
-        if plain_attrs:
-            out.append(operator.attrgetter(".".join(arg for _, arg in run)))
-        else:
-            out.extend(_fast_step(fn, arg) for fn, arg in run)
+        out.extend(_fast_run(plain_attrs, run))
     return tuple(out)
+
+
+def _fast_run(plain_attrs: bool, run: Iterable[Step]) -> list[Callable[[Any], Any]]:
+    """A run of plain attribute steps as one ``attrgetter``; other steps one by one."""
+    if plain_attrs:
+        return [operator.attrgetter(".".join(arg for _, arg in run))]
+    return [_fast_step(fn, arg) for fn, arg in run]
 
 
 def _is_plain_attr(step: Step) -> bool:
@@ -317,22 +321,29 @@ def _is_call(node: ast.AST, name: str) -> TypeGuard[ast.Call]:
 
 
 def _call_step(node: ast.Call, source: str, steps: list[Step]) -> ast.AST:
+    """One of Dynamo's lookup helpers, ``helper(path)`` or ``helper(path, key)``."""
     name = _func_name(node)
     if name in _ONE_ARG_CALLS:
         steps.append((_ONE_ARG_CALLS[name], None))
         return _call_args(node, 1, source)[0]
     if name == "dict":
-        (arg,) = _call_args(node, 1, source)
-        if not (isinstance(arg, ast.Attribute) and arg.attr == "__dict__"):
-            raise _refuse(source, node)
         steps.append((_dict_copy, None))
-        return arg
+        return _instance_dict(node, source)
     if name in _TWO_ARG_CALLS:
         fn, read_key = _TWO_ARG_CALLS[name]
         base, key = _call_args(node, 2, source)
         steps.append((fn, read_key(key, source)))
         return base
     raise _refuse(source, node)
+
+
+def _instance_dict(node: ast.Call, source: str) -> ast.AST:
+    """The argument of ``dict(path.__dict__)`` (TypeDictSource): only an object's own
+    ``__dict__`` is copied, never an arbitrary iterable."""
+    (arg,) = _call_args(node, 1, source)
+    if not (isinstance(arg, ast.Attribute) and arg.attr == "__dict__"):
+        raise _refuse(source, node)
+    return arg
 
 
 def _func_name(node: ast.Call) -> str | None:

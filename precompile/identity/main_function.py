@@ -12,7 +12,8 @@ import sys
 import types
 from typing import Any
 
-from .names import closure_fingerprints, layers, object_fingerprint, unwrap
+from .fingerprints import closure_fingerprints, object_fingerprint
+from .names import layers, unwrap
 
 
 def main_function(target: Any) -> Any:

@@ -8,7 +8,8 @@ installer, the keys and the CLI agree on what "the same function" means.
 
 ``_torch`` imports this module (to pickle functions by name), so the one helper here that
 needs a torch entry point imports ``_torch`` when called. Rewriting the bytecode itself for
-storage is ``bytecode.py``; which function a compile target runs is ``main_function.py``.
+storage is ``bytecode.py``; describing an object for an identity check is
+``fingerprints.py``; which function a compile target runs is ``main_function.py``.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from typing import Any
 _MAX_LAYERS = 100
 
 
-# ------------------------------------------------------------------ fingerprints
+# ------------------------------------------------------------- code fingerprints
 
 
 def code_fingerprint(code: types.CodeType) -> str:
@@ -84,91 +85,6 @@ def _const_digest(const: Any) -> str:
     return sub.hexdigest()
 
 
-# Between the layers of a ``functools.wraps`` chain in a fingerprint, outermost first.
-WRAPS = " > "
-
-
-def object_fingerprint(value: Any) -> str:
-    """A process-independent description of an object, precise enough to notice that a
-    global now names a different function, module or class.
-
-    A decorated function is described layer by layer through its ``__wrapped__`` chain
-    (``functools.wraps``, ``lru_cache``, ``torch.compile``'s wrapper...): the wrapper is the
-    object Dynamo's identity guard pinned, and the function it wraps tells apart the many
-    wrappers one decorator makes from one code object.
-    """
-    if isinstance(value, (types.ModuleType, type)) or not callable(value):
-        return _layer_fingerprint(value)
-    try:
-        chain = list(layers(value, wrapped_only=True))
-    except ValueError:  # a chain that loops: describe the object itself
-        chain = [value]
-    return WRAPS.join(_layer_fingerprint(layer) for layer in chain)
-
-
-def _layer_fingerprint(value: Any) -> str:
-    """One layer: a function (or a method's) by name and bytecode; otherwise by the first
-    kind in ``_LAYER_KINDS`` it is; an instance of anything else by its type alone."""
-    fn = value.__func__ if isinstance(value, types.MethodType) else value
-    if isinstance(fn, types.FunctionType):
-        return _function_layer(fn)
-    for kinds, describe in _LAYER_KINDS:
-        if isinstance(value, kinds):
-            return describe(value)
-    t = type(value)
-    return f"instance:{t.__module__}.{t.__qualname__}"
-
-
-def _function_layer(fn: types.FunctionType) -> str:
-    """A wrapper made by ``functools.wraps`` carries the wrapped function's name; its code's
-    own name (``deco.<locals>.wrapper``) says which decorator made it."""
-    own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
-    return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
-
-
-def _class_layer(cls: type) -> str:
-    """A class by name, plus a hash of its body when no other process finds it by name."""
-    from .class_body import class_body_fingerprint  # it fingerprints methods with this module
-
-    body = "" if importable_name(cls) is not None else f":{class_body_fingerprint(cls)}"
-    return f"class:{cls.__module__}.{cls.__qualname__}{body}"
-
-
-def _builtin_layer(value: Any) -> str:
-    owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
-    return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
-
-
-def _enum_layer(member: enum.Enum) -> str:
-    """Members of one enum share a type: name the member."""
-    t = type(member)
-    return f"enum:{t.__module__}.{t.__qualname__}.{member.name}"
-
-
-# (kinds, description), first match wins: an enum member before the plain value it may be.
-_LAYER_KINDS: tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...] = (
-    (types.ModuleType, lambda module: f"module:{module.__name__}"),
-    (type, _class_layer),
-    ((types.BuiltinFunctionType, types.BuiltinMethodType), _builtin_layer),
-    (enum.Enum, _enum_layer),
-    ((int, float, str, bytes, bool, type(None)),
-     lambda value: f"value:{type(value).__name__}:{value!r}"),
-)
-
-
-def closure_fingerprints(fn: Any, describe: Callable[[Any], str]) -> list[str]:
-    """What each of ``fn``'s closure cells holds, by ``describe``: functions one decorator
-    makes share a code object and differ only there. An empty cell (a variable not
-    assigned yet) is ``"empty"``."""
-    parts = []
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            parts.append(describe(cell.cell_contents))
-        except ValueError:  # an empty cell
-            parts.append("empty")
-    return parts
-
-
 # ------------------------------------------------------------------- unwrapping
 
 
@@ -180,14 +96,13 @@ _HOLDERS = (((staticmethod, classmethod, types.MethodType), "__func__"), (proper
 
 def _inner(obj: Any, wrapped_only: bool) -> Any:
     """The object ``obj`` wraps, or None."""
-    if not wrapped_only:
-        for kinds, attr in _HOLDERS:
-            if isinstance(obj, kinds):
-                return getattr(obj, attr)
+    if wrapped_only:
+        return getattr(obj, "__wrapped__", None)
+    for kinds, attr in _HOLDERS:
+        if isinstance(obj, kinds):
+            return getattr(obj, attr)
     if hasattr(obj, "__wrapped__"):
         return obj.__wrapped__
-    if wrapped_only:
-        return None
     from .. import _torch  # imported here: _torch imports this module
 
     return _torch.compiled_original(obj)
@@ -248,13 +163,22 @@ def shadowed_function(obj: Any) -> bool:
     function a decorator wrapped (``functools.wraps`` gives the wrapper the same name)."""
     if not inspect.isfunction(obj) or "<locals>" in obj.__qualname__:
         return False
-    module = sys.modules.get(obj.__module__)
-    if module is None:
+    if sys.modules.get(obj.__module__) is None:
         return False
+    return _named_now(obj.__module__, obj.__qualname__) is not obj
+
+
+# What ``_named_now`` gives for a name that finds nothing.
+_NOTHING = object()
+
+
+def _named_now(module: str, qualname: str) -> Any:
+    """The object ``module:qualname`` names in this process now (modules already imported
+    only: nothing is imported), or ``_NOTHING``."""
     try:
-        return walk_qualname(module, obj.__qualname__) is not obj
+        return walk_qualname(sys.modules.get(module), qualname)
     except AttributeError:
-        return True
+        return _NOTHING
 
 
 def module_dict(module_name: str) -> dict[str, Any] | None:
@@ -381,11 +305,7 @@ def _qualified_name(value: Any) -> str | None:
     module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
-    try:
-        found = walk_qualname(sys.modules.get(module), qualname)
-    except AttributeError:
-        return None
-    return f"{module}:{qualname}" if found is value else None
+    return f"{module}:{qualname}" if _named_now(module, qualname) is value else None
 
 
 def _method_name(method: types.MethodType) -> str | None:

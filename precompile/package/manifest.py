@@ -166,7 +166,7 @@ def _frame(fd: dict[str, Any], main_code: types.CodeType, blobs: dict[str, bytes
     role = _expect(fd["role"], str)
     if role not in ROLES:
         raise ValueError(f"unknown frame role {role!r}")
-    code = main_code if role == ROLE_MAIN else _expect(fd["code"] or main_code, types.CodeType)
+    code = _frame_code(fd, role, main_code)
     frame = FrameRecord(role, _expect(fd["module"], str), _expect(fd["qualname"], str),
                         _expect(fd["fingerprint"], str), code,
                         fd.get("global_name"), skipped=bool(fd.get("skipped")))
@@ -176,6 +176,15 @@ def _frame(fd: dict[str, Any], main_code: types.CodeType, blobs: dict[str, bytes
         guard_blobs[ed["guards"]] = _expect(blobs[ed["guards"]], bytes)
         frame.entries.append(_entry(ed))
     return frame
+
+
+def _frame_code(fd: dict[str, Any], role: str, main_code: types.CodeType) -> types.CodeType:
+    """Only a resume frame stores its code (Dynamo generated it, no process has it); the
+    main frame is this call's code, and a user frame's is found again by name when it is
+    installed (``main_code`` stands in until then)."""
+    if role == ROLE_MAIN:
+        return main_code
+    return _expect(fd["code"] or main_code, types.CodeType)
 
 
 def _entry(ed: dict[str, Any]) -> GuardedEntry:

@@ -46,7 +46,7 @@ class StateInit:
     optimizer), to create again before the entry's guards look at it (first_step.py)."""
 
     source: str  # the optimizer, as Dynamo's guards name it: "L['self']", "G['opt']"
-    kind: str  # names.object_fingerprint of its class: the calls are made on that kind only
+    kind: str  # fingerprints.object_fingerprint of its class: the calls are made on that kind only
     calls: list[list[list[Any]]]  # per call, its arguments: ["group", i] | ["list"] | ["const", v]
 
     def to_dict(self) -> dict[str, Any]:

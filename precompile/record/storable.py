@@ -18,7 +18,8 @@ from ..package.artifacts import PrecompileContext
 from ..package.model import ConstantCall, IdentityCheck
 from ..identity.bytecode import global_names
 from ..identity.checks import dict_keys_fingerprint
-from ..identity.names import GLOBALS_OF, OWN_GLOBALS, importable_name, object_fingerprint
+from ..identity.fingerprints import object_fingerprint
+from ..identity.names import GLOBALS_OF, OWN_GLOBALS, importable_name
 
 _NO_ARTIFACT = ("the backend produced no storable artifact (precompile stores backends that go "
                 "through AOTAutograd, such as inductor and aot_eager, and backend='eager')")
