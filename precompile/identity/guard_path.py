@@ -27,21 +27,24 @@ sources an identity guard (ID_MATCH, CLOSURE_MATCH, CLASS_MATCH...) can sit on:
             | path                                             (a dict key read by path)
 
 ``__import__('torch')`` is looked up in ``sys.modules`` only: resolving a path never imports.
+This module reads a source into a :class:`GuardPath`; the path, its steps and how they are
+walked are ``guard_walk.py``.
 """
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
-import itertools
-import operator
-import sys
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeGuard
 
 from ..errors import FormatError
+from .guard_walk import (GuardPath, Roots, Step, container_item, dataclass_fields, dict_copy,
+                         dict_get_item, dict_key, generic_get_attr, get_attr, get_item,
+                         list_get_item, namedtuple_fields, odict_get_item,
+                         tuple_iterator_get_item, type_of)
+
+__all__ = ["MAX_SOURCE_CHARS", "GuardPath", "GuardPathError", "Roots", "parse"]
 
 MAX_SOURCE_CHARS = 10_000  # Dynamo's longest real sources are a few hundred characters
 _ROOTS = ("L", "G")
@@ -51,171 +54,6 @@ class GuardPathError(FormatError):
     """A stored identity-check source is not a guard path precompile accepts: the package
     was written by an unknown Dynamo version or tampered with. The entry is not used; delete
     the package (``precompile prune --stale``) if it keeps happening."""
-
-
-Step = tuple[Callable[[Any, Any, "Roots"], Any], Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Roots:
-    """What a path starts from: the call's locals (``L``) and the module's globals (``G``)."""
-
-    globals: Mapping[str, Any]
-    locals: Mapping[str, Any] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class GuardPath:
-    """A parsed guard source: a root and steps applied one after the other."""
-
-    source: str
-    root: str  # "L", "G" or "import"
-    name: Any
-    steps: tuple[Step, ...]
-    # The same steps as one-argument C callables (attrgetter/itemgetter) where possible:
-    # call-time checks run on every call. None when a step reads a key by path.
-    _fast: tuple[Callable[[Any], Any], ...] | None = dataclasses.field(
-        default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_fast", _fast_steps(self.steps))
-
-    @property
-    def reads_locals(self) -> bool:
-        """Whether resolving needs the call's locals (also through a key read by path)."""
-        return self.root == "L" or any(
-            isinstance(arg, GuardPath) and arg.reads_locals for _, arg in self.steps)
-
-    def resolve(self, roots: Roots) -> Any:
-        """The object the path names. Raises what the lookups raise (AttributeError,
-        KeyError, IndexError, TypeError) when it no longer resolves."""
-        return self.lookup(roots.globals, roots.locals)
-
-    def lookup(self, globals_: Mapping[str, Any], locals_: Mapping[str, Any] | None = None) -> Any:
-        """``resolve`` without building a Roots (the per-call path)."""
-        value = self._root_value(globals_, locals_)
-        fast = self._fast
-        if fast is not None:
-            for f in fast:
-                value = f(value)
-            return value
-        roots = Roots(globals_, locals_)
-        for fn, arg in self.steps:
-            value = fn(value, arg, roots)
-        return value
-
-
-    def _root_value(self, globals_: Mapping[str, Any],
-                    locals_: Mapping[str, Any] | None) -> Any:
-        if self.root == "G":
-            return globals_[self.name]
-        if self.root == "import":
-            return sys.modules[self.name]
-        if locals_ is None:
-            raise LookupError(f"{self.source} reads the call's locals")
-        return locals_[self.name]
-
-
-def _fast_steps(steps: tuple[Step, ...]) -> tuple[Callable[[Any], Any], ...] | None:
-    """The steps as one-argument callables: each run of plain attribute steps one
-    ``attrgetter("a.b.c")``, items an ``itemgetter``. None when a key is read by path
-    (it needs the roots)."""
-    if any(isinstance(arg, GuardPath) for _, arg in steps):
-        return None
-    out: list[Callable[[Any], Any]] = []
-    for plain_attrs, run in itertools.groupby(steps, key=_is_plain_attr):
-        out.extend(_fast_run(plain_attrs, run))
-    return tuple(out)
-
-
-def _fast_run(plain_attrs: bool, run: Iterable[Step]) -> list[Callable[[Any], Any]]:
-    """A run of plain attribute steps as one ``attrgetter``; other steps one by one."""
-    if plain_attrs:
-        return [operator.attrgetter(".".join(arg for _, arg in run))]
-    return [_fast_step(fn, arg) for fn, arg in run]
-
-
-def _is_plain_attr(step: Step) -> bool:
-    """A getattr step ``attrgetter`` can join with its neighbours (no dot in the name)."""
-    fn, arg = step
-    return fn is _getattr and "." not in arg
-
-
-def _fast_step(fn: Callable[[Any, Any, Any], Any], arg: Any) -> Callable[[Any], Any]:
-    if fn is _getitem:
-        return operator.itemgetter(arg)
-    return type if fn is _type else functools.partial(_apply, fn, arg)
-
-
-def _apply(fn: Callable[[Any, Any, Any], Any], arg: Any, value: Any) -> Any:
-    return fn(value, arg, None)
-
-
-# ---------------------------------------------------------------------------- steps
-
-
-def _key(arg: Any, roots: Roots) -> Any:
-    return arg.resolve(roots) if isinstance(arg, GuardPath) else arg
-
-
-def _getattr(value: Any, name: str, roots: Roots) -> Any:
-    return getattr(value, name)
-
-
-def _generic_getattr(value: Any, name: str, roots: Roots) -> Any:
-    return object.__getattribute__(value, name)
-
-
-def _getitem(value: Any, key: Any, roots: Roots) -> Any:
-    return value[_key(key, roots)]
-
-
-def _type(value: Any, _: Any, roots: Roots) -> Any:
-    return type(value)
-
-
-def _dict_copy(value: Any, _: Any, roots: Roots) -> Any:
-    if not isinstance(value, Mapping):
-        raise TypeError("dict(...) of something that is not a __dict__")
-    return dict(value)
-
-
-def _dict_key(value: Any, index: int, roots: Roots) -> Any:
-    return list(dict.keys(value))[index]
-
-
-def _container_item(value: Any, index: int, roots: Roots) -> Any:
-    # Only finite built-in containers: list() of an arbitrary object could iterate forever.
-    if not isinstance(value, (set, frozenset, dict, list, tuple)):
-        raise TypeError(f"list(...) of a {type(value).__name__}")
-    return list(value)[index]
-
-
-def _dict_getitem(value: Any, key: Any, roots: Roots) -> Any:
-    return dict.__getitem__(value, _key(key, roots))
-
-
-def _list_getitem(value: Any, index: int, roots: Roots) -> Any:
-    return list.__getitem__(value, index)
-
-
-def _odict_getitem(value: Any, key: Any, roots: Roots) -> Any:
-    return OrderedDict.__getitem__(value, _key(key, roots))
-
-
-def _tuple_iterator_getitem(value: Any, index: int, roots: Roots) -> Any:
-    _, (items,), start = value.__reduce__()
-    return items[start + index]
-
-
-def _namedtuple_fields(value: Any, _: Any, roots: Roots) -> Any:
-    return value._fields
-
-
-def _dataclass_fields(value: Any, _: Any, roots: Roots) -> Any:
-    from .. import _torch  # only a path through a dataclass needs torch
-
-    return _torch.dataclass_fields(value)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -292,7 +130,7 @@ def _import_root(node: ast.Call, source: str) -> tuple[str, str]:
 def _outer_step(node: ast.AST, source: str, steps: list[Step]) -> ast.AST:
     """Append the step ``node`` applies last and return the node it applies it to."""
     if isinstance(node, ast.Attribute):
-        steps.append((_getattr, node.attr))
+        steps.append((get_attr, node.attr))
         return node.value
     if isinstance(node, ast.Subscript):
         return _subscript_step(node, source, steps)
@@ -305,14 +143,14 @@ def _subscript_step(node: ast.Subscript, source: str, steps: list[Step]) -> ast.
     """``path[key]``, or an item by position: ``list(path)[i]``, ``list(dict.keys(path))[i]``."""
     inner = node.value
     if not _is_call(inner, "list"):
-        steps.append((_getitem, _key_arg(node.slice, source)))
+        steps.append((get_item, _key_arg(node.slice, source)))
         return inner
     (arg,) = _call_args(inner, 1, source)
     index = _typed_literal(node.slice, source, int)
     if _is_call(arg, "dict.keys"):
-        steps.append((_dict_key, index))
+        steps.append((dict_key, index))
         return _call_args(arg, 1, source)[0]
-    steps.append((_container_item, index))
+    steps.append((container_item, index))
     return arg
 
 
@@ -327,7 +165,7 @@ def _call_step(node: ast.Call, source: str, steps: list[Step]) -> ast.AST:
         steps.append((_ONE_ARG_CALLS[name], None))
         return _call_args(node, 1, source)[0]
     if name == "dict":
-        steps.append((_dict_copy, None))
+        steps.append((dict_copy, None))
         return _instance_dict(node, source)
     if name in _TWO_ARG_CALLS:
         fn, read_key = _TWO_ARG_CALLS[name]
@@ -415,15 +253,15 @@ def _key_arg(node: ast.AST, source: str) -> Any:
 _name_arg = functools.partial(_typed_literal, want=str)
 _index_arg = functools.partial(_typed_literal, want=int)
 _TWO_ARG_CALLS: dict[str, tuple[Callable[..., Any], Callable[[ast.AST, str], Any]]] = {
-    "getattr": (_getattr, _name_arg),
-    "object.__getattribute__": (_generic_getattr, _name_arg),
-    "dict.__getitem__": (_dict_getitem, _key_arg),
-    "list.__getitem__": (_list_getitem, _index_arg),
-    "___odict_getitem": (_odict_getitem, _key_arg),
-    "___tuple_iterator_getitem": (_tuple_iterator_getitem, _index_arg),
+    "getattr": (get_attr, _name_arg),
+    "object.__getattribute__": (generic_get_attr, _name_arg),
+    "dict.__getitem__": (dict_get_item, _key_arg),
+    "list.__getitem__": (list_get_item, _index_arg),
+    "___odict_getitem": (odict_get_item, _key_arg),
+    "___tuple_iterator_getitem": (tuple_iterator_get_item, _index_arg),
 }
 _ONE_ARG_CALLS: dict[str, Callable[..., Any]] = {
-    "type": _type,
-    "___namedtuple_fields": _namedtuple_fields,
-    "___dataclass_fields": _dataclass_fields,
+    "type": type_of,
+    "___namedtuple_fields": namedtuple_fields,
+    "___dataclass_fields": dataclass_fields,
 }
