@@ -47,7 +47,7 @@ class PackageStream:
         _, flags, body_len = fmt.read_header(head)
         self._end = _HEADER_SIZE + body_len
         signed = bool(flags & fmt.FLAG_SIGNED)
-        expected = self._end + _DIGEST + (_DIGEST if signed else 0)
+        expected = fmt.package_size(flags, body_len)
         if expected != self.size:
             raise FormatError(f"package is {self.size} bytes but its header says {expected}: "
                               "truncated or padded")

@@ -311,7 +311,7 @@ def decode(data: bytes, signing_key: bytes | None = None) -> Envelope:
     data = bytes(data)
     _, flags, body_len = read_header(data)
     end = _HEADER.size + body_len
-    _check_length(data, flags, end)
+    _check_length(data, package_size(flags, body_len))
     _check_digest(data, end)
     _check_signature(data, flags, end + _DIGEST_LEN, signing_key)
     meta, manifest, blobs = _split_body(_unpack(data[_HEADER.size:end]))
@@ -319,10 +319,15 @@ def decode(data: bytes, signing_key: bytes | None = None) -> Envelope:
     return Envelope(meta=meta, manifest=manifest, blobs=blobs)
 
 
-def _check_length(data: bytes, flags: int, end: int) -> None:
-    """The file is exactly header + body + digest (+ signature): a cut or padded file is
-    refused before its digest is even looked for in the wrong place."""
-    expected = end + _DIGEST_LEN + (_DIGEST_LEN if flags & FLAG_SIGNED else 0)
+def package_size(flags: int, body_len: int) -> int:
+    """The size of a package whose header declares ``flags`` and ``body_len``: header,
+    body, sha256 digest, and the HMAC when it is signed."""
+    return _HEADER.size + body_len + _DIGEST_LEN * (2 if flags & FLAG_SIGNED else 1)
+
+
+def _check_length(data: bytes, expected: int) -> None:
+    """The file is exactly the size its header declares: a cut or padded file is refused
+    before its digest is even looked for in the wrong place."""
     if len(data) != expected:
         raise FormatError(f"package is {len(data)} bytes but its header says {expected}: "
                           "truncated or padded; delete it and let precompile rewrite it")
