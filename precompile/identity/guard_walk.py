@@ -117,6 +117,8 @@ def _apply(fn: Callable[[Any, Any, Any], Any], arg: Any, value: Any) -> Any:
 
 
 # ------------------------------------------------------------------- the steps
+# Each is ``step(value, arg, roots)``: ``arg`` is what ``guard_path.parse`` read for it (a
+# name, an index, a literal key or a GuardPath to a key), ``roots`` resolve such a key.
 
 
 def _key(arg: Any, roots: Roots) -> Any:
