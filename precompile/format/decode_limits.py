@@ -154,10 +154,14 @@ class BoundedUnpacker:
         return result
 
     def _step(self, value: Any, depth: int) -> _Step:
-        """Resolve one value: an ext value is built from its payload, a list or map gets
-        each nested member resolved in place, anything else is already finished."""
+        """The step that resolves one value: an ext value is built from its payload, a list
+        or map gets each nested member resolved in place."""
         if isinstance(value, _Pending):
-            return (yield from self._ext_value(value, depth))
+            return self._ext_value(value, depth)
+        return self._fill(value, depth)
+
+    @staticmethod
+    def _fill(value: Any, depth: int) -> _Step:
         for key, item in _members(value):
             if isinstance(item, _NESTED):
                 value[key] = yield item, depth

@@ -215,7 +215,7 @@ def _slice_literal(node: ast.Call, source: str) -> slice:
     """``slice(start, stop, step)``, as ``repr`` spells a slice key: ``literal_eval`` reads
     no calls, so this one call is read here, with int or None bounds only."""
     parts = [_literal(a, source) for a in node.args]
-    if len(parts) > 3 or not all(p is None or type(p) is int for p in parts):
+    if len(parts) > 3 or not all(type(p) in (int, type(None)) for p in parts):
         raise _refuse(source, node)
     return slice(*parts)
 

@@ -57,8 +57,16 @@ class GuardPath:
         return self.lookup(roots.globals, roots.locals)
 
     def lookup(self, globals_: Mapping[str, Any], locals_: Mapping[str, Any] | None = None) -> Any:
-        """``resolve`` without building a Roots (the per-call path)."""
-        value = self._root_value(globals_, locals_)
+        """``resolve`` without building a Roots (the per-call path: the root is read inline,
+        and the fast steps used when there are)."""
+        if self.root == "L":
+            if locals_ is None:
+                raise LookupError(f"{self.source} reads the call's locals")
+            value = locals_[self.name]
+        elif self.root == "G":
+            value = globals_[self.name]
+        else:
+            value = sys.modules[self.name]
         fast = self._fast
         if fast is not None:
             for f in fast:
@@ -68,17 +76,6 @@ class GuardPath:
         for fn, arg in self.steps:
             value = fn(value, arg, roots)
         return value
-
-
-    def _root_value(self, globals_: Mapping[str, Any],
-                    locals_: Mapping[str, Any] | None) -> Any:
-        if self.root == "G":
-            return globals_[self.name]
-        if self.root == "import":
-            return sys.modules[self.name]
-        if locals_ is None:
-            raise LookupError(f"{self.source} reads the call's locals")
-        return locals_[self.name]
 
 
 def _fast_steps(steps: tuple[Step, ...]) -> tuple[Callable[[Any], Any], ...] | None:

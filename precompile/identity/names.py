@@ -137,8 +137,9 @@ def find_code(obj: Any, qualname: str | None = None) -> types.CodeType | None:
     first layer that is a function (named ``qualname``, when given)."""
     try:
         for layer in layers(obj):
-            if isinstance(layer, types.FunctionType) and (
-                    qualname is None or layer.__code__.co_qualname == qualname):
+            if not isinstance(layer, types.FunctionType):
+                continue
+            if qualname in (None, layer.__code__.co_qualname):
                 return layer.__code__
     except ValueError:
         return None
