@@ -24,7 +24,7 @@ from .cached_function import CachedFunction
 from .counters import STATS
 from .errors import PackageError, StoreError
 from .read.loading import verify
-from .identity.names import main_code
+from .identity.main_function import main_code
 from .policy import Policy, default_store, resolve_signing_key
 
 # --------------------------------------------------------------- public API

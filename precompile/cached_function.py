@@ -27,8 +27,8 @@ from .read.explain import explain_absent
 from .install.installation import Installation, install
 from .read.loading import Miss
 from .package.model import Package
-from .identity.names import (closure_fingerprint, function_label, main_code, main_locals,
-                             unowned_globals)
+from .identity.main_function import (closure_fingerprint, function_label, main_code,
+                                     main_locals, unowned_globals)
 from .policy import Policy
 from .record.recorder import CompilePackage
 from .record.recorder_hook import RecorderHook

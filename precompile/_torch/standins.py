@@ -22,7 +22,7 @@ Every guard rebuilt over a stand-in is compared leaf by leaf with Dynamo's (guar
 The one guard a stand-in cannot rebuild is the check of the object's own class: a
 TYPE_MATCH on an instance of an unnamed class stays live-only in the recording process
 (``refused_type_match``), and the package checks ``type(source)`` by fingerprint instead,
-on the live object (``names.object_fingerprint``: for an unnamed class its name and a hash
+on the live object (``fingerprints.object_fingerprint``: for an unnamed class its name and a hash
 of its body, so a changed class body or generated ``forward`` is a miss, never a guess).
 """
 from __future__ import annotations

@@ -14,8 +14,8 @@ from typing import Any
 # CLI name -> (module, attribute); attribute None re-exports the module itself.
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     # Code-object helpers.
-    "main_code": ("precompile.identity.names", "main_code"),
-    "function_label": ("precompile.identity.names", "function_label"),
+    "main_code": ("precompile.identity.main_function", "main_code"),
+    "function_label": ("precompile.identity.main_function", "function_label"),
     "walk_qualname": ("precompile.identity.names", "walk_qualname"),
     # Private torch glue.
     "unpickle_guards_state": ("precompile._torch", "unpickle_guards_state"),

@@ -29,7 +29,7 @@ import torch
 from .. import _torch
 from ..cached_function import CachedFunction
 from ..errors import WarmupError
-from ..identity.names import main_function
+from ..identity.main_function import main_function
 
 _INIT_STD = 0.02
 

@@ -47,7 +47,7 @@ class PackageStream:
         _, flags, body_len = fmt.read_header(head)
         self._end = _HEADER_SIZE + body_len
         signed = bool(flags & fmt.FLAG_SIGNED)
-        expected = self._end + _DIGEST + (_DIGEST if signed else 0)
+        expected = fmt.package_size(flags, body_len)
         if expected != self.size:
             raise FormatError(f"package is {self.size} bytes but its header says {expected}: "
                               "truncated or padded")
@@ -65,11 +65,16 @@ class PackageStream:
         self._pos += len(chunk)
 
     def finish(self) -> None:
+        """Every byte the archive entry declared came, and the trailer vouches for them."""
         if self._end is None:
             self._start(bytes(self._head))  # too short: read_header says so
         if self._pos != self.size:
             raise FormatError(f"package is {self._pos} bytes, not the {self.size} its archive "
                               "entry declares: truncated")
+        self._check_trailer()
+
+    def _check_trailer(self) -> None:
+        """The digest (and, with a key, the signature) after the body matches the bytes fed."""
         if self._sha.digest() != bytes(self._trailer[:_DIGEST]):
             raise IntegrityError("package checksum mismatch: the file was changed or corrupted "
                                  "after it was written")

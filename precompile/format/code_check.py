@@ -22,7 +22,8 @@ import dis
 import opcode
 import re
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 _COUNT_FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_nlocals",
                  "co_stacksize", "co_firstlineno")
@@ -60,14 +61,21 @@ def cache_entries(op: int) -> int:
 _VALID, _CONST, _NAME, _LOCAL, _PAIR, _JUMP = 1, 2, 4, 8, 16, 32
 
 
+# The operand kinds read straight off ``dis``'s opcode lists.
+_OPERAND_LISTS = ((_CONST, dis.hasconst), (_NAME, dis.hasname), (_JUMP, _JUMPS))
+_LOCAL_OPS = frozenset(dis.haslocal) | frozenset(dis.hasfree)  # fast locals, cells and frees
+
+
 def _opcode_kind(op: int) -> int:
     if op not in VALID_OPCODES:
         return 0
-    name = opcode.opname[op]
-    kind = _VALID | (_CONST if op in dis.hasconst else 0) | (_NAME if op in dis.hasname else 0)
-    if op in dis.haslocal or op in dis.hasfree:
-        kind |= _PAIR if name in _LOCAL_PAIRS else _LOCAL
-    return kind | (_JUMP if op in _JUMPS else 0)
+    kind = _VALID
+    for flag, ops in _OPERAND_LISTS:
+        if op in ops:
+            kind |= flag
+    if op in _LOCAL_OPS:
+        kind |= _PAIR if opcode.opname[op] in _LOCAL_PAIRS else _LOCAL
+    return kind
 
 
 _KIND = tuple(_opcode_kind(op) for op in range(256))
@@ -79,6 +87,7 @@ def check_code_fields(fields: dict[str, Any]) -> None:
     """Raise ValueError unless ``fields`` (``CodeType.replace`` keyword arguments) can build
     a code object without crashing this interpreter."""
     _check_types(fields)
+    _check_sizes(fields)
     code = fields["co_code"]
     starts = _check_instructions(code, fields)
     _check_line_table(fields["co_linetable"], len(code) // 2)
@@ -86,25 +95,40 @@ def check_code_fields(fields: dict[str, Any]) -> None:
                            fields["co_stacksize"])
 
 
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < _MAX_COUNT
+
+
+def _is_flags(value: Any) -> bool:
+    return type(value) is int and 0 <= value < _MAX_FLAGS
+
+
+def _is_names(value: Any) -> bool:
+    return type(value) is tuple and all(type(n) is str for n in value)
+
+
+# (fields, the test each must pass, what a failure says), checked in this order.
+_FIELD_TYPES: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (_COUNT_FIELDS, _is_count, "is not a count"),
+    (("co_flags",), _is_flags, "is out of range"),
+    (_NAME_FIELDS, _is_names, "is not a tuple of names"),
+    (("co_filename", "co_name", "co_qualname"), lambda v: type(v) is str, "is not a string"),
+    (("co_code", "co_linetable", "co_exceptiontable"), lambda v: type(v) is bytes,
+     "is not bytes"),
+    (("co_consts",), lambda v: type(v) is tuple, "is not a tuple"),
+)
+
+
 def _check_types(fields: dict[str, Any]) -> None:
-    for name in _COUNT_FIELDS:
-        value = fields[name]
-        if type(value) is not int or not 0 <= value < _MAX_COUNT:
-            raise ValueError(f"{name} is not a count")
-    if type(fields["co_flags"]) is not int or not 0 <= fields["co_flags"] < _MAX_FLAGS:
-        raise ValueError("co_flags is out of range")
-    for name in _NAME_FIELDS:
-        value = fields[name]
-        if type(value) is not tuple or not all(type(n) is str for n in value):
-            raise ValueError(f"{name} is not a tuple of names")
-    for name in ("co_filename", "co_name", "co_qualname"):
-        if type(fields[name]) is not str:
-            raise ValueError(f"{name} is not a string")
-    for name in ("co_code", "co_linetable", "co_exceptiontable"):
-        if type(fields[name]) is not bytes:
-            raise ValueError(f"{name} is not bytes")
-    if type(fields["co_consts"]) is not tuple:
-        raise ValueError("co_consts is not a tuple")
+    """Every field has the type (and range) ``CodeType.replace`` would write it from."""
+    for names, ok, problem in _FIELD_TYPES:
+        for name in names:
+            if not ok(fields[name]):
+                raise ValueError(f"{name} {problem}")
+
+
+def _check_sizes(fields: dict[str, Any]) -> None:
+    """The sizes agree with each other: the instruction walk indexes with them."""
     if fields["co_nlocals"] != len(fields["co_varnames"]):
         raise ValueError("co_nlocals does not match co_varnames")
     code = fields["co_code"]
@@ -112,11 +136,37 @@ def _check_types(fields: dict[str, Any]) -> None:
         raise ValueError("co_code has an impossible length")
 
 
+class _Operands(NamedTuple):
+    """How many constants, names and locals an instruction's operand may index."""
+
+    consts: int
+    names: int
+    locals: int
+
+
+def _operand_limits(fields: dict[str, Any]) -> _Operands:
+    return _Operands(len(fields["co_consts"]), len(fields["co_names"]),
+                     sum(len(fields[f]) for f in ("co_varnames", "co_cellvars", "co_freevars")))
+
+
+def _check_operand(op: int, arg: int, kind: int, limits: _Operands, offset: int) -> None:
+    """Raise unless the operand indexes inside its table (a local pair packs two 4-bit
+    indexes; a name index may carry flag bits below it, ``_SHIFT``)."""
+    where = f"{opcode.opname[op]} at offset {offset}"
+    if kind & _CONST and arg >= limits.consts:
+        raise ValueError(f"{where}: constant {arg} out of range")
+    if kind & _NAME and arg >> _SHIFT[op] >= limits.names:
+        raise ValueError(f"{where}: name {arg} out of range")
+    local = max(arg >> 4, arg & 15) if kind & _PAIR else arg if kind & _LOCAL else -1
+    if local >= limits.locals:
+        raise ValueError(f"{where}: local {arg} out of range")
+
+
 def _check_instructions(code: bytes, fields: dict[str, Any]) -> set[int]:
     """Every instruction a real opcode followed by its inline caches, its operand in range;
-    returns the instruction offsets (EXTENDED_ARG prefixes included: jumps land on them)."""
-    n_consts, n_names = len(fields["co_consts"]), len(fields["co_names"])
-    n_locals = sum(len(fields[f]) for f in ("co_varnames", "co_cellvars", "co_freevars"))
+    returns the instruction offsets (EXTENDED_ARG prefixes included: jumps land on them).
+    One tight loop over tabulated opcode facts: it runs on every decode."""
+    limits = _operand_limits(fields)
     starts: set[int] = set()
     jumps = []
     i, ext, size = 0, 0, len(code)
@@ -127,35 +177,35 @@ def _check_instructions(code: bytes, fields: dict[str, Any]) -> set[int]:
             raise ValueError(f"opcode {op} at offset {i} is not an instruction of this "
                              f"Python ({sys.version.split()[0]})")
         starts.add(i)
-        ext = arg << 8 if op == _EXTENDED_ARG else 0
-        if ext >= 1 << 32:
-            raise ValueError(f"EXTENDED_ARG chain at offset {i} is too long")
+        ext = _extended(op, arg, i)
         end = i + 2 + 2 * _CACHES[op]
         if end > size or code[i + 2:end:2].strip(b"\0"):  # cache slots are opcode 0
             raise ValueError(f"{opcode.opname[op]} at offset {i} lacks its inline caches")
         if kind > _VALID:
-            _check_operand(op, arg, kind, n_consts, n_names, n_locals, i)
+            _check_operand(op, arg, kind, limits, i)
             if kind & _JUMP:
                 jumps.append((i, op, arg))
         i = end
     if ext:
         raise ValueError("co_code ends in EXTENDED_ARG")
-    for offset, op, arg in jumps:
-        if _jump_target(offset, op, arg) not in starts:
-            raise ValueError(f"{opcode.opname[op]} at offset {offset} jumps outside the code")
+    _check_jumps(jumps, starts)
     return starts
 
 
-def _check_operand(op: int, arg: int, kind: int, n_consts: int, n_names: int, n_locals: int,
-                   offset: int) -> None:
-    where = f"{opcode.opname[op]} at offset {offset}"
-    if kind & _CONST and arg >= n_consts:
-        raise ValueError(f"{where}: constant {arg} out of range")
-    if kind & _NAME and arg >> _SHIFT[op] >= n_names:
-        raise ValueError(f"{where}: name {arg} out of range")
-    if (kind & _LOCAL and arg >= n_locals) or (kind & _PAIR and max(arg >> 4, arg & 15)
-                                              >= n_locals):
-        raise ValueError(f"{where}: local {arg} out of range")
+def _extended(op: int, arg: int, offset: int) -> int:
+    """The operand bits an EXTENDED_ARG carries into the next instruction (0 after any
+    other); a chain longer than 32 bits is refused."""
+    ext = arg << 8 if op == _EXTENDED_ARG else 0
+    if ext >= 1 << 32:
+        raise ValueError(f"EXTENDED_ARG chain at offset {offset} is too long")
+    return ext
+
+
+def _check_jumps(jumps: list[tuple[int, int, int]], starts: set[int]) -> None:
+    """Every jump (offset, opcode, operand) lands on an instruction."""
+    for offset, op, arg in jumps:
+        if _jump_target(offset, op, arg) not in starts:
+            raise ValueError(f"{opcode.opname[op]} at offset {offset} jumps outside the code")
 
 
 def _jump_target(offset: int, op: int, arg: int) -> int:
@@ -190,17 +240,11 @@ def _check_line_table(table: bytes, units: int) -> None:
 
 def _check_exception_table(table: bytes, starts: set[int], units: int,
                            stacksize: int) -> None:
-    """Each entry (start, length, target, depth/lasti; the first byte flagged with bit 7)
-    names code inside ``co_code`` and a handler at an instruction."""
+    """Each entry names code inside ``co_code``, after the previous entry's, and a handler
+    at an instruction, with a stack depth the frame has."""
     i, last_end = 0, 0
     while i < len(table):
-        if not table[i] & 0x80:
-            raise ValueError("co_exceptiontable entry does not start an entry")
-        values = []
-        for n in range(4):
-            value, i = _exception_varint(table, i, entry_start=n == 0)
-            values.append(value)
-        start, length, target, depth_lasti = values
+        (start, length, target, depth_lasti), i = _exception_entry(table, i)
         if start < last_end or start + length > units or 2 * target not in starts:
             raise ValueError("co_exceptiontable entry points outside the code")
         if depth_lasti >> 1 > stacksize:
@@ -208,14 +252,28 @@ def _check_exception_table(table: bytes, starts: set[int], units: int,
         last_end = start + length
 
 
-def _exception_varint(table: bytes, i: int, entry_start: bool) -> tuple[int, int]:
-    """A big-endian 6-bit-chunk varint, as ``dis._parse_varint`` reads it. Only an entry's
-    first byte has bit 7 set: CPython finds entries by scanning back to that bit."""
+def _exception_entry(table: bytes, i: int) -> tuple[list[int], int]:
+    """The entry at ``i`` (start, length, target, depth/lasti; its first byte flagged with
+    bit 7) and where the next one starts."""
+    if not table[i] & 0x80:
+        raise ValueError("co_exceptiontable entry does not start an entry")
+    values, head = [], 0x80
+    for _ in range(4):
+        value, i = _exception_varint(table, i, head)
+        values.append(value)
+        head = 0
+    return values, i
+
+
+def _exception_varint(table: bytes, i: int, head: int) -> tuple[int, int]:
+    """A big-endian 6-bit-chunk varint, as ``dis._parse_varint`` reads it. Bit 7 marks an
+    entry's first byte (CPython finds entries by scanning back to it), so it is ``head`` on
+    this varint's first byte (0x80 when that starts the entry, else 0) and clear after."""
     value = 0
-    for chunk in range(_MAX_VARINT_CHUNKS):
-        if i >= len(table) or (table[i] & 0x80 and not (entry_start and chunk == 0)):
+    for _ in range(_MAX_VARINT_CHUNKS):
+        if i >= len(table) or table[i] & 0x80 != head:
             raise ValueError("truncated co_exceptiontable entry")
-        b = table[i]
+        b, head = table[i], 0
         value = (value << 6) | (b & 63)
         i += 1
         if not b & 64:

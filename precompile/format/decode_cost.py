@@ -48,9 +48,10 @@ def _truncated() -> FormatError:
                        "delete it and let precompile rewrite it")
 
 
-# first byte -> bytes that follow it, for the tokens of fixed width
-_FIXED = {0xc0: 0, 0xc2: 0, 0xc3: 0, 0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8,
-          0xd0: 1, 0xd1: 2, 0xd2: 4, 0xd3: 8}
+# first byte -> (bytes that follow it, cost) for the tokens of fixed width
+_FIXED = {0xc0: (0, 0), 0xc2: (0, 0), 0xc3: (0, 0), 0xca: (4, FLOAT), 0xcb: (8, FLOAT),
+          0xcc: (1, INT), 0xcd: (2, INT), 0xce: (4, INT), 0xcf: (8, INT),
+          0xd0: (1, INT), 0xd1: (2, INT), 0xd2: (4, INT), 0xd3: (8, INT)}
 # first byte -> (width of the length field, kind) for strings, blobs and ext values
 _SIZED = {0xc4: (1, "bin"), 0xc5: (2, "bin"), 0xc6: (4, "bin"), 0xc7: (1, "ext"),
           0xc8: (2, "ext"), 0xc9: (4, "ext"), 0xd9: (1, "str"), 0xda: (2, "str"),
@@ -61,20 +62,26 @@ _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _UINT = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I")}
 
 
-def _fixed_table() -> list[tuple[int, int] | None]:
-    """first byte -> (bytes that follow, cost) for every token of fixed width."""
-    table: list[tuple[int, int] | None] = [None] * 256
+def _head_table() -> list[tuple[int, int, int] | None]:
+    """first byte -> (bytes that follow, values inside, cost) for every token whose first
+    byte says all three: ints, floats, nil, bools, and the short forms of maps, arrays and
+    strings (a short string's cost assumes ASCII; ``scan`` corrects a wider one)."""
+    table: list[tuple[int, int, int] | None] = [None] * 256
     for first in range(0x80):
-        table[first] = (0, 0)  # positive fixint: cached
+        table[first] = (0, 0, 0)  # positive fixint: cached
     for first in range(0xe0, 0x100):
-        table[first] = (0, INT)  # negative fixint
-    for first, width in _FIXED.items():
-        cost = FLOAT if first in (0xca, 0xcb) else 0 if first in (0xc0, 0xc2, 0xc3) else INT
-        table[first] = (width, cost)
+        table[first] = (0, 0, INT)  # negative fixint
+    for n in range(16):
+        table[0x80 | n] = (0, 2 * n, MAP + PAIR * n)  # fixmap
+        table[0x90 | n] = (0, n, LIST + SLOT * n)  # fixarray
+    for n in range(32):
+        table[0xa0 | n] = (n, 0, STR + n)  # fixstr
+    for first, (width, cost) in _FIXED.items():
+        table[first] = (width, 0, cost)
     return table
 
 
-_FIXED_TABLE = _fixed_table()
+_HEADS = _head_table()
 
 
 def _sized_cost(kind: str, data: bytes, start: int, length: int) -> int:
@@ -91,35 +98,28 @@ def scan(data: bytes, max_values: int, max_bytes: int) -> Cost:
     """The cost of decoding the msgpack value at the start of ``data``. Raises FormatError
     for a value that runs past the end or has an unused first byte; stops early (returning
     what it counted so far) once over ``max_values`` values or ``max_bytes`` bytes, so the
-    scan itself is bounded in time by the budget it checks."""
+    scan itself is bounded in time by the budget it checks. Every value still to read takes
+    at least one byte, so the walk stops as soon as more remain than bytes do."""
     pos, todo, end = 0, 1, len(data)
     values = cost = 0
-    fixed, ascii_end = _FIXED_TABLE, _NON_ASCII.search
-    while todo:
-        if pos >= end:
-            raise _truncated()
+    heads, ascii_end = _HEADS, _NON_ASCII.search
+    while todo and todo <= end - pos:
         first = data[pos]
         pos += 1
         todo -= 1
         values += 1
-        step = fixed[first]
-        if step is not None:  # ints, floats, nil, bools: one table lookup
-            pos += step[0]
-            cost += step[1]
-        elif first < 0x90:  # fixmap
-            todo += 2 * (first & 0x0f)
-            cost += MAP + PAIR * (first & 0x0f)
-        elif first < 0xa0:  # fixarray
-            todo += first & 0x0f
-            cost += LIST + SLOT * (first & 0x0f)
-        elif first < 0xc0:  # fixstr
-            n = first & 0x1f
-            cost += STR + n if ascii_end(data, pos, pos + n) is None else STR_WIDE + 4 * n
-            pos += n
-        else:
+        head = heads[first]
+        if head is None:
             pos, todo, more = _other(data, pos, first, todo)
             cost += more
-        if todo > end - pos or values > max_values or cost > max_bytes:
+        else:  # one table lookup
+            skip, inside, more = head
+            if 0xa0 <= first < 0xc0 and ascii_end(data, pos, pos + skip) is not None:  # fixstr
+                more = STR_WIDE + 4 * skip
+            pos += skip
+            todo += inside
+            cost += more
+        if values > max_values or cost > max_bytes:
             break
     if pos > end or todo > end - pos:
         raise _truncated()

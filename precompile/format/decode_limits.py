@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 import msgpack
@@ -70,6 +70,19 @@ class _Pending:
 
 
 _Step = Generator[tuple[Any, int], Any, Any]  # yields (child, depth), is sent its result
+_NESTED = (_Pending, list, dict)  # members that still need resolving
+
+
+def _plain_key(key: Any) -> bool:
+    """A name, or an int that fits msgpack's 64 bits (the keys precompile writes)."""
+    return type(key) is str or (type(key) is int and _KEY_INT_MIN <= key < _KEY_INT_END)
+
+
+def _members(value: Any) -> Iterable[tuple[Any, Any]]:
+    """(key, member) of a list or map, to be replaced in place; nothing for a scalar."""
+    if isinstance(value, list):
+        return enumerate(value)
+    return value.items() if isinstance(value, dict) else ()
 
 
 def _too_costly(what: str) -> FormatError:
@@ -141,30 +154,36 @@ class BoundedUnpacker:
         return result
 
     def _step(self, value: Any, depth: int) -> _Step:
+        """The step that resolves one value: an ext value is built from its payload, a list
+        or map gets each nested member resolved in place."""
         if isinstance(value, _Pending):
-            if depth >= MAX_EXT_DEPTH:
-                raise _too_costly(f"values nested more than {MAX_EXT_DEPTH} deep")
-            decoder = self._decoders[value.code]
-            data, value.data = value.data, b""
-            freed = decode_cost.BYTES + len(data)  # the record itself stays a while
-            if not decoder.nested:
-                return self._built(decoder.build(data), freed)
-            payload = self._flat(data)
-            del data  # the payload's bytes go once decoded
-            if self._pending:
-                payload = yield payload, depth + 1
-            if isinstance(payload, list):  # its members move into the value built
-                freed += decode_cost.LIST + decode_cost.SLOT * len(payload)
-            return self._built(decoder.build(payload), freed)
-        if isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, (_Pending, list, dict)):
-                    value[i] = yield item, depth
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(item, (_Pending, list, dict)):
-                    value[key] = yield item, depth
+            return self._ext_value(value, depth)
+        return self._fill(value, depth)
+
+    @staticmethod
+    def _fill(value: Any, depth: int) -> _Step:
+        for key, item in _members(value):
+            if isinstance(item, _NESTED):
+                value[key] = yield item, depth
         return value
+
+    def _ext_value(self, value: _Pending, depth: int) -> _Step:
+        """Build one ext value: its payload decoded flat first, any ext values inside it
+        resolved one level deeper, then the builder run on the finished payload."""
+        if depth >= MAX_EXT_DEPTH:
+            raise _too_costly(f"values nested more than {MAX_EXT_DEPTH} deep")
+        decoder = self._decoders[value.code]
+        data, value.data = value.data, b""
+        freed = decode_cost.BYTES + len(data)  # the record itself stays a while
+        if not decoder.nested:
+            return self._built(decoder.build(data), freed)
+        payload = self._flat(data)
+        del data  # the payload's bytes go once decoded
+        if self._pending:
+            payload = yield payload, depth + 1
+        if isinstance(payload, list):  # its members move into the value built
+            freed += decode_cost.LIST + decode_cost.SLOT * len(payload)
+        return self._built(decoder.build(payload), freed)
 
     def _built(self, value: Any, freed: int) -> Any:
         """Charge an ext value just built (a tuple, a code object...) its own size, and
@@ -207,8 +226,7 @@ class BoundedUnpacker:
         """Keys are names or small numbers: anything else (a tuple, a big int, a float)
         could be chosen to collide in the hash table and make the map quadratic."""
         for key, _ in pairs:
-            if not (type(key) is str
-                    or (type(key) is int and _KEY_INT_MIN <= key < _KEY_INT_END)):
+            if not _plain_key(key):
                 kind = "ext value" if isinstance(key, _Pending) else type(key).__name__
                 raise FormatError(f"malformed package: a map key of type {kind} "
                                   "that is not a string or a 64-bit integer (the only keys "

@@ -167,8 +167,8 @@ def _decode_code(fields: Any) -> types.CodeType:
         raise _malformed("code object")
     named = dict(zip(CODE_FIELDS, fields))
     try:
-        check_code_fields(named)
-        if not all(_plain_constant(c) for c in named["co_consts"]):
+        check_code_fields(named)  # co_consts is a tuple from here on
+        if not _plain_constant(named["co_consts"]):
             raise ValueError("a constant of a type this format never writes")
         return _CODE_TEMPLATE.replace(**named)
     except (TypeError, ValueError, OverflowError, SystemError) as e:
@@ -262,9 +262,7 @@ def _unpack(data: bytes) -> Any:
 def encode(meta: dict[str, Any], manifest: dict[str, Any], blobs: dict[str, bytes],
            signing_key: bytes | None = None) -> bytes:
     """Serialize one package. ``blobs`` must be keyed by their own sha256 hex digest."""
-    for digest, data in blobs.items():
-        if sha256_hex(data) != digest:
-            raise ValueError(f"blob key {digest[:12]}... is not the sha256 of its content")
+    _check_blob_keys(blobs)
     try:
         body = _pack({"meta": meta, "manifest": manifest, "blobs": blobs})
     except TypeError as e:
@@ -275,6 +273,14 @@ def encode(meta: dict[str, Any], manifest: dict[str, Any], blobs: dict[str, byte
     if signing_key:
         out += hmac.new(signing_key, out, hashlib.sha256).digest()
     return out
+
+
+def _check_blob_keys(blobs: dict[str, bytes]) -> None:
+    """A caller's mistake caught before writing: a reader refuses a blob whose key is not
+    its digest (``_check_blobs``), so the package would never load."""
+    for digest, data in blobs.items():
+        if sha256_hex(data) != digest:
+            raise ValueError(f"blob key {digest[:12]}... is not the sha256 of its content")
 
 
 def read_header(data: bytes) -> tuple[int, int, int]:
@@ -305,7 +311,7 @@ def decode(data: bytes, signing_key: bytes | None = None) -> Envelope:
     data = bytes(data)
     _, flags, body_len = read_header(data)
     end = _HEADER.size + body_len
-    _check_length(data, flags, end)
+    _check_length(data, package_size(flags, body_len))
     _check_digest(data, end)
     _check_signature(data, flags, end + _DIGEST_LEN, signing_key)
     meta, manifest, blobs = _split_body(_unpack(data[_HEADER.size:end]))
@@ -313,10 +319,15 @@ def decode(data: bytes, signing_key: bytes | None = None) -> Envelope:
     return Envelope(meta=meta, manifest=manifest, blobs=blobs)
 
 
-def _check_length(data: bytes, flags: int, end: int) -> None:
-    """The file is exactly header + body + digest (+ signature): a cut or padded file is
-    refused before its digest is even looked for in the wrong place."""
-    expected = end + _DIGEST_LEN + (_DIGEST_LEN if flags & FLAG_SIGNED else 0)
+def package_size(flags: int, body_len: int) -> int:
+    """The size of a package whose header declares ``flags`` and ``body_len``: header,
+    body, sha256 digest, and the HMAC when it is signed."""
+    return _HEADER.size + body_len + _DIGEST_LEN * (2 if flags & FLAG_SIGNED else 1)
+
+
+def _check_length(data: bytes, expected: int) -> None:
+    """The file is exactly the size its header declares: a cut or padded file is refused
+    before its digest is even looked for in the wrong place."""
     if len(data) != expected:
         raise FormatError(f"package is {len(data)} bytes but its header says {expected}: "
                           "truncated or padded; delete it and let precompile rewrite it")
@@ -353,16 +364,23 @@ def _check_meta(meta: dict[str, Any]) -> None:
     """Fields a reader formats or compares (times, counts, names) have their written type
     and a sane range, so ``precompile ls`` or ``import`` never trips over a crafted value
     (a 400-digit ``saved`` overflows float conversion)."""
-    for name in _TIME_FIELDS:
-        value = meta.get(name)
-        if value is not None and (type(value) not in (int, float)
-                                  or not 0 <= value <= _MAX_TIME):
-            raise _malformed(f"metadata ({name} is not a time)")
+    _check_times(meta)
     for name, types_ in _META_TYPES.items():
         if name in meta and type(meta[name]) not in types_:
             raise _malformed(f"metadata ({name} is not a {types_[0].__name__})")
     if not 0 <= meta.get("entries", 0) < 1 << 31:
         raise _malformed("metadata (entries is out of range)")
+
+
+def _check_times(meta: dict[str, Any]) -> None:
+    for name in _TIME_FIELDS:
+        if not _is_time(meta.get(name)):
+            raise _malformed(f"metadata ({name} is not a time)")
+
+
+def _is_time(value: Any) -> bool:
+    """Absent, or seconds since the epoch that date formatting can still print."""
+    return value is None or (type(value) in (int, float) and 0 <= value <= _MAX_TIME)
 
 
 def _check_blobs(blobs: dict[Any, Any]) -> None:

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import _torch
 from ..format import envelope as format
-from .names import importable_name, module_dict_name, resolve_importable
+from .names import importable_name, module_dict_name, nested_codes, resolve_importable
 
 
 def global_names(code: types.CodeType) -> Iterator[str]:
     """Every name ``code`` and its nested code objects read or write."""
-    yield from code.co_names
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from global_names(const)
+    for each in (code, *nested_codes(code)):
+        yield from each.co_names
 
 
 def rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeType:
@@ -31,11 +29,27 @@ def rename_globals(code: types.CodeType, rename: dict[str, str]) -> types.CodeTy
     if not rename:
         return code
     names = tuple(rename.get(n, n) for n in code.co_names)
-    consts = tuple(rename_globals(c, rename) if isinstance(c, types.CodeType) else c
-                   for c in code.co_consts)
-    if names == code.co_names and consts == code.co_consts:
+    consts = _map_consts(code, lambda c: rename_globals(c, rename), _unchanged)
+    return _replaced(code, co_names=names, co_consts=consts)
+
+
+def _map_consts(code: types.CodeType, on_code: Callable[[types.CodeType], Any],
+                on_value: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """``code``'s constants, each nested code object passed through ``on_code`` (which
+    recurses) and every other constant through ``on_value``."""
+    return tuple(on_code(c) if isinstance(c, types.CodeType) else on_value(c)
+                 for c in code.co_consts)
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _replaced(code: types.CodeType, **fields: Any) -> types.CodeType:
+    """``code`` with ``fields`` replaced, or ``code`` itself when none of them changed."""
+    if all(getattr(code, name) == value for name, value in fields.items()):
         return code
-    return code.replace(co_names=names, co_consts=consts)
+    return code.replace(**fields)
 
 
 # The ValueRef kind of a dict constant: Dynamo loads a nested function's annotations as one
@@ -45,49 +59,62 @@ _MAX_DICT_DEPTH = 8
 _UNSTORABLE = object()
 
 
+class _Unstorable(Exception):
+    """A constant no reference can hold; its message says which, for ``code_with_refs``."""
+
+
 def code_with_refs(code: types.CodeType) -> types.CodeType | str:
     """``code`` with every constant the format cannot hold replaced by a reference it can:
     a ``ValueRef`` for torch values Dynamo bakes in (devices, dtypes, sizes) and for dicts
     (their items, each a constant of these kinds), an ``ObjectRef`` for objects found by name
     (a namedtuple's ``_make``, a class, an enum member, a module's ``__dict__``). Returns why
     not (naming the constant's type) when a constant is neither."""
-    consts = []
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            c = code_with_refs(c)
-            if isinstance(c, str):
-                return c
-        else:
-            ref = _constant_ref(c)
-            if ref is _UNSTORABLE:
-                return (f"its bytecode holds a constant of type {type(c).__qualname__} "
-                        f"({_short_repr(c)}) that is neither plain data nor importable "
-                        "by name")
-            c = ref
-        consts.append(c)
-    return code.replace(co_consts=tuple(consts))
+    try:
+        return _with_refs(code)
+    except _Unstorable as e:
+        return str(e)
+
+
+def _with_refs(code: types.CodeType) -> types.CodeType:
+    return code.replace(co_consts=_map_consts(code, _with_refs, _stored_constant))
+
+
+def _stored_constant(value: Any) -> Any:
+    ref = _constant_ref(value)
+    if ref is _UNSTORABLE:
+        raise _Unstorable(f"its bytecode holds a constant of type {type(value).__qualname__} "
+                          f"({_short_repr(value)}) that is neither plain data nor importable "
+                          "by name")
+    return ref
 
 
 def _constant_ref(value: Any, depth: int = 0) -> Any:
-    """``value`` as the format can hold it, or ``_UNSTORABLE`` (a dict nested deeper than
-    ``_MAX_DICT_DEPTH``, one that holds itself, included)."""
+    """``value`` as the format can hold it (plain data as itself, else the first reference
+    that can name it), or ``_UNSTORABLE``."""
     if format.storable(value):
         return value
-    ref = _torch.value_ref(value)
-    if ref is not None:
-        return ref
+    for make_ref in (_torch.value_ref, _object_ref):  # in order, the first that names it
+        ref = make_ref(value)
+        if ref is not None:
+            return ref
+    return _dict_ref(value, depth) if type(value) is dict else _UNSTORABLE
+
+
+def _object_ref(value: Any) -> format.ObjectRef | None:
     name = importable_name(value) or module_dict_name(value)
-    if name is not None:
-        return format.ObjectRef(name)
-    if type(value) is dict:
-        if depth >= _MAX_DICT_DEPTH:
-            return _UNSTORABLE
-        items = [(_constant_ref(k, depth + 1), _constant_ref(v, depth + 1))
-                 for k, v in value.items()]
-        if any(k is _UNSTORABLE or v is _UNSTORABLE for k, v in items):
-            return _UNSTORABLE
-        return format.ValueRef(DICT_KIND, tuple(items))
-    return _UNSTORABLE
+    return None if name is None else format.ObjectRef(name)
+
+
+def _dict_ref(value: dict[Any, Any], depth: int) -> Any:
+    """A dict as the ``ValueRef`` of its items, or ``_UNSTORABLE`` when one is (a dict
+    nested deeper than ``_MAX_DICT_DEPTH``, one that holds itself, included)."""
+    if depth >= _MAX_DICT_DEPTH:
+        return _UNSTORABLE
+    items = tuple((_constant_ref(k, depth + 1), _constant_ref(v, depth + 1))
+                  for k, v in value.items())
+    if any(k is _UNSTORABLE or v is _UNSTORABLE for k, v in items):
+        return _UNSTORABLE
+    return format.ValueRef(DICT_KIND, items)
 
 
 def _short_repr(value: Any) -> str:
@@ -101,24 +128,26 @@ def _short_repr(value: Any) -> str:
 def resolve_refs(code: types.CodeType) -> types.CodeType:
     """Stored code with its ``ObjectRef`` and ``ValueRef`` constants replaced by the objects
     they name (raises if one is gone or malformed: the entry is then not installed)."""
-    consts = tuple(resolve_refs(c) if isinstance(c, types.CodeType) else _resolve_constant(c)
-                   for c in code.co_consts)
-    return code if consts == code.co_consts else code.replace(co_consts=consts)
+    return _replaced(code, co_consts=_map_consts(code, resolve_refs, _resolve_constant))
 
 
 def _resolve_constant(value: Any) -> Any:
     if isinstance(value, format.ObjectRef):
         return resolve_importable(value.name)
-    if isinstance(value, format.ValueRef) and value.kind == DICT_KIND:
-        if not all(type(item) is tuple and len(item) == 2 for item in value.args):
-            raise ValueError("package holds a malformed dict constant")
-        try:
-            return {_resolve_constant(k): _resolve_constant(v) for k, v in value.args}
-        except TypeError as e:  # an unhashable key
-            raise ValueError(f"package holds a malformed dict constant ({e})") from None
-    if isinstance(value, format.ValueRef):
-        return _torch.rebuild_value(value)
-    return value
+    if not isinstance(value, format.ValueRef):
+        return value
+    return _resolve_dict(value.args) if value.kind == DICT_KIND else _torch.rebuild_value(value)
+
+
+def _resolve_dict(items: tuple[Any, ...]) -> dict[Any, Any]:
+    """The dict a ``DICT_KIND`` reference holds the items of; malformed items (not pairs,
+    an unhashable key) are a ValueError like any other bad reference."""
+    if not all(type(item) is tuple and len(item) == 2 for item in items):
+        raise ValueError("package holds a malformed dict constant")
+    try:
+        return {_resolve_constant(k): _resolve_constant(v) for k, v in items}
+    except TypeError as e:  # an unhashable key
+        raise ValueError(f"package holds a malformed dict constant ({e})") from None
 
 
 def share_nested_code(code: types.CodeType, original: types.CodeType) -> types.CodeType:
@@ -156,10 +185,9 @@ def retarget_filename(code: types.CodeType, module_name: str,
                       filename: str | None = None) -> types.CodeType:
     """Point stored code at this machine's copy of the source file (for tracebacks)."""
     if filename is None:
-        mod = sys.modules.get(module_name)
-        filename = getattr(mod, "__file__", None)
+        filename = getattr(sys.modules.get(module_name), "__file__", None)
     if not filename or code.co_filename == filename:
         return code
-    consts = tuple(retarget_filename(c, module_name, filename)
-                   if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    consts = _map_consts(code, lambda c: retarget_filename(c, module_name, filename),
+                         _unchanged)
     return code.replace(co_filename=filename, co_consts=consts)

@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .guard_path import GuardPath, GuardPathError, Roots, parse
-from .names import WRAPS, layers, object_fingerprint
+from .fingerprints import WRAPS, object_fingerprint
+from .names import layers
 
 # How many distinct tuples of objects one call-time check remembers as verified. Objects
 # are kept alive while remembered, so their ids cannot be reused by other objects.
@@ -78,21 +79,36 @@ def fingerprint_difference(was: str, now: str, value: Any = None) -> str:
     head = f"was {fingerprint_summary(was)}, now {fingerprint_summary(now)}"
     if was.startswith(HOOKS) or now.startswith(HOOKS):
         return head
-    was_layers = was.split(WRAPS) if not was.startswith("value:") else [was]
-    now_layers = now.split(WRAPS) if not now.startswith("value:") else [now]
+    was_layers, now_layers = _wrapper_layers(was), _wrapper_layers(now)
     if len(was_layers) != len(now_layers):
-        return (f"{head}: wrapped {len(was_layers) - 1} times then, {len(now_layers) - 1} "
-                f"now ({' > '.join(map(fingerprint_summary, was_layers))} -> "
-                f"{' > '.join(map(fingerprint_summary, now_layers))})")
+        return head + _wrapping_difference(was_layers, now_layers)
     for depth, (a, b) in enumerate(zip(was_layers, now_layers)):
-        if a == b:
-            continue
-        where = "" if depth == 0 else f" in the function wrapped {depth} layer(s) down"
-        if fingerprint_summary(a) != fingerprint_summary(b):
-            return f"{head}{where}: {fingerprint_summary(a)} -> {fingerprint_summary(b)}"
-        return (f"{head}: same name, other bytecode{where} (code {a.rpartition(':')[2][:12]} -> "
-                f"{b.rpartition(':')[2][:12]}{_defined_at(value, depth)})")
+        if a != b:
+            return head + _layer_difference(a, b, depth, value)
     return head
+
+
+def _wrapper_layers(fingerprint: str) -> list[str]:
+    """The layers of a wrapper chain, outermost first (a plain value's ``repr`` may hold
+    ``WRAPS`` itself, so it is one layer)."""
+    return [fingerprint] if fingerprint.startswith("value:") else fingerprint.split(WRAPS)
+
+
+def _wrapping_difference(was: list[str], now: list[str]) -> str:
+    """Another number of decorators around the function: both chains, outermost first."""
+    return (f": wrapped {len(was) - 1} times then, {len(now) - 1} now "
+            f"({' > '.join(map(fingerprint_summary, was))} -> "
+            f"{' > '.join(map(fingerprint_summary, now))})")
+
+
+def _layer_difference(was: str, now: str, depth: int, value: Any) -> str:
+    """How the first differing layer, ``depth`` down the chain, changed: another object, or
+    the same name with other bytecode."""
+    where = "" if depth == 0 else f" in the function wrapped {depth} layer(s) down"
+    if fingerprint_summary(was) != fingerprint_summary(now):
+        return f"{where}: {fingerprint_summary(was)} -> {fingerprint_summary(now)}"
+    return (f": same name, other bytecode{where} (code {was.rpartition(':')[2][:12]} -> "
+            f"{now.rpartition(':')[2][:12]}{_defined_at(value, depth)})")
 
 
 def _defined_at(value: Any, depth: int) -> str:
@@ -109,7 +125,7 @@ def _defined_at(value: Any, depth: int) -> str:
 
 # An IdentityCheck fingerprint that is not an object's: ``DICT_KEYS + json([source, ...])``
 # says the dict at the check's source has exactly the objects at those sources as keys, in
-# order (storable.dict_keys_check; checked by DictKeysCheck on every call).
+# order (guard_filter.dict_keys_check; checked by DictKeysCheck on every call).
 DICT_KEYS = "dict-keys:"
 
 
@@ -157,10 +173,16 @@ def check_before_call(source: str, fingerprint: str,
         return False, str(e)
     if path.reads_locals or fingerprint.startswith(DICT_KEYS):
         return None, "checked at every call"
+    return _check_in_globals(path, fingerprint, scope)
+
+
+def _check_in_globals(path: GuardPath, fingerprint: str,
+                      scope: dict[str, Any]) -> tuple[bool, str]:
+    """Resolve a path that reads globals only, and compare what it finds now."""
     try:
         value = path.resolve(Roots(GlobalsView(scope)))  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - the path no longer exists
-        return False, f"{source} no longer resolves ({type(e).__name__})"
+        return False, f"{path.source} no longer resolves ({type(e).__name__})"
     now = fingerprint_now(value, fingerprint)
     if now != fingerprint:
         return False, fingerprint_difference(fingerprint, now, value)
@@ -204,24 +226,26 @@ class CallTimeCheck:
         ids = tuple(map(id, values))
         if ids in self._verified:
             return True
-        if any(fingerprint_now(v, want) != want for v, want in zip(values, self.expected)):
+        if not self._fingerprints_match(values):
             return False
         if len(self._verified) < _MEMO_SIZE:
             self._verified[ids] = values
         return True
 
+    def _fingerprints_match(self, values: tuple[Any, ...]) -> bool:
+        """Each object found now has the fingerprint recorded (the slow path: new objects)."""
+        return all(fingerprint_now(v, want) == want for v, want in zip(values, self.expected))
+
 
 class DictKeysCheck:
     """A dict's keys are, in order, the objects at other sources of the same call: what
     Dynamo's DICT_KEYS_MATCH checks by ``id()`` on a dict keyed by tensors or modules
-    (``storable.dict_keys_check``). Runs after the entry's other guards (an epilogue), so
+    (``guard_filter.dict_keys_check``). Runs after the entry's other guards (an epilogue), so
     its lookups are paid only by the entry that runs. Raises GuardPathError or ValueError
     for a fingerprint that is not a list of guard paths."""
 
     def __init__(self, source: str, fingerprint: str, scope: dict[str, Any]) -> None:
-        aliases = json.loads(fingerprint[len(DICT_KEYS):])
-        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise ValueError(f"malformed dict keys check {fingerprint[:80]!r}")
+        aliases = _alias_sources(fingerprint)
         self.source = source
         self.path = parse(source)
         self.alias_sources = aliases
@@ -242,3 +266,12 @@ class DictKeysCheck:
                        for key, alias in zip(dict.keys(value), self.aliases))
         except Exception:  # noqa: BLE001 - a missing attribute means "not this entry"
             return False
+
+
+def _alias_sources(fingerprint: str) -> list[str]:
+    """The key sources a ``DICT_KEYS`` fingerprint lists; ValueError unless it is a JSON
+    list of strings (it comes from a file)."""
+    aliases = json.loads(fingerprint[len(DICT_KEYS):])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise ValueError(f"malformed dict keys check {fingerprint[:80]!r}")
+    return aliases

@@ -1,4 +1,4 @@
-"""The fingerprint of a class no other process finds by name (``names.object_fingerprint``
+"""The fingerprint of a class no other process finds by name (``object_fingerprint``
 adds it to such a class's name).
 
 Such a class is made at run time: inside a function (``kernels``' ``Func``), by ``type()``
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import types
+from collections.abc import Callable
 from typing import Any
 
-from .names import code_fingerprint, importable_name, object_fingerprint
+from .fingerprints import closure_fingerprints, object_fingerprint
+from .names import code_fingerprint, importable_name
 
 
 def class_body_fingerprint(cls: type) -> str:
@@ -27,10 +29,16 @@ def class_body_fingerprint(cls: type) -> str:
         h.update(f"{klass.__module__}.{klass.__qualname__}".encode())
         if importable_name(klass) is not None:
             break
-        for name, attr in sorted(vars(klass).items(), key=lambda item: item[0]):
-            if name not in ("__dict__", "__weakref__", "__doc__"):
-                h.update(f"{name}={_attribute_fingerprint(attr)};".encode())
+        for name, attr in _body(klass):
+            h.update(f"{name}={_attribute_fingerprint(attr)};".encode())
     return h.hexdigest()
+
+
+def _body(klass: type) -> list[tuple[str, Any]]:
+    """The attributes ``klass`` itself defines, by name (not the ``__dict__``,
+    ``__weakref__`` and ``__doc__`` every class gets)."""
+    return [(name, attr) for name, attr in sorted(vars(klass).items(), key=lambda item: item[0])
+            if name not in ("__dict__", "__weakref__", "__doc__")]
 
 
 def _attribute_fingerprint(attr: Any) -> str:
@@ -39,23 +47,23 @@ def _attribute_fingerprint(attr: Any) -> str:
     if isinstance(attr, property):
         return ",".join(_attribute_fingerprint(f) for f in (attr.fget, attr.fset, attr.fdel))
     if isinstance(attr, types.FunctionType):
-        cells = []
-        for cell in attr.__closure__ or ():
-            try:
-                cells.append(_cell_fingerprint(cell.cell_contents))
-            except ValueError:  # an empty cell
-                cells.append("empty")
+        cells = closure_fingerprints(attr, _cell_fingerprint)
         return f"{code_fingerprint(attr.__code__)}({','.join(cells)})"
     return _cell_fingerprint(attr)
 
 
 def _cell_fingerprint(value: Any) -> str:
     """A closed-over or class-level value, without recursing into classes (a method's
-    ``__class__`` cell is its own class)."""
-    if isinstance(value, type):
-        return f"class:{value.__module__}.{value.__qualname__}"
-    if isinstance(value, (types.FunctionType, types.ModuleType)):
-        return object_fingerprint(value)
-    if isinstance(value, (int, float, str, bytes, bool, type(None))):
-        return f"{type(value).__name__}:{value!r}"
+    ``__class__`` cell is its own class): the first kind in ``_CELL_KINDS`` it is, else an
+    instance by its type."""
+    for kinds, describe in _CELL_KINDS:
+        if isinstance(value, kinds):
+            return describe(value)
     return f"instance:{type(value).__module__}.{type(value).__qualname__}"
+
+
+_CELL_KINDS: tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...] = (
+    (type, lambda cls: f"class:{cls.__module__}.{cls.__qualname__}"),
+    ((types.FunctionType, types.ModuleType), object_fingerprint),
+    ((int, float, str, bytes, bool, type(None)), lambda value: f"{type(value).__name__}:{value!r}"),
+)

@@ -27,20 +27,24 @@ sources an identity guard (ID_MATCH, CLOSURE_MATCH, CLASS_MATCH...) can sit on:
             | path                                             (a dict key read by path)
 
 ``__import__('torch')`` is looked up in ``sys.modules`` only: resolving a path never imports.
+This module reads a source into a :class:`GuardPath`; the path, its steps and how they are
+walked are ``guard_walk.py``.
 """
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
-import operator
-import sys
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeGuard
 
 from ..errors import FormatError
+from .guard_walk import (GuardPath, Roots, Step, container_item, dataclass_fields, dict_copy,
+                         dict_get_item, dict_key, generic_get_attr, get_attr, get_item,
+                         list_get_item, namedtuple_fields, odict_get_item,
+                         tuple_iterator_get_item, type_of)
+
+__all__ = ["MAX_SOURCE_CHARS", "GuardPath", "GuardPathError", "Roots", "parse"]
 
 MAX_SOURCE_CHARS = 10_000  # Dynamo's longest real sources are a few hundred characters
 _ROOTS = ("L", "G")
@@ -50,179 +54,6 @@ class GuardPathError(FormatError):
     """A stored identity-check source is not a guard path precompile accepts: the package
     was written by an unknown Dynamo version or tampered with. The entry is not used; delete
     the package (``precompile prune --stale``) if it keeps happening."""
-
-
-Step = tuple[Callable[[Any, Any, "Roots"], Any], Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Roots:
-    """What a path starts from: the call's locals (``L``) and the module's globals (``G``)."""
-
-    globals: Mapping[str, Any]
-    locals: Mapping[str, Any] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class GuardPath:
-    """A parsed guard source: a root and steps applied one after the other."""
-
-    source: str
-    root: str  # "L", "G" or "import"
-    name: Any
-    steps: tuple[Step, ...]
-    # The same steps as one-argument C callables (attrgetter/itemgetter) where possible:
-    # call-time checks run on every call. None when a step reads a key by path.
-    _fast: tuple[Callable[[Any], Any], ...] | None = dataclasses.field(
-        default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_fast", _fast_steps(self.steps))
-
-    @property
-    def reads_locals(self) -> bool:
-        """Whether resolving needs the call's locals (also through a key read by path)."""
-        return self.root == "L" or any(
-            isinstance(arg, GuardPath) and arg.reads_locals for _, arg in self.steps)
-
-    def resolve(self, roots: Roots) -> Any:
-        """The object the path names. Raises what the lookups raise (AttributeError,
-        KeyError, IndexError, TypeError) when it no longer resolves."""
-        return self.lookup(roots.globals, roots.locals)
-
-    def lookup(self, globals_: Mapping[str, Any], locals_: Mapping[str, Any] | None = None) -> Any:
-        """``resolve`` without building a Roots (the per-call path)."""
-        if self.root == "L":
-            if locals_ is None:
-                raise LookupError(f"{self.source} reads the call's locals")
-            value = locals_[self.name]
-        elif self.root == "G":
-            value = globals_[self.name]
-        else:
-            value = sys.modules[self.name]
-        fast = self._fast
-        if fast is not None:
-            for f in fast:
-                value = f(value)
-            return value
-        roots = Roots(globals_, locals_)
-        for fn, arg in self.steps:
-            value = fn(value, arg, roots)
-        return value
-
-
-def _fast_steps(steps: tuple[Step, ...]) -> tuple[Callable[[Any], Any], ...] | None:
-    if any(isinstance(arg, GuardPath) for _, arg in steps):
-        return None
-    out: list[Callable[[Any], Any]] = []
-    attrs: list[str] = []
-    for fn, arg in steps:
-        if fn is _getattr and "." not in arg:
-            attrs.append(arg)  # a run of attributes: one attrgetter("a.b.c")
-            continue
-        if attrs:
-            out.append(operator.attrgetter(".".join(attrs)))
-            attrs = []
-        if fn is _getitem:
-            out.append(operator.itemgetter(arg))
-        elif fn is _type:
-            out.append(type)
-        else:
-            out.append(functools.partial(_apply, fn, arg))
-    if attrs:
-        out.append(operator.attrgetter(".".join(attrs)))
-    return tuple(out)
-
-
-def _apply(fn: Callable[[Any, Any, Any], Any], arg: Any, value: Any) -> Any:
-    return fn(value, arg, None)
-
-
-# ---------------------------------------------------------------------------- steps
-
-
-def _key(arg: Any, roots: Roots) -> Any:
-    return arg.resolve(roots) if isinstance(arg, GuardPath) else arg
-
-
-def _getattr(value: Any, name: str, roots: Roots) -> Any:
-    return getattr(value, name)
-
-
-def _generic_getattr(value: Any, name: str, roots: Roots) -> Any:
-    return object.__getattribute__(value, name)
-
-
-def _getitem(value: Any, key: Any, roots: Roots) -> Any:
-    return value[_key(key, roots)]
-
-
-def _type(value: Any, _: Any, roots: Roots) -> Any:
-    return type(value)
-
-
-def _dict_copy(value: Any, _: Any, roots: Roots) -> Any:
-    if not isinstance(value, Mapping):
-        raise TypeError("dict(...) of something that is not a __dict__")
-    return dict(value)
-
-
-def _dict_key(value: Any, index: int, roots: Roots) -> Any:
-    return list(dict.keys(value))[index]
-
-
-def _container_item(value: Any, index: int, roots: Roots) -> Any:
-    # Only finite built-in containers: list() of an arbitrary object could iterate forever.
-    if not isinstance(value, (set, frozenset, dict, list, tuple)):
-        raise TypeError(f"list(...) of a {type(value).__name__}")
-    return list(value)[index]
-
-
-def _dict_getitem(value: Any, key: Any, roots: Roots) -> Any:
-    return dict.__getitem__(value, _key(key, roots))
-
-
-def _list_getitem(value: Any, index: int, roots: Roots) -> Any:
-    return list.__getitem__(value, index)
-
-
-def _odict_getitem(value: Any, key: Any, roots: Roots) -> Any:
-    return OrderedDict.__getitem__(value, _key(key, roots))
-
-
-def _tuple_iterator_getitem(value: Any, index: int, roots: Roots) -> Any:
-    _, (items,), start = value.__reduce__()
-    return items[start + index]
-
-
-def _namedtuple_fields(value: Any, _: Any, roots: Roots) -> Any:
-    return value._fields
-
-
-def _dataclass_fields(value: Any, _: Any, roots: Roots) -> Any:
-    from .. import _torch  # only a path through a dataclass needs torch
-
-    return _torch.dataclass_fields(value)
-
-
-# Dynamo helper called as ``helper(path, key)``: which step, and whether the key may be a path.
-_TWO_ARG_CALLS: dict[str, tuple[Callable[..., Any], bool]] = {
-    "getattr": (_getattr, False),
-    "object.__getattribute__": (_generic_getattr, False),
-    "dict.__getitem__": (_dict_getitem, True),
-    "list.__getitem__": (_list_getitem, False),
-    "___odict_getitem": (_odict_getitem, True),
-    "___tuple_iterator_getitem": (_tuple_iterator_getitem, False),
-}
-_ONE_ARG_CALLS: dict[str, Callable[..., Any]] = {
-    "type": _type,
-    "___namedtuple_fields": _namedtuple_fields,
-    "___dataclass_fields": _dataclass_fields,
-}
-# The argument each two-argument step needs: attribute names are strings, indexes ints.
-_ARG_TYPES: dict[Callable[..., Any], type | tuple[type, ...]] = {
-    _getattr: str, _generic_getattr: str, _list_getitem: int, _tuple_iterator_getitem: int,
-}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -275,7 +106,7 @@ def _as_root(node: ast.AST, source: str) -> tuple[str, str] | None:
     if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
             and node.value.id in _ROOTS):
         return _scope_root(node, node.value.id, source)
-    if isinstance(node, ast.Call) and _func_name(node) == "__import__":
+    if _is_call(node, "__import__"):
         return _import_root(node, source)
     return None
 
@@ -299,45 +130,58 @@ def _import_root(node: ast.Call, source: str) -> tuple[str, str]:
 def _outer_step(node: ast.AST, source: str, steps: list[Step]) -> ast.AST:
     """Append the step ``node`` applies last and return the node it applies it to."""
     if isinstance(node, ast.Attribute):
-        steps.append((_getattr, node.attr))
+        steps.append((get_attr, node.attr))
         return node.value
     if isinstance(node, ast.Subscript):
-        inner = node.value
-        if isinstance(inner, ast.Call) and _func_name(inner) == "list":
-            (arg,) = _call_args(inner, 1, source)
-            index = _typed_literal(node.slice, int, source)
-            if isinstance(arg, ast.Call) and _func_name(arg) == "dict.keys":
-                steps.append((_dict_key, index))
-                return _call_args(arg, 1, source)[0]
-            steps.append((_container_item, index))
-            return arg
-        steps.append((_getitem, _key_arg(node.slice, source)))
-        return inner
+        return _subscript_step(node, source, steps)
     if isinstance(node, ast.Call):
         return _call_step(node, source, steps)
     raise _refuse(source, node)
 
 
+def _subscript_step(node: ast.Subscript, source: str, steps: list[Step]) -> ast.AST:
+    """``path[key]``, or an item by position: ``list(path)[i]``, ``list(dict.keys(path))[i]``."""
+    inner = node.value
+    if not _is_call(inner, "list"):
+        steps.append((get_item, _key_arg(node.slice, source)))
+        return inner
+    (arg,) = _call_args(inner, 1, source)
+    index = _typed_literal(node.slice, source, int)
+    if _is_call(arg, "dict.keys"):
+        steps.append((dict_key, index))
+        return _call_args(arg, 1, source)[0]
+    steps.append((container_item, index))
+    return arg
+
+
+def _is_call(node: ast.AST, name: str) -> TypeGuard[ast.Call]:
+    return isinstance(node, ast.Call) and _func_name(node) == name
+
+
 def _call_step(node: ast.Call, source: str, steps: list[Step]) -> ast.AST:
+    """One of Dynamo's lookup helpers, ``helper(path)`` or ``helper(path, key)``."""
     name = _func_name(node)
     if name in _ONE_ARG_CALLS:
         steps.append((_ONE_ARG_CALLS[name], None))
         return _call_args(node, 1, source)[0]
     if name == "dict":
-        (arg,) = _call_args(node, 1, source)
-        if not (isinstance(arg, ast.Attribute) and arg.attr == "__dict__"):
-            raise _refuse(source, node)
-        steps.append((_dict_copy, None))
-        return arg
+        steps.append((dict_copy, None))
+        return _instance_dict(node, source)
     if name in _TWO_ARG_CALLS:
-        fn, key_may_be_path = _TWO_ARG_CALLS[name]
+        fn, read_key = _TWO_ARG_CALLS[name]
         base, key = _call_args(node, 2, source)
-        if key_may_be_path:
-            steps.append((fn, _key_arg(key, source)))
-        else:
-            steps.append((fn, _typed_literal(key, _ARG_TYPES[fn], source)))
+        steps.append((fn, read_key(key, source)))
         return base
     raise _refuse(source, node)
+
+
+def _instance_dict(node: ast.Call, source: str) -> ast.AST:
+    """The argument of ``dict(path.__dict__)`` (TypeDictSource): only an object's own
+    ``__dict__`` is copied, never an arbitrary iterable."""
+    (arg,) = _call_args(node, 1, source)
+    if not (isinstance(arg, ast.Attribute) and arg.attr == "__dict__"):
+        raise _refuse(source, node)
+    return arg
 
 
 def _func_name(node: ast.Call) -> str | None:
@@ -360,7 +204,7 @@ _LITERAL_TYPES = (str, int, float, bytes, bool, type(None), slice)
 
 def _literal(node: ast.AST, source: str) -> Any:
     """A constant key: what ``repr`` of a str/int/float/bytes/bool/None/tuple/slice gives."""
-    if isinstance(node, ast.Call) and _func_name(node) == "slice" and not node.keywords:
+    if _is_call(node, "slice") and not node.keywords:
         return _slice_literal(node, source)
     if isinstance(node, ast.Tuple):
         return tuple(_literal(e, source) for e in node.elts)
@@ -371,7 +215,7 @@ def _slice_literal(node: ast.Call, source: str) -> slice:
     """``slice(start, stop, step)``, as ``repr`` spells a slice key: ``literal_eval`` reads
     no calls, so this one call is read here, with int or None bounds only."""
     parts = [_literal(a, source) for a in node.args]
-    if len(parts) > 3 or not all(p is None or type(p) is int for p in parts):
+    if len(parts) > 3 or not all(type(p) in (int, type(None)) for p in parts):
         raise _refuse(source, node)
     return slice(*parts)
 
@@ -388,7 +232,7 @@ def _constant(node: ast.AST, source: str) -> Any:
     return value
 
 
-def _typed_literal(node: ast.AST, want: type | tuple[type, ...], source: str) -> Any:
+def _typed_literal(node: ast.AST, source: str, want: type) -> Any:
     value = _literal(node, source)
     if not isinstance(value, want) or isinstance(value, bool):
         raise _refuse(source, node)
@@ -402,3 +246,22 @@ def _key_arg(node: ast.AST, source: str) -> Any:
         return _literal(node, source)
     except GuardPathError:
         return _parse_node(node, source)
+
+
+# Dynamo helpers called as ``helper(path, key)``: which step, and how its key is read
+# (attribute names are strings, indexes ints; a dict key may be a path).
+_name_arg = functools.partial(_typed_literal, want=str)
+_index_arg = functools.partial(_typed_literal, want=int)
+_TWO_ARG_CALLS: dict[str, tuple[Callable[..., Any], Callable[[ast.AST, str], Any]]] = {
+    "getattr": (get_attr, _name_arg),
+    "object.__getattribute__": (generic_get_attr, _name_arg),
+    "dict.__getitem__": (dict_get_item, _key_arg),
+    "list.__getitem__": (list_get_item, _index_arg),
+    "___odict_getitem": (odict_get_item, _key_arg),
+    "___tuple_iterator_getitem": (tuple_iterator_get_item, _index_arg),
+}
+_ONE_ARG_CALLS: dict[str, Callable[..., Any]] = {
+    "type": type_of,
+    "___namedtuple_fields": namedtuple_fields,
+    "___dataclass_fields": dataclass_fields,
+}

@@ -8,7 +8,8 @@ installer, the keys and the CLI agree on what "the same function" means.
 
 ``_torch`` imports this module (to pickle functions by name), so the one helper here that
 needs a torch entry point imports ``_torch`` when called. Rewriting the bytecode itself for
-storage is ``bytecode.py``.
+storage is ``bytecode.py``; describing an object for an identity check is
+``fingerprints.py``; which function a compile target runs is ``main_function.py``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import importlib
 import inspect
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -28,7 +29,7 @@ from typing import Any
 _MAX_LAYERS = 100
 
 
-# ------------------------------------------------------------------ fingerprints
+# ------------------------------------------------------------- code fingerprints
 
 
 def code_fingerprint(code: types.CodeType) -> str:
@@ -60,81 +61,48 @@ def _feed_const(h: Any, const: Any) -> None:
         h.update(b"<code>")
         _feed_code(h, const)
     elif isinstance(const, (tuple, frozenset)):
-        parts = []
-        for item in const:
-            sub = hashlib.sha256()
-            _feed_const(sub, item)
-            parts.append(sub.hexdigest())
-        h.update(f"{type(const).__name__}[{len(parts)}]".encode())
-        for part in sorted(parts) if isinstance(const, frozenset) else parts:
-            h.update(part.encode())
+        _feed_members(h, const)
     else:
         h.update(f"{type(const).__name__}:{const!r}".encode())
 
 
-# Between the layers of a ``functools.wraps`` chain in a fingerprint, outermost first.
-WRAPS = " > "
+def _feed_members(h: Any, const: tuple[Any, ...] | frozenset[Any]) -> None:
+    """A tuple or frozenset: its type and size, then each member's own digest (a
+    frozenset's sorted, so its iteration order does not matter)."""
+    parts = [_const_digest(item) for item in const]
+    if isinstance(const, frozenset):
+        parts.sort()
+    h.update(f"{type(const).__name__}[{len(parts)}]".encode())
+    for part in parts:
+        h.update(part.encode())
 
 
-def object_fingerprint(value: Any) -> str:
-    """A process-independent description of an object, precise enough to notice that a
-    global now names a different function, module or class.
-
-    A decorated function is described layer by layer through its ``__wrapped__`` chain
-    (``functools.wraps``, ``lru_cache``, ``torch.compile``'s wrapper...): the wrapper is the
-    object Dynamo's identity guard pinned, and the function it wraps tells apart the many
-    wrappers one decorator makes from one code object.
-    """
-    if isinstance(value, types.ModuleType) or isinstance(value, type) or not callable(value):
-        return _layer_fingerprint(value)
-    try:
-        chain = list(layers(value, wrapped_only=True))
-    except ValueError:  # a chain that loops: describe the object itself
-        chain = [value]
-    return WRAPS.join(_layer_fingerprint(layer) for layer in chain)
-
-
-def _layer_fingerprint(value: Any) -> str:
-    if isinstance(value, types.ModuleType):
-        return f"module:{value.__name__}"
-    fn = value.__func__ if isinstance(value, types.MethodType) else value
-    if isinstance(fn, types.FunctionType):
-        # A wrapper made by ``functools.wraps`` carries the wrapped function's name; its
-        # code's own name (``deco.<locals>.wrapper``) says which decorator made it.
-        own = "" if fn.__code__.co_qualname == fn.__qualname__ else f"[{fn.__code__.co_qualname}]"
-        return f"function:{fn.__module__}.{fn.__qualname__}{own}:{code_fingerprint(fn.__code__)}"
-    if isinstance(value, type):
-        from .class_body import class_body_fingerprint  # it fingerprints methods with this module
-
-        body = "" if importable_name(value) is not None else f":{class_body_fingerprint(value)}"
-        return f"class:{value.__module__}.{value.__qualname__}{body}"
-    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
-        owner = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__name__
-        return f"builtin:{owner}.{getattr(value, '__qualname__', value.__name__)}"
-    t = type(value)
-    if isinstance(value, enum.Enum):  # members of one enum share a type: name the member
-        return f"enum:{t.__module__}.{t.__qualname__}.{value.name}"
-    if isinstance(value, (int, float, str, bytes, bool, type(None))):
-        return f"value:{t.__name__}:{value!r}"
-    return f"instance:{t.__module__}.{t.__qualname__}"
+def _const_digest(const: Any) -> str:
+    """A member of a tuple or frozenset constant hashed on its own, so members can be
+    sorted by digest."""
+    sub = hashlib.sha256()
+    _feed_const(sub, const)
+    return sub.hexdigest()
 
 
 # ------------------------------------------------------------------- unwrapping
 
 
+# (kinds, the attribute holding what they wrap) that ``layers`` sees through unless
+# ``wrapped_only``.
+_HOLDERS = (((staticmethod, classmethod, types.MethodType), "__func__"), (property, "fget"),
+            (functools.partial, "func"))
+
+
 def _inner(obj: Any, wrapped_only: bool) -> Any:
     """The object ``obj`` wraps, or None."""
-    if not wrapped_only:
-        if isinstance(obj, (staticmethod, classmethod, types.MethodType)):
-            return obj.__func__
-        if isinstance(obj, property):
-            return obj.fget
-        if isinstance(obj, functools.partial):
-            return obj.func
+    if wrapped_only:
+        return getattr(obj, "__wrapped__", None)
+    for kinds, attr in _HOLDERS:
+        if isinstance(obj, kinds):
+            return getattr(obj, attr)
     if hasattr(obj, "__wrapped__"):
         return obj.__wrapped__
-    if wrapped_only:
-        return None
     from .. import _torch  # imported here: _torch imports this module
 
     return _torch.compiled_original(obj)
@@ -169,8 +137,9 @@ def find_code(obj: Any, qualname: str | None = None) -> types.CodeType | None:
     first layer that is a function (named ``qualname``, when given)."""
     try:
         for layer in layers(obj):
-            if isinstance(layer, types.FunctionType) and (
-                    qualname is None or layer.__code__.co_qualname == qualname):
+            if not isinstance(layer, types.FunctionType):
+                continue
+            if qualname in (None, layer.__code__.co_qualname):
                 return layer.__code__
     except ValueError:
         return None
@@ -195,13 +164,22 @@ def shadowed_function(obj: Any) -> bool:
     function a decorator wrapped (``functools.wraps`` gives the wrapper the same name)."""
     if not inspect.isfunction(obj) or "<locals>" in obj.__qualname__:
         return False
-    module = sys.modules.get(obj.__module__)
-    if module is None:
+    if sys.modules.get(obj.__module__) is None:
         return False
+    return _named_now(obj.__module__, obj.__qualname__) is not obj
+
+
+# What ``_named_now`` gives for a name that finds nothing.
+_NOTHING = object()
+
+
+def _named_now(module: str, qualname: str) -> Any:
+    """The object ``module:qualname`` names in this process now (modules already imported
+    only: nothing is imported), or ``_NOTHING``."""
     try:
-        return walk_qualname(module, obj.__qualname__) is not obj
+        return walk_qualname(sys.modules.get(module), qualname)
     except AttributeError:
-        return True
+        return _NOTHING
 
 
 def module_dict(module_name: str) -> dict[str, Any] | None:
@@ -225,15 +203,17 @@ def module_globals(mod: types.ModuleType) -> dict[str, Any]:
     compiles) keep reading the temporary dict. Globals placed for them, and guards on
     ``G[...]``, belong in that dict."""
     own = mod.__dict__
-    name = own.get("__name__")
     for value in list(own.values()):
         for fn in _functions_of(value):
-            scope = fn.__globals__
-            if scope is own:
-                return own
-            if scope.get("__name__") == name and scope.get("__file__") == own.get("__file__"):
-                return scope
+            if fn.__globals__ is own or _same_module(fn.__globals__, own):
+                return fn.__globals__
     return own
+
+
+def _same_module(scope: dict[str, Any], own: dict[str, Any]) -> bool:
+    """Globals of the same name and file: the dict ``runpy`` ran the module's code in."""
+    name, file = own.get("__name__"), own.get("__file__")
+    return scope.get("__name__") == name and scope.get("__file__") == file
 
 
 def _functions_of(value: Any) -> Iterator[types.FunctionType]:
@@ -250,15 +230,8 @@ def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.Cod
     Walks attributes for the dotted part of the qualname; below ``<locals>`` it searches the
     enclosing function's constants, where Python keeps nested functions' code objects.
     """
-    scope = module_dict(module_name)
-    if scope is None:
-        return None
     head, nested, _ = qualname.partition(".<locals>")
-    first, _, rest = head.partition(".")
-    try:
-        obj = walk_qualname(scope[first], rest, static=True)
-    except (KeyError, AttributeError):
-        return None
+    obj = _defined_object(module_name, head)
     if nested:
         outer = find_code(obj)
         return None if outer is None else _find_nested(outer, qualname, fingerprint)
@@ -266,26 +239,39 @@ def resolve_code(module_name: str, qualname: str, fingerprint: str) -> types.Cod
     return code if code is not None and code_fingerprint(code) == fingerprint else None
 
 
-def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types.CodeType | None:
+def _defined_object(module_name: str, qualname: str) -> Any:
+    """The object at ``qualname`` in the module's globals, read without running descriptors;
+    None when there is none (``find_code`` finds no code in None either)."""
+    scope = module_dict(module_name)
+    if scope is None:
+        return None
+    first, _, rest = qualname.partition(".")
+    try:
+        return walk_qualname(scope[first], rest, static=True)
+    except (KeyError, AttributeError):
+        return None
+
+
+def nested_codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    """The code objects of the functions, classes and comprehensions defined in ``code``,
+    at every depth, each before the ones inside it."""
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            if const.co_qualname == qualname and code_fingerprint(const) == fingerprint:
-                return const
-            found = _find_nested(const, qualname, fingerprint)
-            if found is not None:
-                return found
-    return None
+            yield const
+            yield from nested_codes(const)
+
+
+def _find_nested(code: types.CodeType, qualname: str, fingerprint: str) -> types.CodeType | None:
+    return next((c for c in nested_codes(code)
+                 if c.co_qualname == qualname and code_fingerprint(c) == fingerprint), None)
 
 
 def importable_name(value: Any) -> str | None:
     """How another process finds ``value`` by name: ``"pkg.mod"`` for a module,
     ``"pkg.mod:Qual.name"`` for an object importing that name gives back; else None."""
-    if isinstance(value, types.ModuleType):
-        return _module_name(value)
-    if isinstance(value, types.MethodType):  # e.g. a namedtuple class's bound ``_make``
-        return _method_name(value)
-    if isinstance(value, enum.Enum):
-        return _enum_member_name(value)
+    for kind, name_of in _NAMED_BY:
+        if isinstance(value, kind):
+            return name_of(value)
     return _qualified_name(value)
 
 
@@ -320,14 +306,12 @@ def _qualified_name(value: Any) -> str | None:
     module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
-    try:
-        found = walk_qualname(sys.modules.get(module), qualname)
-    except AttributeError:
-        return None
-    return f"{module}:{qualname}" if found is value else None
+    return f"{module}:{qualname}" if _named_now(module, qualname) is value else None
 
 
 def _method_name(method: types.MethodType) -> str | None:
+    """``"pkg.mod:Cls.method"`` for a method bound to something found by name (a namedtuple
+    class's ``_make``), if that name gives back an equal method."""
     owner = importable_name(method.__self__)
     if not owner:
         return None
@@ -336,6 +320,13 @@ def _method_name(method: types.MethodType) -> str | None:
         return name if resolve_importable(name) == method else None
     except Exception:  # noqa: BLE001 - not reachable by that name
         return None
+
+
+# Kinds named otherwise than by ``__module__`` and ``__qualname__``: a module by its own
+# name, a bound method through its owner, an enum member through its class.
+_NAMED_BY: tuple[tuple[type, Callable[[Any], str | None]], ...] = (
+    (types.ModuleType, _module_name), (types.MethodType, _method_name),
+    (enum.Enum, _enum_member_name))
 
 
 # The reference ``importable_name`` cannot give: the globals of the frame itself.
@@ -348,84 +339,3 @@ def resolve_importable(ref: str) -> Any:
     """The object ``importable_name`` named (imports the module; raises if it is gone)."""
     module, _, qualname = ref.partition(":")
     return walk_qualname(importlib.import_module(module), qualname)
-
-
-# ------------------------------------------------------- the function a target runs
-
-
-def main_function(target: Any) -> Any:
-    """The Python function Dynamo compiles first for ``target`` (an nn.Module's
-    ``forward``, a bound method's function, a decorator's outermost wrapper)."""
-    from .. import _torch
-
-    import torch
-
-    fn = _torch.innermost_fn(target.forward if isinstance(target, torch.nn.Module) else target)
-    found = fn
-    for found in layers(fn):
-        if isinstance(found, types.FunctionType):
-            break
-    return found
-
-
-def main_code(target: Any) -> tuple[types.CodeType, str]:
-    """The code object Dynamo compiles first for ``target``, and the module whose globals it
-    runs in. That is ``__globals__``, not ``__module__``: ``functools.wraps`` copies the
-    wrapped function's ``__module__`` onto a decorator's wrapper, whose code still runs in
-    the decorator's module."""
-    fn = main_function(target)
-    code = getattr(fn, "__code__", None)
-    if not isinstance(code, types.CodeType):
-        raise TypeError(f"precompile.cached needs a Python function, method or nn.Module, "
-                        f"got {type(target).__name__}")
-    scope = getattr(fn, "__globals__", None) or {}
-    return code, scope.get("__name__") or getattr(fn, "__module__", None) or "__main__"
-
-
-def unowned_globals(target: Any) -> dict[str, Any] | None:
-    """The globals the main function runs in when they are no module's (code generated into
-    a dict of its own, as FX's ``GraphModule.forward``), else None."""
-    scope = getattr(main_function(target), "__globals__", None)
-    if not isinstance(scope, dict):
-        return None
-    module = sys.modules.get(str(scope.get("__name__")))
-    return None if module is not None and module.__dict__ is scope else scope
-
-
-def main_locals(target: Any) -> dict[str, Any] | None:
-    """``{"self": module}`` when ``target`` is a module (compiled or not): the main frame's
-    ``self``, known before the first call."""
-    import torch
-
-    if not isinstance(target, torch.nn.Module):
-        return None
-    owner = getattr(main_function(target), "__self__", None)
-    if not isinstance(owner, torch.nn.Module):
-        from .. import _torch
-
-        owner = getattr(_torch.innermost_fn(target.forward), "__self__", None)
-    return {"self": owner} if isinstance(owner, torch.nn.Module) else None
-
-
-def function_label(target: Any) -> str | None:
-    """``module:qualname`` of the function a decorator wrapped (``functools.wraps``), so
-    keys and messages name ``f`` rather than ``context_decorator.<locals>.decorate_context``;
-    None for an undecorated function."""
-    fn = main_function(target)
-    inner = unwrap(fn)
-    if inner is fn or not isinstance(inner, types.FunctionType):
-        return None
-    return f"{inner.__module__}:{inner.__qualname__}"
-
-
-def closure_fingerprint(target: Any) -> str | None:
-    """What the main function closes over, for its key. Functions made by one decorator share
-    a code object and differ only in their closure (``wrapper`` around ``f`` or ``g``)."""
-    cells = getattr(main_function(target), "__closure__", None) or ()
-    parts = []
-    for cell in cells:
-        try:
-            parts.append(object_fingerprint(cell.cell_contents))
-        except ValueError:  # an empty cell
-            parts.append("empty")
-    return ";".join(parts) or None

@@ -76,17 +76,22 @@ def find_module_file(name: str, fallback_dirs: tuple[str, ...] = ()) -> str | No
     module not on sys.path is looked for in ``fallback_dirs`` (the CLI's working directory),
     which therefore never shadows an installed module."""
     parts = name.split(".")
-    search: list[str] | None = None
-    spec = None
-    for i in range(len(parts)):
-        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
-        if spec is None and i == 0 and fallback_dirs:
-            spec = importlib.machinery.PathFinder.find_spec(parts[0], list(fallback_dirs))
+    spec = _top_level_spec(parts[0], fallback_dirs)
+    for i in range(1, len(parts)):
         if spec is None:
             return None
-        search = list(spec.submodule_search_locations or [])
-    origin = getattr(spec, "origin", None)
-    return origin if origin and origin.endswith(".py") else None
+        spec = importlib.machinery.PathFinder.find_spec(
+            ".".join(parts[: i + 1]), list(spec.submodule_search_locations or []))
+    origin = getattr(spec, "origin", None) or ""  # None, or "built-in" and such
+    return origin if origin.endswith(".py") else None
+
+
+def _top_level_spec(name: str, fallback_dirs: tuple[str, ...]) -> Any:
+    """Where a top-level module is found: on sys.path, else in ``fallback_dirs``."""
+    spec = importlib.machinery.PathFinder.find_spec(name)
+    if spec is None and fallback_dirs:
+        spec = importlib.machinery.PathFinder.find_spec(name, list(fallback_dirs))
+    return spec
 
 
 def source_range_for(code: types.CodeType) -> SourceRange | None:
@@ -113,19 +118,25 @@ def current_text(rng: SourceRange, *, import_module: bool = True,
     """The text now at ``rng``'s lines in the module's file, or None if unreadable. Without
     ``import_module`` a module not imported yet is read from its file on sys.path (or in
     ``fallback_dirs``, see ``find_module_file``)."""
-    mod = sys.modules.get(rng.module)
-    if mod is None and not import_module:
+    if sys.modules.get(rng.module) is None and not import_module:
         path = find_module_file(rng.module, fallback_dirs)
         return _lines(path, rng, None) if path else None
-    if mod is None:
-        try:
-            mod = __import__(rng.module, fromlist=["_"])
-        except Exception:  # noqa: BLE001 - a module that fails to import has changed
-            return None
+    mod = _imported(rng.module)
     path = getattr(mod, "__file__", None)
     if not path:
         return None
     return _lines(path, rng, getattr(mod, "__dict__", None))
+
+
+def _imported(name: str) -> types.ModuleType | None:
+    """Module ``name``, imported if it is not yet; None when importing it fails."""
+    mod = sys.modules.get(name)
+    if mod is not None:
+        return mod
+    try:
+        return __import__(name, fromlist=["_"])
+    except Exception:  # noqa: BLE001 - a module that fails to import has changed
+        return None
 
 
 def _lines(path: str, rng: SourceRange, module_globals: dict[str, Any] | None) -> str | None:

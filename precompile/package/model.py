@@ -46,7 +46,7 @@ class StateInit:
     optimizer), to create again before the entry's guards look at it (first_step.py)."""
 
     source: str  # the optimizer, as Dynamo's guards name it: "L['self']", "G['opt']"
-    kind: str  # names.object_fingerprint of its class: the calls are made on that kind only
+    kind: str  # fingerprints.object_fingerprint of its class: the calls are made on that kind only
     calls: list[list[list[Any]]]  # per call, its arguments: ["group", i] | ["list"] | ["const", v]
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,11 +73,16 @@ class ConstantCall:
         """A stored call read back from a manifest (ValueError/TypeError when malformed)."""
         call = cls(d["global_name"], d["function"], list(d["args"]), dict(d["kwargs"]),
                    d["value"])
-        if not (isinstance(call.global_name, str) and isinstance(call.function, str)
-                and ":" in call.function and all(isinstance(k, str) for k in call.kwargs)
-                and all(is_plain(v) for v in [*call.args, *call.kwargs.values(), call.value])):
+        if not call._well_formed():
             raise ValueError(f"malformed constant call {d!r}")
         return call
+
+    def _well_formed(self) -> bool:
+        """Names are strings, the function an importable ``module:qualname``, and every
+        argument and the answer a plain value (``is_plain``)."""
+        return (isinstance(self.global_name, str) and isinstance(self.function, str)
+                and ":" in self.function and all(isinstance(k, str) for k in self.kwargs)
+                and all(is_plain(v) for v in [*self.args, *self.kwargs.values(), self.value]))
 
 
 _PLAIN = (type(None), bool, int, float, str)
@@ -177,26 +182,33 @@ def merge(into: Package, other: Package) -> int:
     (what another process stored under the same key). Returns the number of entries added."""
     added = sum(_merge_frame(into, of, other.guard_blobs) for of in other.frames)
     for backend_id, art in other.artifacts.items():
-        cur = into.artifacts.get(backend_id)
-        if cur is None or (art.has_backward and not cur.has_backward):
+        if _better_artifact(into.artifacts.get(backend_id), art):
             into.artifacts[backend_id] = art
     for k, r in other.sources.items():
         into.sources.setdefault(k, r)
-    for rel, data in other.kernel_blobs.items():
-        into.kernel_blobs.setdefault(rel, data)
-    for rel, digest in other.kernel_refs.items():
-        if rel not in into.kernel_blobs:
-            into.kernel_refs.setdefault(rel, digest)
+    _merge_kernels(into, other)
     into.device_types |= other.device_types
     into.compile_seconds = max(into.compile_seconds, other.compile_seconds)
     return added
 
 
+def _better_artifact(cur: BackendArtifact | None, art: BackendArtifact) -> bool:
+    """``art`` replaces ``cur`` when there is none, or when only ``art`` holds the backward
+    graph too (a training step can use it)."""
+    return cur is None or (art.has_backward and not cur.has_backward)
+
+
+def _merge_kernels(into: Package, other: Package) -> None:
+    """Kernels ``into`` lacks; one bundled on either side stays bundled, not a reference."""
+    for rel, data in other.kernel_blobs.items():
+        into.kernel_blobs.setdefault(rel, data)
+    for rel, digest in other.kernel_refs.items():
+        if rel not in into.kernel_blobs:
+            into.kernel_refs.setdefault(rel, digest)
+
+
 def _merge_frame(into: Package, of: FrameRecord, guard_blobs: dict[str, bytes]) -> int:
-    mine = next((f for f in into.frames if f.identity == of.identity), None)
-    if mine is None:
-        mine = dataclasses.replace(of, entries=[])
-        into.frames.append(mine)
+    mine = _same_frame(into, of)
     have = {e.entry_id for e in mine.entries}
     added = [e for e in of.entries if e.entry_id not in have]
     for e in added:
@@ -205,3 +217,12 @@ def _merge_frame(into: Package, of: FrameRecord, guard_blobs: dict[str, bytes]) 
     # Dynamo skips a frame only while nothing compiled for it
     mine.skipped = not mine.entries and (mine.skipped or of.skipped)
     return len(added)
+
+
+def _same_frame(into: Package, of: FrameRecord) -> FrameRecord:
+    """``into``'s frame of ``of``'s identity, added (without entries) if it has none."""
+    mine = next((f for f in into.frames if f.identity == of.identity), None)
+    if mine is None:
+        mine = dataclasses.replace(of, entries=[])
+        into.frames.append(mine)
+    return mine

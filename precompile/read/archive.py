@@ -33,14 +33,15 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from cache_backends.base import check_key
 from cache_backends.blobs import is_blob_key
 from cache_backends.safe_read import read_file
 
 from . import read_path
-from ..format.archive_reader import ArchiveLimitError, BoundedTarInfo, check_deadline, open_archive
+from ..format.archive_reader import (ArchiveLimitError, BoundedTarInfo, CountingReader,
+                                     check_deadline, open_archive)
 from ..format.archive_stream import PackageStream
 from ..errors import PackageError
 from .shared_blobs import stored_blob_key
@@ -88,6 +89,15 @@ class _Budget:
     members_left: int
     deadline: float
 
+    def take_member(self, limit: int) -> None:
+        """Count one more member: ArchiveError past ``limit`` of them, ArchiveLimitError
+        once the time is up."""
+        check_deadline(self.deadline)
+        self.members_left -= 1
+        if self.members_left < 0:
+            raise ArchiveError(f"archive has more than {limit} members; nothing was "
+                               "imported. Raise --max-packages if it is genuine")
+
 
 def stage(archive: str, staging: str, *, signing_key: bytes | None,
           limits: Limits = Limits()) -> tuple[list[Staged], list[str]]:
@@ -98,20 +108,15 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
     skipped: list[str] = []
     try:
         with open(archive, "rb") as raw:
-            size = os.fstat(raw.fileno()).st_size
-            cap = min(limits.max_total_bytes, max(size * MAX_EXPANSION, _EXPANSION_FLOOR))
-            budget = _Budget(limits.max_members, time.monotonic() + limits.max_seconds)
-            source = open_archive(raw, cap, budget.deadline,
-                                  f"{limits.max_total_bytes} bytes or {MAX_EXPANSION} times "
-                                  "its own size")
+            source, budget = _bounded(raw, limits)
             with tarfile.open(fileobj=source, mode="r|",  # one pass, no seeking
                               tarinfo=BoundedTarInfo) as tar:
                 for n, member in enumerate(tar):
                     item = _take(tar, member, n, staging, signing_key, limits, budget)
                     if item is None:
                         skipped.append(f"{member.name}: not a package")
-                    elif item.key not in staged or staged[item.key].saved < item.saved:
-                        staged[item.key] = item
+                    else:
+                        _keep_newest(staged, item)
     except ArchiveLimitError as e:
         raise ArchiveError(str(e)) from None
     except ArchiveError:
@@ -124,16 +129,29 @@ def stage(archive: str, staging: str, *, signing_key: bytes | None,
     return sorted(staged.values(), key=lambda item: not is_blob_key(item.key)), skipped
 
 
+def _bounded(raw: BinaryIO, limits: Limits) -> tuple[CountingReader, _Budget]:
+    """The archive decompressed, refused past what it may expand to (``MAX_EXPANSION``
+    times its own size, at least ``_EXPANSION_FLOOR``, at most ``max_total_bytes``), and
+    the budget its members and time are counted against."""
+    size = os.fstat(raw.fileno()).st_size
+    cap = min(limits.max_total_bytes, max(size * MAX_EXPANSION, _EXPANSION_FLOOR))
+    budget = _Budget(limits.max_members, time.monotonic() + limits.max_seconds)
+    source = open_archive(raw, cap, budget.deadline,
+                          f"{limits.max_total_bytes} bytes or {MAX_EXPANSION} times its own size")
+    return source, budget
+
+
+def _keep_newest(staged: dict[str, Staged], item: Staged) -> None:
+    """Of two members under one key, the later save is imported."""
+    if item.key not in staged or staged[item.key].saved < item.saved:
+        staged[item.key] = item
+
+
 def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, n: int, staging: str,
           signing_key: bytes | None, limits: Limits, budget: _Budget) -> Staged | None:
     """Stage one member if it is a package (None if it is not one); within the budget."""
-    check_deadline(budget.deadline)
-    budget.members_left -= 1
-    if budget.members_left < 0:
-        raise ArchiveError(f"archive has more than {limits.max_members} members; nothing was "
-                           "imported. Raise --max-packages if it is genuine")
-    name = os.path.basename(member.name)
-    if not member.isfile() or not name.endswith(_SUFFIX) or name.startswith("."):
+    budget.take_member(limits.max_members)
+    if not _is_package_member(member):
         return None
     if member.size > limits.max_package_bytes:
         raise ArchiveError(f"archive member {member.name} is {member.size} bytes, over the "
@@ -147,6 +165,13 @@ def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, n: int, staging: str,
         raise ArchiveError(f"archive member {member.name} is not a usable package ({e}); "
                            "nothing was imported. Export the cache again, or remove that "
                            "member") from None
+
+
+def _is_package_member(member: tarfile.TarInfo) -> bool:
+    """A regular file named like a package (not a hidden one: editors' and macOS's
+    ``._`` companions are)."""
+    name = os.path.basename(member.name)
+    return member.isfile() and name.endswith(_SUFFIX) and not name.startswith(".")
 
 
 def _stream(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str,
@@ -174,25 +199,20 @@ def _verified(member: tarfile.TarInfo, path: str, signing_key: bytes | None,
     if key is None:
         key = read_path.bound_key(env.meta)
     check_key(key)
-    return Staged(key, member.name, path, _saved_time(env.meta))
+    return Staged(key, member.name, path, read_path.meta_time(env.meta, "saved"))
 
 
-def _saved_time(meta: dict[str, Any]) -> float:
-    saved = meta.get("saved", 0)
+def _cache_is_newer(current: bytes | None, item: Staged, signing_key: bytes | None) -> bool:
+    """Whether the cache's copy of ``item`` was saved no earlier, counted only if it passes
+    the same checks as the archive's packages (a forged copy with saved=1e308 must not keep
+    a genuine one out)."""
+    if current is None:
+        return False
     try:
-        return float(saved) if isinstance(saved, (int, float)) else 0.0
-    except OverflowError:  # an integer too large for a float: no genuine save time
-        return 0.0
-
-
-def _cached_saved(data: bytes, key: str, signing_key: bytes | None) -> float:
-    """When the cache's copy was saved, counted only if it passes the same checks as the
-    archive's packages (a forged copy with saved=1e308 must not keep a genuine one out)."""
-    try:
-        env = read_path.open_package(data, signing_key=signing_key, key=key)
+        env = read_path.open_package(current, signing_key=signing_key, key=item.key)
     except PackageError:
-        return float("-inf")  # a corrupt or forged copy: anything genuine replaces it
-    return _saved_time(env.meta)
+        return False  # a corrupt or forged copy: anything genuine replaces it
+    return read_path.meta_time(env.meta, "saved") >= item.saved
 
 
 def commit(store: Any, staged: list[Staged], staging: str, *,
@@ -206,15 +226,10 @@ def commit(store: Any, staged: list[Staged], staging: str, *,
         for n, item in enumerate(staged):
             with store.lock(item.key):
                 current = store.get(item.key)
-                if (current is not None
-                        and _cached_saved(current, item.key, signing_key) >= item.saved):
+                if _cache_is_newer(current, item, signing_key):
                     skipped.append(f"{item.member}: the cache has a newer or equal copy")
                     continue
-                previous = None
-                if current is not None:
-                    previous = os.path.join(staging, f"previous-{n}{_SUFFIX}")
-                    with open(previous, "xb") as fh:
-                        fh.write(current)
+                previous = _keep_copy(current, os.path.join(staging, f"previous-{n}{_SUFFIX}"))
                 with open(item.path, "rb") as fh:
                     store.put(item.key, fh.read())
                 done.append((item.key, previous))
@@ -226,6 +241,16 @@ def commit(store: Any, staged: list[Staged], staging: str, *,
                            f"the {len(done)} package(s) already written were taken back, so "
                            "the cache is as it was. Fix the cause and import again") from None
     return len(done), skipped
+
+
+def _keep_copy(current: bytes | None, path: str) -> str | None:
+    """Save what the store held under a key about to be replaced, for ``_roll_back``;
+    None when it held nothing (a roll back then deletes the key)."""
+    if current is None:
+        return None
+    with open(path, "xb") as fh:
+        fh.write(current)
+    return path
 
 
 def _roll_back(store: Any, done: list[tuple[str, str | None]]) -> None:

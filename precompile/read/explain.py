@@ -19,13 +19,20 @@ def explain_absent(store: CacheBackend | None, key: str, factors: dict[str, str]
     if store is None or not store.cheap_listing:
         return head
     try:
-        for other in _neighbours(store, key):
-            why = _difference(store, other, factors, signing_key)
-            if why is not None:
-                return f"{head}; {why}"
+        why = _first_difference(store, key, factors, signing_key)
     except StoreError:
-        pass
-    return head + " (first compile)"
+        why = None
+    return f"{head}; {why}" if why is not None else head + " (first compile)"
+
+
+def _first_difference(store: CacheBackend, key: str, factors: dict[str, str],
+                      signing_key: bytes | None) -> str | None:
+    """What the first package stored for the same function says about this call's key."""
+    for other in _neighbours(store, key):
+        why = _difference(store, other, factors, signing_key)
+        if why is not None:
+            return why
+    return None
 
 
 def _neighbours(store: CacheBackend, key: str) -> list[str]:
@@ -37,14 +44,10 @@ def _neighbours(store: CacheBackend, key: str) -> list[str]:
 
 def _difference(store: CacheBackend, other: str, factors: dict[str, str],
                 signing_key: bytes | None) -> str | None:
-    data = store.get(other)
-    if data is None:
-        return None
-    try:
-        old = read_path.open_package(data, signing_key=signing_key, key=other).meta["factors"]
-    except PackageError:
-        return None
-    if old.get("function") != factors["function"]:
+    """Why the package under ``other`` is not this call's, when it is for the same function;
+    None when it is another function's or says nothing."""
+    old = _stored_factors(store, other, signing_key)
+    if old is None or old.get("function") != factors["function"]:
         return None
     reasons = keys.explain_factor_change(old, factors)
     if not reasons:
@@ -53,3 +56,16 @@ def _difference(store: CacheBackend, other: str, factors: dict[str, str],
         return ("packages under this name belong to other functions made by the same code "
                 "(what it closes over differs)")
     return f"a package for it exists but {'; '.join(reasons)}"
+
+
+def _stored_factors(store: CacheBackend, key: str,
+                    signing_key: bytes | None) -> dict[str, str] | None:
+    """The key factors of the package under ``key``, read as a load reads it; None when it
+    is gone or refused."""
+    data = store.get(key)
+    if data is None:
+        return None
+    try:
+        return read_path.open_package(data, signing_key=signing_key, key=key).meta["factors"]
+    except PackageError:
+        return None

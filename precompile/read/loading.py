@@ -77,8 +77,7 @@ def verify(env: format.Envelope, main_code: types.CodeType, module: str,
                                  "changed since the package was written")
     pkg = from_manifest(main_code, module, stored, env.manifest, env.blobs)
     _check_sources(list(pkg.sources.values()))
-    created = env.meta.get("created", 0.0)
-    pkg.created = float(created) if isinstance(created, (int, float)) else 0.0
+    pkg.created = read_path.meta_time(env.meta, "created")
     pkg.cpu_isa = env.meta.get("cpu_isa")
     return pkg
 

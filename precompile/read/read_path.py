@@ -19,6 +19,7 @@ permission checks a cache directory gets apply to a package file named by path t
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from cache_backends.local import peek_file
 
@@ -34,6 +35,16 @@ def bound_key(meta: dict[str, object]) -> str:
     if not _is_factors(factors):
         raise FormatError("package metadata has no key factors, so no key it was written for")
     return keys.package_key(factors)
+
+
+def meta_time(meta: dict[str, Any], name: str) -> float:
+    """A time a package's metadata records (``created``, ``saved``), 0.0 when it has none.
+    ``format`` bounds stored times; an integer too large for a float still counts as none."""
+    value = meta.get(name, 0)
+    try:
+        return float(value) if isinstance(value, (int, float)) else 0.0
+    except OverflowError:
+        return 0.0
 
 
 def check_bound(env: format.Envelope, key: str) -> None:

@@ -16,6 +16,8 @@ next save writes the blob again.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from cache_backends import CacheBackend
 from cache_backends.blobs import blob_key, is_blob_key
 
@@ -114,9 +116,13 @@ def references(stored_package: bytes) -> set[str]:
     kernels = env.manifest.get("kernels", [])
     if not isinstance(kernels, list):
         return set()
-    return {blob_key(k["blob"]) for k in kernels
-            if isinstance(k, dict) and isinstance(k.get("blob"), str)
-            and k["blob"] not in env.blobs}
+    return {blob_key(k["blob"]) for k in kernels if _names_shared_blob(k, env.blobs)}
+
+
+def _names_shared_blob(record: Any, bundled: dict[str, bytes]) -> bool:
+    """A kernel record whose bytes are not in the package itself: the store holds them."""
+    return (isinstance(record, dict) and isinstance(record.get("blob"), str)
+            and record["blob"] not in bundled)
 
 
 def blob_keys(store: CacheBackend) -> list[str]:

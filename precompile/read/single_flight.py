@@ -75,28 +75,37 @@ def wait_or_lead(store: CacheBackend, key: str,
     delay = 0.02
     try:
         while True:
-            stack = contextlib.ExitStack()
             try:
-                stack.enter_context(store.lock(key + LEASE_SUFFIX, timeout=0))
-            except LockTimeout:
-                if time.monotonic() >= deadline:
-                    STATS.note_miss(f"{key}: waited {wait_timeout:g}s for another process to "
-                                    "compile it; compiling here")
-                    return None, None
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.5)
-                data = fetch(store, key)
-                if data is not None:
-                    STATS.followed += 1
-                    return data, None
-                continue
+                stack = _free_lease(store, key)
             except StoreError as e:
                 warn_once(f"store:{store.url}", f"cannot coordinate compiles through the "
                           f"cache ({e}); every process compiles for itself")
                 return None, None
-            return _lead(store, key, Lease(stack))
+            if stack is not None:
+                return _lead(store, key, Lease(stack))
+            if time.monotonic() >= deadline:
+                STATS.note_miss(f"{key}: waited {wait_timeout:g}s for another process to "
+                                "compile it; compiling here")
+                return None, None
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+            data = fetch(store, key)
+            if data is not None:
+                STATS.followed += 1
+                return data, None
     finally:
         STATS.waited_s += time.monotonic() - t0
+
+
+def _free_lease(store: CacheBackend, key: str) -> contextlib.ExitStack | None:
+    """The key's compile lease, taken if no process holds it (None if one does); raises
+    StoreError when the store cannot lock at all."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(store.lock(key + LEASE_SUFFIX, timeout=0))
+    except LockTimeout:
+        return None
+    return stack
 
 
 def _lead(store: CacheBackend, key: str, lease: Lease) -> tuple[bytes | None, Lease | None]:

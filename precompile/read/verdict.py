@@ -73,8 +73,7 @@ class StoredPackage:
 
     @property
     def created(self) -> float | None:
-        c = self.meta.get("created")
-        return float(c) if isinstance(c, (int, float)) and c else self.modified
+        return read_path.meta_time(self.meta, "created") or self.modified
 
     @property
     def signed(self) -> bool:
@@ -130,11 +129,17 @@ def decode(pkg: StoredPackage, *, bound: bool = True) -> StoredPackage:
         pkg.signature, pkg.signature_ok = "unknown (package does not decode)", False
         return pkg
     if bound:
-        try:
-            read_path.check_bound(pkg.env, pkg.key)
-        except PackageError as e:
-            pkg.key_problem = str(e)
+        pkg.key_problem = _key_problem(pkg.env, pkg.key)
     return pkg
+
+
+def _key_problem(env: Any, key: str) -> str | None:
+    """Why ``env`` may not be used under store key ``key`` (not written for it), or None."""
+    try:
+        read_path.check_bound(env, key)
+    except PackageError as e:
+        return str(e)
+    return None
 
 
 def _decode_signed(data: bytes, signed: bool, key: bytes | None) -> tuple[Any, str, bool]:
@@ -161,8 +166,7 @@ def _check_manifest(env: Any) -> None:
     can pass its checksum and still be malformed: a bug, or a recomputed checksum)."""
     if not isinstance(env.meta.get("factors", {}), dict):
         raise FormatError("package metadata is malformed (factors is not a map)")
-    bypasses = env.manifest.get("bypasses", [])
-    if not isinstance(bypasses, list) or not all(isinstance(b, str) for b in bypasses):
+    if not _is_string_list(env.manifest.get("bypasses", [])):
         raise FormatError("package manifest is malformed (bypasses is not a list of strings)")
     try:  # the library's own validation (it only builds data; nothing is installed)
         from_manifest(_PLACEHOLDER_CODE, "", {}, env.manifest, env.blobs)
@@ -170,6 +174,10 @@ def _check_manifest(env: Any) -> None:
         raise
     except Exception as e:  # noqa: BLE001 - anything else it trips on is a malformed manifest
         raise FormatError(f"package manifest is malformed ({type(e).__name__}: {e})") from None
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 # ------------------------------------------------------------------- checks
@@ -181,9 +189,19 @@ def system_problems(stored: Mapping[str, Any], gpus: Mapping[str, Any],
     GPUs ``gpus``: its python, torch and platform (``current``, default this process's),
     and each GPU it was compiled for against the one here."""
     current = keys.system_factors() if current is None else current
-    problems = [f"package was written for {name} {stored.get(name)}, this process has "
-                f"{current.get(name)}; it will be recompiled for this {name}"
-                for name in ("python", "torch", "platform") if stored.get(name) != current.get(name)]
+    return _version_problems(stored, current) + _gpu_problems(gpus)
+
+
+def _version_problems(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Each of python, torch and platform that differs from what the package was written for."""
+    return [f"package was written for {name} {stored.get(name)}, this process has "
+            f"{current.get(name)}; it will be recompiled for this {name}"
+            for name in ("python", "torch", "platform") if stored.get(name) != current.get(name)]
+
+
+def _gpu_problems(gpus: Mapping[str, Any]) -> list[str]:
+    """Each GPU recorded at compile time that differs from this machine's (or is absent)."""
+    problems = []
     for device, recorded in gpus.items():
         here = _torch.gpu_info(device)
         if recorded and here != recorded:
@@ -236,9 +254,8 @@ def _refusal(pkg: StoredPackage) -> Verdict | None:
         return Verdict("corrupt", [pkg.error or "does not decode"], [])
     if not pkg.signature_ok:
         return Verdict("bad-signature", [pkg.signature], [])
-    if pkg.trust_problem or pkg.key_problem:
-        return Verdict("untrusted", [pkg.trust_problem or pkg.key_problem], [])
-    return None
+    problem = pkg.trust_problem or pkg.key_problem
+    return Verdict("untrusted", [problem], []) if problem else None
 
 
 def judge(pkg: StoredPackage, fallback_dirs: tuple[str, ...] = ()) -> Verdict:
@@ -253,6 +270,13 @@ def judge(pkg: StoredPackage, fallback_dirs: tuple[str, ...] = ()) -> Verdict:
     incompatible = _pkg_system_problems(pkg)
     if incompatible:
         return Verdict("incompatible", incompatible, notes)
+    return _source_verdict(pkg, notes, fallback_dirs)
+
+
+def _source_verdict(pkg: StoredPackage, notes: list[str],
+                    fallback_dirs: tuple[str, ...]) -> Verdict:
+    """"stale" when a source it inlined changed, else "ok"; sources that cannot be checked
+    from here are added to ``notes``."""
     changed, unchecked = source_problems(pkg.manifest.get("sources", []), fallback_dirs)
     notes.extend(f"not checked: {u}" for u in unchecked)
     return Verdict("stale" if changed else "ok", changed, notes)

@@ -22,7 +22,7 @@ from .. import _torch
 from ..identity.guard_path import parse
 from ..identity.checks import GlobalsView
 from ..package.model import StateInit
-from ..identity.names import object_fingerprint
+from ..identity.fingerprints import object_fingerprint
 
 log = logging.getLogger("precompile")
 

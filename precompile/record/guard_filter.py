@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _torch
 from ..identity.checks import dict_keys_fingerprint
-from ..identity.names import object_fingerprint
+from ..identity.fingerprints import object_fingerprint
 from ..package.model import IdentityCheck
 from . import module_hooks
 from .pending_entry import PendingEntry

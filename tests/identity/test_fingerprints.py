@@ -2,7 +2,7 @@
 process, and a different object is never taken for it.
 
 Dynamo guards globals by ``id()``; precompile stores a fingerprint per guarded object
-(names.object_fingerprint) and compares it in the loading process (identity.py). A
+(fingerprints.object_fingerprint) and compares it in the loading process (identity.py). A
 fingerprint must therefore not depend on anything a process randomizes (a ``frozenset``
 constant's order follows ``PYTHONHASHSEED``), and must describe every layer a decorator
 added, since the wrapper is the object Dynamo pinned.
@@ -29,7 +29,7 @@ import json, sys, types, warnings
 warnings.simplefilter("ignore")
 import torch, torch.nn.functional, torch.optim, torch.utils._pytree
 import torch.nn.attention.flex_attention
-from precompile.identity.names import object_fingerprint
+from precompile.identity.fingerprints import object_fingerprint
 out = {}
 for name, mod in sorted(sys.modules.items()):
     if mod is None or not name.startswith(("torch", "functools", "typing", "collections")):
