@@ -168,7 +168,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| family | group | warm start | frames traced warm (cold) | first call warm s | "
              "eager s | warm/eager | reason |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        why = "; ".join(r["reasons"]).replace("|", "\\|").replace("\n", " ")
+        limit = [f"torch limit: {r['torch_limit']}"] if r.get("torch_limit") else []
+        why = "; ".join(limit + r["reasons"]).replace("|", "\\|").replace("\n", " ")
         verdict_text = "not run" if r.get("not_run") else "yes" if r["warm_start"] else "no"
         group = r["group"] + (" (fwd only)" if r["train"] is False else "")
         lines.append(f"| {r['name']} | {group} | "
