@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -315,12 +316,9 @@ def _filled(x: TensorSpec, shape: list[int], fill: str, gen: torch.Generator) ->
 
 def tensor_inputs(sig: Signature) -> Iterator[tuple[Any, TensorSpec]]:
     """(position or kwarg name, spec) of every tensor input."""
-    for i, x in enumerate(sig.inputs):
+    for where, x in itertools.chain(enumerate(sig.inputs), sig.kwargs):
         if isinstance(x, TensorSpec):
-            yield i, x
-    for k, x in sig.kwargs:
-        if isinstance(x, TensorSpec):
-            yield k, x
+            yield where, x
 
 
 def size_variants(sig: Signature) -> list[tuple[str, dict[tuple[Any, int], int]]]:

@@ -1,2 +1,3 @@
-"""A package put to work: installing its entries (``installation``), the order they are
-checked in (``entry_order``), and its C++ kernel libraries (``kernel_files``)."""
+"""A package put to work: installing its entries (``installation``), the globals their
+bytecode reads (``bytecode_globals``), the order they are checked in (``entry_order``), and
+its C++ kernel libraries (``kernel_files``)."""

@@ -1,14 +1,13 @@
 """Install a verified package into this process, and take it out again.
 
 Installing means, for every stored frame: find this process's code object for it, put the
-globals its transformed bytecode calls (compiled graphs, resume functions, import aliases)
-into the frame's module, rebuild each entry's guards and attach them to the code object.
+globals its transformed bytecode calls into the frame's module (bytecode_globals.py),
+rebuild each entry's guards and attach them to the code object.
 After that, Dynamo's frame hook runs the stored bytecode whenever the guards pass, without
 tracing. Each entry installs or is skipped on its own: one stale entry never blocks the rest,
 and a skipped entry simply compiles again on first use.
 
-Globals are added only where the name is free (or already holds the same object), and
-``Installation.uninstall`` removes exactly what was added.
+``Installation.uninstall`` detaches every entry and removes exactly the globals added.
 """
 from __future__ import annotations
 
@@ -23,30 +22,15 @@ from .. import _torch, settings
 from ..record import first_step, module_hooks
 from ..identity import checks as identity
 from .entry_order import ORDER
-from ..identity.guard_path import GuardPathError, Roots, parse
+from ..identity.guard_path import GuardPathError
 from ..package.artifacts import PrecompileContext
+from .bytecode_globals import Check, PlacedGlobals, place_entry_globals, place_resume_function
 from .kernel_files import restore_kernels
 from ..identity.bytecode import resolve_refs, retarget_filename, share_nested_code
-from ..record.constant_calls import answer_again, same_answer
-from ..identity.names import (GLOBALS_OF, OWN_GLOBALS, module_dict, resolve_code,
-                              resolve_importable)
+from ..identity.names import module_dict, resolve_code
 from ..package.model import ROLE_MAIN, ROLE_RESUME, FrameRecord, GuardedEntry, Package
 
 log = logging.getLogger("precompile")
-
-# Globals whose names carry a uuid (see recorder.add_resume_function and Dynamo's
-# unique_id(..., with_uuid=True)); the same name always means the same artifact.
-_UNIQUE_GLOBAL_PREFIXES = ("__compiled_fn_", "__resume_at_")
-
-
-# (module, fingerprint) -> the one code object, in this process, that every global name of a
-# resume function calls, whichever package placed it. Dynamo reuses a resume function's code
-# under a new global name when it compiles the same graph break again (recursion, another
-# caller, another model through the same library decorator), and the entries recorded for it
-# hang on that one code object, whichever name led there: in the compiling process a second
-# model could run on the first one's entry and record none of its own, so its package alone
-# would retrace there.
-_RESUME_CODES: dict[tuple[str, str], types.CodeType] = {}
 
 
 @dataclasses.dataclass
@@ -59,26 +43,15 @@ class Installation:
     # this process's code object for each frame installed (the recorder maps them back)
     bound: list[tuple[types.CodeType, FrameRecord]] = dataclasses.field(default_factory=list)
     _on_guard_fail: Callable[[str, types.CodeType], None] | None = None
-    _globals: list[tuple[dict[str, Any], str, Any]] = dataclasses.field(default_factory=list)
+    _placed: PlacedGlobals = dataclasses.field(default_factory=PlacedGlobals)
     _codes: list[types.CodeType] = dataclasses.field(default_factory=list)
-
-    def add_global(self, scope: dict[str, Any], name: str, value: Any) -> None:
-        scope[name] = value
-        self._globals.append((scope, name, value))
 
     def uninstall(self) -> None:
         for code in self._codes:
             ORDER.detach(code)
-        self._remove_globals_after(0)
+        self._placed.remove_after(0)
         self._codes.clear()
         self.installed_entries = 0
-
-    def _remove_globals_after(self, mark: int) -> None:
-        """Take back the globals placed since ``len(self._globals)`` was ``mark``."""
-        for scope, name, value in reversed(self._globals[mark:]):
-            if scope.get(name) is value:
-                del scope[name]
-        del self._globals[mark:]
 
 
 def install(pkg: Package,
@@ -135,7 +108,7 @@ def _install_or_undo(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
                      target: types.CodeType, scope: dict[str, Any], inst: Installation,
                      backends: dict[str, Callable[..., Any]]) -> None:
     """Install one entry whole, or skip it with its reason and nothing of it left behind."""
-    mark = len(inst._globals)
+    mark = inst._placed.mark()
     try:
         reason = _install_entry(pkg, frame, entry, target, scope, inst, backends)
     except Exception as e:  # noqa: BLE001 - one broken entry must not stop the rest
@@ -145,7 +118,7 @@ def _install_or_undo(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
         # Nothing of a skipped entry stays in the module: Dynamo asserts that an
         # import alias it places is free or already its module, so a leftover alias
         # would break the compile that replaces the entry.
-        inst._remove_globals_after(mark)
+        inst._placed.remove_after(mark)
         inst.skipped.append(f"{frame.qualname}: {reason}")
 
 
@@ -163,26 +136,13 @@ def _target_code(frame: FrameRecord, pkg: Package,
     if frame.role == ROLE_MAIN:
         return pkg.main_code
     if frame.role == ROLE_RESUME:
-        return _resume_target(frame, inst)
+        code, why = place_resume_function(frame, inst._placed)
+        if why is not None:
+            inst.skipped.append(f"{frame.qualname}: {why}")
+        return code
     code = resolve_code(frame.module, frame.qualname, frame.fingerprint)
     if code is None:
         inst.skipped.append(f"{frame.qualname} in {frame.module}: not found, or its code changed")
-    return code
-
-
-def _resume_target(frame: FrameRecord, inst: Installation) -> types.CodeType | None:
-    """A stored resume function's code, placed under the global name the caller's bytecode
-    calls (one code object for every name of it, in this process: see ``_RESUME_CODES``)."""
-    code = _RESUME_CODES.setdefault(
-        (frame.module, frame.fingerprint), retarget_filename(frame.code, frame.module))
-    scope = module_dict(frame.module)
-    if scope is None or not frame.global_name:
-        inst.skipped.append(f"{frame.qualname}: cannot place resume function")
-        return None
-    fn = _resume_global(code, scope, frame.global_name)
-    if not _place_global(scope, frame.global_name, fn, inst):
-        inst.skipped.append(f"{frame.qualname}: global {frame.global_name} is taken")
-        return None
     return code
 
 
@@ -192,14 +152,14 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     """Attach one stored entry to ``target``, or return why it is skipped. The globals it
     places are recorded in ``inst`` as they go, so a skipped entry leaves nothing behind
     that ``uninstall`` does not remove."""
-    at_call, why = _place_entry_globals(pkg, frame, entry, scope, inst, backends)
+    at_call, why = place_entry_globals(pkg, frame, entry, scope, inst._placed, backends)
     if why is not None:
         return why
     if not entry.guard_tree:
         return "stored without its guard tree (an earlier precompile): recompiles"
     guard_manager = _torch.load_guard_manager(
         pkg.guard_blobs[entry.guards_sha], target, scope,
-        lambda name, value: _place_global(scope, name, value, inst), inst._on_guard_fail,
+        lambda name, value: inst._placed.place(scope, name, value), inst._on_guard_fail,
         inference_mode=entry.inference_mode)
     why = _torch.tree_changes(guard_manager, entry.guard_tree)
     if why is not None:
@@ -214,26 +174,8 @@ def _install_entry(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
     return None
 
 
-def _place_entry_globals(pkg: Package, frame: FrameRecord, entry: GuardedEntry,
-                         scope: dict[str, Any], inst: Installation,
-                         backends: dict[str, Callable[..., Any]],
-                         ) -> tuple[list[tuple[str, str]], str | None]:
-    """Everything the entry's bytecode reads from the module, placed and checked in order:
-    import aliases, constant-call answers, the identities the globals can tell now, the
-    compiled graphs. Returns the identity checks left for call time, or why not."""
-    main_locals = pkg.main_locals if frame.role == ROLE_MAIN else None
-    why = (_place_import_aliases(entry, scope, inst, main_locals)
-           or _place_constant_calls(entry, scope, inst))
-    if why is not None:
-        return [], why
-    at_call, why = _check_identities(entry, scope)
-    if why is not None:
-        return [], why
-    return at_call, _place_backends(pkg, entry, scope, inst, backends)
-
-
 def _add_identity_guards(guard_manager: Any, entry: GuardedEntry,
-                         at_call: list[tuple[str, str]], scope: dict[str, Any],
+                         at_call: list[Check], scope: dict[str, Any],
                          qualname: str) -> None:
     """The checks Dynamo's guards cannot make, added to the loaded guard tree: identities
     read from the call's locals and the optimizer-state prologue with the guards, dict keys
@@ -252,12 +194,12 @@ def _add_identity_guards(guard_manager: Any, entry: GuardedEntry,
         _torch.add_epilogue_guard(guard_manager, hooks_check, hooks_check.description())
 
 
-def _split_checks(checks: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], ...]:
+def _split_checks(checks: list[Check]) -> tuple[list[Check], ...]:
     """(identity checks, dict keys checks, module hooks checks): the last two run after
     Dynamo's guards (identity.DictKeysCheck, module_hooks.HooksCheck)."""
-    plain: list[tuple[str, str]] = []
-    dict_keys: list[tuple[str, str]] = []
-    hooks: list[tuple[str, str]] = []
+    plain: list[Check] = []
+    dict_keys: list[Check] = []
+    hooks: list[Check] = []
     for check in checks:
         if check[1].startswith(identity.DICT_KEYS):
             dict_keys.append(check)
@@ -280,111 +222,6 @@ def _add_state_prologue(entry: GuardedEntry, scope: dict[str, Any], guard_manage
         log.debug("precompile: no optimizer state prologue: %s", e)
         return
     _torch.add_call_guard(guard_manager, prologue, prologue.description())
-
-
-def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any], inst: Installation,
-                          frame_locals: dict[str, Any] | None) -> str | None:
-    """The objects Dynamo placed in the module for the bytecode, found again by name; why
-    not when an alias is already taken by something else (the bytecode would call that)."""
-    if entry.import_sources:
-        _torch.rebind_stale_aliases()
-    for alias, ref in entry.import_sources.items():
-        value, why = _alias_value(ref, scope, frame_locals)
-        if why is not None:
-            return why
-        if not _place_global(scope, alias, value, inst):
-            return f"global {alias} names something else"
-    return None
-
-
-def _alias_value(ref: str, scope: dict[str, Any],
-                 frame_locals: dict[str, Any] | None) -> tuple[Any, str | None]:
-    """The object an import alias stands for: the module's own globals, a function's
-    globals found through its source, or an importable name; or why it cannot be found."""
-    if ref == OWN_GLOBALS:
-        return scope, None
-    if not ref.startswith(GLOBALS_OF):
-        return resolve_importable(ref), None
-    roots = Roots(identity.GlobalsView(scope), frame_locals)  # type: ignore[arg-type]
-    owner = ref[len(GLOBALS_OF):]
-    try:
-        return parse(owner).resolve(roots).__globals__, None
-    except Exception as e:  # noqa: BLE001 - not found before the call: not installed
-        return None, f"the globals of {owner} cannot be found ({type(e).__name__})"
-
-
-def _place_constant_calls(entry: GuardedEntry, scope: dict[str, Any],
-                          inst: Installation) -> str | None:
-    """The answers of the marked-constant calls the bytecode reads, asked again here
-    (constant_calls.py); why not when one answers differently or its name is taken."""
-    for call in entry.constant_calls:
-        same, why = answer_again(call)
-        if not same:
-            return f"global {call.global_name}: {why}"
-        if call.global_name not in scope:
-            inst.add_global(scope, call.global_name, call.value)
-            continue
-        # placed by another entry: the same answer, or taken
-        if not same_answer(scope[call.global_name], call.value):
-            return f"global {call.global_name} names something else"
-    return None
-
-
-def _check_identities(entry: GuardedEntry,
-                      scope: dict[str, Any]) -> tuple[list[tuple[str, str]], str | None]:
-    """Check now what the module's globals can tell (a stale global skips the entry before
-    anything is attached); the (source, fingerprint) checks that read the call's locals
-    come back to run at every call instead."""
-    at_call: list[tuple[str, str]] = []
-    for check in entry.identity_checks:
-        ok, detail = identity.check_before_call(check.source, check.fingerprint, scope)
-        if ok is None:
-            at_call.append((check.source, check.fingerprint))
-        elif not ok and module_hooks.is_hook_check((check.source, check.fingerprint)):
-            return [], f"{check.source} holds other hooks than when it was compiled ({detail})"
-        elif not ok:
-            return [], f"{check.source} is no longer the object it was compiled for ({detail})"
-    return at_call, None
-
-
-def _place_backends(pkg: Package, entry: GuardedEntry, scope: dict[str, Any],
-                    inst: Installation, backends: dict[str, Callable[..., Any]]) -> str | None:
-    """Put each compiled graph the bytecode calls under its global name. ``backends`` holds
-    the graphs already loaded for this install: entries share graphs, and loading one is
-    the expensive part."""
-    for backend_id in entry.backend_ids:
-        if backend_id not in backends:
-            art = pkg.artifacts.get(backend_id)
-            if art is None:
-                return f"compiled graph {backend_id[:24]} is missing from the package"
-            with _torch.no_precompiled_headers():
-                backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
-        if not _place_global(scope, backend_id, backends[backend_id], inst):
-            return f"global {backend_id} is taken"
-    return None
-
-
-def _place_global(scope: dict[str, Any], name: str, value: Any, inst: Installation) -> bool:
-    """Add ``name`` to a module's globals unless it already means something else.
-
-    Compiled-graph and stored resume-function names are unique per compile (a uuid), so an
-    existing global with such a name is the same artifact installed earlier: reuse it.
-    """
-    if name not in scope:
-        inst.add_global(scope, name, value)
-        return True
-    return scope[name] is value or name.startswith(_UNIQUE_GLOBAL_PREFIXES)
-
-
-def _resume_global(code: types.CodeType, scope: dict[str, Any], name: str) -> Any:
-    """The global Dynamo's bytecode calls for a resume function (see
-    OutputGraph.install_resume_function_global): the function, or a closure factory."""
-    if code.co_freevars:
-        def make_fn(closure: tuple[types.CellType, ...]) -> types.FunctionType:
-            return types.FunctionType(code, scope, name, None, closure)
-
-        return make_fn
-    return types.FunctionType(code, scope, name)
 
 
 # Every namedtuple class's ``_make`` shares this code object (collections/__init__.py).

@@ -52,8 +52,8 @@ def _restore_one(root: str, rel: str, data: bytes, trust_shared: bool) -> bool:
     that cannot be written is left to Inductor, which rebuilds it."""
     dest = os.path.join(root, rel)
     try:
-        if _ensure_private_dirs(root, os.path.dirname(dest), trust_shared) and \
-                _holds(dest, data, trust_shared):
+        _ensure_private_dirs(root, os.path.dirname(dest), trust_shared)
+        if _holds(dest, data, trust_shared):
             return False
         write_atomically(os.path.dirname(dest), dest, data, mode=0o755)
         return True
@@ -63,16 +63,15 @@ def _restore_one(root: str, rel: str, data: bytes, trust_shared: bool) -> bool:
         return False
 
 
-def _ensure_private_dirs(root: str, directory: str, trust_shared: bool) -> bool:
+def _ensure_private_dirs(root: str, directory: str, trust_shared: bool) -> None:
     """Create ``directory`` (under ``root``) as needed; StoreError if a directory on the way
-    is a symlink or others can write it. Returns True."""
+    is a symlink or others can write it."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = root
     for part in os.path.relpath(directory, root).split(os.sep):
         if part not in ("", "."):
             path = os.path.join(path, part)
             _check_private_dir(path, trust_shared)
-    return True
 
 
 def _check_private_dir(path: str, trust_shared: bool) -> None:
@@ -91,8 +90,7 @@ def _holds(dest: str, data: bytes, trust_shared: bool) -> bool:
     written, with the same bytes."""
     try:
         current, problem = read_file(dest, max_bytes=len(data), check_owner=not trust_shared)
-    except FileNotFoundError:
-        return False
-    except StoreError:  # a symlink, a FIFO, a file of another size: replace it
+    # none there yet; or a symlink, a FIFO, a file of another size: (re)place it
+    except (FileNotFoundError, StoreError):
         return False
     return problem is None and sha256_hex(current) == sha256_hex(data)

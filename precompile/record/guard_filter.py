@@ -103,7 +103,7 @@ def dict_keys_check(source: str, value: Any, by_id: dict[int, str]) -> IdentityC
     if not keys or not all(_torch.dict_key_by_id(k) for k in keys):
         return None
     aliases = [by_id.get(id(k)) for k in keys]
-    if any(a is None for a in aliases):
+    if None in aliases:
         return None
     return IdentityCheck(source, "DICT_KEYS_MATCH", dict_keys_fingerprint(aliases))
 

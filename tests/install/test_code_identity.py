@@ -2,7 +2,7 @@
 every function object that reaches its code, however the function was made.
 
 Two ways a warm process used to trace again with every entry installed
-(``identity.bytecode.share_nested_code``, ``install.installation._RESUME_CODES``):
+(``identity.bytecode.share_nested_code``, ``install.bytecode_globals._RESUME_CODES``):
 - a compiled frame that *defines* a function (a hook, a closure) makes it from a code
   object of Dynamo's bytecode; decoded from a package that is an equal copy, not the
   original code the nested function's own entries are installed on;
