@@ -136,17 +136,15 @@ def _live_factors(pkg: Pkg, code: Any, module: str, impl: Any,
     stored = pkg.factors
     device = stored.get("device", "none")
     if impl is not None:
-        options = {"backend": impl.backend_desc, "dynamic": impl.dynamic,
-                   "fullgraph": impl.fullgraph}
-    else:
-        options = {"backend": stored.get("backend", ""), "dynamic": None, "fullgraph": False}
+        backend, dynamic, fullgraph = impl.backend_desc, impl.dynamic, impl.fullgraph
+        from_stored: tuple[str, ...] = ("module_tree", "closure")
+    else:  # without a precompile wrapper the call site's options are the stored ones
+        backend, dynamic, fullgraph = "", None, False
+        from_stored = ("backend", "dynamic", "fullgraph", "module_tree", "closure")
     now = lib.keys.key_factors(
-        code, module, options["backend"], dynamic=options["dynamic"],
-        fullgraph=options["fullgraph"],
+        code, module, backend, dynamic=dynamic, fullgraph=fullgraph,
         device_types=[] if device in ("", "none") else device.split(","), label=label)
-    if impl is None:
-        now.update({n: stored.get(n, now[n]) for n in ("backend", "dynamic", "fullgraph")})
-    now.update({n: stored[n] for n in ("module_tree", "closure") if n in stored})
+    now.update({n: stored[n] for n in from_stored if n in stored})
     return now
 
 
@@ -212,7 +210,7 @@ def explain(ref: str, cache: str | None) -> tuple[dict[str, Any], int]:
     store = _store_for(cache, impl)
     pkgs = list(iter_store(store))
     results = sorted((explain_pkg(p, code, module, impl, label) for p in pkgs
-                      if p.env is not None and p.function == function), key=_closest_first)
+                      if p.function == function), key=_closest_first)  # "" when unreadable
     doc = {"function": function, "code_fingerprint": lib.keys.code_fingerprint(code),
            "cache": store.url, "would_hit": bool(results) and results[0]["would_hit"],
            "packages": results, "unreadable_packages": [p.key for p in pkgs if p.env is None]}
