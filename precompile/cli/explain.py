@@ -151,18 +151,20 @@ def _live_factors(pkg: Pkg, code: Any, module: str, impl: Any,
 def _miss_reasons(pkg: Pkg, factor_reasons: list[str], sources_changed: bool, ok_main: int,
                   id_failures: list[str]) -> list[str]:
     """Why ``pkg`` would not serve the call, besides changed sources (listed apart, with
-    their diffs). Empty when it would."""
-    reasons = [] if pkg.trusted else [f"the library will not load it: {pkg.untrusted_reason}"]
-    reasons.extend(factor_reasons)
-    if sources_changed:
-        return reasons
+    their diffs). Empty when it would. The entries are judged only when nothing else
+    stands in the way, and never those of a package the library will not load (their
+    identity checks were not resolved)."""
+    if not pkg.trusted:
+        return [f"the library will not load it: {pkg.untrusted_reason}", *factor_reasons]
+    if sources_changed or factor_reasons:
+        return list(factor_reasons)
     main_entries = sum(len(f.get("entries", [])) for f in pkg.manifest.get("frames", [])
                        if f.get("role") == "main")
-    if main_entries and not ok_main and not factor_reasons:
-        reasons.append("no entry of the function still applies: " + "; ".join(id_failures))
-    elif not main_entries and not reasons:
-        reasons.append("the package holds no entry for the function itself")
-    return reasons
+    if not main_entries:
+        return ["the package holds no entry for the function itself"]
+    if not ok_main:
+        return ["no entry of the function still applies: " + "; ".join(id_failures)]
+    return []
 
 
 def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
