@@ -156,17 +156,10 @@ def peek_file(path: str, store: LocalDirBackend | None = None, *,
 def plan_eviction(stats: Sequence[Stat], max_bytes: int,
                   keep: Collection[str] = ()) -> list[Stat]:
     """Which packages to delete so the rest total at most ``max_bytes``: least recently
-    used first, never one in ``keep`` (the package just written). Pure, so the policy can
-    be read and tested apart from the files."""
-    total = sum(s.size for s in stats)
-    doomed = []
-    for s in sorted(stats, key=lambda s: s.last_used or 0):
-        if total <= max_bytes:
-            break
-        if s.key not in keep:
-            doomed.append(s)
-            total -= s.size
-    return doomed
+    used first, never one in ``keep`` (the package just written): the policy of
+    ``blobs.plan_shared_eviction`` for a store without shared kernels. Pure, so the policy
+    can be read and tested apart from the files."""
+    return plan_shared_eviction(stats, {}, max_bytes, keep)
 
 
 class LocalDirBackend(CacheBackend):

@@ -94,19 +94,24 @@ def judge(raw: Any, pttl: Any, name: str, key: bytes | None) -> str | None:
         lease = Lease.parse(raw)
     except (ValueError, UnicodeDecodeError) as e:
         return f"its value is not a lease precompile writes ({e})"
-    who = f"(writer {lease.writer!r})"  # repr: whoever wrote it chose these characters
+    why = _doubt(lease, pttl, name, key)
+    return None if why is None else f"{why} (writer {lease.writer!r})"  # repr: its writer chose it
+
+
+def _doubt(lease: Lease, pttl: Any, name: str, key: bytes | None) -> str | None:
+    """Why a well-formed ``lease`` is not one to wait for: its signature, its claimed
+    validity, redis's expiry or its issue time; None when it is live and trusted."""
     if key is not None and not hmac.compare_digest(lease.mac, lease.signature(name, key)):
-        return f"its lease is not signed with this store's key {who}"
+        return "its lease is not signed with this store's key"
     if lease.lease_ms > MAX_LEASE_MS:
-        return f"its lease claims {lease.lease_ms / 1000:g}s, longer than any lease {who}"
+        return f"its lease claims {lease.lease_ms / 1000:g}s, longer than any lease"
     if not isinstance(pttl, int) or pttl < 0:
-        return f"it never expires {who}"
+        return "it never expires"
     if pttl > lease.lease_ms:
-        return (f"it expires in {pttl / 1000:g}s, past its lease of "
-                f"{lease.lease_ms / 1000:g}s {who}")
+        return f"it expires in {pttl / 1000:g}s, past its lease of {lease.lease_ms / 1000:g}s"
     age = _now_ms() - lease.issued_ms
     if age > lease.lease_ms + CLOCK_SLACK_MS:
-        return f"its lease was issued {age / 1000:g}s ago and was not renewed since {who}"
+        return f"its lease was issued {age / 1000:g}s ago and was not renewed since"
     if age < -CLOCK_SLACK_MS:
-        return f"its lease is dated {-age / 1000:g}s in the future {who}"
+        return f"its lease is dated {-age / 1000:g}s in the future"
     return None

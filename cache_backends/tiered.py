@@ -38,7 +38,7 @@ from .base import CacheBackend, Stat, check_key
 
 log = logging.getLogger("precompile")
 T = TypeVar("T")
-_WRITES = ("write", "write back", "delete")
+_WRITES = ("write", "write back", "delete", "lock")  # what read-only tiers sit out
 
 
 class TieredBackend(CacheBackend):
@@ -92,26 +92,37 @@ class TieredBackend(CacheBackend):
                     i + 1, self.tiers[i].url, where)
         log.debug("precompile: tier %d read-only because: %s", i + 1, error)
 
+    def _tiers_for(self, what: str, errors: list[str],
+                   tiers: Sequence[int] | None = None) -> Iterator[int]:
+        """The tiers ``what`` may use, in order (writes and locks skip read-only ones); the
+        reason each other one is left out goes to ``errors``."""
+        for i in (range(len(self.tiers)) if tiers is None else tiers):
+            if what in _WRITES and i in self._read_only:
+                errors.append(f"{self.tiers[i].url}: read-only")
+            elif not self._usable(i):
+                errors.append(f"{self.tiers[i].url}: skipped after an earlier failure")
+            else:
+                yield i
+
+    def _tier_failed(self, i: int, what: str, error: StoreError, errors: list[str]) -> None:
+        """``what`` failed on tier ``i``: a read-only tier is left out of writes and locks
+        from now on, any other failure counts against it (``_failed``)."""
+        if isinstance(error, ReadOnlyStoreError):
+            self._became_read_only(i, error)
+        else:
+            self._failed(i, what, error)
+        errors.append(f"{self.tiers[i].url}: {error}")
+
     def _each(self, what: str, fn: Callable[[CacheBackend], T],
               tiers: Sequence[int] | None = None) -> tuple[list[tuple[int, T]], list[str]]:
         """Run ``fn`` on each usable tier; (successes, failure messages)."""
         done: list[tuple[int, T]] = []
         errors: list[str] = []
-        for i in (range(len(self.tiers)) if tiers is None else tiers):
-            if what in _WRITES and i in self._read_only:
-                errors.append(f"{self.tiers[i].url}: read-only")
-                continue
-            if not self._usable(i):
-                errors.append(f"{self.tiers[i].url}: skipped after an earlier failure")
-                continue
+        for i in self._tiers_for(what, errors, tiers):
             try:
                 done.append((i, fn(self.tiers[i])))
-            except ReadOnlyStoreError as e:
-                self._became_read_only(i, e)
-                errors.append(f"{self.tiers[i].url}: {e}")
             except StoreError as e:
-                self._failed(i, what, e)
-                errors.append(f"{self.tiers[i].url}: {e}")
+                self._tier_failed(i, what, e, errors)
         return done, errors
 
     def _all_failed(self, what: str, errors: list[str]) -> StoreError:
@@ -144,15 +155,12 @@ class TieredBackend(CacheBackend):
         could be asked had none; StoreError if no tier could be asked."""
         answered = False
         errors: list[str] = []
-        for i, tier in enumerate(self.tiers):
-            if not self._usable(i):
-                errors.append(f"{tier.url}: skipped after an earlier failure")
-                continue
+        for i in self._tiers_for(what, errors):
             try:
-                value = ask(tier)
+                value = ask(self.tiers[i])
             except StoreError as e:
                 self._failed(i, what, e)
-                errors.append(f"{tier.url}: {e}")
+                errors.append(f"{self.tiers[i].url}: {e}")
                 continue
             answered = True
             if value is not None:
@@ -192,25 +200,16 @@ class TieredBackend(CacheBackend):
         errors: list[str] = []
         held = 0
         with contextlib.ExitStack() as stack:
-            for i, tier in enumerate(self.tiers):
-                if i in self._read_only:  # nothing is written there: nothing to coordinate
-                    errors.append(f"{tier.url}: read-only")
-                    continue
-                if not self._usable(i):
-                    errors.append(f"{tier.url}: skipped after an earlier failure")
-                    continue
+            # A read-only tier is left out: nothing is written there, nothing to coordinate.
+            for i in self._tiers_for("lock", errors):
+                timeout_left = max(0.0, deadline - time.monotonic())
                 try:
-                    stack.enter_context(tier.lock(key, max(0.0, deadline - time.monotonic())))
+                    stack.enter_context(self.tiers[i].lock(key, timeout_left))
                     held += 1
                 except LockTimeout:
                     raise  # another process holds it: no reason to go on without it
-                except ReadOnlyStoreError as e:
-                    self._became_read_only(i, e)
-                    errors.append(f"{tier.url}: {e}")
                 except StoreError as e:
-                    self._failed(i, "lock", e)
-                    errors.append(f"{tier.url}: {e}")
-                    continue
+                    self._tier_failed(i, "lock", e, errors)
             if not held:
                 raise self._all_failed("lock", errors)
             yield

@@ -58,19 +58,24 @@ def redact(url: str) -> str:
     except ValueError:
         scheme = url.partition("://")[0]
         return f"{scheme}://{_MASK}"
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_PARAM.search(name) for name, _ in pairs):
-            query = urllib.parse.urlencode(
-                [(n, _MASK if _SECRET_PARAM.search(n) else v) for n, v in pairs], safe="*")
+    query = _redact_query(parts.query)
     if netloc == parts.netloc and query == parts.query:
         return url
     # Not urlunsplit: it turns unix:///x into unix:/x.
     rest = url.partition("://")[2]
-    path_and_after = rest[len(parts.netloc):].split("?", 1)[0].split("#", 1)[0]
-    return (f"{parts.scheme}://{netloc}{path_and_after}" + (f"?{query}" if query else "")
+    path = rest[len(parts.netloc):].split("?", 1)[0].split("#", 1)[0]
+    return (f"{parts.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
             + (f"#{parts.fragment}" if parts.fragment else ""))
+
+
+def _redact_query(query: str) -> str:
+    """``query`` with the values of parameters that hold secrets masked; unchanged (not
+    re-encoded) when none does."""
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    if not any(_SECRET_PARAM.search(name) for name, _ in pairs):
+        return query
+    return urllib.parse.urlencode(
+        [(n, _MASK if _SECRET_PARAM.search(n) else v) for n, v in pairs], safe="*")
 
 
 def _redact_netloc(parts: urllib.parse.SplitResult) -> str:

@@ -136,35 +136,35 @@ def _live_factors(pkg: Pkg, code: Any, module: str, impl: Any,
     stored = pkg.factors
     device = stored.get("device", "none")
     if impl is not None:
-        options = {"backend": impl.backend_desc, "dynamic": impl.dynamic,
-                   "fullgraph": impl.fullgraph}
-    else:
-        options = {"backend": stored.get("backend", ""), "dynamic": None, "fullgraph": False}
+        backend, dynamic, fullgraph = impl.backend_desc, impl.dynamic, impl.fullgraph
+        from_stored: tuple[str, ...] = ("module_tree", "closure")
+    else:  # without a precompile wrapper the call site's options are the stored ones
+        backend, dynamic, fullgraph = "", None, False
+        from_stored = ("backend", "dynamic", "fullgraph", "module_tree", "closure")
     now = lib.keys.key_factors(
-        code, module, options["backend"], dynamic=options["dynamic"],
-        fullgraph=options["fullgraph"],
+        code, module, backend, dynamic=dynamic, fullgraph=fullgraph,
         device_types=[] if device in ("", "none") else device.split(","), label=label)
-    if impl is None:
-        now.update({n: stored.get(n, now[n]) for n in ("backend", "dynamic", "fullgraph")})
-    now.update({n: stored[n] for n in ("module_tree", "closure") if n in stored})
+    now.update({n: stored[n] for n in from_stored if n in stored})
     return now
 
 
 def _miss_reasons(pkg: Pkg, factor_reasons: list[str], sources_changed: bool, ok_main: int,
                   id_failures: list[str]) -> list[str]:
     """Why ``pkg`` would not serve the call, besides changed sources (listed apart, with
-    their diffs). Empty when it would."""
-    reasons = [] if pkg.trusted else [f"the library will not load it: {pkg.untrusted_reason}"]
-    reasons.extend(factor_reasons)
-    if sources_changed:
-        return reasons
+    their diffs). Empty when it would. The entries are judged only when nothing else
+    stands in the way, and never those of a package the library will not load (their
+    identity checks were not resolved)."""
+    if not pkg.trusted:
+        return [f"the library will not load it: {pkg.untrusted_reason}", *factor_reasons]
+    if sources_changed or factor_reasons:
+        return list(factor_reasons)
     main_entries = sum(len(f.get("entries", [])) for f in pkg.manifest.get("frames", [])
                        if f.get("role") == "main")
-    if main_entries and not ok_main and not factor_reasons:
-        reasons.append("no entry of the function still applies: " + "; ".join(id_failures))
-    elif not main_entries and not reasons:
-        reasons.append("the package holds no entry for the function itself")
-    return reasons
+    if not main_entries:
+        return ["the package holds no entry for the function itself"]
+    if not ok_main:
+        return ["no entry of the function still applies: " + "; ".join(id_failures)]
+    return []
 
 
 def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
@@ -212,7 +212,7 @@ def explain(ref: str, cache: str | None) -> tuple[dict[str, Any], int]:
     store = _store_for(cache, impl)
     pkgs = list(iter_store(store))
     results = sorted((explain_pkg(p, code, module, impl, label) for p in pkgs
-                      if p.env is not None and p.function == function), key=_closest_first)
+                      if p.function == function), key=_closest_first)  # "" when unreadable
     doc = {"function": function, "code_fingerprint": lib.keys.code_fingerprint(code),
            "cache": store.url, "would_hit": bool(results) and results[0]["would_hit"],
            "packages": results, "unreadable_packages": [p.key for p in pkgs if p.env is None]}

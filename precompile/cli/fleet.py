@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from . import _library as lib
@@ -43,26 +45,24 @@ def load_callable(ref: str) -> Any:
         raise CliError(f"the factory {ref}() raised {type(e).__name__}: {e}") from e
 
 
-def _spec(path: str) -> Any:
-    try:
-        return lib.signatures.load_spec(path)
-    except lib.errors.SpecError as e:
-        raise CliError(str(e)) from e
-
-
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"store": args.cache} if args.cache else {}
 
 
-def cmd_warmup(args: argparse.Namespace) -> int:
-    spec = _spec(args.spec)
-    fn = load_callable(args.factory)
+def _report(args: argparse.Namespace, make: Callable[..., Any]) -> Any:
+    """What ``make(fn, spec, **options)`` reports for the command's FACTORY and SPEC; a
+    bad spec or a warmup that cannot run ends the command with its message."""
     try:
-        with contextlib.redirect_stdout(sys.stderr):
-            report = lib.fleet_warmup.warmup(fn, spec, progress=not args.quiet,
-                                             **_options(args))
-    except lib.errors.WarmupError as e:
+        spec = lib.signatures.load_spec(args.spec)
+        fn = load_callable(args.factory)
+        with contextlib.redirect_stdout(sys.stderr):  # keep --json output clean
+            return make(fn, spec, **_options(args))
+    except (lib.errors.SpecError, lib.errors.WarmupError) as e:
         raise CliError(str(e)) from e
+
+
+def cmd_warmup(args: argparse.Namespace) -> int:
+    report = _report(args, functools.partial(lib.fleet_warmup.warmup, progress=not args.quiet))
     if args.json:
         text.print_json(report.to_dict())
     elif args.quiet:  # otherwise the summary followed the progress bar on stderr
@@ -71,13 +71,7 @@ def cmd_warmup(args: argparse.Namespace) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    spec = _spec(args.spec)
-    fn = load_callable(args.factory)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            report = lib.fleet_coverage.coverage(fn, spec, **_options(args))
-    except lib.errors.WarmupError as e:
-        raise CliError(str(e)) from e
+    report = _report(args, lib.fleet_coverage.coverage)
     text.show(report.to_dict(), args.json, lambda: text.emit(report.summary()))
     unchecked = report.with_status(lib.fleet_report.UNCHECKED)
     return EXIT_OK if report.ok and not (args.strict and unchecked) else EXIT_PROBLEMS

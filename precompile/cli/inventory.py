@@ -12,6 +12,7 @@ trusted packages; the others are still listed, marked UNTRUSTED with the reason.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -48,12 +49,20 @@ def _read_file(path: str, real: str, key: str,
                local: Any) -> tuple[bytes, str | None, os.stat_result]:
     """(bytes, why the checks refuse them, stat) of a package file: through its store's
     ``peek`` when it is in one (that store's checks), else the library's safe reader."""
-    try:
+    with _reading(path):
         if local is not None:
             data, problem = local.peek(key)
         else:
             data, problem = lib.peek_file(real, trust_shared=lib.trust_shared())
         return data, problem, os.lstat(real)
+
+
+@contextlib.contextmanager
+def _reading(path: str | None) -> Iterator[None]:
+    """A read of ``path`` whose failure ends the command: the OS's reason, or the store's
+    message (which names the fix)."""
+    try:
+        yield
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
     except lib.errors.StoreError as e:
@@ -118,14 +127,10 @@ def _fetch(store: Any, key: str, path: str | None) -> tuple[bytes, str | None] |
     """(bytes, why the store's checks refuse them) or None when the package is gone. A
     local directory is peeked (its checks, without touching "last used"); other stores
     apply their own checks in ``get``, or raise."""
-    try:
+    with _reading(path):
         if hasattr(store, "peek"):
             return _peek(store, key)
         data = store.get(key)
-    except OSError as e:
-        raise CliError(f"cannot read {path}: {e.strerror}") from e
-    except lib.errors.StoreError as e:
-        raise CliError(str(e)) from e
     return None if data is None else (data, None)
 
 
@@ -230,9 +235,8 @@ def find_package(ref: str, cache: str | None, *, trust: bool = False) -> Pkg:
     matches = _matching_keys(ref, store_keys(store))
     if not matches and ":" in ref:
         found = [p for p in iter_store(store) if p.function == ref]
-        if len(found) == 1:
-            return found[0]
-        matches = [p.key for p in found]
+        _expect_one(ref, [p.key for p in found], store.url)
+        return found[0]
     _expect_one(ref, matches, store.url)
     pkg = load_from_store(store, matches[0])
     if pkg is None:

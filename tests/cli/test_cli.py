@@ -186,6 +186,16 @@ def test_explain_hits_then_names_the_changed_helper_lines(project: Project) -> N
     assert "-    return x * 2 + 1" in out and "+    return x * 5 + 1" in out, out
 
 
+def test_explain_of_an_untrusted_package_judges_none_of_its_entries(project: Project) -> None:
+    """The entries of a package the library will not load are never resolved: explain
+    gives the reason and no verdict on them (it once added "no entry of the function
+    still applies: " with nothing after it)."""
+    project.cache.chmod(0o777)
+    out = _ok(project.cli("explain", "umod:f"), rc=1)
+    assert "the library will not load it" in out and "world-writable" in out, out
+    assert "no entry of the function" not in out, out
+
+
 def test_prune_max_size_keeps_a_fresh_package_unless_forced(project: Project) -> None:
     old, fresh = project.package("g"), project.package("f")
     _age(old, 3600)
