@@ -114,6 +114,7 @@ def test_h():
 '''
 
 
+@pytest.mark.slow  # one of the slowest quick tests: make test stays under 10 minutes
 def test_xdist_workers_are_added_up(pytester: pytest.Pytester,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Under pytest-xdist the controller reports (and --precompile-strict judges) the sum of

@@ -161,6 +161,7 @@ def test_warm_inductor_start_skips_the_compiler(scenario: Scenario) -> None:
     assert "torch._inductor.select_algorithm" in full.result["compiler_modules"]
 
 
+@pytest.mark.slow  # one of the slowest quick tests: make test stays under 10 minutes
 def test_light_loaded_graphs_live_alongside_a_real_compile(scenario: Scenario) -> None:
     """A warm process loads two packages without the compiler, then compiles something new
     with plain torch.compile (which imports the real compiler), then runs the loaded graphs

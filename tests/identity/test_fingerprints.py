@@ -15,6 +15,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import Scenario
 
 # Every cold and warm process below gets another hash seed: a fingerprint that depends on
@@ -57,6 +59,7 @@ def test_library_fingerprints_do_not_depend_on_the_process(tmp_path) -> None:
     assert not differ, differ[:20]
 
 
+@pytest.mark.slow  # one of the slowest quick tests: make test stays under 10 minutes
 def test_flex_attention_with_score_mod(scenario: Scenario) -> None:
     """issue 23: stored with no bypass, and the warm run refused the entry (``_validate_device
     is no longer the object it was compiled for``); torch 2.13 also could not unpickle the

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from conftest import Scenario
 
 SOURCE = """
@@ -21,6 +23,7 @@ def run():
 """
 
 
+@pytest.mark.slow  # one of the slowest quick tests: make test stays under 10 minutes
 def test_a_signed_package_is_not_served_under_another_configurations_key(
         scenario: Scenario) -> None:
     scenario.write(SOURCE)

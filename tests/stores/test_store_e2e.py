@@ -66,6 +66,7 @@ def test_dead_redis_warns_once_and_results_stay_right(scenario: Scenario) -> Non
     assert run.stats["saves"] == 0
 
 
+@pytest.mark.slow  # one of the slowest quick tests: make test stays under 10 minutes
 def test_eight_writers_end_with_every_entry(scenario: Scenario) -> None:
     """8 processes compile the same function (different static shapes) and save at once."""
     scenario.write(VIA_STORE)

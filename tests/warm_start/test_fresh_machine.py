@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from conftest import Scenario
 
 MODEL = """
@@ -27,6 +29,7 @@ def run():
 """
 
 
+@pytest.mark.slow  # one of the slowest quick tests: make test stays under 10 minutes
 def test_fresh_machine_builds_nothing(scenario: Scenario, tmp_path) -> None:
     scenario.write(MODEL)
     cold = scenario.run("cold").assert_ok()
