@@ -3,7 +3,10 @@ records a call if it is ever unpickled (``CALLS``), so a test can prove a packag
 read, never run. The ``env`` fixture (tests/conftest.py) makes the project around it."""
 from __future__ import annotations
 
+import io
 import pickle
+import tarfile
+from pathlib import Path
 
 from precompile.format import envelope as fmt
 from precompile.identity import checks as identity
@@ -56,3 +59,32 @@ def make_package(identity_sources: list[str] | None = None, *,
 KEY = package_key({"function": "umod:f"})  # the key make_package's packages are bound to
 
 
+class Zeros(io.RawIOBase):
+    """``size`` zero bytes, never held whole."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes | int]], mode: str = "w:gz",
+              **kwargs: object) -> Path:
+    """A tar archive of ``members`` (name, bytes or a size of zeros) at ``path``."""
+    with tarfile.open(path, mode, **kwargs) as tar:  # type: ignore[call-overload]
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(data, int):
+                info.size = data
+                tar.addfile(info, io.BufferedReader(Zeros(data)))
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path

@@ -158,18 +158,10 @@ def share_nested_code(code: types.CodeType, original: types.CodeType) -> types.C
     objects of the original function. Decoded from a package, those are equal copies, and
     functions made from a copy would miss what is installed on the original (their own
     stored entries, Dynamo's per-code cache): each call would trace again."""
-    live = {id(c): c for c in _nested_code(original)}
     by_value: dict[types.CodeType, types.CodeType] = {}
-    for c in live.values():
+    for c in nested_codes(original):
         by_value.setdefault(c, c)
     return _with_shared(code, by_value)
-
-
-def _nested_code(code: types.CodeType) -> Iterator[types.CodeType]:
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            yield c
-            yield from _nested_code(c)
 
 
 def _with_shared(code: types.CodeType,

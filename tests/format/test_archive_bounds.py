@@ -6,7 +6,6 @@ extended headers are capped, and import has a deadline.
 """
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from _packages import write_tar
 from cache_backends.local import LocalDirBackend
 from precompile import cli
 from precompile.format import envelope as fmt
@@ -27,37 +27,6 @@ def _pkg(fn: str) -> bytes:
     return fmt.encode(meta, {}, {})
 
 
-class _Zeros(io.RawIOBase):
-    """``size`` zero bytes, never held whole."""
-
-    def __init__(self, size: int) -> None:
-        self.left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        n = min(len(buffer), self.left)
-        buffer[:n] = bytes(n)
-        self.left -= n
-        return n
-
-
-def _archive(path: Path, members: list[tuple[str, bytes | int]], mode: str,
-             **kwargs: object) -> Path:
-    """Members given as bytes, or as a size of zeros."""
-    with tarfile.open(path, mode, **kwargs) as tar:  # type: ignore[call-overload]
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            if isinstance(data, int):
-                info.size = data
-                tar.addfile(info, io.BufferedReader(_Zeros(data)))
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 @pytest.fixture
 def cache(local_cache: LocalDirBackend) -> LocalDirBackend:
     return local_cache
@@ -67,7 +36,7 @@ def test_a_tiny_bzip2_bomb_is_refused_in_seconds(cache: LocalDirBackend,
                                                  tmp_path: Path) -> None:
     """The proof of concept: a few hundred bytes of .tar.bz2 expanding to 256 MiB of a
     member that is not a package. Run as a child so main's minutes-long run is a timeout."""
-    bomb = _archive(tmp_path / "bomb.tar.bz2", [("junk.bin", 256 << 20)], "w:bz2")
+    bomb = write_tar(tmp_path / "bomb.tar.bz2", [("junk.bin", 256 << 20)], "w:bz2")
     assert bomb.stat().st_size < 1024
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "precompile", "import", str(bomb)],
@@ -82,7 +51,7 @@ def test_a_tiny_bzip2_bomb_is_refused_in_seconds(cache: LocalDirBackend,
 def test_members_that_are_not_packages_count(cache: LocalDirBackend, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """20 MiB of junk beside a package in a 20 KiB archive: over 100x its size."""
-    archive = _archive(tmp_path / "a.tar.gz", [("f.pcpkg", _pkg("f")),
+    archive = write_tar(tmp_path / "a.tar.gz", [("f.pcpkg", _pkg("f")),
                                                ("junk.bin", 20 << 20)], "w:gz")
     assert cli.main(["import", str(archive)]) == 2
     assert "expands to more than" in capsys.readouterr().err
@@ -96,7 +65,7 @@ def test_reading_is_linear_for_every_compression(cache: LocalDirBackend, tmp_pat
     package is imported. Copying the rest of the buffer on every 10 KiB read cost ~7 GB
     of copies here."""
     members: list[tuple[str, bytes | int]] = [("junk.bin", 12 << 20), ("f.pcpkg", _pkg("f"))]
-    archive = _archive(tmp_path / "a.tar", members, mode)
+    archive = write_tar(tmp_path / "a.tar", members, mode)
     start = time.monotonic()
     assert cli.main(["import", str(archive)]) == 0
     assert time.monotonic() - start < 30
@@ -106,7 +75,7 @@ def test_reading_is_linear_for_every_compression(cache: LocalDirBackend, tmp_pat
 def test_a_huge_extended_tar_header_is_refused(cache: LocalDirBackend, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """tarfile reads a pax header into memory whole before anyone sees the member."""
-    archive = _archive(tmp_path / "a.tar.gz", [("f.pcpkg", _pkg("f"))], "w:gz",
+    archive = write_tar(tmp_path / "a.tar.gz", [("f.pcpkg", _pkg("f"))], "w:gz",
                        format=tarfile.PAX_FORMAT, pax_headers={"comment": "x" * (2 << 20)})
     assert cli.main(["import", str(archive)]) == 2
     assert "extended tar header" in capsys.readouterr().err
@@ -115,7 +84,7 @@ def test_a_huge_extended_tar_header_is_refused(cache: LocalDirBackend, tmp_path:
 
 def test_import_has_a_deadline(cache: LocalDirBackend, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
-    archive = _archive(tmp_path / "a.tar.gz", [("f.pcpkg", _pkg("f"))], "w:gz")
+    archive = write_tar(tmp_path / "a.tar.gz", [("f.pcpkg", _pkg("f"))], "w:gz")
     assert cli.main(["import", str(archive), "--max-seconds", "0"]) == 2
     assert "longer than its time limit" in capsys.readouterr().err
     assert not list(cache.list())

@@ -4,13 +4,12 @@ copy compared only once verified. Packages are written by hand; nothing compiles
 """
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 
+from _packages import write_tar
 from cache_backends.local import LocalDirBackend
 from precompile import cli
 from precompile.format import envelope as fmt
@@ -26,15 +25,6 @@ def _key(fn: str) -> str:
     return package_key({"function": f"m:{fn}"})
 
 
-def _archive(path: Path, members: list[tuple[str, bytes]], mode: str = "w:gz") -> Path:
-    with tarfile.open(path, mode) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 @pytest.fixture
 def cache(local_cache: LocalDirBackend) -> LocalDirBackend:
     return local_cache
@@ -46,7 +36,7 @@ def _import(archive: Path, *extra: str) -> int:
 
 def test_an_archive_that_expands_too_much_is_refused_before_it_is_staged(
         cache: LocalDirBackend, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bomb = _archive(tmp_path / "bomb.tar.xz",
+    bomb = write_tar(tmp_path / "bomb.tar.xz",
                     [(f"k{i}.pcpkg", _pkg(f"k{i}", 1, bytes(8 << 20))) for i in range(4)],
                     mode="w:xz")
     assert bomb.stat().st_size < 64 << 10  # 32 MiB of packages in a few KiB
@@ -59,7 +49,7 @@ def test_an_archive_that_expands_too_much_is_refused_before_it_is_staged(
 def test_total_size_and_member_count_are_capped(cache: LocalDirBackend, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     members = [(f"{fn}.pcpkg", _pkg(fn, 1, bytes(3000))) for fn in "abc"]
-    archive = _archive(tmp_path / "a.tar", members, mode="w")
+    archive = write_tar(tmp_path / "a.tar", members, mode="w")
     assert _import(archive, "--max-total-size", "8k") == 2
     assert "expands to more than 8192 bytes" in capsys.readouterr().err
     assert _import(archive, "--max-packages", "2") == 2
@@ -71,7 +61,7 @@ def test_total_size_and_member_count_are_capped(cache: LocalDirBackend, tmp_path
 
 def test_a_package_is_imported_under_the_key_it_was_written_for(
         cache: LocalDirBackend, tmp_path: Path) -> None:
-    archive = _archive(tmp_path / "a.tar.gz", [("innocent-name.pcpkg", _pkg("a", 1))])
+    archive = write_tar(tmp_path / "a.tar.gz", [("innocent-name.pcpkg", _pkg("a", 1))])
     assert _import(archive) == 0
     assert list(cache.list()) == [_key("a")]
 
@@ -79,7 +69,7 @@ def test_a_package_is_imported_under_the_key_it_was_written_for(
 def test_staging_names_are_unique(cache: LocalDirBackend, tmp_path: Path) -> None:
     """Issue 22.12: members K(old), K(new), L staged K(new) and L to the same file."""
     old, new, other = _pkg("k", 1), _pkg("k", 2), _pkg("l", 1)
-    archive = _archive(tmp_path / "a.tar.gz", [("k.pcpkg", old), ("k.pcpkg", new),
+    archive = write_tar(tmp_path / "a.tar.gz", [("k.pcpkg", old), ("k.pcpkg", new),
                                                ("l.pcpkg", other)])
     assert _import(archive) == 0
     assert cache.get(_key("k")) == new and cache.get(_key("l")) == other
@@ -89,7 +79,7 @@ def test_any_failure_while_importing_takes_everything_back(
         cache: LocalDirBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     cache.put(_key("a"), _pkg("a", 1))
-    archive = _archive(tmp_path / "a.tar.gz", [("a.pcpkg", _pkg("a", 5)),
+    archive = write_tar(tmp_path / "a.tar.gz", [("a.pcpkg", _pkg("a", 5)),
                                                ("b.pcpkg", _pkg("b", 5))])
     real_put = LocalDirBackend.put
 
@@ -106,7 +96,7 @@ def test_any_failure_while_importing_takes_everything_back(
 
 def test_a_member_name_with_control_characters_does_not_name_the_key(
         cache: LocalDirBackend, tmp_path: Path) -> None:
-    archive = _archive(tmp_path / "a.tar", [("A\x1b]0;x\x07\n.pcpkg", _pkg("a", 1))], mode="w")
+    archive = write_tar(tmp_path / "a.tar", [("A\x1b]0;x\x07\n.pcpkg", _pkg("a", 1))], mode="w")
     assert _import(archive) == 0
     assert list(cache.list()) == [_key("a")]
 
@@ -116,7 +106,7 @@ def test_a_forged_cache_copy_does_not_keep_the_genuine_package_out(
     monkeypatch.setenv("PRECOMPILE_SIGNING_KEY", "k")
     cache.put(_key("a"), _pkg("a", 1e308))  # unsigned, "saved" in the far future
     genuine = _pkg("a", 5, signing_key=b"k")
-    archive = _archive(tmp_path / "a.tar.gz", [("a.pcpkg", genuine)])
+    archive = write_tar(tmp_path / "a.tar.gz", [("a.pcpkg", genuine)])
     assert _import(archive) == 0
     assert cache.get(_key("a")) == genuine
 
@@ -125,7 +115,7 @@ def test_a_bad_signature_is_refused_while_streaming(cache: LocalDirBackend, tmp_
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PRECOMPILE_SIGNING_KEY", "k")
-    archive = _archive(tmp_path / "a.tar.gz", [("a.pcpkg", _pkg("a", 1, signing_key=b"x")),
+    archive = write_tar(tmp_path / "a.tar.gz", [("a.pcpkg", _pkg("a", 1, signing_key=b"x")),
                                                ("b.pcpkg", _pkg("b", 1))])
     assert _import(archive) == 2
     assert "signature does not match" in capsys.readouterr().err
