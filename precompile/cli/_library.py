@@ -21,9 +21,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "unpickle_guards_state": ("precompile._torch", "unpickle_guards_state"),
     "unwrap_compiled": ("precompile._torch", "unwrap_compiled"),
     # Library objects the CLI reuses so its verdicts match the library's.
+    "CachedFunction": ("precompile.cached_function", "CachedFunction"),
     "default_store": ("precompile.policy", "default_store"),
     "from_manifest": ("precompile.package.manifest", "from_manifest"),
     "peek_file": ("cache_backends.local", "peek_file"),
+    "LocalDirBackend": ("cache_backends.local", "LocalDirBackend"),
     "trust_shared": ("precompile.settings", "trust_shared"),
     # Whole modules.
     "archive": ("precompile.read.archive", None),

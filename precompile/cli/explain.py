@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,7 @@ def unwrap_target(obj: Any) -> tuple[Any, Any]:
 def _cached_impl(obj: Any) -> Any:
     """The CachedFunction behind a ``precompile.cached`` wrapper, or None."""
     pc = getattr(obj, "_precompile", None)
-    return pc if hasattr(pc, "target") and hasattr(pc, "backend_desc") else None
+    return pc if isinstance(pc, lib.CachedFunction) else None
 
 
 def _main_code(obj: Any) -> tuple[Any, str]:
@@ -94,6 +95,41 @@ def _main_code(obj: Any) -> tuple[Any, str]:
         return lib.main_code(obj)
     except TypeError as e:
         raise CliError(str(e)) from e
+
+
+# What only the running program knows, taken from each stored package as it is: the device
+# types of the call's tensors, the module tree and closure of live objects; and, without a
+# precompile wrapper to read them from, the call site's options.
+_RUNTIME_FACTORS = ("device", "module_tree", "closure")
+_CALL_SITE_FACTORS = ("backend", "dynamic", "fullgraph")
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveFunction:
+    """The function as this process sees it: the key factors the library computes for its
+    next first call (``factors["function"]`` is its name in packages), and the
+    ``precompile.cached`` machinery in front of it, if any."""
+
+    factors: dict[str, str]
+    impl: Any  # CachedFunction or None
+
+
+def live_function(ref: str) -> LiveFunction:
+    """Import what ``ref`` names and compute its key factors as the library would."""
+    target, impl = resolve_ref(ref)
+    code, module = _main_code(target)
+    backend, dynamic, fullgraph = ((impl.backend_desc, impl.dynamic, impl.fullgraph)
+                                   if impl is not None else ("", None, False))
+    factors = lib.keys.key_factors(code, module, backend, dynamic=dynamic, fullgraph=fullgraph,
+                                   device_types=[], label=lib.function_label(target))
+    return LiveFunction(factors, impl)
+
+
+def _factors_now(live: LiveFunction, pkg: Pkg) -> dict[str, str]:
+    """The key factors this process would compute for ``pkg``'s call: the live ones, with
+    the stored values for what only the running program knows."""
+    from_stored = _RUNTIME_FACTORS + (() if live.impl is not None else _CALL_SITE_FACTORS)
+    return {**live.factors, **{n: pkg.factors[n] for n in from_stored if n in pkg.factors}}
 
 
 # ------------------------------------------------------------ one package's verdict
@@ -128,26 +164,6 @@ def _failed_checks(checks: list[dict[str, Any]], mod: Any) -> list[str]:
     return out
 
 
-def _live_factors(pkg: Pkg, code: Any, module: str, impl: Any,
-                  label: str | None) -> dict[str, str]:
-    """The key factors this process would compute for the function, with the stored values
-    for what only the running program knows (call-site options without a precompile
-    wrapper, module trees and closures of live objects)."""
-    stored = pkg.factors
-    device = stored.get("device", "none")
-    if impl is not None:
-        backend, dynamic, fullgraph = impl.backend_desc, impl.dynamic, impl.fullgraph
-        from_stored: tuple[str, ...] = ("module_tree", "closure")
-    else:  # without a precompile wrapper the call site's options are the stored ones
-        backend, dynamic, fullgraph = "", None, False
-        from_stored = ("backend", "dynamic", "fullgraph", "module_tree", "closure")
-    now = lib.keys.key_factors(
-        code, module, backend, dynamic=dynamic, fullgraph=fullgraph,
-        device_types=[] if device in ("", "none") else device.split(","), label=label)
-    now.update({n: stored[n] for n in from_stored if n in stored})
-    return now
-
-
 def _miss_reasons(pkg: Pkg, factor_reasons: list[str], sources_changed: bool, ok_main: int,
                   id_failures: list[str]) -> list[str]:
     """Why ``pkg`` would not serve the call, besides changed sources (listed apart, with
@@ -158,19 +174,23 @@ def _miss_reasons(pkg: Pkg, factor_reasons: list[str], sources_changed: bool, ok
         return [f"the library will not load it: {pkg.untrusted_reason}", *factor_reasons]
     if sources_changed or factor_reasons:
         return list(factor_reasons)
-    main_entries = sum(len(f.get("entries", [])) for f in pkg.manifest.get("frames", [])
-                       if f.get("role") == "main")
-    if not main_entries:
+    return _entry_reasons(pkg, ok_main, id_failures)
+
+
+def _entry_reasons(pkg: Pkg, ok_main: int, id_failures: list[str]) -> list[str]:
+    """Why no entry of the function itself would install (empty when one would): the
+    package holds none, or every one has an identity check that fails here."""
+    frames = pkg.manifest.get("frames", [])
+    if not any(f.get("entries") for f in frames if f.get("role") == "main"):
         return ["the package holds no entry for the function itself"]
     if not ok_main:
         return ["no entry of the function still applies: " + "; ".join(id_failures)]
     return []
 
 
-def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
-                label: str | None = None) -> dict[str, Any]:
+def explain_pkg(pkg: Pkg, live: LiveFunction) -> dict[str, Any]:
     """Whether ``pkg`` would serve the next first call, and every reason it would not."""
-    now = _live_factors(pkg, code, module, impl, label)
+    now = _factors_now(live, pkg)
     factor_reasons = lib.keys.explain_factor_change(pkg.factors, now)
     changed, unchecked = lib.verdict.source_problems(pkg.manifest.get("sources", []),
                                                       user_module_dirs())
@@ -181,7 +201,7 @@ def explain_pkg(pkg: Pkg, code: Any, module: str, impl: Any,
             "entries": pkg.meta.get("entries"), "would_hit": would_hit,
             "expected_key": lib.keys.package_key(now), "reasons": reasons,
             "source_changes": changed, "unchecked_sources": unchecked,
-            "identity_failures": id_failures, "options_known": impl is not None}
+            "identity_failures": id_failures, "options_known": live.impl is not None}
 
 
 # --------------------------------------------------------------------- command
@@ -205,15 +225,13 @@ def _closest_first(result: dict[str, Any]) -> tuple[bool, int, float]:
 
 def explain(ref: str, cache: str | None) -> tuple[dict[str, Any], int]:
     """(what ``explain --json`` prints, how many packages were looked at)."""
-    target, impl = resolve_ref(ref)
-    code, module = _main_code(target)
-    label = lib.function_label(target)
-    function = label or f"{module}:{code.co_qualname}"
-    store = _store_for(cache, impl)
+    live = live_function(ref)
+    function = live.factors["function"]
+    store = _store_for(cache, live.impl)
     pkgs = list(iter_store(store))
-    results = sorted((explain_pkg(p, code, module, impl, label) for p in pkgs
+    results = sorted((explain_pkg(p, live) for p in pkgs
                       if p.function == function), key=_closest_first)  # "" when unreadable
-    doc = {"function": function, "code_fingerprint": lib.keys.code_fingerprint(code),
+    doc = {"function": function, "code_fingerprint": live.factors["code"],
            "cache": store.url, "would_hit": bool(results) and results[0]["would_hit"],
            "packages": results, "unreadable_packages": [p.key for p in pkgs if p.env is None]}
     return doc, len(pkgs)

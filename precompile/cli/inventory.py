@@ -74,8 +74,7 @@ def _local_store_for(store: Any, directory: str) -> Any:
     ``file://`` URL is served by) whose root is ``directory``, or None."""
     for candidate in [store, *getattr(store, "tiers", [])]:
         local = getattr(candidate, "_local", None) or candidate
-        root = getattr(local, "root", None)
-        if root is not None and hasattr(local, "peek") and os.path.realpath(root) == directory:
+        if isinstance(local, lib.LocalDirBackend) and os.path.realpath(local.root) == directory:
             return local
     return None
 
@@ -234,21 +233,32 @@ def find_package(ref: str, cache: str | None, *, trust: bool = False) -> Pkg:
         return load_file(ref, store, trust=trust)
     matches = _matching_keys(ref, store_keys(store))
     if not matches and ":" in ref:
-        found = [p for p in iter_store(store) if p.function == ref]
-        _expect_one(ref, [p.key for p in found], store.url)
-        return found[0]
+        return _package_of_function(store, ref)
     _expect_one(ref, matches, store.url)
-    pkg = load_from_store(store, matches[0])
-    if pkg is None:
-        raise CliError(f"package {matches[0]} disappeared from {store.url} while reading it")
-    return pkg
+    return _load_named(store, matches[0])
 
 
 def _matching_keys(ref: str, keys: list[str]) -> list[str]:
     """The key ``ref`` names exactly, else the keys it is a prefix of."""
-    name = ref.removesuffix(".pcpkg")
-    name = os.path.basename(name) if os.sep in name else name
-    return [k for k in keys if k == name] or [k for k in keys if k.startswith(name)]
+    name = os.path.basename(ref.removesuffix(".pcpkg"))
+    return [name] if name in keys else [k for k in keys if k.startswith(name)]
+
+
+def _package_of_function(store: Any, function: str) -> Pkg:
+    """The one package in ``store`` that holds ``function`` (``module:qualname``); every
+    package is read to find it, since keys carry only the function's short name."""
+    found = [p for p in iter_store(store) if p.function == function]
+    _expect_one(function, [p.key for p in found], store.url)
+    return found[0]
+
+
+def _load_named(store: Any, key: str) -> Pkg:
+    """The package under a key just listed; an error when another process deleted it
+    meanwhile (a prune), rather than a package that is not there."""
+    pkg = load_from_store(store, key)
+    if pkg is None:
+        raise CliError(f"package {key} disappeared from {store.url} while reading it")
+    return pkg
 
 
 def _expect_one(ref: str, matches: list[str], url: str) -> None:
