@@ -143,15 +143,16 @@ def _identity_failures(pkg: Pkg) -> tuple[int, list[str]]:
         if mod is None:
             continue
         for i, ed in enumerate(fd.get("entries", []), 1):
-            entry_failures = [f"{fd.get('qualname')} entry {i}: {failure}"
-                              for failure in _failed_checks(ed.get("identity", []), mod)]
+            entry_failures = _failed_checks(f"{fd.get('qualname')} entry {i}",
+                                            ed.get("identity", []), mod)
             failures.extend(entry_failures)
             if not entry_failures and fd.get("role") == "main":
                 ok_main += 1
     return ok_main, failures
 
 
-def _failed_checks(checks: list[dict[str, Any]], mod: Any) -> list[str]:
+def _failed_checks(entry: str, checks: list[dict[str, Any]], mod: Any) -> list[str]:
+    """The identity checks of ``entry`` that fail against ``mod``'s globals, in words."""
     out = []
     for c in checks:
         try:
@@ -160,7 +161,8 @@ def _failed_checks(checks: list[dict[str, Any]], mod: Any) -> list[str]:
         except Exception:  # noqa: BLE001, S112 - a check we cannot evaluate is no verdict
             continue
         if holds is False:
-            out.append(f"{c['source']} is no longer the object it was compiled for ({detail})")
+            out.append(f"{entry}: {c['source']} is no longer the object it was compiled for "
+                       f"({detail})")
     return out
 
 
@@ -212,7 +214,7 @@ def _store_for(cache: str | None, impl: Any) -> Any:
     default one: where the function itself would look."""
     if cache:
         return open_store(cache)
-    if impl is not None and getattr(impl, "store", None) is not None:
+    if getattr(impl, "store", None) is not None:  # impl: a CachedFunction, or None
         return impl.store
     return open_store(None)
 

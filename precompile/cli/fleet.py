@@ -35,9 +35,15 @@ def load_callable(ref: str) -> Any:
     if not callable(obj):
         raise CliError(f"{ref} is a {type(obj).__name__}; name a factory function that "
                        "returns the function or module to serve")
+    return _call_factory(ref, obj)
+
+
+def _call_factory(ref: str, factory: Callable[[], Any]) -> Any:
+    """What the factory returns (its prints go to stderr); whatever it raises ends the
+    command with a message that tells a wrong signature from a failing factory."""
     try:
         with contextlib.redirect_stdout(sys.stderr):  # keep --json output clean
-            return obj()
+            return factory()
     except TypeError as e:
         raise CliError(f"calling {ref}() failed ({e}); name a factory that takes no "
                        "arguments and returns the function or module to serve") from e

@@ -178,14 +178,26 @@ def iter_exportable(store: Any, skipped: list[str]) -> Iterator[tuple[str, bytes
     a package is never used as a path."""
     signing_key = lib.settings.signing_key()
     kernels: dict[str, str] = {}  # kernel key -> the first package naming it
+    yield from _exportable_packages(store, signing_key, kernels, skipped)
+    yield from _exportable_kernels(store, signing_key, sorted(kernels), skipped)
+
+
+def _exportable_packages(store: Any, signing_key: bytes | None, kernels: dict[str, str],
+                         skipped: list[str]) -> Iterator[tuple[str, bytes]]:
+    """The packages that verify as a load would read them, noting in ``kernels`` the
+    shared kernels each names."""
     for key in store_keys(store):
         data = _verified_get(store, key, skipped, lambda data, key=key: (
             lib.read_path.open_package(data, signing_key=signing_key, key=key)))
-        if data is None:
-            continue
-        _note_kernels(key, data, kernels, skipped)
-        yield key, data
-    for kernel in sorted(kernels):
+        if data is not None:
+            _note_kernels(key, data, kernels, skipped)
+            yield key, data
+
+
+def _exportable_kernels(store: Any, signing_key: bytes | None, kernels: list[str],
+                        skipped: list[str]) -> Iterator[tuple[str, bytes]]:
+    """The shared kernels ``kernels`` whose bytes match the digest their key names."""
+    for kernel in kernels:
         digest = lib.blobs.digest_of(kernel)
         data = _verified_get(store, kernel, skipped, lambda data, d=digest: (
             lib.shared_blobs.decode_blob(data, d, signing_key)))

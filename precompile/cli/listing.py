@@ -81,12 +81,18 @@ def _source_label(src: Any) -> str:
 
 def _guard_dict(guard: Any, sizes: dict[str, Any]) -> dict[str, Any]:
     kind = guard.create_fn_name()
-    detail = ""
-    if guard.name in sizes and "TENSOR_MATCH" in kind:
-        ss = sizes[guard.name]
-        detail = f"size={tuple(ss.get('size', ()))} stride={tuple(ss.get('stride', ()))}"
     return {"name": guard.name or "", "type": kind,
-            "types": sorted(set(guard.guard_types or [])) or [kind], "detail": detail}
+            "types": sorted(set(guard.guard_types or [])) or [kind],
+            "detail": _tensor_detail(guard.name, kind, sizes)}
+
+
+def _tensor_detail(name: str, kind: str, sizes: dict[str, Any]) -> str:
+    """What a TENSOR_MATCH guard pins beyond its name: the sizes and strides recorded for
+    its input ("" for other guards, and for inputs without a recorded size)."""
+    if name not in sizes or "TENSOR_MATCH" not in kind:
+        return ""
+    ss = sizes[name]
+    return f"size={tuple(ss.get('size', ()))} stride={tuple(ss.get('stride', ()))}"
 
 
 def _code_info(code: Any) -> dict[str, Any] | None:
@@ -153,20 +159,25 @@ def inspect_dict(pkg: Pkg, *, guards: bool = True) -> dict[str, Any]:
     out = summary(pkg)
     out["signature"] = {"signed": pkg.signed, "status": pkg.signature, "ok": pkg.signature_ok}
     out["trust"] = {"trusted": pkg.trusted, "reason": pkg.untrusted_reason}
-    if pkg.env is None:
-        return out
-    manifest, blobs = pkg.manifest, pkg.env.blobs
-    out["frames"] = [_frame_dict(pkg, fd, guards) for fd in manifest.get("frames", [])]
-    out["artifacts"] = [_artifact_dict(bid, ad, blobs)
-                        for bid, ad in sorted((manifest.get("artifacts") or {}).items())]
-    fields = ("module", "qualname", "first_line", "last_line", "sha256")
-    out["sources"] = [{k: s.get(k) for k in fields} for s in manifest.get("sources", [])]
-    out["devices"] = manifest.get("devices", [])
-    out["bypasses"] = manifest.get("bypasses", [])
-    out["factors"] = pkg.meta.get("factors", {})
-    out["system"] = pkg.meta.get("system", {})
-    out["format"] = {"flags": pkg.flags}
+    if pkg.env is not None:
+        out.update(_contents(pkg, guards))
     return out
+
+
+def _contents(pkg: Pkg, guards: bool) -> dict[str, Any]:
+    """What a decoded package holds, from its manifest and metadata (nothing is unpickled
+    but the guard state of a trusted package, with ``guards``)."""
+    manifest, blobs = pkg.manifest, pkg.env.blobs
+    fields = ("module", "qualname", "first_line", "last_line", "sha256")
+    return {
+        "frames": [_frame_dict(pkg, fd, guards) for fd in manifest.get("frames", [])],
+        "artifacts": [_artifact_dict(bid, ad, blobs)
+                      for bid, ad in sorted((manifest.get("artifacts") or {}).items())],
+        "sources": [{k: s.get(k) for k in fields} for s in manifest.get("sources", [])],
+        "devices": manifest.get("devices", []), "bypasses": manifest.get("bypasses", []),
+        "factors": pkg.meta.get("factors", {}), "system": pkg.meta.get("system", {}),
+        "format": {"flags": pkg.flags},
+    }
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

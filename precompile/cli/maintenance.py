@@ -54,16 +54,15 @@ def plan_prune(pkgs: Iterable[Pkg], opts: PruneOptions, now: float,
     if opts.stale:
         plan.update(_stale(pkgs))
     if opts.older_than is not None:
-        plan.update({k: v for k, v in _unused(pkgs, opts.older_than, now).items()
-                     if k not in plan})
+        for key, why in _unused(pkgs, opts.older_than, now).items():
+            plan.setdefault(key, why)  # the first reason found is the one given
     if opts.max_size is not None:
         plan.update(_over_size(pkgs, plan, opts, now, recent))
     return plan
 
 
 def _stale(pkgs: list[Pkg]) -> dict[str, str]:
-    reasons = {p.key: lib.verdict.never_loads(p) for p in pkgs}
-    return {k: f"stale: {why}" for k, why in reasons.items() if why}
+    return {p.key: f"stale: {why}" for p in pkgs if (why := lib.verdict.never_loads(p))}
 
 
 def _last_use(pkg: Pkg) -> float | None:
@@ -75,9 +74,8 @@ def _size(pkg: Pkg) -> int:
 
 
 def _unused(pkgs: list[Pkg], older_than: float, now: float) -> dict[str, str]:
-    used = {p.key: _last_use(p) for p in pkgs}
-    return {k: f"last used {text.fmt_age(t, now)}" for k, t in used.items()
-            if t is not None and now - t > older_than}
+    return {p.key: f"last used {text.fmt_age(t, now)}" for p in pkgs
+            if (t := _last_use(p)) is not None and now - t > older_than}
 
 
 def _over_size(pkgs: list[Pkg], planned: dict[str, str], opts: PruneOptions, now: float,
@@ -193,9 +191,9 @@ def prune_kernels(store: Any, gone: set[str], *, force: bool,
 def _named_kernels(store: Any, gone: set[str]) -> set[str]:
     """The shared kernels the packages left in ``store`` (all but ``gone``) need."""
     named: set[str] = set()
-    for key in store_keys(store):
+    for key in set(store_keys(store)) - gone:
         try:
-            fetched = None if key in gone else fetch_raw(store, key)
+            fetched = fetch_raw(store, key)
         except Unreadable:  # a FIFO, a planted name, a file over the cap: no package of ours
             continue
         if fetched is not None:
@@ -233,20 +231,26 @@ def _prune_options(args: argparse.Namespace) -> PruneOptions:
     return PruneOptions(args.max_size, args.older_than, args.stale, args.force)
 
 
+def prune(store: Any, opts: PruneOptions, *, dry_run: bool) -> dict[str, Any]:
+    """Delete the packages ``opts`` names, then the shared kernels no package left names
+    (with ``dry_run``, only decide); what ``prune --json`` prints."""
+    now = time.time()
+    # Only --stale needs the packages' bytes; sizes and times come from stat().
+    pkgs = {p.key: p for p in iter_store(store, read=opts.stale)}
+    recent = {k for k, p in pkgs.items() if is_recent(p, now)}
+    plan = plan_prune(pkgs.values(), opts, now, recent)
+    removed, kept = apply_prune(store, pkgs, plan, force=opts.force, dry_run=dry_run)
+    gone = {r["key"] for r in removed}
+    k_removed, k_kept, kernel_bytes = prune_kernels(store, gone, force=opts.force,
+                                                    dry_run=dry_run)
+    return _prune_doc(pkgs.values(), removed + k_removed, kept + k_kept, dry_run=dry_run,
+                      kernel_bytes=kernel_bytes)
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     opts = _prune_options(args)
     store = open_store(args.cache)
-    now = time.time()
-    # Only --stale needs the packages' bytes; sizes and times come from stat().
-    pkgs = {p.key: p for p in iter_store(store, read=args.stale)}
-    recent = {k for k, p in pkgs.items() if is_recent(p, now)}
-    plan = plan_prune(pkgs.values(), opts, now, recent)
-    removed, kept = apply_prune(store, pkgs, plan, force=args.force, dry_run=args.dry_run)
-    gone = {r["key"] for r in removed}
-    k_removed, k_kept, kernel_bytes = prune_kernels(store, gone, force=args.force,
-                                                    dry_run=args.dry_run)
-    doc = _prune_doc(pkgs.values(), removed + k_removed, kept + k_kept,
-                     dry_run=bool(args.dry_run), kernel_bytes=kernel_bytes)
+    doc = prune(store, opts, dry_run=bool(args.dry_run))
     text.show(doc, args.json, lambda: text.print_prune(doc, store.url))
     return EXIT_OK
 
@@ -288,8 +292,18 @@ def _write_archive(out: BinaryIO, packages: Iterable[tuple[str, bytes]]) -> tupl
 def cmd_import(args: argparse.Namespace) -> int:
     """Put an archive's packages into a cache, all or nothing (precompile/read/archive.py): every
     package is verified first; one already in the cache is replaced only by a newer one."""
-    archive = lib.archive
     store = open_store(args.cache)
+    imported, skipped = _import_archive(args, store)
+    text.show({"file": args.file, "imported": imported, "skipped": skipped}, args.json,
+              lambda: text.print_skipped(f"imported {imported} packages into {store.url}",
+                                         skipped))
+    return EXIT_OK if imported or not skipped else EXIT_PROBLEMS
+
+
+def _import_archive(args: argparse.Namespace, store: Any) -> tuple[int, list[str]]:
+    """(packages imported, lines for those skipped): the archive staged and verified under
+    the command's limits, then committed; an archive refused as a whole ends the command."""
+    archive = lib.archive
     key = lib.settings.signing_key()
     limits = archive.Limits(max_package_bytes=args.max_package_size,
                             max_total_bytes=args.max_total_size, max_members=args.max_packages,
@@ -302,8 +316,4 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from e
     except OSError as e:  # the staging directory itself (disk full, no /tmp)
         raise CliError(f"cannot stage the archive: {e}; nothing was imported") from e
-    skipped += not_newer
-    text.show({"file": args.file, "imported": imported, "skipped": skipped}, args.json,
-              lambda: text.print_skipped(f"imported {imported} packages into {store.url}",
-                                         skipped))
-    return EXIT_OK if imported or not skipped else EXIT_PROBLEMS
+    return imported, skipped + not_newer

@@ -88,8 +88,7 @@ def _in_process(start: Callable[[], Any], argv: list[str], path0: str) -> int:
 
 def pth_installed() -> bool:
     """Whether the ``.pth`` that boots the mode in new Python processes is installed."""
-    dirs = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
-    user = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
-    if isinstance(user, str):
-        dirs.append(user)
-    return any(os.path.isfile(os.path.join(d, PTH_NAME)) for d in dirs)
+    # Either function may be missing (older virtualenvs' site module).
+    dirs = [*getattr(site, "getsitepackages", list)(),
+            getattr(site, "getusersitepackages", lambda: None)()]
+    return any(isinstance(d, str) and os.path.isfile(os.path.join(d, PTH_NAME)) for d in dirs)

@@ -94,10 +94,17 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _head_and_tail(reason: str) -> tuple[str, list[str]]:
+    """A reason's first line, which says what is wrong, and the lines after it (a diff,
+    where it carries one)."""
+    head, *tail = reason.splitlines() or [""]
+    return head, tail
+
+
 def _print_multiline(text: str, first: str, rest: str) -> None:
     """A reason that may carry a diff: its first line after ``first``, the others after
     ``rest``."""
-    head, *tail = text.splitlines() or [""]
+    head, tail = _head_and_tail(text)
     emit(f"{first}{head}")
     for ln in tail:
         emit(f"{rest}{ln}")
@@ -253,7 +260,7 @@ def _print_verdict(r: dict[str, Any], verbose: bool) -> None:
     emit(_verdict_line(r))
     if verbose:
         for prob in r["problems"]:
-            for ln in prob.splitlines()[1:]:
+            for ln in _head_and_tail(prob)[1]:
                 emit(f"    {ln}")
         for n in r["notes"]:
             emit(f"    note: {n}")
@@ -263,7 +270,7 @@ def _verdict_line(r: dict[str, Any]) -> str:
     """Status, key, function and the first line of the first problem."""
     problems = r["problems"]
     line = f"{r['status'].upper():<13} {r['key']}  {r['function'] or '?'}"
-    first = (problems[0].splitlines() or [""])[0] if problems else ""
+    first = _head_and_tail(problems[0])[0] if problems else ""
     if first:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         line += f": {first}{more}"
@@ -296,22 +303,23 @@ def _print_misses(function: str, results: list[dict[str, Any]]) -> None:
         emit(f"  package {r['key']} (saved {fmt_time(r['saved'])}):")
         for reason in r["reasons"] + r["source_changes"]:
             _print_multiline(reason, "    - ", "      ")
-        _print_notes(r, indent="    ")
+        _print_unchecked(r, indent="    ")
 
 
 def _print_hit(best: dict[str, Any]) -> None:
+    """The package that would serve the call; the entries of it that would not install
+    (another still applies) and what could not be checked, as notes."""
     emit(f"would HIT: package {best['key']} ({best['entries']} entries, saved "
           f"{fmt_time(best['saved'])})")
     if not best["options_known"]:
         emit("  (backend/dynamic/fullgraph compared as stored: the object named is not a "
               "precompile.cached wrapper)")
-    _print_notes(best)
+    for f in best["identity_failures"]:
+        emit(f"  note: entry will not install: {f}")
+    _print_unchecked(best)
 
 
-def _print_notes(r: dict[str, Any], indent: str = "  ") -> None:
-    if r["would_hit"]:
-        for f in r["identity_failures"]:
-            emit(f"{indent}note: entry will not install: {f}")
+def _print_unchecked(r: dict[str, Any], indent: str = "  ") -> None:
     for u in r["unchecked_sources"]:
         emit(f"{indent}note: not checked: {u}")
 
@@ -319,16 +327,19 @@ def _print_notes(r: dict[str, Any], indent: str = "  ") -> None:
 # ------------------------------------------------------------------- prune
 
 
+# dry_run -> (what happened to a package, how what is left reads)
+_PRUNE_WORDS = {True: ("would remove", "would be left"), False: ("removed", "left")}
+
+
 def print_prune(doc: dict[str, Any], url: str) -> None:
     doc = one_line(doc)
-    dry = doc["dry_run"]
-    verb = "would remove" if dry else "removed"
+    verb, left = _PRUNE_WORDS[doc["dry_run"]]
     for r in doc["removed"]:
         emit(f"{verb} {r['key']} ({fmt_size(r['size'])}): {r['reason']}")
     for k in doc["kept"]:
         emit(f"kept    {k['key']}: {k['kept_because']}")
     emit(f"{verb} {len(doc['removed'])} packages, {fmt_size(doc['freed'])}; "
-          f"{fmt_size(doc['remaining'])} {'would be ' if dry else ''}left in {url}")
+          f"{fmt_size(doc['remaining'])} {left} in {url}")
 
 
 # ---------------------------------------------------------- export / import
