@@ -85,6 +85,13 @@ def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
     st = _stat(store, key)
     if not read and st is not None:
         return _stored(key, st)
+    return _read_stored(store, key, st, decode=read)
+
+
+def _read_stored(store: Any, key: str, st: Any, *, decode: bool) -> Pkg | None:
+    """The package's bytes as the store holds them (decoded with ``decode``; without a
+    stat, read only for their size), a package marked unreadable when the safe reader
+    refuses the file, or None if it vanished."""
     try:
         fetched = _fetch(store, key, getattr(st, "path", None))
     except Unreadable as e:  # a FIFO, a symlink, a file over the cap: listed, never read
@@ -95,7 +102,7 @@ def load_from_store(store: Any, key: str, *, read: bool = True) -> Pkg | None:
     data, problem = fetched
     pkg = _stored(key, st, data=data, trust_problem=problem)
     pkg.size = len(data) if st is None else pkg.size
-    return lib.verdict.decode(pkg) if read else pkg
+    return lib.verdict.decode(pkg) if decode else pkg
 
 
 def _stored(key: str, st: Any, **fields: Any) -> Pkg:

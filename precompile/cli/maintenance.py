@@ -129,9 +129,10 @@ def apply_prune(store: Any, pkgs: dict[str, Pkg], plan: dict[str, str], *, force
 
 def _remove(store: Any, pkg: Pkg, why: str, *, force: bool, dry_run: bool) -> str | None:
     """Delete one planned package (with ``dry_run``, only decide); why it stays, or None."""
-    if not force and is_recent(pkg, time.time()):
-        return (f"written {text.fmt_age(_mtime(pkg))}: less than {int(RECENT_SECONDS)}s ago "
-                "(use --force)")
+    now = time.time()
+    if not force and is_recent(pkg, now):
+        return (f"written {text.fmt_age(_mtime(pkg), now)}: less than {int(RECENT_SECONDS)}s "
+                "ago (use --force)")
     return None if dry_run else _delete(store, pkg, why, force)
 
 
@@ -149,18 +150,27 @@ def _delete_locked(store: Any, pkg: Pkg, *, stale: bool, force: bool) -> str | N
         fresh = load_from_store(store, pkg.key, read=stale)
         if fresh is None:
             return "already gone"
-        why_not = None if force else _rewritten(pkg, fresh, stale)
+        why_not = _no_longer_goes(pkg, fresh, stale=stale, force=force)
         if why_not:
             return why_not
-        if stale and lib.verdict.never_loads(fresh) is None:
-            return "another process replaced it with a good package"
         store.delete(pkg.key)
     return None
 
 
+def _no_longer_goes(old: Pkg, fresh: Pkg, *, stale: bool, force: bool) -> str | None:
+    """Why the package as it is now (``fresh``) no longer goes for the reason ``old`` was
+    planned: rewritten since it was read (unless --force), or, planned as stale, replaced
+    by a package this machine would load. None when the reason still holds."""
+    why_not = None if force else _rewritten(old, fresh, stale)
+    if why_not is None and stale and lib.verdict.never_loads(fresh) is None:
+        return "another process replaced it with a good package"
+    return why_not
+
+
 def _rewritten(old: Pkg, fresh: Pkg, stale: bool) -> str | None:
-    if is_recent(fresh, time.time()):
-        return f"rewritten {text.fmt_age(_mtime(fresh))} by another process"
+    now = time.time()
+    if is_recent(fresh, now):
+        return f"rewritten {text.fmt_age(_mtime(fresh), now)} by another process"
     changed = (fresh.data != old.data if stale else
                (fresh.size, fresh.modified) != (old.size, old.modified))
     return "rewritten by another process since it was read" if changed else None
@@ -181,7 +191,7 @@ def prune_kernels(store: Any, gone: set[str], *, force: bool,
         item = {"key": blob.key, "path": blob.path, "size": blob.size,
                 "reason": "shared kernel no package names"}
         if not (force or lib.blobs.kernel_may_go(blob.key, named, _mtime(blob), now)):
-            kept.append({**item, "kept_because": f"written {text.fmt_age(_mtime(blob))}: "
+            kept.append({**item, "kept_because": f"written {text.fmt_age(_mtime(blob), now)}: "
                                                  "its package may be being written"})
         elif dry_run or _delete_blob(store, blob.key):
             removed.append(item)

@@ -38,12 +38,16 @@ def run(argv: list[str]) -> int:
         return _usage(asked=bool(argv))
     os.environ[settings.AUTO] = "1"
     settings.share_auto_run()  # every process under this command adds to one stats file
+    return _start(argv)
+
+
+def _start(argv: list[str]) -> int:
+    """The program as it was named: a module or a script runs in this process, anything
+    else replaces it."""
     if argv[0] == "-m":
         return _run_module(argv)
     if argv[0].endswith(".py") and os.path.isfile(argv[0]):
-        path = argv[0]
-        return _in_process(lambda: runpy.run_path(path, run_name="__main__"), argv,
-                           os.path.dirname(os.path.abspath(path)))
+        return _run_script(argv)
     return _exec_command(argv)
 
 
@@ -51,6 +55,13 @@ def _usage(*, asked: bool) -> int:
     """The usage: on stdout when asked for (status 0), else on stderr (status 2)."""
     print(USAGE, file=sys.stdout if asked else sys.stderr)
     return 0 if asked else 2
+
+
+def _run_script(argv: list[str]) -> int:
+    """``script.py ARGS`` in this process, as ``python script.py`` runs it."""
+    path = argv[0]
+    return _in_process(lambda: runpy.run_path(path, run_name="__main__"), argv,
+                       os.path.dirname(os.path.abspath(path)))
 
 
 def _run_module(argv: list[str]) -> int:

@@ -63,12 +63,13 @@ def fmt_time(t: float | None) -> str:
         return "?"
 
 
-def fmt_age(t: float | None, now: float | None = None) -> str:
+def fmt_age(t: float | None, now: float) -> str:
+    """How long before ``now`` (the clock reading the caller decided with) ``t`` was."""
     if not t:
         return "-"
     if not isinstance(t, (int, float)) or not math.isfinite(t):
         return "?"
-    delta = max(0.0, (now or time.time()) - t)
+    delta = max(0.0, now - t)
     for limit, div, unit in ((60, 1, "s"), (3600, 60, "m"), (86400, 3600, "h")):
         if delta < limit:
             return f"{int(delta // div)}{unit} ago"
@@ -90,7 +91,7 @@ def show(doc: Any, as_json: bool, for_people: Callable[[], None]) -> None:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     rows = [[clean(c) for c in r] for r in [header, *rows]]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    widths = [max(map(len, column)) for column in zip(*rows)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
@@ -167,13 +168,17 @@ def _print_inspect_tail(d: dict[str, Any]) -> None:
                    [f"{a['id']}  {a['kind']}  {a['parts']}  {fmt_size(a['size'])}"
                     for a in d["artifacts"]])
     _print_section(f"inlined sources ({len(d['sources'])})",
-                   [f"{s['module']}:{s['qualname']}  lines {s['first_line']}-"
-                    f"{(s['last_line'] or 1) - 1}  sha256 {str(s['sha256'])[:12]}"
-                    for s in d["sources"]])
+                   [_source_line(s) for s in d["sources"]])
     if d["bypasses"]:
         _print_section("entries not stored", d["bypasses"])
     for title, values in (("key factors", d["factors"]), ("written on", d["system"])):
         _print_section(title, [f"{k:<17} {v}" for k, v in sorted(values.items())])
+
+
+def _source_line(s: dict[str, Any]) -> str:
+    """An inlined source range: the stored end is exclusive, the line shown inclusive."""
+    return (f"{s['module']}:{s['qualname']}  lines {s['first_line']}-"
+            f"{(s['last_line'] or 1) - 1}  sha256 {str(s['sha256'])[:12]}")
 
 
 def _print_section(title: str, lines: list[str]) -> None:
