@@ -107,29 +107,34 @@ _CALL_SITE_FACTORS = ("backend", "dynamic", "fullgraph")
 @dataclasses.dataclass(frozen=True)
 class LiveFunction:
     """The function as this process sees it: the key factors the library computes for its
-    next first call (``factors["function"]`` is its name in packages), and the
-    ``precompile.cached`` machinery in front of it, if any."""
+    next first call (``factors["function"]`` is its name in packages), the
+    ``precompile.cached`` machinery in front of it, if any, and the factors only a call
+    can tell, which each stored package's own values stand in for."""
 
     factors: dict[str, str]
     impl: Any  # CachedFunction or None
+    from_stored: tuple[str, ...]
 
 
 def live_function(ref: str) -> LiveFunction:
     """Import what ``ref`` names and compute its key factors as the library would."""
     target, impl = resolve_ref(ref)
     code, module = _main_code(target)
-    backend, dynamic, fullgraph = ((impl.backend_desc, impl.dynamic, impl.fullgraph)
-                                   if impl is not None else ("", None, False))
+    if impl is not None:
+        options, from_stored = (impl.backend_desc, impl.dynamic, impl.fullgraph), _RUNTIME_FACTORS
+    else:  # without a precompile wrapper the call site's options are the stored ones
+        options, from_stored = ("", None, False), _RUNTIME_FACTORS + _CALL_SITE_FACTORS
+    backend, dynamic, fullgraph = options
     factors = lib.keys.key_factors(code, module, backend, dynamic=dynamic, fullgraph=fullgraph,
                                    device_types=[], label=lib.function_label(target))
-    return LiveFunction(factors, impl)
+    return LiveFunction(factors, impl, from_stored)
 
 
 def _factors_now(live: LiveFunction, pkg: Pkg) -> dict[str, str]:
     """The key factors this process would compute for ``pkg``'s call: the live ones, with
     the stored values for what only the running program knows."""
-    from_stored = _RUNTIME_FACTORS + (() if live.impl is not None else _CALL_SITE_FACTORS)
-    return {**live.factors, **{n: pkg.factors[n] for n in from_stored if n in pkg.factors}}
+    stored = pkg.factors
+    return {**live.factors, **{n: stored[n] for n in live.from_stored if n in stored}}
 
 
 # ------------------------------------------------------------ one package's verdict

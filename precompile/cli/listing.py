@@ -104,7 +104,7 @@ def _code_info(code: Any) -> dict[str, Any] | None:
 
 
 def _entry_dict(pkg: Pkg, index: int, ed: dict[str, Any], guards: bool) -> dict[str, Any]:
-    artifacts, blobs = pkg.manifest.get("artifacts") or {}, pkg.env.blobs
+    artifacts, blobs = pkg.manifest["artifacts"], pkg.env.blobs
     entry: dict[str, Any] = {
         "index": index,
         "guards_blob": ed.get("guards"),
@@ -166,13 +166,14 @@ def inspect_dict(pkg: Pkg, *, guards: bool = True) -> dict[str, Any]:
 
 def _contents(pkg: Pkg, guards: bool) -> dict[str, Any]:
     """What a decoded package holds, from its manifest and metadata (nothing is unpickled
-    but the guard state of a trusted package, with ``guards``)."""
+    but the guard state of a trusted package, with ``guards``). Decoding validated the
+    manifest's shape (``verdict.decode``): its artifacts are a map."""
     manifest, blobs = pkg.manifest, pkg.env.blobs
     fields = ("module", "qualname", "first_line", "last_line", "sha256")
     return {
         "frames": [_frame_dict(pkg, fd, guards) for fd in manifest.get("frames", [])],
         "artifacts": [_artifact_dict(bid, ad, blobs)
-                      for bid, ad in sorted((manifest.get("artifacts") or {}).items())],
+                      for bid, ad in sorted(manifest["artifacts"].items())],
         "sources": [{k: s.get(k) for k in fields} for s in manifest.get("sources", [])],
         "devices": manifest.get("devices", []), "bypasses": manifest.get("bypasses", []),
         "factors": pkg.meta.get("factors", {}), "system": pkg.meta.get("system", {}),

@@ -29,10 +29,11 @@ def read_stats_file(path: str) -> dict[str, Any]:
 
 def _stats_doc(doc: Any, path: str) -> dict[str, Any]:
     """A stats file's document as ``precompile stats`` prints it."""
-    if isinstance(doc, dict) and isinstance(doc.get("stats"), dict):
-        return doc
-    if isinstance(doc, dict) and "hits" in doc:
-        return {"version": STATS_FILE_VERSION, "source": "precompile.stats()", "stats": doc}
+    if isinstance(doc, dict):
+        if isinstance(doc.get("stats"), dict):
+            return doc
+        if "hits" in doc:
+            return {"version": STATS_FILE_VERSION, "source": "precompile.stats()", "stats": doc}
     raise CliError(f"{path} is not a precompile stats file")
 
 
