@@ -260,13 +260,15 @@ def print_verify(results: list[dict[str, Any]], where: str, *, verbose: bool) ->
 
 
 def _print_verdict(r: dict[str, Any], verbose: bool) -> None:
-    """One line a package, and with ``verbose`` the rest of every problem (their diffs)
-    and the notes."""
+    """One line a package, and with ``verbose`` the rest of the first problem (its diff),
+    every other problem in full and the notes."""
     emit(_verdict_line(r))
     if verbose:
-        for prob in r["problems"]:
-            for ln in _head_and_tail(prob)[1]:
-                emit(f"    {ln}")
+        first, *others = r["problems"] or [""]
+        for ln in _head_and_tail(first)[1]:  # its first line closes the verdict line
+            emit(f"    {ln}")
+        for prob in others:
+            _print_multiline(prob, "  - ", "    ")
         for n in r["notes"]:
             emit(f"    note: {n}")
 

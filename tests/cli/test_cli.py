@@ -377,3 +377,17 @@ def test_import_puts_back_what_it_replaced_when_the_store_fails(
     assert _import(archive) == 2
     assert "disk full" in capsys.readouterr().err
     assert cache.get(_key("a")) == _pkg(1, fn="a") and cache.get(_key("b")) is None
+
+
+def test_verify_verbose_prints_every_problem_with_its_diff(capsys: pytest.CaptureFixture[str]) -> None:
+    """``verify -v``: the verdict line carries the first problem's first line; its diff and
+    every further problem, first line included, follow (a second problem's first line was
+    once never printed)."""
+    from precompile.cli import text
+    result = {"key": "k1", "function": "m:f", "status": "stale", "ok": False, "notes": ["n1"],
+              "problems": ["m.py lines 1-2 (f) changed\n-a\n+b", "m.py lines 8-9 (h) changed\n-c\n+d"]}
+    text.print_verify([result], "cache", verbose=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("STALE") and out[0].endswith("m.py lines 1-2 (f) changed (+1 more)")
+    assert out[1:7] == ["    -a", "    +b", "  - m.py lines 8-9 (h) changed", "    -c", "    +d",
+                        "    note: n1"], out
