@@ -67,8 +67,7 @@ class TieredBackend(CacheBackend):
         with self._mutex:
             first = i not in self._warned
             self._warned.add(i)
-            if self.retry_after > 0:
-                self._skip_until[i] = time.monotonic() + self.retry_after
+            self._skip_until[i] = time.monotonic() + self.retry_after  # 0: usable at once
         tier = self.tiers[i]
         if first:
             log.warning("precompile: cache tier %d (%s) failed to %s: %s; carrying on with the "
