@@ -46,5 +46,6 @@ def rebuild_dict_subclass(cls: type, items: list[tuple[Any, Any]]) -> dict[Any, 
 
 def _has_slots(cls: type) -> bool:
     """Whether a class in ``cls``'s MRO declares ``__slots__`` (dict, object and the
-    collections mappings declare none): its instances keep state pickle would not see."""
+    collections mappings declare none): its instances keep state outside ``__dict__``,
+    which this reduction would drop."""
     return any("__slots__" in vars(c) for c in cls.__mro__)
