@@ -10,13 +10,13 @@ apart from files).
 """
 from __future__ import annotations
 
-import string
+import re
 from collections.abc import Collection, Mapping, Sequence
 
 from .base import Stat
 
 BLOB_PREFIX = "blob-"
-_DIGEST_LEN = 64
+_BLOB_KEY = re.compile(re.escape(BLOB_PREFIX) + "[0-9a-f]{64}")  # a full lowercase sha256
 YOUNG_BLOB_SECONDS = 60.0  # a kernel this new may belong to a package being written now
 
 
@@ -25,9 +25,7 @@ def blob_key(digest: str) -> str:
 
 
 def is_blob_key(key: str) -> bool:
-    digest = key[len(BLOB_PREFIX):]
-    return (key.startswith(BLOB_PREFIX) and len(digest) == _DIGEST_LEN
-            and all(c in string.hexdigits[:16] for c in digest))
+    return _BLOB_KEY.fullmatch(key) is not None
 
 
 def digest_of(key: str) -> str:

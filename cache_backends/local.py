@@ -125,7 +125,7 @@ def _parents_problem(real: str) -> str | None:
 def _symlinks_problem(path: str) -> str | None:
     parts = path.split(os.sep)
     for i in range(2, len(parts) + 1):
-        prefix = os.sep.join(parts[:i]) or os.sep
+        prefix = os.sep.join(parts[:i])  # never empty: ``path`` is absolute
         try:
             st = os.lstat(prefix)
         except OSError:
@@ -355,9 +355,9 @@ class LocalDirBackend(CacheBackend):
         if self.blob_references is None:
             return refs
         for s in stats:
-            if not is_blob_key(s.key) and s.path:
+            if not is_blob_key(s.key):
                 with contextlib.suppress(OSError):
-                    refs[s.key] = self.blob_references(peek_file(s.path, self)[0])
+                    refs[s.key] = self.blob_references(peek_file(self.path_for(s.key), self)[0])
         return refs
 
     def clean_temp_files(self, older_than: float = _STALE_TMP_SECONDS) -> int:

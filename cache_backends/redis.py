@@ -90,11 +90,13 @@ def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
 def _ttl_from_query(value: str, url: str) -> float | None:
     """``ttl=`` in a URL: positive seconds, or empty for none. The message names the URL
     (without its password), which is where the fix goes."""
+    if not value:
+        return None
     try:
-        ttl = float(value) if value else None
+        ttl = float(value)
     except ValueError:
         raise ValueError(f"ttl in {redact(url)!r} must be a number of seconds") from None
-    if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
+    if not (math.isfinite(ttl) and ttl > 0):
         raise ValueError(f"ttl in {redact(url)!r} must be a positive number of "
                          f"seconds, not {value!r}")
     return ttl

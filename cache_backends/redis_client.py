@@ -91,8 +91,8 @@ class SharedClient:
     def call(self, what: str, fn: Callable[[], T], url: str) -> T:
         """``fn()``, unless the server was found down less than ``retry_after`` ago; every
         failure comes out as StoreError naming ``url`` and what to check."""
-        if self.down_until and time.monotonic() < self.down_until:
-            left = self.down_until - time.monotonic()
+        left = self.down_until - time.monotonic()  # 0.0 (up) is always in the past
+        if left > 0:
             raise StoreError(f"redis at {url} was unreachable {self.down_reason}; "
                              f"not trying again for {left:.0f}s. Is redis-server running "
                              "there, and is the URL right?")

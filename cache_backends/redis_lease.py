@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import re
 import socket
 import time
 import uuid
@@ -29,7 +30,10 @@ MAX_LEASE_MS = 300_000  # the longest validity a lease may claim (RedisBackend's
 CLOCK_SLACK_MS = 30_000  # how far two machines' clocks may disagree
 MAX_VALUE_BYTES = 512
 _UNSIGNED = "-"
-_FIELDS = 6
+# The line of the module docstring: mac (``-`` unsigned), token, issue time, validity, writer
+# (the rest of the line, which its writer chose).
+_LEASE = re.compile(re.escape(VERSION) + r"\|([^|]*)\|([A-Za-z0-9]+)\|([0-9]+)\|([0-9]+)\|(.*)",
+                    re.DOTALL)
 
 
 def _now_ms() -> int:
@@ -75,12 +79,10 @@ class Lease:
         """The lease ``raw`` holds; ValueError when it is not one."""
         if len(raw) > MAX_VALUE_BYTES:
             raise ValueError(f"{len(raw)} bytes long")
-        fields = raw.decode("ascii").split("|", _FIELDS - 1)
-        if len(fields) != _FIELDS or fields[0] != VERSION:
+        found = _LEASE.fullmatch(raw.decode("ascii"))
+        if found is None:
             raise ValueError("not in precompile's lease format")
-        _, mac, token, issued, lease_ms, writer = fields
-        if not (issued.isdigit() and lease_ms.isdigit() and token.isalnum()):
-            raise ValueError("not in precompile's lease format")
+        mac, token, issued, lease_ms, writer = found.groups()
         return cls(mac, token, int(issued), int(lease_ms), writer)
 
 

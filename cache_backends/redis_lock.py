@@ -143,15 +143,13 @@ class LeaseLock:
             try:
                 with self._mutex, self.shared.bounded():
                     value = self._fresh_value()
-                    renewed = swap(keys=[self.name],
-                                   args=[_sha1(self._value), value, self._lease_ms])
-                    if renewed:
+                    if swap(keys=[self.name], args=[_sha1(self._value), value, self._lease_ms]):
                         self._value = value
-                if not renewed:
-                    log.warning("precompile: lost the redis lock on %s in %s (lease of %gs ran "
-                                "out); another process may write at the same time",
-                                self.key, self.url, self.lease)
-                    return
+                        continue  # renewed: again in a third of the lease
+                log.warning("precompile: lost the redis lock on %s in %s (lease of %gs ran "
+                            "out); another process may write at the same time",
+                            self.key, self.url, self.lease)
+                return
             except Exception as e:  # noqa: BLE001
                 log.debug("precompile: cannot renew redis lock on %s: %s", self.key, e)
 

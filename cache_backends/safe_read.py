@@ -92,17 +92,18 @@ def _read_at_most(fd: int, limit: int, expected: int) -> bytes:
     (which would hold it twice)."""
     chunks: list[bytes] = []
     left = limit
-    want = min(limit, expected + 1)
+    want = expected + 1
     while left > 0:
         try:
-            chunk = os.read(fd, min(want if not chunks else _CHUNK, left))
+            chunk = os.read(fd, min(want, left))
         except BlockingIOError:  # O_NONBLOCK on something that is not a file after all
             break
         if not chunk:
             break
         chunks.append(chunk)
         left -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        want = _CHUNK
+    return b"".join(chunks)  # one chunk: CPython returns it as is, no copy
 
 
 def _too_big(path: str, max_bytes: int) -> str:

@@ -67,8 +67,7 @@ class TieredBackend(CacheBackend):
         with self._mutex:
             first = i not in self._warned
             self._warned.add(i)
-            if self.retry_after > 0:
-                self._skip_until[i] = time.monotonic() + self.retry_after
+            self._skip_until[i] = time.monotonic() + self.retry_after  # 0: usable at once
         tier = self.tiers[i]
         if first:
             log.warning("precompile: cache tier %d (%s) failed to %s: %s; carrying on with the "
@@ -125,6 +124,14 @@ class TieredBackend(CacheBackend):
                 self._tier_failed(i, what, e, errors)
         return done, errors
 
+    def _on_some(self, what: str, fn: Callable[[CacheBackend], T]) -> list[tuple[int, T]]:
+        """``_each`` for a call that must reach at least one tier: put, delete and list
+        raise StoreError only when no tier could do ``what``."""
+        done, errors = self._each(what, fn)
+        if not done:
+            raise self._all_failed(what, errors)
+        return done
+
     def _all_failed(self, what: str, errors: list[str]) -> StoreError:
         return StoreError(f"every cache tier failed to {what}: " + "; ".join(errors))
 
@@ -171,21 +178,15 @@ class TieredBackend(CacheBackend):
 
     def put(self, key: str, data: bytes) -> None:
         check_key(key)
-        done, errors = self._each("write", lambda t: t.put(key, data))
-        if not done:
-            raise self._all_failed("write", errors)
+        self._on_some("write", lambda t: t.put(key, data))
 
     def delete(self, key: str) -> bool:
         check_key(key)
-        done, errors = self._each("delete", lambda t: t.delete(key))
-        if not done:
-            raise self._all_failed("delete", errors)
+        done = self._on_some("delete", lambda t: t.delete(key))
         return any(removed for _, removed in done)
 
     def list(self) -> Iterator[str]:
-        done, errors = self._each("list", lambda t: set(t.list()))
-        if not done:
-            raise self._all_failed("list", errors)
+        done = self._on_some("list", lambda t: set(t.list()))
         return iter(sorted(set().union(*(names for _, names in done))))
 
     def stat(self, key: str) -> Stat | None:

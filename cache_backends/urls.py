@@ -79,10 +79,9 @@ def _redact_query(query: str) -> str:
 
 
 def _redact_netloc(parts: urllib.parse.SplitResult) -> str:
+    """The authority with its password masked; host and port as written (urllib splits the
+    user information off at the last ``@``, so no part of the password follows it)."""
     parts.port  # noqa: B018 - ValueError for an authority that is not host[:port]
     if parts.password is None:
         return parts.netloc
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.username or ''}:{_MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+    return f"{parts.username or ''}:{_MASK}@{parts.netloc.rpartition('@')[2]}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from typing import Any
 
@@ -9,15 +10,19 @@ import torch
 
 
 _RECORDED_ISA: dict[str, Any] | None = None
+# How torch names a CPU feature probe (``torch.cpu._is_avx2_supported``) and what a vector
+# ISA's check found out (``VecAVX512._is_avx512_bf16_supported``).
+_PROBE_FLAG = re.compile(r"_is_(\w+)_supported")
 
 
 def _cpu_features() -> dict[str, Any]:
     """The CPU features Inductor's ISA choice depends on, read via CPUID (cheap)."""
     feats: dict[str, Any] = {"machine": platform.machine()}
     for name in sorted(dir(torch.cpu)):
-        if name.startswith("_is_") and name.endswith("_supported"):
+        found = _PROBE_FLAG.fullmatch(name)
+        if found:
             try:
-                feats[name[4:-10]] = bool(getattr(torch.cpu, name)())
+                feats[found.group(1)] = bool(getattr(torch.cpu, name)())
             except Exception:  # noqa: BLE001 - a probe this torch lacks
                 continue
     return feats
@@ -46,8 +51,7 @@ def _probed_flags(isa: Any) -> dict[str, bool]:
     ``-mavx512bf16`` to every kernel's flags (torch/_inductor/cpu_vec_isa.py), and so to
     every kernel library's cache key: restored without it, each stored kernel is rebuilt."""
     return {name: value for name, value in vars(isa).items()
-            if name.startswith("_is_") and name.endswith("_supported")
-            and isinstance(value, bool)}
+            if _PROBE_FLAG.fullmatch(name) and isinstance(value, bool)}
 
 
 def _recorded_choice(record: Any, supported: Any) -> list[tuple[Any, Any, Any]] | None:
@@ -65,9 +69,9 @@ def _recorded_choice(record: Any, supported: Any) -> list[tuple[Any, Any, Any]] 
 
 
 def _is_probed_flags(probed: Any) -> bool:
-    """A record's probed flags: a map of ``_is_*`` names to booleans."""
+    """A record's probed flags: a map of ``_is_*_supported`` names to booleans."""
     return isinstance(probed, dict) and all(
-        isinstance(v, bool) and k.startswith("_is_") for k, v in probed.items())
+        isinstance(v, bool) and _PROBE_FLAG.fullmatch(k) for k, v in probed.items())
 
 
 def use_recorded_cpu_isa(record: Any) -> bool:

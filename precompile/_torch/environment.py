@@ -1,6 +1,7 @@
 """What compiled code depends on beyond its source: versions, GPUs, configs, environment."""
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
@@ -43,7 +44,7 @@ def _triton_version() -> str | None:
 def gpu_info(device_type: str) -> dict[str, Any]:
     """GPU name and capability for ``device_type``; GPU-only, not exercised on CPU CI."""
     mod = getattr(torch, device_type, None)
-    if mod is None or not hasattr(mod, "is_available") or not mod.is_available():
+    if not getattr(mod, "is_available", lambda: False)():
         return {}
     info: dict[str, Any] = {"gpu_name": mod.get_device_name()}
     if hasattr(mod, "get_device_capability"):
@@ -110,9 +111,9 @@ _ENV_IGNORED = {"TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
 def codegen_env() -> dict[str, str]:
     """Environment variables that change what torch generates (paths and cache switches out)."""
     return {k: v for k, v in sorted(os.environ.items())
-            if (k.startswith("TORCHINDUCTOR_") or k.startswith("TORCH_COMPILE_")
-                or k.startswith("TORCHDYNAMO_")) and k not in _ENV_IGNORED
-            and "CACHE" not in k and "LOG" not in k and "DEBUG" not in k}
+            if k.startswith(("TORCHINDUCTOR_", "TORCH_COMPILE_", "TORCHDYNAMO_"))
+            and k not in _ENV_IGNORED and "CACHE" not in k and "LOG" not in k
+            and "DEBUG" not in k}
 
 
 def global_numerics() -> dict[str, str]:
@@ -133,13 +134,9 @@ def tensor_device_types(objs: Sequence[Any]) -> list[str]:
         obj = stack.pop()
         if isinstance(obj, torch.Tensor):
             found.add(obj.device.type)
-        elif isinstance(obj, torch.nn.Module):
-            for t in obj.parameters():
-                found.add(t.device.type)
-                break
-            for t in obj.buffers():
-                found.add(t.device.type)
-                break
+        elif isinstance(obj, torch.nn.Module):  # its first parameter and first buffer
+            stack.extend(itertools.islice(obj.parameters(), 1))
+            stack.extend(itertools.islice(obj.buffers(), 1))
         elif isinstance(obj, (list, tuple)):
             stack.extend(obj)
         elif isinstance(obj, dict):

@@ -120,12 +120,8 @@ def recorded_tree(dynamo_manager: Any, rebuilt_manager: Any,
     """Compare the tree Dynamo built for an entry with the one rebuilt from its stored state
     in the same process. Returns (its stored form, None) or ([], why the stored state
     would check something else)."""
-    # Compared without Dynamo's user-stack comments: a guard's stack is not always stored
-    # (the ambient guards are rebuilt with ``# <unknown>``).
-    built = [(src, without_user_stack(leaf)) for src, leaf in leaf_guards(dynamo_manager)]
     rebuilt = leaf_guards(rebuilt_manager)
-    missing = (collections.Counter(built)
-               - collections.Counter((src, without_user_stack(leaf)) for src, leaf in rebuilt))
+    missing = _compared(leaf_guards(dynamo_manager)) - _compared(rebuilt)
     aliasing = [_aliasing_set(text) for _, text in rebuilt if text.startswith(_NO_ALIASING)]
     lost = [leaf for leaf in missing.elements()
             if not _checked_elsewhere(leaf, live_only_sources, aliasing)]
@@ -134,6 +130,13 @@ def recorded_tree(dynamo_manager: Any, rebuilt_manager: Any,
         return [], (f"{len(lost)} guard(s) would not be checked as compiled after a reload "
                     f"(e.g. {changed})")
     return stored_form(rebuilt), None
+
+
+def _compared(leaves: list[tuple[str, str]]) -> collections.Counter[tuple[str, str]]:
+    """Leaves as ``recorded_tree`` compares the two trees: without Dynamo's user-stack
+    comments, since a guard's stack is not always stored (the ambient guards are rebuilt
+    with ``# <unknown>``)."""
+    return collections.Counter((src, without_user_stack(line)) for src, line in leaves)
 
 
 def _checked_elsewhere(leaf: tuple[str, str], live_only_sources: set[str],
@@ -187,12 +190,12 @@ def _under_any(source: str, roots: set[str]) -> bool:
     """Whether ``source`` is one of ``roots`` or reached from one (FUNCTION_MATCH on
     ``G['m'].fn`` checks the id of ``G['m'].fn.__code__``; a dict's identity guard checks
     the ids of its keys, ``list(dict.keys(G['d']))[0]``)."""
+    if source in roots:
+        return True
     key_of = _DICT_KEY.match(source)
-    if key_of is not None and source not in roots:
+    if key_of is not None:
         return _under_any(key_of.group(1), roots)
-    return source in roots or any(
-        source.startswith(root) and source[len(root)] in ".[" for root in roots
-        if len(source) > len(root))
+    return any(source.startswith((root + ".", root + "[")) for root in roots)
 
 
 def tree_changes(rebuilt_manager: Any, stored: list[str]) -> str | None:
@@ -204,13 +207,13 @@ def tree_changes(rebuilt_manager: Any, stored: list[str]) -> str | None:
     now = collections.Counter(_digest(leaf) for leaf in leaves)
     new = [leaf for leaf in leaves if now[_digest(leaf)] > have[_digest(leaf)]]
     gone = sum((have - now).values())
-    if not new and not gone:
-        return None
-    if not new:
+    if new:
+        shown = "; ".join(without_user_stack(line) for _, line in new[:_SHOWN])
+        return (f"{len(new)} guard(s) now compare against other values than when it was "
+                f"compiled (now: {shown})")
+    if gone:
         return f"{gone} guard(s) it was compiled with are no longer built"
-    shown = "; ".join(without_user_stack(line) for _, line in new[:_SHOWN])
-    return (f"{len(new)} guard(s) now compare against other values than when it was compiled "
-            f"(now: {shown})")
+    return None
 
 
 def rebuild_for_parity(guards_state: bytes, code: types.CodeType,

@@ -24,11 +24,10 @@ def dict_subclass_reduction(obj: Any) -> tuple[Any, ...] | None:
     """How to pickle ``obj`` if it is a dict subclass whose ``__setitem__`` is Python code
     and which pickles by the default reduction; None for every other object."""
     cls = type(obj)
-    if cls is dict or not isinstance(obj, dict) or not inspect.isfunction(
-            getattr(cls, "__setitem__", None)):
-        return None
+    if not isinstance(obj, dict) or not inspect.isfunction(getattr(cls, "__setitem__", None)):
+        return None  # dict's own __setitem__ is no Python function: plain dicts end here
     if (cls.__reduce__ not in _DEFAULT_REDUCE or cls.__reduce_ex__ is not object.__reduce_ex__
-            or cls.__getstate__ is not object.__getstate__ or "__slots__" in _class_dicts(cls)):
+            or cls.__getstate__ is not object.__getstate__ or _has_slots(cls)):
         return None
     return rebuild_dict_subclass, (cls, list(dict.items(obj))), getattr(obj, "__dict__", None)
 
@@ -45,5 +44,8 @@ def rebuild_dict_subclass(cls: type, items: list[tuple[Any, Any]]) -> dict[Any, 
     return obj
 
 
-def _class_dicts(cls: type) -> set[str]:
-    return {name for c in cls.__mro__ if c not in (dict, object) for name in c.__dict__}
+def _has_slots(cls: type) -> bool:
+    """Whether a class in ``cls``'s MRO declares ``__slots__`` (dict, object and the
+    collections mappings declare none): its instances keep state outside ``__dict__``,
+    which this reduction would drop."""
+    return any("__slots__" in vars(c) for c in cls.__mro__)

@@ -32,8 +32,9 @@ def encode_args(optimizer: Any, args: list[Any]) -> list[list[Any]] | None:
     i-th param group, ``["list"]`` for an empty list it fills, ``["const", v]`` for a plain
     constant; None for anything else (that call cannot be made again elsewhere)."""
     encoded: list[list[Any]] = []
+    group_index = {id(g): i for i, g in enumerate(optimizer.param_groups)}
     for arg in args:
-        index = next((i for i, g in enumerate(optimizer.param_groups) if g is arg), None)
+        index = group_index.get(id(arg))
         if index is not None:
             encoded.append(["group", index])
         elif type(arg) is list and not arg:
@@ -115,9 +116,9 @@ def init_optimizer_state(optimizer: Any, calls: list[list[list[Any]]]) -> bool:
     CPU are therefore left to a normal compile.
     """
     groups = optimizer.param_groups
-    for call in calls:
+    for call in calls:  # the shapes were checked where the package was read (manifest.py)
         for kind, *rest in call:
-            if kind == "group" and not (isinstance(rest[0], int) and 0 <= rest[0] < len(groups)):
+            if kind == "group" and not 0 <= rest[0] < len(groups):
                 return False
     if any(p.device.type != "cpu" for g in groups for p in g["params"]):
         return False

@@ -19,6 +19,7 @@ This makes *building* the object safe; running it stays reserved for trusted pac
 from __future__ import annotations
 
 import dis
+import functools
 import opcode
 import re
 import sys
@@ -61,9 +62,11 @@ def cache_entries(op: int) -> int:
 _VALID, _CONST, _NAME, _LOCAL, _PAIR, _JUMP = 1, 2, 4, 8, 16, 32
 
 
-# The operand kinds read straight off ``dis``'s opcode lists.
-_OPERAND_LISTS = ((_CONST, dis.hasconst), (_NAME, dis.hasname), (_JUMP, _JUMPS))
 _LOCAL_OPS = frozenset(dis.haslocal) | frozenset(dis.hasfree)  # fast locals, cells and frees
+_PAIR_OPS = frozenset(op for op in _LOCAL_OPS if opcode.opname[op] in _LOCAL_PAIRS)
+# The operand kinds, read off ``dis``'s opcode lists.
+_OPERAND_LISTS = ((_CONST, dis.hasconst), (_NAME, dis.hasname), (_JUMP, _JUMPS),
+                  (_LOCAL, _LOCAL_OPS - _PAIR_OPS), (_PAIR, _PAIR_OPS))
 
 
 def _opcode_kind(op: int) -> int:
@@ -73,8 +76,6 @@ def _opcode_kind(op: int) -> int:
     for flag, ops in _OPERAND_LISTS:
         if op in ops:
             kind |= flag
-    if op in _LOCAL_OPS:
-        kind |= _PAIR if opcode.opname[op] in _LOCAL_PAIRS else _LOCAL
     return kind
 
 
@@ -95,12 +96,8 @@ def check_code_fields(fields: dict[str, Any]) -> None:
                            fields["co_stacksize"])
 
 
-def _is_count(value: Any) -> bool:
-    return type(value) is int and 0 <= value < _MAX_COUNT
-
-
-def _is_flags(value: Any) -> bool:
-    return type(value) is int and 0 <= value < _MAX_FLAGS
+def _is_int_below(limit: int, value: Any) -> bool:
+    return type(value) is int and 0 <= value < limit
 
 
 def _is_names(value: Any) -> bool:
@@ -109,8 +106,8 @@ def _is_names(value: Any) -> bool:
 
 # (fields, the test each must pass, what a failure says), checked in this order.
 _FIELD_TYPES: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
-    (_COUNT_FIELDS, _is_count, "is not a count"),
-    (("co_flags",), _is_flags, "is out of range"),
+    (_COUNT_FIELDS, functools.partial(_is_int_below, _MAX_COUNT), "is not a count"),
+    (("co_flags",), functools.partial(_is_int_below, _MAX_FLAGS), "is out of range"),
     (_NAME_FIELDS, _is_names, "is not a tuple of names"),
     (("co_filename", "co_name", "co_qualname"), lambda v: type(v) is str, "is not a string"),
     (("co_code", "co_linetable", "co_exceptiontable"), lambda v: type(v) is bytes,
@@ -254,9 +251,7 @@ def _check_exception_table(table: bytes, starts: set[int], units: int,
 
 def _exception_entry(table: bytes, i: int) -> tuple[list[int], int]:
     """The entry at ``i`` (start, length, target, depth/lasti; its first byte flagged with
-    bit 7) and where the next one starts."""
-    if not table[i] & 0x80:
-        raise ValueError("co_exceptiontable entry does not start an entry")
+    bit 7, which its first varint checks) and where the next one starts."""
     values, head = [], 0x80
     for _ in range(4):
         value, i = _exception_varint(table, i, head)
@@ -272,7 +267,7 @@ def _exception_varint(table: bytes, i: int, head: int) -> tuple[int, int]:
     value = 0
     for _ in range(_MAX_VARINT_CHUNKS):
         if i >= len(table) or table[i] & 0x80 != head:
-            raise ValueError("truncated co_exceptiontable entry")
+            raise ValueError("co_exceptiontable entry is truncated or misaligned")
         b, head = table[i], 0
         value = (value << 6) | (b & 63)
         i += 1

@@ -57,7 +57,9 @@ _SIZED = {0xc4: (1, "bin"), 0xc5: (2, "bin"), 0xc6: (4, "bin"), 0xc7: (1, "ext")
           0xc8: (2, "ext"), 0xc9: (4, "ext"), 0xd9: (1, "str"), 0xda: (2, "str"),
           0xdb: (4, "str")}
 _FIXEXT = {0xd4: 1, 0xd5: 2, 0xd6: 4, 0xd7: 8, 0xd8: 16}
-_COUNTED = {0xdc: (2, 1), 0xdd: (4, 1), 0xde: (2, 2), 0xdf: (4, 2)}  # (width, values/item)
+# first byte -> (width of the count, values per item, cost, cost per item) for arrays and maps
+_COUNTED = {0xdc: (2, 1, LIST, SLOT), 0xdd: (4, 1, LIST, SLOT),
+            0xde: (2, 2, MAP, PAIR), 0xdf: (4, 2, MAP, PAIR)}
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _UINT = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I")}
 
@@ -121,7 +123,7 @@ def scan(data: bytes, max_values: int, max_bytes: int) -> Cost:
             cost += more
         if values > max_values or cost > max_bytes:
             break
-    if pos > end or todo > end - pos:
+    if todo > end - pos:  # todo is never negative: this also catches pos past the end
         raise _truncated()
     return Cost(values, cost)
 
@@ -138,10 +140,9 @@ def _other(data: bytes, pos: int, first: int, todo: int) -> tuple[int, int, int]
         pos += width + (kind == "ext")
         return pos + n, todo, _sized_cost(kind, data, pos, n)
     if first in _COUNTED:
-        width, per = _COUNTED[first]
+        width, per, cost, each = _COUNTED[first]
         n = _read_uint(data, pos, width)
-        return (pos + width, todo + per * n,
-                MAP + PAIR * n if per == 2 else LIST + SLOT * n)
+        return pos + width, todo + per * n, cost + each * n
     raise FormatError("package body is not valid msgpack: an unused type byte; "
                       "delete it and let precompile rewrite it")
 

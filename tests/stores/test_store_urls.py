@@ -50,6 +50,15 @@ def test_redact_masks_every_password(url: str, secret: str) -> None:
     assert secret not in shown and "***" in shown
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://u:hunter2@Cache.Example:06379/0", "redis://u:***@Cache.Example:06379/0"),
+    ("rediss://:pa@ss@[::1]:6380/1?db=2", "rediss://:***@[::1]:6380/1?db=2"),
+])
+def test_redact_keeps_the_authority_as_written(url: str, shown: str) -> None:
+    """Only the password is masked: host and port read as the user wrote them."""
+    assert redact(url) == shown
+
+
 @pytest.fixture
 def password_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own whose password holds a comma and a ``|``."""
