@@ -21,11 +21,11 @@ from typing import Any, TextIO
 
 from .. import _torch
 from ..counters import STATS, printable
-from .coverage import check_signature, install_stored, store_url
-from .report import (COMPILED, COVERED, FAILED, MISS, UNCHECKED, WARMUP, FleetReport,
-                     SignatureReport)
+from .coverage import check_signature, error_line, install_stored, store_url
+from .report import COMPILED, COVERED, FAILED, MISS, WARMUP, FleetReport, SignatureReport
 from .target import FleetTarget, fleet_target
 from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, tensor_inputs
+
 
 class Progress:
     """A plain-text progress bar on stderr: one line when a signature starts, one when it
@@ -84,14 +84,12 @@ def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True
 
 
 def warm_one(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureReport:
-    """Check one signature; compile it if no entry accepts it."""
-    described = sig.describe()
+    """Check one signature; compile it if no entry accepts it (a check that finds it
+    covered, or that fails, is the warm-up's report as it is)."""
     before = check_signature(target, sig, spec)
-    if before.status == COVERED:
-        return SignatureReport(sig.name, described, COVERED)
-    if before.status not in (MISS, UNCHECKED):
-        return SignatureReport(sig.name, described, FAILED, before.reasons)
-    return _compile_one(target, sig, spec, described)
+    if before.status in (COVERED, FAILED):
+        return before
+    return _compile_one(target, sig, spec, before.signature)
 
 
 def _compile_one(target: FleetTarget, sig: Signature, spec: Spec,
@@ -103,8 +101,7 @@ def _compile_one(target: FleetTarget, sig: Signature, spec: Spec,
     try:
         _call(target, sig, spec)
     except Exception as e:  # noqa: BLE001 - one failing bucket must not stop the others
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        return SignatureReport(sig.name, described, FAILED, [f"{type(e).__name__}: {first}"])
+        return SignatureReport(sig.name, described, FAILED, [error_line(e)])
     new_bypasses = target.impl.package.bypasses[bypassed:]
     if new_bypasses:
         return SignatureReport(sig.name, described, FAILED,
