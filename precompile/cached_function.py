@@ -230,14 +230,15 @@ class CachedFunction:
         self.last_miss = miss.reason
         STATS.misses += 1
         STATS.note_miss(miss.reason)
-        if miss.error is not None:
+        if miss.error is None:
+            log.info("precompile: miss: %s", miss.reason)
+            error = PackageError(f"strict mode: cache miss: {miss.reason}")
+        else:
             STATS.load_errors += 1
             log.warning("precompile: %s", miss.reason)
-        else:
-            log.info("precompile: miss: %s", miss.reason)
+            error = miss.error
         if self.strict:
-            raise miss.error if miss.error is not None else PackageError(
-                f"strict mode: cache miss: {miss.reason}")
+            raise error
 
     # ----------------------------------------------------------- single flight
 

@@ -61,14 +61,10 @@ def check_signature(target: FleetTarget, sig: Signature, spec: Spec) -> Signatur
     """One signature against every entry on the function's first frame, at its example
     sizes and at the ends of each dynamic dim's range."""
     described = sig.describe()
-    reasons = []
-    for label, sizes in size_variants(sig):
-        try:
-            verdict = _verdict(target, sig, spec, sizes)
-        except (WarmupError, RuntimeError, TypeError, ValueError) as e:
-            return SignatureReport(sig.name, described, FAILED, [error_line(e)])
-        if not verdict.accepted:
-            reasons.append(_miss_reason(label, verdict))
+    try:
+        reasons = _misses(target, sig, spec)
+    except (WarmupError, RuntimeError, TypeError, ValueError) as e:
+        return SignatureReport(sig.name, described, FAILED, [error_line(e)])
     if reasons:
         return SignatureReport(sig.name, described, MISS, reasons)
     later = later_frames(target)
@@ -77,6 +73,18 @@ def check_signature(target: FleetTarget, sig: Signature, spec: Spec) -> Signatur
             f"the function's own frame is covered; {len(later)} frame(s) after graph breaks "
             f"are checked only when they run: {', '.join(later)}"])
     return SignatureReport(sig.name, described, COVERED)
+
+
+def _misses(target: FleetTarget, sig: Signature, spec: Spec) -> list[str]:
+    """Why each size variant that no entry accepts is refused (empty: every variant is
+    accepted). Raises what building or binding the inputs raises: the signature cannot be
+    checked at all."""
+    reasons = []
+    for label, sizes in size_variants(sig):
+        verdict = _verdict(target, sig, spec, sizes)
+        if not verdict.accepted:
+            reasons.append(_miss_reason(label, verdict))
+    return reasons
 
 
 def _verdict(target: FleetTarget, sig: Signature, spec: Spec,

@@ -312,7 +312,7 @@ def _make(x: InputSpec, spec: Spec, gen: torch.Generator,
         return x.value
     shape = [sizes.get((where, d), n) for d, n in enumerate(x.shape)]
     t = _filled(x, shape, x.fill or spec.fill, gen).to(spec.device)
-    return t.requires_grad_() if x.requires_grad else t
+    return t.requires_grad_(x.requires_grad)
 
 
 def _filled(x: TensorSpec, shape: list[int], fill: str, gen: torch.Generator) -> torch.Tensor:

@@ -64,9 +64,19 @@ def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True
     spec = as_spec(signatures)
     target = fleet_target(fn_or_module, spec.device, spec.seed, **options)
     stream = sys.stderr if progress is True else (progress or None)
-    bar = Progress(len(spec.signatures), stream)
     saves_before = STATS.saves
     install_stored(target, spec)
+    results = _warm_each(target, spec, Progress(len(spec.signatures), stream))
+    saved = _save(target, saves_before, any(r.status == COMPILED for r in results))
+    report = FleetReport(WARMUP, target.impl.label(), store_url(target), results, saved,
+                         target.materialized)
+    if stream is not None:
+        print(report.summary(), file=stream, flush=True)
+    return report
+
+
+def _warm_each(target: FleetTarget, spec: Spec, bar: Progress) -> list[SignatureReport]:
+    """Every signature in turn, each timed, with a progress line as it starts and ends."""
     results = []
     for sig in spec.signatures:
         bar.start(sig)
@@ -75,12 +85,7 @@ def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True
         result.seconds = time.perf_counter() - t0
         bar.finish(result)
         results.append(result)
-    saved = _save(target, saves_before, any(r.status == COMPILED for r in results))
-    report = FleetReport(WARMUP, target.impl.label(), store_url(target), results, saved,
-                         target.materialized)
-    if stream is not None:
-        print(report.summary(), file=stream, flush=True)
-    return report
+    return results
 
 
 def warm_one(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureReport:
