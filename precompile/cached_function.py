@@ -91,7 +91,7 @@ class CachedFunction:
         ORDER.enter()  # installed entries are only reordered between calls (entry_order)
         try:
             if not self._ready:
-                self._first_call(args, kwargs)
+                self._first_call(args, kwargs, lead=self.policy.single_flight)
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -119,8 +119,7 @@ class CachedFunction:
         and ``coverage`` ask what is installed before (or instead of) compiling."""
         self._first_call(args, kwargs, lead=False)
 
-    def _first_call(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    lead: bool = True) -> None:
+    def _first_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], lead: bool) -> None:
         with self._first_lock:
             if self._ready:
                 return
@@ -187,14 +186,15 @@ class CachedFunction:
 
     def _find(self, factors: dict[str, str],
               lead: bool) -> bytes | format.Envelope | Miss | None:
-        """The package given to ``load``, else the stored one (unless ``lead`` is off:
-        waiting for another process to compile it, or taking the lease to compile it here);
-        None without a store."""
+        """The package given to ``load``, else the stored one; when none is stored and
+        ``lead`` (single flight on, and a call that will compile), waiting for another
+        process to compile it, or taking the lease to compile it here. None without a
+        store."""
         if self._preloaded is not None or self.store is None:
             return self._preloaded
         key = self.package.key
         data = loading.fetch(self.store, key)
-        if data is None and lead and self.policy.single_flight:
+        if data is None and lead:
             data, self._lease = wait_or_lead(self.store, key, self.policy.wait_timeout)
         return data if data is not None else Miss(explain_absent(self.store, key, factors,
                                                              self.signing_key))
@@ -230,14 +230,15 @@ class CachedFunction:
         self.last_miss = miss.reason
         STATS.misses += 1
         STATS.note_miss(miss.reason)
-        if miss.error is not None:
+        if miss.error is None:
+            log.info("precompile: miss: %s", miss.reason)
+            error = PackageError(f"strict mode: cache miss: {miss.reason}")
+        else:
             STATS.load_errors += 1
             log.warning("precompile: %s", miss.reason)
-        else:
-            log.info("precompile: miss: %s", miss.reason)
+            error = miss.error
         if self.strict:
-            raise miss.error if miss.error is not None else PackageError(
-                f"strict mode: cache miss: {miss.reason}")
+            raise error
 
     # ----------------------------------------------------------- single flight
 

@@ -36,7 +36,7 @@ _WORKER_KEY = "precompile_stats"
 @dataclasses.dataclass
 class _State:
     saved_env: dict[str, str | None] = dataclasses.field(default_factory=dict)
-    baseline: dict[str, Any] | None = None
+    baseline: dict[str, Any] = dataclasses.field(default_factory=dict)  # counters at start
     workers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     totals: dict[str, Any] | None = None
     errors: list[str] = dataclasses.field(default_factory=list)
@@ -63,8 +63,12 @@ def _state(config: pytest.Config) -> _State:
 
 
 def _set_env(state: _State, name: str, value: str | None) -> None:
-    if name not in state.saved_env:
-        state.saved_env[name] = os.environ.get(name)
+    """Set (None: unset) a variable, keeping its first value to restore at the end."""
+    state.saved_env.setdefault(name, os.environ.get(name))
+    _put_env(name, value)
+
+
+def _put_env(name: str, value: str | None) -> None:
     if value is None:
         os.environ.pop(name, None)
     else:
@@ -100,14 +104,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(_STATE, None)
-    if state is None:
-        return
+    state = _state(config)
     for name, value in state.saved_env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+        _put_env(name, value)
     state.saved_env.clear()
 
 
@@ -117,9 +116,8 @@ def _stats() -> dict[str, Any]:
     return precompile.stats()
 
 
-def _delta(now: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+def _delta(now: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     """This session's share of the process-wide counters."""
-    base = base or {}
     return {name: _counter_delta(name, value, base.get(name)) for name, value in now.items()}
 
 
@@ -134,18 +132,6 @@ def _counter_delta(name: str, value: Any, before: Any) -> Any:
     return value
 
 
-def _add(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    out = dict(total)
-    for name, value in more.items():
-        if name == "miss_reasons":
-            reasons = list(out.get(name, []))
-            reasons.extend(r for r in value if r not in reasons)
-            out[name] = reasons
-        elif isinstance(value, (int, float)):
-            out[name] = out.get(name, 0) + value
-    return out
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist, on the controller: a worker finished; keep its counters."""
@@ -156,24 +142,21 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import precompile
+    from precompile import auto_report
 
     config = session.config
     state = _state(config)
-    flush_error = None
     try:
         precompile.flush(timeout=120)  # count (and finish) the saves of this session
     except Exception as e:  # noqa: BLE001 - reporting must never break the run
-        flush_error = f"saving packages failed: {type(e).__name__}: {e}"
+        state.errors.append(f"saving packages failed: {type(e).__name__}: {e}")
     mine = _delta(_stats(), state.baseline)
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller reports
         workeroutput[_WORKER_KEY] = mine
         return
-    totals = mine
-    for w in state.workers:
-        totals = _add(totals, w)
-    state.totals = totals
-    state.errors = [flush_error] if flush_error else []
+    # the workers' counters add up as the processes of a PRECOMPILE_AUTO run do
+    state.totals = totals = auto_report.totals([mine, *state.workers])
     if config.getoption("precompile_strict") and totals.get("misses", 0) > 0:
         _fail_strict(session, state)
     _write_stats_file(state, totals)
@@ -204,8 +187,8 @@ def _write_stats_file(state: _State, totals: dict[str, Any]) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
-    state = config.stash.get(_STATE, None)
-    if state is None or state.totals is None:
+    state = _state(config)
+    if state.totals is None:  # nothing to report: an xdist worker, or no session ran
         return
     from precompile.counters import printable, stats_summary_lines
 

@@ -20,7 +20,7 @@ from typing import Any
 from .. import _torch
 from ..errors import PackageError, WarmupError
 from .report import COVERAGE, COVERED, FAILED, MISS, UNCHECKED, FleetReport, SignatureReport
-from .target import FleetTarget, fleet_target, first_frame
+from .target import FleetTarget, fleet_target, first_frame, first_function
 from ..package.model import ROLE_MAIN
 from ..identity.names import code_fingerprint
 from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, size_variants
@@ -61,14 +61,10 @@ def check_signature(target: FleetTarget, sig: Signature, spec: Spec) -> Signatur
     """One signature against every entry on the function's first frame, at its example
     sizes and at the ends of each dynamic dim's range."""
     described = sig.describe()
-    reasons = []
-    for label, sizes in size_variants(sig):
-        try:
-            verdict = _verdict(target, sig, spec, sizes)
-        except (WarmupError, RuntimeError, TypeError, ValueError) as e:
-            return SignatureReport(sig.name, described, FAILED, [_one_line(e)])
-        if not verdict.accepted:
-            reasons.append(_miss_reason(label, verdict, target))
+    try:
+        reasons = _misses(target, sig, spec)
+    except (WarmupError, RuntimeError, TypeError, ValueError) as e:
+        return SignatureReport(sig.name, described, FAILED, [error_line(e)])
     if reasons:
         return SignatureReport(sig.name, described, MISS, reasons)
     later = later_frames(target)
@@ -79,6 +75,18 @@ def check_signature(target: FleetTarget, sig: Signature, spec: Spec) -> Signatur
     return SignatureReport(sig.name, described, COVERED)
 
 
+def _misses(target: FleetTarget, sig: Signature, spec: Spec) -> list[str]:
+    """Why each size variant that no entry accepts is refused (empty: every variant is
+    accepted). Raises what building or binding the inputs raises: the signature cannot be
+    checked at all."""
+    reasons = []
+    for label, sizes in size_variants(sig):
+        verdict = _verdict(target, sig, spec, sizes)
+        if not verdict.accepted:
+            reasons.append(_miss_reason(label, verdict))
+    return reasons
+
+
 def _verdict(target: FleetTarget, sig: Signature, spec: Spec,
              sizes: dict[tuple[Any, int], int]) -> _torch.EntryVerdict:
     with mode_context(sig.mode):
@@ -87,7 +95,7 @@ def _verdict(target: FleetTarget, sig: Signature, spec: Spec,
         return _torch.check_entries(code, f_locals)
 
 
-def _miss_reason(label: str, verdict: _torch.EntryVerdict, target: FleetTarget) -> str:
+def _miss_reason(label: str, verdict: _torch.EntryVerdict) -> str:
     if not verdict.entries:
         return f"{label}: no compiled entry for the function at all"
     failing = "; ".join(f"entry {i}: {_clip(r)}" for i, r in enumerate(verdict.rejections, 1))
@@ -97,9 +105,8 @@ def _miss_reason(label: str, verdict: _torch.EntryVerdict, target: FleetTarget) 
 def later_frames(target: FleetTarget) -> list[str]:
     """Names of the frames with entries other than the function's own first frame
     (graph-break resume functions, functions compiled as their own frames)."""
-    wrapper = _torch.first_frame_function(target.impl.target)
-    first = (None if wrapper is None else
-             (wrapper.__code__.co_qualname, code_fingerprint(wrapper.__code__)))
+    code = first_function(target.impl.target)[0].__code__
+    first = (code.co_qualname, code_fingerprint(code))
     return sorted({f.qualname for f in target.impl.package.frames
                    if f.role != ROLE_MAIN and f.entries and (f.qualname, f.fingerprint) != first})
 
@@ -110,7 +117,8 @@ def _clip(parts: list[str]) -> str:
     return text if len(text) <= _MAX_PART else text[:_MAX_PART - 3] + "..."
 
 
-def _one_line(e: BaseException) -> str:
+def error_line(e: BaseException) -> str:
+    """Why a signature failed, as a report line: the error's type and first line, bounded."""
     first = (str(e).strip().splitlines() or [""])[0]
     return f"{type(e).__name__}: {first}"[:_MAX_PART]
 

@@ -145,8 +145,7 @@ def parse_spec(doc: Any, where: str = "spec") -> Spec:
     fill = doc.get("fill", "random")
     _expect(fill in FILLS, f"{where}.fill", f"must be one of {', '.join(FILLS)}")
     seed = doc.get("seed", 0)
-    _expect(isinstance(seed, int) and not isinstance(seed, bool), f"{where}.seed",
-            "must be an integer")
+    _expect(_is_int(seed), f"{where}.seed", "must be an integer")
     device = _device(doc.get("device", "cpu"), f"{where}.device")
     return Spec(_signatures(sigs, f"{where}.signatures"), device=device, fill=fill, seed=seed)
 
@@ -215,7 +214,7 @@ def _tensor_input(doc: dict[str, Any], where: str) -> TensorSpec:
 def _requires_grad(doc: dict[str, Any], dtype: Any, where: str) -> bool:
     requires_grad = doc.get("requires_grad", False)
     _expect(isinstance(requires_grad, bool), f"{where}.requires_grad", "must be true or false")
-    _expect(not requires_grad or dtype.is_floating_point or dtype.is_complex,
+    _expect(not requires_grad or inexact(dtype),
             f"{where}.requires_grad", "needs a floating-point or complex dtype")
     return requires_grad
 
@@ -228,7 +227,7 @@ def _range(doc: dict[str, Any], where: str) -> tuple[int, int]:
 
 
 def _dynamic(doc: Any, shape: list[int], where: str) -> DynamicDim:
-    if isinstance(doc, int) and not isinstance(doc, bool):
+    if _is_int(doc):
         doc = {"dim": doc}
     _expect(isinstance(doc, dict) and "dim" in doc, where,
             "entries are a dim index or {\"dim\": i, \"min\": m, \"max\": n}")
@@ -258,8 +257,19 @@ def _dtype(name: Any, where: str) -> torch.dtype:
     return value
 
 
+def inexact(dtype: torch.dtype) -> bool:
+    """Floating-point or complex: the dtypes that may require grad and take values drawn
+    from a normal distribution (the others hold counts, indices and flags)."""
+    return dtype.is_floating_point or dtype.is_complex
+
+
+def _is_int(n: Any) -> bool:
+    """A JSON integer: ``true`` and ``false`` are not, though Python's bool is an int."""
+    return isinstance(n, int) and not isinstance(n, bool)
+
+
 def _is_size(n: Any) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+    return _is_int(n) and n >= 0
 
 
 def _known(doc: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -302,14 +312,14 @@ def _make(x: InputSpec, spec: Spec, gen: torch.Generator,
         return x.value
     shape = [sizes.get((where, d), n) for d, n in enumerate(x.shape)]
     t = _filled(x, shape, x.fill or spec.fill, gen).to(spec.device)
-    return t.requires_grad_() if x.requires_grad else t
+    return t.requires_grad_(x.requires_grad)
 
 
 def _filled(x: TensorSpec, shape: list[int], fill: str, gen: torch.Generator) -> torch.Tensor:
     """Zeros, or seeded values: normal for floating dtypes, ``[low, high)`` for the others."""
     if fill == "zeros":
         return torch.zeros(shape, dtype=x.dtype)
-    if x.dtype.is_floating_point or x.dtype.is_complex:
+    if inexact(x.dtype):
         return torch.randn(shape, generator=gen).to(x.dtype)
     return torch.randint(x.low, x.high, shape, generator=gen).to(x.dtype)
 

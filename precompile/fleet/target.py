@@ -30,6 +30,7 @@ from .. import _torch
 from ..cached_function import CachedFunction
 from ..errors import WarmupError
 from ..identity.main_function import main_function
+from .signatures import inexact
 
 _INIT_STD = 0.02
 
@@ -89,7 +90,7 @@ def materialize(module: torch.nn.Module, device: str, seed: int = 0) -> None:
         for t in itertools.chain(module.parameters(), module.buffers()):
             if id(t) in done:
                 continue
-            if t.is_floating_point() or t.is_complex():
+            if inexact(t.dtype):
                 t.normal_(0.0, _INIT_STD)
             else:
                 t.zero_()
@@ -115,13 +116,10 @@ def first_frame(impl: CachedFunction, args: tuple[Any, ...],
     variables, which Dynamo's guards read as locals too (``L['func']`` in a decorator's
     wrapper). For torch's own module classes (``nn.Sequential``...) that frame is not their
     ``forward`` but the wrapper Dynamo puts around the module (``_torch.first_frame_function``)."""
-    wrapper = _torch.first_frame_function(impl.target)
-    fn = wrapper if wrapper is not None else main_function(impl.target)
-    bound_self = None if wrapper is not None else _bound_self(impl.target)
+    fn, bound_self = first_function(impl.target)
     sig = inspect.signature(fn, follow_wrapped=False)
     try:
-        bound = (sig.bind(bound_self, *args, **kwargs) if bound_self is not None
-                 else sig.bind(*args, **kwargs))
+        bound = sig.bind(*bound_self, *args, **kwargs)
     except TypeError as e:
         raise WarmupError(f"the signature does not fit {fn.__qualname__}{sig}: {e}") from e
     bound.apply_defaults()
@@ -139,7 +137,13 @@ def _free_variables(fn: types.FunctionType) -> dict[str, Any]:
     return found
 
 
-def _bound_self(target: Any) -> Any:
+def first_function(target: Any) -> tuple[types.FunctionType, tuple[Any, ...]]:
+    """The function the first frame runs, and the ``self`` bound before the caller's
+    arguments: the module or a method's object (nothing for Dynamo's wrapper, which closes
+    over the module)."""
+    wrapper = _torch.first_frame_function(target)
+    if wrapper is not None:
+        return wrapper, ()
     if isinstance(target, torch.nn.Module):
-        return target
-    return target.__self__ if inspect.ismethod(target) else None
+        return main_function(target), (target,)
+    return main_function(target), ((target.__self__,) if inspect.ismethod(target) else ())

@@ -21,11 +21,11 @@ from typing import Any, TextIO
 
 from .. import _torch
 from ..counters import STATS, printable
-from .coverage import check_signature, install_stored, store_url
-from .report import (COMPILED, COVERED, FAILED, MISS, UNCHECKED, WARMUP, FleetReport,
-                     SignatureReport)
+from .coverage import check_signature, error_line, install_stored, store_url
+from .report import COMPILED, COVERED, FAILED, MISS, WARMUP, FleetReport, SignatureReport
 from .target import FleetTarget, fleet_target
 from .signatures import Signature, Spec, as_spec, build_inputs, mode_context, tensor_inputs
+
 
 class Progress:
     """A plain-text progress bar on stderr: one line when a signature starts, one when it
@@ -64,17 +64,9 @@ def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True
     spec = as_spec(signatures)
     target = fleet_target(fn_or_module, spec.device, spec.seed, **options)
     stream = sys.stderr if progress is True else (progress or None)
-    bar = Progress(len(spec.signatures), stream)
     saves_before = STATS.saves
     install_stored(target, spec)
-    results = []
-    for sig in spec.signatures:
-        bar.start(sig)
-        t0 = time.perf_counter()
-        result = warm_one(target, sig, spec)
-        result.seconds = time.perf_counter() - t0
-        bar.finish(result)
-        results.append(result)
+    results = _warm_each(target, spec, Progress(len(spec.signatures), stream))
     saved = _save(target, saves_before, any(r.status == COMPILED for r in results))
     report = FleetReport(WARMUP, target.impl.label(), store_url(target), results, saved,
                          target.materialized)
@@ -83,15 +75,26 @@ def warmup(fn_or_module: Any, signatures: Any, *, progress: bool | TextIO = True
     return report
 
 
+def _warm_each(target: FleetTarget, spec: Spec, bar: Progress) -> list[SignatureReport]:
+    """Every signature in turn, each timed, with a progress line as it starts and ends."""
+    results = []
+    for sig in spec.signatures:
+        bar.start(sig)
+        t0 = time.perf_counter()
+        result = warm_one(target, sig, spec)
+        result.seconds = time.perf_counter() - t0
+        bar.finish(result)
+        results.append(result)
+    return results
+
+
 def warm_one(target: FleetTarget, sig: Signature, spec: Spec) -> SignatureReport:
-    """Check one signature; compile it if no entry accepts it."""
-    described = sig.describe()
+    """Check one signature; compile it if no entry accepts it (a check that finds it
+    covered, or that fails, is the warm-up's report as it is)."""
     before = check_signature(target, sig, spec)
-    if before.status == COVERED:
-        return SignatureReport(sig.name, described, COVERED)
-    if before.status not in (MISS, UNCHECKED):
-        return SignatureReport(sig.name, described, FAILED, before.reasons)
-    return _compile_one(target, sig, spec, described)
+    if before.status in (COVERED, FAILED):
+        return before
+    return _compile_one(target, sig, spec, before.signature)
 
 
 def _compile_one(target: FleetTarget, sig: Signature, spec: Spec,
@@ -103,8 +106,7 @@ def _compile_one(target: FleetTarget, sig: Signature, spec: Spec,
     try:
         _call(target, sig, spec)
     except Exception as e:  # noqa: BLE001 - one failing bucket must not stop the others
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        return SignatureReport(sig.name, described, FAILED, [f"{type(e).__name__}: {first}"])
+        return SignatureReport(sig.name, described, FAILED, [error_line(e)])
     new_bypasses = target.impl.package.bypasses[bypassed:]
     if new_bypasses:
         return SignatureReport(sig.name, described, FAILED,

@@ -113,16 +113,14 @@ def _as_root(node: ast.AST, source: str) -> tuple[str, str] | None:
 
 def _scope_root(node: ast.Subscript, scope: str, source: str) -> tuple[str, str]:
     """``L['x']`` or ``G['x']``: the name is a string constant, never a computed key."""
-    if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
-        raise _refuse(source, node)
-    return scope, node.slice.value
+    return scope, _name_arg(node.slice, source)
 
 
 def _import_root(node: ast.Call, source: str) -> tuple[str, str]:
     """``__import__('pkg.mod')``: a dotted name only (looked up, never imported)."""
     (arg,) = _call_args(node, 1, source)
-    name = arg.value if isinstance(arg, ast.Constant) else None
-    if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+    name = _name_arg(arg, source)
+    if not all(p.isidentifier() for p in name.split(".")):
         raise _refuse(source, node)
     return "import", name
 

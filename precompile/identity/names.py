@@ -205,13 +205,14 @@ def module_globals(mod: types.ModuleType) -> dict[str, Any]:
     own = mod.__dict__
     for value in list(own.values()):
         for fn in _functions_of(value):
-            if fn.__globals__ is own or _same_module(fn.__globals__, own):
+            if _same_module(fn.__globals__, own):
                 return fn.__globals__
     return own
 
 
 def _same_module(scope: dict[str, Any], own: dict[str, Any]) -> bool:
-    """Globals of the same name and file: the dict ``runpy`` ran the module's code in."""
+    """Globals of the same name and file: the module's own, or the dict ``runpy`` ran the
+    module's code in."""
     name, file = own.get("__name__"), own.get("__file__")
     return scope.get("__name__") == name and scope.get("__file__") == file
 

@@ -27,8 +27,8 @@ def to_manifest(pkg: Package, share_kernels: bool = False
     out, so what is written always installs. With ``share_kernels`` the kernels are named
     by digest only: the writer stores their bytes once in the store (``shared_blobs``)."""
     blobs: dict[str, bytes] = {}
-    frames = [_frame_dict(f, pkg, blobs) for f in pkg.frames]
-    used = {b for fr in frames for e in fr["entries"] for b in e["backends"]}
+    used: set[str] = set()
+    frames = [_frame_dict(f, pkg, blobs, used) for f in pkg.frames]
     arts = _artifact_dicts(pkg, sorted(used), blobs)
     manifest = {
         "key": pkg.key,
@@ -71,13 +71,16 @@ def _kernel_dicts(pkg: Package, blobs: dict[str, bytes],
     return kernels
 
 
-def _frame_dict(f: FrameRecord, pkg: Package, blobs: dict[str, bytes]) -> dict[str, Any]:
+def _frame_dict(f: FrameRecord, pkg: Package, blobs: dict[str, bytes],
+                used: set[str]) -> dict[str, Any]:
     """A frame with the entries whose artifacts all exist (their guards added to
-    ``blobs``): an entry without its artifacts could never install."""
+    ``blobs``, their backend ids to ``used``): an entry without its artifacts could never
+    install."""
     entries = []
     for e in f.entries:
         if all(b in pkg.artifacts for b in e.backend_ids):
             blobs[e.guards_sha] = pkg.guard_blobs[e.guards_sha]
+            used.update(e.backend_ids)
             entries.append(_entry_dict(e))
     return {
         "role": f.role, "module": f.module, "qualname": f.qualname,
