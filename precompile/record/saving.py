@@ -304,13 +304,8 @@ def _install_exit_hooks() -> None:
         return
     _HOOKS_INSTALLED = True
     atexit.register(flush)
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
+    try:  # ValueError too outside the main thread, where no handler can be set
         previous = signal.getsignal(signal.SIGTERM)
-    except (ValueError, OSError):
-        return
-    try:
         signal.signal(signal.SIGTERM, lambda signum, frame: _on_sigterm(previous, signum, frame))
     except (ValueError, OSError):
         pass
