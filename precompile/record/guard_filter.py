@@ -70,7 +70,7 @@ def note_dict_keys_guards(pending: PendingEntry, entries: Sequence[Any]) -> None
     guards stay live in this process only (``_torch.keep_guard_live_only``)."""
     by_id = _sources_by_id(entries)
     for e in entries:
-        if e.guard_type == "DICT_KEYS_MATCH" and e.has_value:
+        if e.guard_type == "DICT_KEYS_MATCH":  # dict_keys_check skips one without a dict
             check = dict_keys_check(_torch.guard_source_name(e), e.value, by_id)
             if check is not None:
                 pending.live_only.append(_torch.keep_guard_live_only(e))

@@ -44,7 +44,8 @@ def hook_checks(entries: Sequence[Any]) -> list[IdentityCheck]:
     found: dict[str, IdentityCheck] = {}
     for e in entries:
         source = _torch.guard_source_name(e)
-        if (source not in found and e.has_value and isinstance(e.value, dict)
+        # (a guard without a value holds Dynamo's placeholder there, never a dict)
+        if (source not in found and isinstance(e.value, dict)
                 and _torch.hook_dict_source(source)):
             found[source] = IdentityCheck(source, GUARD_TYPE, hooks_fingerprint(e.value))
     return list(found.values())

@@ -74,15 +74,10 @@ def _bytecode_globals(code: types.CodeType, scope: dict[str, Any], placed: set[s
 def _placed_global(name: str, scope: dict[str, Any], calls: list[Any] | None,
                    import_sources: dict[str, str]) -> str | None:
     """Why one global Dynamo placed for the bytecode cannot be had in another process, or
-    None: the answer of marked-constant ``calls`` (asked again there, unless a call could
-    not be recorded: its reason is a str), else an object found by name (added to
-    ``import_sources``)."""
+    None: the answer of marked-constant ``calls`` (asked again there), else an object found
+    by name (added to ``import_sources``)."""
     if calls:
-        why = next((c for c in calls if isinstance(c, str)), None)
-        if why is None:
-            return None
-        return (f"its bytecode needs the global {name!r} Dynamo placed in "
-                f"{scope.get('__name__')}: the answer of {why}")
+        return _unrepeatable_answer(name, scope, calls)
     ref = importable_name(scope[name])
     if ref is None:
         return (f"its bytecode needs the runtime-only global {name!r} (a "
@@ -90,6 +85,17 @@ def _placed_global(name: str, scope: dict[str, Any], calls: list[Any] | None,
                 "with no name that finds it in another process)")
     import_sources[name] = ref
     return None
+
+
+def _unrepeatable_answer(name: str, scope: dict[str, Any], calls: list[Any]) -> str | None:
+    """Why the answer Dynamo placed under ``name`` cannot be asked for again in another
+    process: a marked-constant call among ``calls`` that could not be recorded (its reason
+    is a str, see ``constant_calls.record``); None when every one can."""
+    why = next((c for c in calls if isinstance(c, str)), None)
+    if why is None:
+        return None
+    return (f"its bytecode needs the global {name!r} Dynamo placed in "
+            f"{scope.get('__name__')}: the answer of {why}")
 
 
 def constant_globals(code: types.CodeType, pending: Any) -> list[ConstantCall]:
@@ -128,8 +134,11 @@ def _by_id_global_ref(value: Any, scope: dict[str, Any],
     through that function's source."""
     if value is scope:  # the unnamed scope Dynamo reads globals through
         return OWN_GLOBALS
-    ref = importable_name(value) or _namedtuple_scope_ref(value, scope)
-    if ref is None and isinstance(value, dict) and id(value) in globals_sources:
+    ref = importable_name(value)
+    if ref is not None or not isinstance(value, dict):
+        return ref
+    ref = _namedtuple_scope_ref(value, scope)
+    if ref is None and id(value) in globals_sources:
         return GLOBALS_OF + globals_sources[id(value)]
     return ref
 
@@ -139,11 +148,11 @@ def _by_id_global_ref(value: Any, scope: dict[str, Any],
 _DYNAMO_BY_ID = re.compile(r"^_\w*?\d{6,}_c\d+$")
 
 
-def _namedtuple_scope_ref(scope: Any, frame_globals: dict[str, Any]) -> str | None:
+def _namedtuple_scope_ref(scope: dict[str, Any], frame_globals: dict[str, Any]) -> str | None:
     """A reference to ``scope`` if it is the globals of a namedtuple class's ``__new__``
     (``collections.namedtuple`` evaluates ``__new__`` in a namespace named
     ``namedtuple_<typename>``) and that class can be found from ``frame_globals`` by name."""
-    if not isinstance(scope, dict) or not str(scope.get("__name__", "")).startswith("namedtuple_"):
+    if not str(scope.get("__name__", "")).startswith("namedtuple_"):
         return None
     typename = scope["__name__"][len("namedtuple_"):]
     for cls in _namedtuple_candidates(typename, frame_globals):
