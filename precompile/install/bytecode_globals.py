@@ -19,7 +19,7 @@ from ..identity import checks as identity
 from ..identity.bytecode import retarget_filename
 from ..identity.guard_path import Roots, parse
 from ..identity.names import GLOBALS_OF, OWN_GLOBALS, module_dict, resolve_importable
-from ..package.model import ROLE_MAIN, FrameRecord, GuardedEntry, Package
+from ..package.model import ROLE_MAIN, ConstantCall, FrameRecord, GuardedEntry, Package
 from ..record import module_hooks
 from ..record.constant_calls import answer_again, same_answer
 
@@ -131,11 +131,21 @@ def _place_import_aliases(entry: GuardedEntry, scope: dict[str, Any], placed: Pl
     if entry.import_sources:
         _torch.rebind_stale_aliases()
     for alias, ref in entry.import_sources.items():
-        value, why = _alias_value(ref, scope, frame_locals)
+        why = _place_alias(alias, ref, scope, placed, frame_locals)
         if why is not None:
             return why
-        if not placed.place(scope, alias, value):
-            return f"global {alias} names something else"
+    return None
+
+
+def _place_alias(alias: str, ref: str, scope: dict[str, Any], placed: PlacedGlobals,
+                 frame_locals: dict[str, Any] | None) -> str | None:
+    """Find the object ``ref`` names again and place it under ``alias``, unless the name
+    already means something else; or why not."""
+    value, why = _alias_value(ref, scope, frame_locals)
+    if why is not None:
+        return why
+    if not placed.place(scope, alias, value):
+        return f"global {alias} names something else"
     return None
 
 
@@ -145,10 +155,17 @@ def _alias_value(ref: str, scope: dict[str, Any],
     globals found through its source, or an importable name; or why it cannot be found."""
     if ref == OWN_GLOBALS:
         return scope, None
-    if not ref.startswith(GLOBALS_OF):
-        return resolve_importable(ref), None
+    if ref.startswith(GLOBALS_OF):
+        return _function_globals(ref[len(GLOBALS_OF):], scope, frame_locals)
+    return resolve_importable(ref), None
+
+
+def _function_globals(owner: str, scope: dict[str, Any],
+                      frame_locals: dict[str, Any] | None) -> tuple[Any, str | None]:
+    """The ``__globals__`` of the function at guard source ``owner``, resolved before the
+    call against the module's globals (and the main frame's ``self``, ``frame_locals``);
+    or why it cannot be found there."""
     roots = Roots(identity.GlobalsView(scope), frame_locals)  # type: ignore[arg-type]
-    owner = ref[len(GLOBALS_OF):]
     try:
         return parse(owner).resolve(roots).__globals__, None
     except Exception as e:  # noqa: BLE001 - not found before the call: not installed
@@ -160,14 +177,24 @@ def _place_constant_calls(entry: GuardedEntry, scope: dict[str, Any],
     """The answers of the marked-constant calls the bytecode reads, asked again here
     (constant_calls.py); why not when one answers differently or its name is taken."""
     for call in entry.constant_calls:
-        same, why = answer_again(call)
-        if not same:
-            return f"global {call.global_name}: {why}"
-        if call.global_name not in scope:
-            placed.add(scope, call.global_name, call.value)
-        elif not same_answer(scope[call.global_name], call.value):
-            # placed by another entry: the same answer, or taken
-            return f"global {call.global_name} names something else"
+        why = _place_answer(call, scope, placed)
+        if why is not None:
+            return why
+    return None
+
+
+def _place_answer(call: ConstantCall, scope: dict[str, Any],
+                  placed: PlacedGlobals) -> str | None:
+    """Make one stored call again and place its answer under its global name, unless
+    another entry placed the same answer there already; or why not."""
+    same, why = answer_again(call)
+    if not same:
+        return f"global {call.global_name}: {why}"
+    if call.global_name not in scope:
+        placed.add(scope, call.global_name, call.value)
+    elif not same_answer(scope[call.global_name], call.value):
+        # placed by another entry: the same answer, or taken
+        return f"global {call.global_name} names something else"
     return None
 
 
@@ -190,14 +217,25 @@ def _check_identities(entry: GuardedEntry,
 def _place_backends(pkg: Package, entry: GuardedEntry, scope: dict[str, Any],
                     placed: PlacedGlobals,
                     backends: dict[str, Callable[..., Any]]) -> str | None:
-    """Put each compiled graph the bytecode calls under its global name, loading it once."""
+    """Put each compiled graph the bytecode calls under its global name."""
     for backend_id in entry.backend_ids:
-        if backend_id not in backends:
-            art = pkg.artifacts.get(backend_id)
-            if art is None:
-                return f"compiled graph {backend_id[:24]} is missing from the package"
-            with _torch.no_precompiled_headers():
-                backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
-        if not placed.place(scope, backend_id, backends[backend_id]):
+        backend = _load_backend(pkg, backend_id, backends)
+        if backend is None:
+            return f"compiled graph {backend_id[:24]} is missing from the package"
+        if not placed.place(scope, backend_id, backend):
             return f"global {backend_id} is taken"
     return None
+
+
+def _load_backend(pkg: Package, backend_id: str,
+                  backends: dict[str, Callable[..., Any]]) -> Callable[..., Any] | None:
+    """The compiled graph ``backend_id`` names, deserialized once per install into
+    ``backends`` (entries share graphs, and loading one is the expensive part); None when
+    the package lacks it."""
+    if backend_id not in backends:
+        art = pkg.artifacts.get(backend_id)
+        if art is None:
+            return None
+        with _torch.no_precompiled_headers():
+            backends[backend_id] = _torch.deserialize_backend(art.kind, art.data, backend_id)
+    return backends[backend_id]

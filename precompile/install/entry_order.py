@@ -105,8 +105,7 @@ class EntryOrder:
             try:
                 if len(self._in_flight) == 1:
                     for slot in self._codes.values():
-                        if len(slot.entries) >= 2:
-                            _reorder(slot)
+                        _reorder(slot)  # a single entry never pays (_better_order)
             finally:
                 self._reordering = False
 
@@ -121,8 +120,14 @@ class EntryOrder:
 def _reorder(slot: _CodeEntries) -> None:
     """Re-attach the code's entries most-hit first, when that pays for itself."""
     order = _better_order([e.hits.take() if e.hits is not None else 0 for e in slot.entries])
-    if order is None:
-        return
+    if order is not None:
+        _reattach(slot, order)
+
+
+def _reattach(slot: _CodeEntries, order: list[int]) -> None:
+    """Take the code's entries off and attach them again in ``order`` (indices into
+    ``slot.entries``): Dynamo checks a code object's entries in the order they were
+    attached."""
     slot.entries = [slot.entries[k] for k in order]
     _torch.reset_entries(slot.code)
     for e in slot.entries:

@@ -79,8 +79,8 @@ def install(pkg: Package,
 
 def _install_frame(pkg: Package, frame: FrameRecord, inst: Installation,
                    backends: dict[str, Callable[..., Any]]) -> None:
-    """Bind one stored frame to this process's code object and install its entries; a
-    frame Dynamo skipped (nothing to compile) is marked skipped here too."""
+    """Bind one stored frame to this process's code object and install its entries in the
+    globals it runs in."""
     target = _target_code(frame, pkg, inst)
     if target is None:
         return
@@ -89,6 +89,14 @@ def _install_frame(pkg: Package, frame: FrameRecord, inst: Installation,
     if scope is None:
         inst.skipped.append(f"{frame.qualname}: module {frame.module} is not importable")
         return
+    _install_entries(pkg, frame, target, scope, inst, backends)
+
+
+def _install_entries(pkg: Package, frame: FrameRecord, target: types.CodeType,
+                     scope: dict[str, Any], inst: Installation,
+                     backends: dict[str, Callable[..., Any]]) -> None:
+    """Install each of the frame's entries on ``target`` on its own; a frame Dynamo skipped
+    (nothing to compile) is marked skipped here too, so its first call traces nothing."""
     if frame.skipped and not frame.entries:
         _torch.skip_code(target)
         return
@@ -195,18 +203,16 @@ def _add_identity_guards(guard_manager: Any, entry: GuardedEntry,
 
 
 def _split_checks(checks: list[Check]) -> tuple[list[Check], ...]:
-    """(identity checks, dict keys checks, module hooks checks): the last two run after
+    """(identity checks, dict keys checks, module hooks checks), by the kind their
+    fingerprint starts with (the text up to its first colon): the last two run after
     Dynamo's guards (identity.DictKeysCheck, module_hooks.HooksCheck)."""
     plain: list[Check] = []
     dict_keys: list[Check] = []
     hooks: list[Check] = []
+    by_kind = {identity.DICT_KEYS: dict_keys, identity.HOOKS: hooks}
     for check in checks:
-        if check[1].startswith(identity.DICT_KEYS):
-            dict_keys.append(check)
-        elif module_hooks.is_hook_check(check):
-            hooks.append(check)
-        else:
-            plain.append(check)
+        kind, colon, _ = check[1].partition(":")
+        by_kind.get(kind + colon, plain).append(check)
     return plain, dict_keys, hooks
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import stat
 
 from cache_backends.local import directory_problem, write_atomically
@@ -38,13 +39,20 @@ def restore_kernels(blobs: dict[str, bytes], *, trust_shared: bool) -> int:
     if not blobs:
         return 0
     root = os.path.abspath(_torch.inductor_cache_dir())
+    _check_cache_dir(root, trust_shared)
+    return sum(_restore_one(root, rel, data, trust_shared) for rel, data in blobs.items())
+
+
+def _check_cache_dir(root: str, trust_shared: bool) -> None:
+    """StoreError, before anything is written, unless Inductor's cache directory passes a
+    cache store's owner and permission checks (or shared caches are trusted): what is in it
+    is what Inductor loads."""
     problem = None if trust_shared else directory_problem(root)
     if problem:
         raise StoreError(f"not installing compiled kernels into Inductor's cache directory "
                          f"{root}: it {problem}, so another user could swap the libraries "
                          "it loads. Point TORCHINDUCTOR_CACHE_DIR at a directory only you "
                          "can write, or opt in with PRECOMPILE_TRUST_SHARED_CACHE=1")
-    return sum(_restore_one(root, rel, data, trust_shared) for rel, data in blobs.items())
 
 
 def _restore_one(root: str, rel: str, data: bytes, trust_shared: bool) -> bool:
@@ -68,10 +76,9 @@ def _ensure_private_dirs(root: str, directory: str, trust_shared: bool) -> None:
     is a symlink or others can write it."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = root
-    for part in os.path.relpath(directory, root).split(os.sep):
-        if part not in ("", "."):
-            path = os.path.join(path, part)
-            _check_private_dir(path, trust_shared)
+    for part in pathlib.PurePath(os.path.relpath(directory, root)).parts:  # none for "."
+        path = os.path.join(path, part)
+        _check_private_dir(path, trust_shared)
 
 
 def _check_private_dir(path: str, trust_shared: bool) -> None:

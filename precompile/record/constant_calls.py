@@ -47,9 +47,10 @@ def function_ref(fn: Any) -> str | None:
 
 def _wrapper_ref(fn: Any) -> str | None:
     """The name of the wrapper (``lru_cache``...) found at ``fn``'s own qualified name,
-    when ``fn`` is one of its layers."""
+    when ``fn`` is one of its layers (a function made inside another, ``<locals>``, has no
+    such name: the walk fails)."""
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+    if not isinstance(module, str) or not isinstance(qualname, str):
         return None
     try:
         outer = walk_qualname(sys.modules.get(module), qualname)

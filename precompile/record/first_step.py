@@ -55,15 +55,15 @@ class StatePrologue:
     """
 
     def __init__(self, inits: list[StateInit], scope: dict[str, Any]) -> None:
-        self.sources = [i.source for i in inits]
+        self.inits = inits
         self.paths = [(parse(i.source), i.kind, i.calls) for i in inits]
         self.globals = GlobalsView(scope)
         self._sizes: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._kinds: dict[type, str] = {}
 
     def description(self) -> list[str]:
-        return [f"precompile: optimizer state of {s} made as Dynamo made it while tracing"
-                for s in self.sources]
+        return [f"precompile: optimizer state of {i.source} made as Dynamo made it while tracing"
+                for i in self.inits]
 
     def __call__(self, f_locals: Mapping[str, Any]) -> bool:
         for path, kind, calls in self.paths:

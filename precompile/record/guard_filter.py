@@ -27,11 +27,9 @@ Check = tuple[str, str, Any]
 def note_identity_guards(pending: PendingEntry, entries: Sequence[Any]) -> None:
     """Add to ``pending`` the fingerprint check of every guard in ``entries`` that cannot
     be stored as it is, and mark those guards as kept by this process only."""
-    checks = [c for c in (_fingerprint_check(pending, e) for e in entries) if c is not None]
+    checks = [c for e in entries if (c := _fingerprint_check(pending, e)) is not None]
     pending.identity_checks.extend(identity_checks(checks))
-    for e, check in dict_keys_checks(entries):
-        pending.live_only.append(_torch.keep_guard_live_only(e))
-        pending.identity_checks.append(check)
+    note_dict_keys_guards(pending, entries)
     pending.identity_checks.extend(module_hooks.hook_checks(entries))
 
 
@@ -66,18 +64,17 @@ def identity_checks(checks: list[tuple[str, str, Any]]) -> list[IdentityCheck]:
             for source, kind, value in _without_by_id_aliases(checks)]
 
 
-def dict_keys_checks(entries: Sequence[Any]) -> list[tuple[Any, IdentityCheck]]:
-    """(guard filter entry, its stored check) for each DICT_KEYS_MATCH on a dict keyed by
+def note_dict_keys_guards(pending: PendingEntry, entries: Sequence[Any]) -> None:
+    """Add to ``pending`` the stored check of each DICT_KEYS_MATCH on a dict keyed by
     ``id()`` whose keys the entry's other guards reach through sources of their own; those
     guards stay live in this process only (``_torch.keep_guard_live_only``)."""
     by_id = _sources_by_id(entries)
-    found = []
     for e in entries:
-        if e.guard_type == "DICT_KEYS_MATCH" and e.has_value:
+        if e.guard_type == "DICT_KEYS_MATCH":  # dict_keys_check skips one without a dict
             check = dict_keys_check(_torch.guard_source_name(e), e.value, by_id)
             if check is not None:
-                found.append((e, check))
-    return found
+                pending.live_only.append(_torch.keep_guard_live_only(e))
+                pending.identity_checks.append(check)
 
 
 def _sources_by_id(entries: Sequence[Any]) -> dict[int, str]:
@@ -124,6 +121,9 @@ def _without_by_id_aliases(checks: list[tuple[str, str, Any]]) -> list[tuple[str
     checked through ``L['self']``. A by-id source with no such alias is kept, so its entry is
     not installed elsewhere (never a guess).
     """
-    kept = [c for c in checks if not _BY_ID_SOURCE.match(c[0])]
+    kept: list[tuple[str, str, Any]] = []
+    by_id: list[tuple[str, str, Any]] = []
+    for check in checks:
+        (by_id if _BY_ID_SOURCE.match(check[0]) else kept).append(check)
     pinned = {id(value) for _, _, value in kept}
-    return kept + [c for c in checks if _BY_ID_SOURCE.match(c[0]) and id(c[2]) not in pinned]
+    return kept + [c for c in by_id if id(c[2]) not in pinned]

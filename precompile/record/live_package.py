@@ -38,18 +38,18 @@ class LivePackage(KeptByDynamo, Package):
         self._context = PrecompileContext.get()
         self._artifact_generation = -1  # the context's generation last compared with
         self.add_frame(FrameRecord(ROLE_MAIN, module, main_code.co_qualname,
-                                   code_fingerprint(main_code), main_code))
+                                   code_fingerprint(main_code), main_code), main_code)
 
     # --------------------------------------------------------------- frames
 
-    def add_frame(self, frame: FrameRecord, code: types.CodeType | None = None) -> FrameRecord:
+    def add_frame(self, frame: FrameRecord, code: types.CodeType) -> FrameRecord:
         """Add ``frame`` (or return the one with the same identity) and map ``code`` to it."""
         with self.lock:
             existing = next((f for f in self.frames if f.identity == frame.identity), None)
             if existing is None:
                 self.frames.append(frame)
                 existing = frame
-            self._by_code[code if code is not None else frame.code] = existing
+            self._by_code[code] = existing
             return existing
 
     def bind_code(self, code: types.CodeType, frame: FrameRecord) -> None:

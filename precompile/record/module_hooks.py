@@ -44,7 +44,8 @@ def hook_checks(entries: Sequence[Any]) -> list[IdentityCheck]:
     found: dict[str, IdentityCheck] = {}
     for e in entries:
         source = _torch.guard_source_name(e)
-        if (source not in found and e.has_value and isinstance(e.value, dict)
+        # (a guard without a value holds Dynamo's placeholder there, never a dict)
+        if (source not in found and isinstance(e.value, dict)
                 and _torch.hook_dict_source(source)):
             found[source] = IdentityCheck(source, GUARD_TYPE, hooks_fingerprint(e.value))
     return list(found.values())
@@ -65,20 +66,19 @@ class HooksCheck:
 
     def __init__(self, checks: list[tuple[str, str]], scope: dict[str, Any],
                  label: str) -> None:
-        self.sources = [s for s, _ in checks]
-        self.expected = [fp for _, fp in checks]
-        self.paths = [parse(s) for s in self.sources]
-        self.roots = sorted({p.name for p in self.paths if p.root == "L"})
+        # (source, its parsed path, the fingerprint the dict held when compiled)
+        self.checks = [(source, parse(source), fp) for source, fp in checks]
+        self.roots = sorted({p.name for _, p, _ in self.checks if p.root == "L"})
         # A path that reads the locals only through a key (rare) cannot be remembered by
         # its root objects: then every call checks.
-        self.memo = all(p.root == "L" or not p.reads_locals for p in self.paths)
+        self.memo = all(p.root == "L" or not p.reads_locals for _, p, _ in self.checks)
         self.globals = GlobalsView(scope)
         self.label = label
         self._verified: dict[tuple[int, ...], tuple[Any, ...]] = {}
 
     def description(self) -> list[str]:
         return [f"precompile hooks: {s} holds {len(json.loads(fp[len(HOOKS):]))} hook(s)"
-                for s, fp in zip(self.sources, self.expected)]
+                for s, _, fp in self.checks]
 
     def __call__(self, f_locals: Mapping[str, Any]) -> bool:
         try:
@@ -97,7 +97,7 @@ class HooksCheck:
         return True
 
     def _difference(self, f_locals: Mapping[str, Any]) -> str | None:
-        for source, path, want in zip(self.sources, self.paths, self.expected):
+        for source, path, want in self.checks:
             try:
                 value = path.lookup(self.globals, f_locals)
             except Exception as e:  # noqa: BLE001 - the module no longer has that dict

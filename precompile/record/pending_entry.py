@@ -103,13 +103,12 @@ def recording_failed(recorder: Recording, step: str, error: Exception) -> None:
         STATS.bypasses += 1
         STATS.note_miss(f"not stored: {reason}")
         return
-    first = pending.bypass_reason is None
-    if first:
+    if pending.bypass_reason is None:
         pending.bypass_reason = reason
     if pending.added:  # stored before a later step failed (recording its inlined sources)
         _unstore(recorder, pending)
         report_bypass(recorder, pending)
-    elif step == "add_guarded_code" and first:
+    elif step == "add_guarded_code":  # report_bypass says it once, whichever step failed
         report_bypass(recorder, pending)
     # otherwise add_guarded_code reports the reason when Dynamo gets there
 

@@ -104,13 +104,18 @@ class CompilePackage(LivePackage):
         frame that has entries compiles again because their guards failed: say why first."""
         frame = self._by_code.get(code) or self._new_user_frame(code)
         STATS.frames_traced += 1
-        if frame.entries:
-            for reason in _torch.failed_precompiled_guards(code):
-                self.on_guard_fail(reason, code)
+        self._note_failed_guards(frame, code)
         scope = self._frame_globals(frame)
         pending = PendingEntry(frame, frozenset(scope) if scope is not None else frozenset())
         self._pending.append(pending)
         return pending
+
+    def _note_failed_guards(self, frame: FrameRecord, code: types.CodeType) -> None:
+        """A frame that has entries compiles again because the guards of every one failed:
+        report each failing guard (``on_guard_fail``), as the reason it recompiles."""
+        if frame.entries:
+            for reason in _torch.failed_precompiled_guards(code):
+                self.on_guard_fail(reason, code)
 
     @contextlib.contextmanager
     def _recording(self, libs: list[str]) -> Iterator[None]:
@@ -231,7 +236,7 @@ class CompilePackage(LivePackage):
     @never_raises(None)
     def update_device_type(self, graph: Any) -> None:
         for node in getattr(graph, "nodes", ()):
-            val = node.meta.get("example_value") if hasattr(node, "meta") else None
+            val = getattr(node, "meta", {}).get("example_value")
             device = getattr(val, "device", None)
             if device is not None:
                 self.device_types.add(device.type)

@@ -195,9 +195,14 @@ class _Saver:
                     return None
                 if self._cond.wait(timeout=_POLL_S):
                     continue
-            late = [w for w in list(_LIVE) if w.package.note_artifact_updates()]
-            with self._cond:
-                self._pending.update(late)
+            self._queue_late_artifacts()
+
+    def _queue_late_artifacts(self) -> None:
+        """Queue every package an artifact arrived for after its call (a lazy backward). Each
+        package is asked under its own lock, so outside this saver's condition."""
+        late = [w for w in list(_LIVE) if w.package.note_artifact_updates()]
+        with self._cond:
+            self._pending.update(late)
 
     def _run(self) -> None:
         while (item := self._next()) is not None:
@@ -229,11 +234,7 @@ class _Saver:
         """Wait until no background save is running (or ``deadline`` passes): a save the
         thread started must not be cut off by the exit that called ``flush``."""
         with self._cond:
-            while self._busy:
-                left = _seconds_left(deadline)
-                if left is not None and left <= 0:
-                    break
-                self._cond.wait(timeout=left)
+            self._cond.wait_for(lambda: not self._busy, timeout=_seconds_left(deadline))
 
     def save_interrupted(self, timeout: float) -> None:
         """Save what is dirty from a signal handler, waiting at most ``timeout`` seconds.
@@ -304,13 +305,8 @@ def _install_exit_hooks() -> None:
         return
     _HOOKS_INSTALLED = True
     atexit.register(flush)
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
+    try:  # ValueError too outside the main thread, where no handler can be set
         previous = signal.getsignal(signal.SIGTERM)
-    except (ValueError, OSError):
-        return
-    try:
         signal.signal(signal.SIGTERM, lambda signum, frame: _on_sigterm(previous, signum, frame))
     except (ValueError, OSError):
         pass
