@@ -28,10 +28,11 @@ from typing import Any, TypeVar
 from .errors import StoreError
 
 from .base import CacheBackend, Stat, check_key
-from .redis_client import CallLimits, callers_client, describe_client, redact, shared_client
+from .redis_client import CallLimits, callers_client, describe_client, shared_client
 from .redis_lease import MAX_LEASE_MS
 from .redis_lock import LeaseLock
 from .safe_read import MAX_PACKAGE_BYTES
+from .urls import redact
 
 log = logging.getLogger("precompile")
 

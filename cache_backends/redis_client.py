@@ -32,7 +32,6 @@ from redis.retry import Retry
 
 from .errors import StoreError
 from .redis_budget import ReplyTooLarge, budget, budgeted_connection_class
-from .urls import redact
 
 T = TypeVar("T")
 

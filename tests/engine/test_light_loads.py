@@ -126,6 +126,7 @@ def test_stand_ins_answer_only_generated_code_and_go_away() -> None:
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-4000:]
 
 
+@pytest.mark.slow  # Inductor C++ builds in the cold run
 def test_warm_inductor_start_skips_the_compiler(scenario: Scenario) -> None:
     """Matrix products (extern kernels), a convolution and fused pointwise C++ kernels:
     the warm process loads them all, matches eager, and never imports Inductor's compiler

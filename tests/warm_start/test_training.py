@@ -54,7 +54,7 @@ def _write(scenario: Scenario, backend: str, graph_break: bool = False,
         eager_backward="" if eager_backward else ", eager_backward=False"))
 
 
-@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])  # Inductor: C++ builds
 def test_training_step_warm_compiles_nothing(scenario: Scenario, backend: str) -> None:
     _write(scenario, backend, graph_break=(backend == "aot_eager"), batches=(4, 6))
     cold = scenario.run("cold").assert_ok()

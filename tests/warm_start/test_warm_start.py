@@ -90,7 +90,9 @@ def run():
 """
 
 
-@pytest.mark.parametrize("backend", ["eager", "inductor"])
+# Inductor here is the slow tier (a C++ build per graph): the quick tier keeps one Inductor
+# warm start, test_module_via_torch_compile.
+@pytest.mark.parametrize("backend", ["eager", pytest.param("inductor", marks=pytest.mark.slow)])
 def test_graph_breaks_and_resumed_calls(scenario: Scenario, backend: str) -> None:
     scenario.write(GRAPH_BREAK.format(backend=backend))
     cold = scenario.run("cold").assert_ok()
