@@ -10,7 +10,9 @@ VENV := $(if $(filter $(DEFAULT_TORCH),$(TORCH)),.venv,.venv-$(TORCH))
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TESTS ?= tests
-PYTEST_ARGS ?= -n 2
+# worksteal: a worker that runs out of tests takes some of the other's queue, so neither idles
+# at the end while the other still has a row of slow fresh-process tests
+PYTEST_ARGS ?= -n 2 --dist worksteal
 # `make test` leaves out the tests marked slow (pyproject.toml); `make test-all` runs them.
 MARKERS ?= not slow
 
