@@ -10,6 +10,8 @@ import sys
 import time
 import uuid
 
+import pytest
+
 from conftest import DRIVER, Scenario, scrubbed_environ
 from redis_server import RedisServer, redis_server  # noqa: F401 - the session fixture
 
@@ -102,6 +104,7 @@ def test_wait_is_bounded(scenario: Scenario) -> None:
     leader.wait()
 
 
+@pytest.mark.slow  # the local-directory runs above pin the protocol; this one the redis lease
 def test_single_flight_through_redis(scenario: Scenario, redis_server: RedisServer) -> None:
     scenario.write(WORK)
     url = f"redis://127.0.0.1:{redis_server.port}/0?namespace=sf"

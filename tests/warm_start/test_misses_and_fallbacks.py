@@ -191,7 +191,7 @@ def test_sigterm_leaves_a_complete_package(scenario: Scenario) -> None:
     scenario.run("warm").assert_warm()
 
 
-@pytest.mark.parametrize("what", ["dir", "file"])
+@pytest.mark.parametrize("what", [pytest.param("dir", marks=pytest.mark.slow), "file"])
 def test_world_writable_cache_is_refused_with_a_way_out(scenario: Scenario, what: str) -> None:
     _edit(scenario)
     scenario.run("cold").assert_ok()
